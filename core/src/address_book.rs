@@ -1,0 +1,126 @@
+//! The addresses a target stands for now, each with its own reconnect backoff.
+
+use std::time::{Duration, Instant};
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::target::Address;
+
+struct Entry {
+    address: Address,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+}
+
+/// Addresses from the last resolution; a failed address waits out its backoff, then is tried again.
+pub(crate) struct AddressBook {
+    entries: Vec<Entry>,
+    backoff: BackoffConfig,
+    resolved_at: Option<Instant>,
+    rotation: usize,
+}
+
+impl AddressBook {
+    pub(crate) fn new(backoff: BackoffConfig) -> AddressBook {
+        AddressBook {
+            entries: Vec::new(),
+            backoff,
+            resolved_at: None,
+            rotation: 0,
+        }
+    }
+
+    pub(crate) fn is_resolved(&self) -> bool {
+        self.resolved_at.is_some()
+    }
+
+    /// Whether the addresses should be looked up again.
+    pub(crate) fn resolution_due(&self, now: Instant, every: Duration) -> bool {
+        self.resolved_at
+            .is_none_or(|at| now.duration_since(at) >= every)
+    }
+
+    pub(crate) fn next_resolution(&self, every: Duration) -> Option<Instant> {
+        self.resolved_at.map(|at| at + every)
+    }
+
+    /// Replaces the address list, keeping the backoff of addresses that stay.
+    pub(crate) fn update(&mut self, addresses: Vec<Address>, now: Instant) {
+        let mut previous = std::mem::take(&mut self.entries);
+        self.entries = addresses
+            .into_iter()
+            .map(
+                |address| match previous.iter().position(|entry| entry.address == address) {
+                    Some(index) => previous.swap_remove(index),
+                    None => Entry {
+                        address,
+                        backoff: Backoff::new(self.backoff.clone()),
+                        retry_at: None,
+                    },
+                },
+            )
+            .collect();
+        self.resolved_at = Some(now);
+    }
+
+    /// A failed resolution still counts as an attempt, so it is retried on the interval.
+    pub(crate) fn resolution_failed(&mut self, now: Instant) {
+        self.resolved_at = Some(now);
+    }
+
+    pub(crate) fn contains(&self, address: &Address) -> bool {
+        self.entries.iter().any(|entry| &entry.address == address)
+    }
+
+    pub(crate) fn any_available(&self, now: Instant) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| entry.retry_at.is_none_or(|at| at <= now))
+    }
+
+    /// The address not in backoff with the fewest connections; ties rotate.
+    pub(crate) fn pick(
+        &mut self,
+        now: Instant,
+        connections_to: impl Fn(&Address) -> usize,
+    ) -> Option<Address> {
+        let count = self.entries.len();
+        self.rotation = self.rotation.wrapping_add(1);
+        (0..count)
+            .map(|offset| &self.entries[(self.rotation + offset) % count])
+            .filter(|entry| entry.retry_at.is_none_or(|at| at <= now))
+            .min_by_key(|entry| connections_to(&entry.address))
+            .map(|entry| entry.address.clone())
+    }
+
+    /// Records a failed attempt; returns the wait before the address is tried again.
+    pub(crate) fn failed(&mut self, address: &Address, now: Instant) -> Duration {
+        match self
+            .entries
+            .iter_mut()
+            .find(|entry| &entry.address == address)
+        {
+            Some(entry) => {
+                let delay = entry.backoff.next_delay();
+                entry.retry_at = Some(now + delay);
+                delay
+            }
+            None => Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn succeeded(&mut self, address: &Address) {
+        if let Some(entry) = self
+            .entries
+            .iter_mut()
+            .find(|entry| &entry.address == address)
+        {
+            entry.backoff.reset();
+            entry.retry_at = None;
+        }
+    }
+
+    /// When the earliest address in backoff may be tried again.
+    pub(crate) fn earliest_retry(&self) -> Option<Instant> {
+        self.entries.iter().filter_map(|entry| entry.retry_at).min()
+    }
+}

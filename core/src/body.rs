@@ -1,0 +1,126 @@
+//! Bodies on an h2 stream: the request side sent under flow control, the response side read
+//! with its window released as data is consumed.
+
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+
+use crate::Code;
+
+/// Moves a request body onto its h2 stream, never buffering more than the peer's window allows.
+pub(crate) struct RequestPump {
+    body: tonic::body::Body,
+    stream: h2::SendStream<Bytes>,
+    pending: Option<Bytes>,
+}
+
+impl RequestPump {
+    pub(crate) fn new(body: tonic::body::Body, stream: h2::SendStream<Bytes>) -> RequestPump {
+        RequestPump {
+            body,
+            stream,
+            pending: None,
+        }
+    }
+
+    /// Sends until the body ends (then closes the sending side) or the stream fails.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
+        loop {
+            if let Some(data) = &mut self.pending {
+                if data.is_empty() {
+                    self.pending = None;
+                    continue;
+                }
+                self.stream.reserve_capacity(data.len());
+                if self.stream.capacity() == 0 {
+                    match ready!(self.stream.poll_capacity(cx)) {
+                        Some(Ok(_)) => continue,
+                        Some(Err(error)) => return Poll::Ready(Err(error)),
+                        None => return Poll::Ready(Ok(())),
+                    }
+                }
+                let chunk = data.split_to(self.stream.capacity().min(data.len()));
+                self.stream.send_data(chunk, false)?;
+                continue;
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.pending = Some(data),
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.stream.send_trailers(trailers)?;
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                },
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "request body failed; resetting the stream");
+                    self.stream.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(Ok(()));
+                }
+                None => {
+                    self.stream.send_data(Bytes::new(), true)?;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// A response body read from an h2 stream; errors come out as gRPC statuses.
+pub(crate) struct ResponseBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+}
+
+impl ResponseBody {
+    pub(crate) fn new(recv: h2::RecvStream) -> ResponseBody {
+        ResponseBody {
+            recv,
+            data_done: false,
+        }
+    }
+}
+
+fn status_of(error: h2::Error) -> tonic::Status {
+    let code = if error.is_io() || error.is_go_away() {
+        Code::Unavailable
+    } else {
+        error.reason().map(Code::from).unwrap_or(Code::Internal)
+    };
+    tonic::Status::new(tonic::Code::from_i32(code.as_i32()), error.to_string())
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        if !self.data_done {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Give the window back as soon as tonic has the bytes: its decoder bounds
+                    // what it buffers by the max message size.
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(Some(Err(status_of(error)))),
+                None => self.data_done = true,
+            }
+        }
+        match ready!(self.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) => Poll::Ready(Some(Err(status_of(error)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+}

@@ -1,0 +1,342 @@
+//! One unary call: validated input, the attempt on a connection, transparent retry elsewhere
+//! when the request never reached the server, and the response with its status.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use tonic::metadata::MetadataMap;
+
+use crate::channel::StreamError;
+use crate::codec::RawCodec;
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::lease::Lease;
+use crate::stats::Counters;
+use crate::{Code, Error, Metadata};
+
+/// How many times a call that never reached a server is moved to another connection.
+const MAX_TRANSPARENT_RETRIES: u32 = 4;
+
+/// Per-call settings.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// When the call must be over. Sent as `grpc-timeout` and enforced locally.
+    pub deadline: Option<Instant>,
+    /// Request metadata.
+    pub metadata: Metadata,
+    /// Wait for a ready connection instead of failing fast with UNAVAILABLE while the target
+    /// cannot be reached.
+    pub wait_for_ready: bool,
+}
+
+impl CallOptions {
+    /// Options with a deadline `timeout` from now.
+    pub fn with_timeout(timeout: Duration) -> CallOptions {
+        CallOptions {
+            deadline: Instant::now().checked_add(timeout),
+            ..CallOptions::default()
+        }
+    }
+
+    /// Sets the metadata.
+    pub fn metadata(mut self, metadata: Metadata) -> CallOptions {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets wait-for-ready.
+    pub fn wait_for_ready(mut self, wait: bool) -> CallOptions {
+        self.wait_for_ready = wait;
+        self
+    }
+}
+
+/// The outcome of a call: its status, and what the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code; `Code::Ok` on success.
+    pub code: Code,
+    /// The status message.
+    pub message: String,
+    /// The status details (`grpc-status-details-bin`, usually a `google.rpc.Status`).
+    pub details: Bytes,
+    /// Response headers (initial metadata).
+    pub headers: Metadata,
+    /// Response trailers (trailing metadata).
+    pub trailers: Metadata,
+    /// The response message; empty unless the status is OK.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// Whether the status is OK.
+    pub fn is_ok(&self) -> bool {
+        self.code == Code::Ok
+    }
+
+    /// A status produced by the client itself (deadline, connection loss).
+    pub(crate) fn local(code: Code, message: impl Into<String>) -> Response {
+        Response {
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            headers: Metadata::new(),
+            trailers: Metadata::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn from_status(status: &tonic::Status, headers: Metadata) -> Response {
+        Response {
+            code: status.code().into(),
+            message: status.message().to_owned(),
+            details: status.details().to_vec().into(),
+            headers,
+            trailers: Metadata::from_wire(status.metadata()),
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// A call checked before any slot is taken: bad input never costs a connection.
+pub(crate) struct PreparedCall {
+    path: PathAndQuery,
+    metadata: MetadataMap,
+    request: Bytes,
+    deadline: Option<Instant>,
+    wait_for_ready: bool,
+}
+
+impl PreparedCall {
+    pub(crate) fn new(
+        config: &Config,
+        method: &str,
+        request: Bytes,
+        options: CallOptions,
+    ) -> Result<PreparedCall, Error> {
+        let path = parse_method(method)?;
+        if request.len() > config.max_send_message_size {
+            return Err(Error::MessageTooLarge {
+                size: request.len(),
+                limit: config.max_send_message_size,
+            });
+        }
+        Ok(PreparedCall {
+            path,
+            metadata: options.metadata.to_wire()?,
+            request,
+            deadline: options.deadline,
+            wait_for_ready: options.wait_for_ready,
+        })
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub(crate) fn wait_for_ready(&self) -> bool {
+        self.wait_for_ready
+    }
+}
+
+/// Checks a method path: `/package.Service/Method`.
+fn parse_method(method: &str) -> Result<PathAndQuery, Error> {
+    let invalid = |reason| Error::InvalidMethod {
+        method: method.to_owned(),
+        reason,
+    };
+    if method.is_empty() {
+        return Err(invalid("the method is empty"));
+    }
+    let Some(rest) = method.strip_prefix('/') else {
+        return Err(invalid(
+            "the method must start with '/': /package.Service/Method",
+        ));
+    };
+    match rest.split_once('/') {
+        Some((service, name)) if !service.is_empty() && !name.is_empty() && !name.contains('/') => {
+        }
+        _ => return Err(invalid("expected /package.Service/Method")),
+    }
+    if !method.bytes().all(|byte| byte.is_ascii_graphic()) || method.contains(['?', '#']) {
+        return Err(invalid(
+            "the method may hold only printable ASCII without '?' or '#'",
+        ));
+    }
+    PathAndQuery::try_from(method).map_err(|_| invalid("not a valid URI path"))
+}
+
+/// What one attempt on one connection came to.
+enum Attempt {
+    Finished(Response),
+    /// The server never processed the request; it may go to another connection.
+    Unprocessed(StreamError),
+}
+
+/// Runs a call on the lease's connection, moving it when the connection died before the
+/// request left (gRPC A6 transparent retry). Every outcome is a `Response`.
+pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
+    let pool = lease.pool();
+    Counters::bump(&pool.counters.calls_started);
+    let response = match call.deadline {
+        Some(deadline) => match pool.shared.until(deadline, attempts(lease, &call)).await {
+            Some(response) => response,
+            None => Response::local(
+                Code::DeadlineExceeded,
+                "deadline exceeded before the response arrived",
+            ),
+        },
+        None => attempts(lease, &call).await,
+    };
+    pool.counters.call_finished(response.code);
+    response
+}
+
+async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
+    let pool = lease.pool();
+    let mut retries = 0;
+    loop {
+        let connection = lease.connection();
+        let error = match attempt(&connection, call, &pool.shared.config).await {
+            Attempt::Finished(response) => return response,
+            Attempt::Unprocessed(error) => error,
+        };
+        if error.calm_down {
+            pool.note_goaway(&connection, h2::Reason::ENHANCE_YOUR_CALM);
+        } else if error.connection_lost {
+            pool.connection_failed(&connection);
+        }
+        retries += 1;
+        if retries > MAX_TRANSPARENT_RETRIES {
+            return Response::local(Code::Unavailable, error.message);
+        }
+        Counters::bump(&pool.counters.transparent_retries);
+        tracing::debug!(target = %pool.target.text, error = %error, "retrying a call the server never saw");
+        let wait = call
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or(pool.shared.config.acquire_timeout);
+        match pool.acquire(wait, true).await {
+            Ok(replacement) => lease.move_to(replacement),
+            Err(acquire_error) => {
+                return Response::local(
+                    acquire_error.code(),
+                    format!("{error}; then {acquire_error}"),
+                )
+            }
+        }
+    }
+}
+
+async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) -> Attempt {
+    let mut grpc = tonic::client::Grpc::new(connection.channel.clone())
+        .max_decoding_message_size(config.max_receive_message_size)
+        .max_encoding_message_size(config.max_send_message_size);
+    if let Err(error) = grpc.ready().await {
+        return Attempt::Unprocessed(error);
+    }
+    let mut request = tonic::Request::from_parts(
+        call.metadata.clone(),
+        http::Extensions::new(),
+        call.request.clone(),
+    );
+    if let Some(deadline) = call.deadline {
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+    let response = match grpc
+        .server_streaming(request, call.path.clone(), RawCodec)
+        .await
+    {
+        Ok(response) => response,
+        Err(status) => return failed(&status, Metadata::new()),
+    };
+    let (headers, mut messages, _) = response.into_parts();
+    let headers = Metadata::from_wire(&headers);
+    let body = match messages.message().await {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            return Attempt::Finished(Response {
+                headers,
+                ..Response::local(
+                    Code::Internal,
+                    "the server ended a unary call without a response message",
+                )
+            })
+        }
+        Err(status) => return failed(&status, headers),
+    };
+    match messages.message().await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Attempt::Finished(Response {
+                headers,
+                ..Response::local(
+                    Code::Internal,
+                    "the server sent more than one message for a unary call",
+                )
+            })
+        }
+        Err(status) => return failed(&status, headers),
+    }
+    let trailers = match messages.trailers().await {
+        Ok(trailers) => trailers
+            .map(|trailers| Metadata::from_wire(&trailers))
+            .unwrap_or_default(),
+        Err(status) => return failed(&status, headers),
+    };
+    Attempt::Finished(Response {
+        code: Code::Ok,
+        message: String::new(),
+        details: Bytes::new(),
+        headers,
+        trailers,
+        body,
+    })
+}
+
+/// A failed call: transport errors the server never saw are retried, everything else is a status.
+fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
+    let stream_error =
+        std::error::Error::source(status).and_then(|source| source.downcast_ref::<StreamError>());
+    match stream_error {
+        Some(error) if error.unprocessed => Attempt::Unprocessed(StreamError {
+            unprocessed: true,
+            connection_lost: error.connection_lost,
+            calm_down: error.calm_down,
+            code: error.code,
+            message: error.message.clone(),
+        }),
+        Some(error) => Attempt::Finished(Response {
+            headers,
+            ..Response::local(error.code, error.message.clone())
+        }),
+        None => Attempt::Finished(Response::from_status(status, headers)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths_are_checked() {
+        assert!(parse_method("/pkg.Service/Method").is_ok());
+        for bad in [
+            "",
+            "pkg.Service/Method",
+            "/",
+            "//Method",
+            "/pkg.Service/",
+            "/a/b/c",
+            "/a b/c",
+            "/a/b?x",
+        ] {
+            assert!(
+                matches!(parse_method(bad), Err(Error::InvalidMethod { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! One HTTP/2 connection to one address: its state, its reserved slots, and the task that
+//! drives it and sends keepalive pings.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::channel::H2Channel;
+use crate::target::Address;
+use crate::transport::Io;
+
+const READY: u8 = 0;
+const DRAINING: u8 = 1;
+const CLOSED: u8 = 2;
+
+/// A pooled connection. Leases hold slots on it; the pool picks it by load.
+pub(crate) struct Connection {
+    pub(crate) id: u64,
+    pub(crate) address: Address,
+    pub(crate) channel: H2Channel,
+    state: AtomicU8,
+    reserved: AtomicU32,
+    opened_at: Instant,
+    /// When max connection age (with jitter) retires it, if ever.
+    pub(crate) retire_at: Option<Instant>,
+    /// Milliseconds after `opened_at` at which the last slot was released.
+    last_used_ms: AtomicU64,
+    /// A replacement has been dialed for it (make-before-break).
+    pub(crate) replacement_started: AtomicBool,
+    /// A GOAWAY from the server has been counted for it.
+    pub(crate) goaway_counted: AtomicBool,
+    stop: Notify,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: u64,
+        address: Address,
+        channel: H2Channel,
+        max_age: Option<Duration>,
+    ) -> Connection {
+        let opened_at = Instant::now();
+        let retire_at = max_age.map(|age| {
+            let jitter = 1.0 + 0.1 * (fastrand::f64() * 2.0 - 1.0);
+            opened_at + age.mul_f64(jitter)
+        });
+        Connection {
+            id,
+            address,
+            channel,
+            state: AtomicU8::new(READY),
+            reserved: AtomicU32::new(0),
+            opened_at,
+            retire_at,
+            last_used_ms: AtomicU64::new(0),
+            replacement_started: AtomicBool::new(false),
+            goaway_counted: AtomicBool::new(false),
+            stop: Notify::new(),
+        }
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == READY
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DRAINING
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Stops new picks; calls in flight finish. True if this call made the change.
+    pub(crate) fn mark_draining(&self) -> bool {
+        self.state
+            .compare_exchange(READY, DRAINING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Marks it closed and tells its driver to drop the socket.
+    pub(crate) fn close(&self) {
+        self.state.store(CLOSED, Ordering::Release);
+        self.stop.notify_one();
+    }
+
+    /// The most streams it may carry: the peer's MAX_CONCURRENT_STREAMS.
+    pub(crate) fn stream_limit(&self) -> u32 {
+        u32::try_from(self.channel.send.current_max_send_streams()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn reserved(&self) -> u32 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Takes a slot if fewer than `limit` are taken; atomic, so two pickers cannot both take the last.
+    pub(crate) fn try_reserve(&self, limit: u32) -> bool {
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < limit).then_some(taken + 1)
+            })
+            .is_ok()
+    }
+
+    /// Returns a slot.
+    pub(crate) fn release(&self) {
+        let elapsed = u64::try_from(self.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_used_ms.store(elapsed, Ordering::Relaxed);
+        self.reserved.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// How long it has carried nothing, or zero while it carries something.
+    pub(crate) fn idle_for(&self, now: Instant) -> Duration {
+        if self.reserved() > 0 {
+            return Duration::ZERO;
+        }
+        let last_used =
+            self.opened_at + Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
+        now.saturating_duration_since(last_used)
+    }
+}
+
+/// How the driver of a connection ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The pool closed it.
+    Stopped,
+    /// The peer closed it cleanly, after a GOAWAY or at end of stream.
+    Closed,
+    /// It failed: an I/O or protocol error, or GOAWAY with an error code.
+    Failed(h2::Error),
+    /// A keepalive ping went unanswered.
+    KeepaliveTimeout,
+}
+
+/// Keepalive settings for one driver; the interval is shared by the target so it can be doubled.
+pub(crate) struct Keepalive {
+    pub(crate) interval_ms: Arc<AtomicU64>,
+    pub(crate) timeout: Duration,
+    pub(crate) while_idle: bool,
+}
+
+/// Drives the HTTP/2 connection until it ends or the pool stops it, pinging as configured.
+pub(crate) async fn drive(
+    connection: Arc<Connection>,
+    mut io: h2::client::Connection<Io, Bytes>,
+    keepalive: Keepalive,
+) -> Ended {
+    let mut ping_pong = io.ping_pong();
+    let interval = || {
+        let millis = keepalive.interval_ms.load(Ordering::Relaxed);
+        (millis > 0).then(|| Duration::from_millis(millis))
+    };
+    let far_future = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut next_ping = interval().map_or_else(far_future, |every| Instant::now() + every);
+    let mut ping_sent_at: Option<Instant> = None;
+    loop {
+        let wake_at = match ping_sent_at {
+            Some(sent) => sent + keepalive.timeout,
+            None => next_ping,
+        };
+        let pong = std::future::poll_fn(|cx| match (&mut ping_pong, ping_sent_at) {
+            (Some(ping_pong), Some(_)) => ping_pong.poll_pong(cx).map(Some),
+            _ => std::task::Poll::Pending,
+        });
+        tokio::select! {
+            result = &mut io => {
+                return match result {
+                    Ok(()) => Ended::Closed,
+                    Err(error) => Ended::Failed(error),
+                };
+            }
+            _ = connection.stop.notified() => return Ended::Stopped,
+            answer = pong => {
+                if let Some(Err(error)) = answer {
+                    return Ended::Failed(error);
+                }
+                ping_sent_at = None;
+                next_ping = interval().map_or_else(far_future, |every| Instant::now() + every);
+            }
+            _ = tokio::time::sleep_until(wake_at.into()) => {
+                if ping_sent_at.is_some() {
+                    return Ended::KeepaliveTimeout;
+                }
+                let busy = connection.reserved() > 0;
+                match (&mut ping_pong, interval()) {
+                    (Some(ping_pong), Some(_)) if busy || keepalive.while_idle => {
+                        if let Err(error) = ping_pong.send_ping(h2::Ping::opaque()) {
+                            return Ended::Failed(error);
+                        }
+                        ping_sent_at = Some(Instant::now());
+                    }
+                    (_, every) => {
+                        next_ping = every.map_or_else(far_future, |every| Instant::now() + every);
+                    }
+                }
+            }
+        }
+    }
+}

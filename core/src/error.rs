@@ -1,0 +1,91 @@
+//! The engine's errors: bad input and pool conditions. A non-OK gRPC status is not one of them.
+
+use std::time::Duration;
+
+use crate::Code;
+
+/// Why the pool could not do what was asked.
+///
+/// RPC outcomes, including locally produced `DEADLINE_EXCEEDED` and `UNAVAILABLE`, come back as
+/// a [`Response`](crate::Response) status instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The target string could not be parsed.
+    #[error("invalid target {target:?}: {reason}")]
+    InvalidTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The method path is not of the form `/package.Service/Method`.
+    #[error("invalid method {method:?}: {reason}")]
+    InvalidMethod {
+        /// The method as given.
+        method: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A metadata key or value is not allowed by gRPC.
+    #[error("invalid metadata {key:?}: {reason}")]
+    InvalidMetadata {
+        /// The key as given.
+        key: String,
+        /// What is wrong with the key or its value.
+        reason: &'static str,
+    },
+    /// The request is larger than `Config::max_send_message_size`.
+    #[error("request of {size} bytes exceeds max_send_message_size of {limit} bytes")]
+    MessageTooLarge {
+        /// The request's size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// TLS material could not be loaded.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// No slot became free on the target within the acquire timeout.
+    #[error("no connection slot to {target} within {waited:?}")]
+    AcquireTimeout {
+        /// The target.
+        target: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// The target has no ready connection and the last attempt to connect failed.
+    #[error("{target} is unavailable: {reason}")]
+    Unavailable {
+        /// The target.
+        target: String,
+        /// The last connection error.
+        reason: String,
+    },
+    /// The pool has been shut down.
+    #[error("the pool is shut down")]
+    PoolClosed,
+    /// The internal runtime could not be started.
+    #[error("could not start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// The gRPC status code that best describes this error, for bindings that raise one kind of error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidTarget { .. }
+            | Error::InvalidMethod { .. }
+            | Error::InvalidMetadata { .. }
+            | Error::InvalidConfig(_)
+            | Error::Tls(_) => Code::InvalidArgument,
+            Error::MessageTooLarge { .. } => Code::ResourceExhausted,
+            Error::AcquireTimeout { .. } => Code::DeadlineExceeded,
+            Error::Unavailable { .. } | Error::PoolClosed => Code::Unavailable,
+            Error::Runtime(_) => Code::Internal,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! A lease: one reserved slot on one connection, returned when the lease is dropped.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::call::{self, CallOptions, PreparedCall, Response};
+use crate::connection::Connection;
+use crate::leases::AcquireSite;
+use crate::stats::Counters;
+use crate::target_pool::TargetPool;
+use crate::Error;
+
+/// A slot on a pooled connection. Calls made on it use that connection (or, if it dies before a
+/// request leaves, another one of the same target). Dropping the lease releases the slot.
+pub struct Lease {
+    pool: Arc<TargetPool>,
+    connection: Mutex<Arc<Connection>>,
+    record: u64,
+}
+
+impl Lease {
+    pub(crate) fn new(
+        pool: Arc<TargetPool>,
+        connection: Arc<Connection>,
+        site: AcquireSite,
+    ) -> Lease {
+        let record = pool.leases.insert(site);
+        Counters::bump(&pool.counters.leases_acquired);
+        Lease {
+            pool,
+            connection: Mutex::new(connection),
+            record,
+        }
+    }
+
+    /// Makes a unary call: `method` is `/package.Service/Method`, `request` the encoded message.
+    ///
+    /// A non-OK status is returned as the response's code; `Err` means the input was invalid.
+    pub async fn unary(
+        &self,
+        method: &str,
+        request: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> Result<Response, Error> {
+        let call = PreparedCall::new(&self.pool.shared.config, method, request.into(), options)?;
+        Ok(self.call_prepared(call).await)
+    }
+
+    pub(crate) async fn call_prepared(&self, call: PreparedCall) -> Response {
+        call::run(self, call).await
+    }
+
+    /// The target this lease is for.
+    pub fn target(&self) -> &str {
+        &self.pool.target.text
+    }
+
+    /// The address of the connection the lease holds now.
+    pub fn address(&self) -> String {
+        self.connection.lock().address.to_string()
+    }
+
+    /// Releases the slot now; the same as dropping the lease.
+    pub fn release(self) {}
+
+    pub(crate) fn pool(&self) -> &Arc<TargetPool> {
+        &self.pool
+    }
+
+    pub(crate) fn connection(&self) -> Arc<Connection> {
+        Arc::clone(&self.connection.lock())
+    }
+
+    /// Moves the lease to a slot on another connection, returning the old slot.
+    pub(crate) fn move_to(&self, replacement: Arc<Connection>) {
+        let previous = std::mem::replace(&mut *self.connection.lock(), replacement);
+        self.pool.release(&previous);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let connection = self.connection();
+        self.pool.release(&connection);
+        self.pool.leases.remove(self.record);
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("target", &self.target())
+            .field("address", &self.address())
+            .finish()
+    }
+}

@@ -1,0 +1,107 @@
+//! The register of outstanding leases, scanned for ones held past the leak threshold.
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Where a lease was acquired: a Rust call site, or a description a binding supplies.
+#[derive(Debug, Clone)]
+pub enum AcquireSite {
+    /// The Rust caller of `Pool::acquire`.
+    Code(&'static Location<'static>),
+    /// A binding's description, such as a Python or JavaScript stack line.
+    Described(Arc<str>),
+}
+
+impl std::fmt::Display for AcquireSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcquireSite::Code(location) => write!(f, "{location}"),
+            AcquireSite::Described(text) => f.write_str(text),
+        }
+    }
+}
+
+struct Record {
+    acquired_at: Instant,
+    site: AcquireSite,
+    reported: bool,
+}
+
+/// A lease that has been held too long.
+#[derive(Debug, Clone)]
+pub struct LeakReport {
+    /// The lease's target.
+    pub target: String,
+    /// Where it was acquired.
+    pub site: String,
+    /// How long it has been held.
+    pub held_for: Duration,
+}
+
+/// Outstanding leases of one target.
+#[derive(Default)]
+pub(crate) struct LeaseRegister {
+    next_id: AtomicU64,
+    records: Mutex<HashMap<u64, Record>>,
+}
+
+impl LeaseRegister {
+    pub(crate) fn insert(&self, site: AcquireSite) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let record = Record {
+            acquired_at: Instant::now(),
+            site,
+            reported: false,
+        };
+        self.records.lock().insert(id, record);
+        id
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.records.lock().remove(&id);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.lock().len()
+    }
+
+    /// Leases held past `threshold` not reported before; each is reported once.
+    pub(crate) fn newly_leaked(&self, threshold: Duration, target: &str) -> Vec<LeakReport> {
+        let now = Instant::now();
+        let mut records = self.records.lock();
+        records
+            .values_mut()
+            .filter(|record| {
+                !record.reported && now.duration_since(record.acquired_at) >= threshold
+            })
+            .map(|record| {
+                record.reported = true;
+                LeakReport {
+                    target: target.to_owned(),
+                    site: record.site.to_string(),
+                    held_for: now.duration_since(record.acquired_at),
+                }
+            })
+            .collect()
+    }
+
+    /// Every lease held past `threshold`, reported or not.
+    pub(crate) fn held_past(&self, threshold: Duration, target: &str) -> Vec<LeakReport> {
+        let now = Instant::now();
+        self.records
+            .lock()
+            .values()
+            .filter(|record| now.duration_since(record.acquired_at) >= threshold)
+            .map(|record| LeakReport {
+                target: target.to_owned(),
+                site: record.site.to_string(),
+                held_for: now.duration_since(record.acquired_at),
+            })
+            .collect()
+    }
+}

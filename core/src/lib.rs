@@ -1,0 +1,58 @@
+//! grpcpool-core: long-lived, multiplexed gRPC connections per target, lent out as leases.
+//!
+//! A [`Pool`] owns a tokio runtime of its own and, per target, a few HTTP/2 connections kept
+//! healthy (keepalive, reconnect with backoff, idle reaping, max age, GOAWAY drain). Callers
+//! [`Pool::acquire`] a [`Lease`] on the least-loaded connection, make calls on it with raw
+//! protobuf bytes, and drop it. Bindings for C, Python and Node sit on top of this crate.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), grpcpool_core::Error> {
+//! use std::time::Duration;
+//! use grpcpool_core::{CallOptions, Config, Pool};
+//!
+//! let pool = Pool::new(Config::default())?;
+//! let lease = pool.acquire("http://127.0.0.1:50051", Duration::from_secs(1)).await?;
+//! let response = lease
+//!     .unary("/pkg.Service/Method", b"\x0a\x03abc".to_vec(), CallOptions::with_timeout(Duration::from_secs(2)))
+//!     .await?;
+//! println!("{} {:?}", response.code, response.body);
+//! # Ok(()) }
+//! ```
+//!
+//! Logs go through `tracing`; the library installs no subscriber, so it is silent unless the
+//! host program (or a binding, under `GRPCPOOL_LOG`) sets one up.
+
+mod address_book;
+mod backoff;
+mod body;
+mod call;
+mod channel;
+mod code;
+mod codec;
+mod config;
+mod connection;
+mod error;
+mod histogram;
+mod lease;
+mod leases;
+mod maintenance;
+mod metadata;
+mod pool;
+mod runtime;
+mod shared;
+mod stats;
+mod target;
+mod target_pool;
+mod tls;
+mod transport;
+
+pub use backoff::BackoffConfig;
+pub use call::{CallOptions, Response};
+pub use code::Code;
+pub use config::{Config, TlsConfig};
+pub use error::Error;
+pub use lease::Lease;
+pub use leases::{AcquireSite, LeakReport};
+pub use metadata::{Metadata, MetadataValue};
+pub use pool::{AcquireOptions, Pool};
+pub use stats::{ConnectionCounts, PoolStats, TargetStats, WaitPercentiles};

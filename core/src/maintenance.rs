@@ -1,0 +1,127 @@
+//! The upkeep task of one target: close drained connections, retire old ones, reap idle ones,
+//! keep the minimum, follow DNS, and report leaked leases.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::connection::Connection;
+use crate::stats::Counters;
+use crate::target_pool::{DialPurpose, TargetPool};
+
+/// Runs until the pool closes; wakes on its own schedule or when something changes.
+pub(crate) async fn run(pool: Arc<TargetPool>) {
+    while !pool.shared.is_closed() {
+        let next = pool.maintain().await;
+        let _ = pool.shared.until(next, pool.maintenance.notified()).await;
+    }
+}
+
+impl TargetPool {
+    /// One round of upkeep; returns when the next round is due at the latest.
+    async fn maintain(self: &Arc<Self>) -> Instant {
+        let config = Arc::clone(&self.shared.config);
+        let dns_every = config.dns_refresh_interval;
+        if self.target.needs_resolution()
+            && self
+                .addresses
+                .lock()
+                .resolution_due(Instant::now(), dns_every)
+        {
+            self.refresh_addresses().await;
+        }
+        let now = Instant::now();
+        let snapshot: Vec<Arc<Connection>> = self.connections.read().clone();
+        let mut ready: Vec<&Arc<Connection>> = snapshot.iter().filter(|c| c.is_ready()).collect();
+
+        // Drained connections close; connections on addresses DNS no longer gives, or past their
+        // age, are replaced first and drained after (make-before-break).
+        for connection in &snapshot {
+            if connection.is_draining() && connection.reserved() == 0 {
+                connection.close();
+            }
+        }
+        let retiring: Vec<&Arc<Connection>> = ready
+            .iter()
+            .copied()
+            .filter(|connection| {
+                connection.retire_at.is_some_and(|at| at <= now)
+                    || !self.addresses.lock().contains(&connection.address)
+            })
+            .collect();
+        for connection in retiring {
+            if connection.replacement_started.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            if !self.start_dial(DialPurpose::Replace(connection.id)) {
+                connection
+                    .replacement_started
+                    .store(false, Ordering::Release);
+                if ready.len() > 1 {
+                    connection.mark_draining();
+                }
+            }
+        }
+
+        // Idle connections above the minimum close, least recently used first.
+        ready.retain(|connection| connection.is_ready());
+        ready.sort_by_key(|connection| std::cmp::Reverse(connection.idle_for(now)));
+        let mut open = ready.len();
+        for connection in &ready {
+            if open <= config.min_connections_per_target
+                || connection.idle_for(now) < config.idle_timeout
+            {
+                break;
+            }
+            if connection.mark_draining() {
+                tracing::debug!(target = %self.target.text, address = %connection.address, "closing idle connection");
+                if connection.reserved() == 0 {
+                    connection.close();
+                }
+                open -= 1;
+            }
+        }
+
+        // Keep the minimum open, and reconnect after a loss, within each address's backoff.
+        if open < config.min_connections_per_target
+            && self.dials_in_flight.load(Ordering::Acquire) == 0
+        {
+            self.start_dial(DialPurpose::Warm);
+        }
+
+        for leak in self
+            .leases
+            .newly_leaked(config.lease_leak_threshold, &self.target.text)
+        {
+            Counters::bump(&self.counters.leaks_detected);
+            tracing::warn!(
+                target = %leak.target,
+                acquired_at = %leak.site,
+                held_ms = leak.held_for.as_millis() as u64,
+                "lease held past the leak threshold"
+            );
+        }
+
+        let tick = Duration::from_secs(1)
+            .min(config.idle_timeout / 2)
+            .min(config.lease_leak_threshold / 4)
+            .max(Duration::from_millis(10));
+        let mut next = now + tick;
+        let book = self.addresses.lock();
+        if let Some(retry) = book.earliest_retry() {
+            next = next.min(retry.max(now + Duration::from_millis(1)));
+        }
+        if self.target.needs_resolution() {
+            if let Some(due) = book.next_resolution(dns_every) {
+                next = next.min(due);
+            }
+        }
+        drop(book);
+        for connection in &snapshot {
+            if let Some(retire_at) = connection.retire_at {
+                next = next.min(retire_at.max(now + Duration::from_millis(1)));
+            }
+        }
+        next
+    }
+}

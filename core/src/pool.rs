@@ -1,0 +1,270 @@
+//! The pool: the object a program makes once, holding the runtime and a pool per target.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::Location;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::runtime::Handle;
+
+use crate::call::{CallOptions, PreparedCall, Response};
+use crate::leases::{AcquireSite, LeakReport};
+use crate::runtime::LazyRuntime;
+use crate::shared::Shared;
+use crate::stats::PoolStats;
+use crate::target::{Security, Target};
+use crate::target_pool::TargetPool;
+use crate::transport::Dialer;
+use crate::{Config, Error, Lease};
+
+/// How to acquire a lease.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AcquireOptions {
+    /// How long to wait for a slot; `None` uses `Config::acquire_timeout`.
+    pub timeout: Option<Duration>,
+    /// Wait for a connection while the target is unreachable instead of failing fast.
+    pub wait_for_ready: bool,
+    /// Where the lease is acquired, for leak reports; `None` records the Rust caller.
+    pub site: Option<Arc<str>>,
+}
+
+impl AcquireOptions {
+    /// Options with the given timeout.
+    pub fn with_timeout(timeout: Duration) -> AcquireOptions {
+        AcquireOptions {
+            timeout: Some(timeout),
+            ..AcquireOptions::default()
+        }
+    }
+}
+
+/// A pool of gRPC connections to any number of targets. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    config: Arc<Config>,
+    runtime: LazyRuntime,
+    shared: OnceLock<Arc<Shared>>,
+    /// Serialises the first start of the runtime and the shared state.
+    starting: Mutex<()>,
+    targets: RwLock<HashMap<String, Arc<TargetPool>>>,
+}
+
+impl Pool {
+    /// Makes a pool. No thread or connection starts until the first acquire.
+    pub fn new(config: Config) -> Result<Pool, Error> {
+        config.validate()?;
+        let tls = &config.tls;
+        if tls.ca_pem.is_some() || tls.client_cert_pem.is_some() || tls.client_key_pem.is_some() {
+            // Report bad TLS material now, not at the first https call.
+            crate::tls::client_config(tls)?;
+        }
+        if let Some(name) = &tls.server_name_override {
+            crate::tls::server_name(tls, name)?;
+        }
+        let runtime = LazyRuntime::new(config.effective_worker_threads());
+        Ok(Pool {
+            inner: Arc::new(PoolInner {
+                config: Arc::new(config),
+                runtime,
+                shared: OnceLock::new(),
+                starting: Mutex::new(()),
+                targets: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The settings the pool was made with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Acquires a lease on `target`, waiting up to `timeout` for a slot.
+    ///
+    /// Fails with [`Error::Unavailable`] at once when the target has no ready connection and
+    /// the last attempt to connect failed, and with [`Error::AcquireTimeout`] when no slot frees.
+    #[track_caller]
+    pub fn acquire(
+        &self,
+        target: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Lease, Error>> + Send + 'static {
+        self.acquire_with(target, AcquireOptions::with_timeout(timeout))
+    }
+
+    /// Acquires a lease with all options.
+    #[track_caller]
+    pub fn acquire_with(
+        &self,
+        target: &str,
+        options: AcquireOptions,
+    ) -> impl Future<Output = Result<Lease, Error>> + Send + 'static {
+        let site = match options.site.clone() {
+            Some(described) => AcquireSite::Described(described),
+            None => AcquireSite::Code(Location::caller()),
+        };
+        let target_pool = self.target_pool(target);
+        let timeout = options.timeout.unwrap_or(self.inner.config.acquire_timeout);
+        async move {
+            let target_pool = target_pool?;
+            let connection = target_pool.acquire(timeout, options.wait_for_ready).await?;
+            Ok(Lease::new(target_pool, connection, site))
+        }
+    }
+
+    /// Acquires, calls and releases: a one-shot unary call.
+    ///
+    /// The acquire waits until the call's deadline, or `Config::acquire_timeout` without one.
+    #[track_caller]
+    pub fn unary(
+        &self,
+        target: &str,
+        method: &str,
+        request: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
+        let call = PreparedCall::new(&self.inner.config, method, request.into(), options);
+        let deadline = call.as_ref().ok().and_then(PreparedCall::deadline);
+        let wait_for_ready = call.as_ref().is_ok_and(PreparedCall::wait_for_ready);
+        let timeout = deadline.map_or(self.inner.config.acquire_timeout, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
+        let acquire = self.acquire_with(
+            target,
+            AcquireOptions {
+                timeout: Some(timeout),
+                wait_for_ready,
+                site: None,
+            },
+        );
+        async move {
+            let call = call?;
+            let lease = acquire.await?;
+            Ok(lease.call_prepared(call).await)
+        }
+    }
+
+    /// A snapshot of every target's counters.
+    pub fn stats(&self) -> PoolStats {
+        let targets = self
+            .inner
+            .targets
+            .read()
+            .values()
+            .map(|pool| pool.stats())
+            .collect();
+        PoolStats::from_targets(targets)
+    }
+
+    /// Leases held longer than the leak threshold now.
+    pub fn leaked_leases(&self) -> Vec<LeakReport> {
+        let threshold = self.inner.config.lease_leak_threshold;
+        self.inner
+            .targets
+            .read()
+            .values()
+            .flat_map(|pool| pool.leases.held_past(threshold, &pool.target.text))
+            .collect()
+    }
+
+    /// Stops new acquires, waits up to `grace` for slots in use to be released, then closes every
+    /// connection. Returns the number of slots still in use when it gave up (0 on a clean stop).
+    pub async fn shutdown(&self, grace: Duration) -> u64 {
+        let Some(shared) = self.inner.shared.get() else {
+            return 0;
+        };
+        shared.mark_closed();
+        let targets: Vec<Arc<TargetPool>> = self.inner.targets.read().values().cloned().collect();
+        for pool in &targets {
+            pool.maintenance.notify_one();
+        }
+        let deadline = Instant::now() + grace;
+        let in_flight = || targets.iter().map(|pool| pool.in_flight()).sum::<u64>();
+        while in_flight() > 0 && Instant::now() < deadline {
+            let pause_until = deadline.min(Instant::now() + Duration::from_millis(5));
+            let _ = shared
+                .until(pause_until, std::future::pending::<()>())
+                .await;
+        }
+        let left = in_flight();
+        for pool in &targets {
+            pool.close_all();
+        }
+        left
+    }
+
+    /// Runs `future` on the pool's runtime, blocking this thread until it completes. For
+    /// callers outside any async runtime (bindings' blocking calls); panics inside one.
+    pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Error> {
+        Ok(self.runtime_handle()?.block_on(future))
+    }
+
+    /// The handle of the pool's runtime, starting it if needed, for bindings that spawn onto it.
+    pub fn runtime_handle(&self) -> Result<Handle, Error> {
+        Ok(self.shared()?.runtime.clone())
+    }
+
+    fn shared(&self) -> Result<&Arc<Shared>, Error> {
+        if let Some(shared) = self.inner.shared.get() {
+            return Ok(shared);
+        }
+        let _starting = self.inner.starting.lock();
+        if let Some(shared) = self.inner.shared.get() {
+            return Ok(shared);
+        }
+        let handle = self.inner.runtime.handle()?;
+        let config = Arc::clone(&self.inner.config);
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&config),
+            Dialer::new(config),
+            handle,
+        ));
+        Ok(self.inner.shared.get_or_init(|| shared))
+    }
+
+    fn target_pool(&self, text: &str) -> Result<Arc<TargetPool>, Error> {
+        if let Some(pool) = self.inner.targets.read().get(text) {
+            return Ok(Arc::clone(pool));
+        }
+        let target = Target::parse(text)?;
+        let shared = self.shared()?;
+        if shared.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        if target.security == Security::Tls {
+            shared.dialer.tls().map_err(Error::Tls)?;
+        }
+        let mut targets = self.inner.targets.write();
+        let pool = targets
+            .entry(text.to_owned())
+            .or_insert_with(|| TargetPool::start(target, Arc::clone(shared)));
+        Ok(Arc::clone(pool))
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.get() {
+            shared.mark_closed();
+        }
+        for pool in self.targets.get_mut().values() {
+            pool.close_all();
+        }
+        self.runtime.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("targets", &self.inner.targets.read().len())
+            .finish()
+    }
+}

@@ -1,0 +1,58 @@
+//! What every target of one pool shares: settings, the dialer and the runtime handle.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::runtime::Handle;
+
+use crate::config::Config;
+use crate::transport::Dialer;
+
+/// Pool-wide state handed to each target.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
+    pub(crate) dialer: Dialer,
+    pub(crate) runtime: Handle,
+    closed: AtomicBool,
+    next_connection_id: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Arc<Config>, dialer: Dialer, runtime: Handle) -> Shared {
+        Shared {
+            config,
+            dialer,
+            runtime,
+            closed: AtomicBool::new(false),
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `future` until `deadline`, with the timer on the pool's runtime so the caller may poll
+    /// it from any executor. `None` when the deadline came first.
+    pub(crate) async fn until<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
+        let sleep = {
+            let _entered = self.runtime.enter();
+            tokio::time::sleep_until(deadline.into())
+        };
+        tokio::select! {
+            biased;
+            output = future => Some(output),
+            _ = sleep => None,
+        }
+    }
+}

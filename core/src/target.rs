@@ -1,0 +1,277 @@
+//! Target strings: what a caller names, parsed into where to connect and how.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use http::uri::{Authority, Scheme};
+
+use crate::Error;
+
+/// Whether connections to a target are encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Security {
+    Plaintext,
+    Tls,
+}
+
+/// One place a target names: a host and port (an IP literal or a name to resolve), or a socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+/// One concrete address a connection is made to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(address) => write!(f, "{address}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A parsed target.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) text: String,
+    pub(crate) security: Security,
+    pub(crate) endpoints: Vec<Endpoint>,
+    /// The `:authority` sent with every call.
+    pub(crate) authority: Authority,
+    pub(crate) scheme: Scheme,
+}
+
+impl Target {
+    /// Parses `http://host:port`, `https://host:port`, several comma-separated `host:port`s after
+    /// either scheme, `unix:/path`, `unix:///path` or `dns:///host:port`.
+    pub(crate) fn parse(text: &str) -> Result<Target, Error> {
+        let invalid = |reason: &str| Error::InvalidTarget {
+            target: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if text.trim() != text || text.is_empty() {
+            return Err(invalid("empty, or surrounded by white space"));
+        }
+        let (scheme, rest) = text
+            .split_once(':')
+            .ok_or_else(|| invalid("no scheme; expected http://, https://, unix: or dns:///"))?;
+        match scheme {
+            "http" | "https" => {
+                let hosts = rest
+                    .strip_prefix("//")
+                    .ok_or_else(|| invalid("expected // after the scheme"))?;
+                let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+                let security = if scheme == "https" {
+                    Security::Tls
+                } else {
+                    Security::Plaintext
+                };
+                let default_port = if security == Security::Tls { 443 } else { 80 };
+                let endpoints = hosts
+                    .split(',')
+                    .map(|host| {
+                        parse_host_port(host, default_port).map_err(|reason| invalid(&reason))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Target::from_endpoints(text, security, endpoints)
+            }
+            "dns" => {
+                let host = rest.strip_prefix("///").ok_or_else(|| {
+                    invalid("expected dns:///host:port (DNS authorities are not supported)")
+                })?;
+                let endpoint = parse_host_port(host, 443).map_err(|reason| invalid(&reason))?;
+                Target::from_endpoints(text, Security::Plaintext, vec![endpoint])
+            }
+            "unix" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                if path.is_empty() {
+                    return Err(invalid("expected a socket path after unix:"));
+                }
+                if rest.starts_with("//") && !path.starts_with('/') {
+                    return Err(invalid("unix:// takes an absolute path (unix:///path)"));
+                }
+                Target::from_endpoints(
+                    text,
+                    Security::Plaintext,
+                    vec![Endpoint::Unix(PathBuf::from(path))],
+                )
+            }
+            _ => Err(invalid(&format!(
+                "unknown scheme {scheme:?}; expected http, https, unix or dns"
+            ))),
+        }
+    }
+
+    fn from_endpoints(
+        text: &str,
+        security: Security,
+        endpoints: Vec<Endpoint>,
+    ) -> Result<Target, Error> {
+        let authority = match endpoints.first() {
+            Some(Endpoint::Tcp { host, port }) if host.contains(':') => format!("[{host}]:{port}"),
+            Some(Endpoint::Tcp { host, port }) => format!("{host}:{port}"),
+            _ => "localhost".to_owned(),
+        };
+        let authority = Authority::from_str(&authority).map_err(|error| Error::InvalidTarget {
+            target: text.to_owned(),
+            reason: error.to_string(),
+        })?;
+        let scheme = match security {
+            Security::Tls => Scheme::HTTPS,
+            Security::Plaintext => Scheme::HTTP,
+        };
+        Ok(Target {
+            text: text.to_owned(),
+            security,
+            endpoints,
+            authority,
+            scheme,
+        })
+    }
+
+    /// The host name the server's certificate must match, before any override.
+    pub(crate) fn tls_host(&self) -> &str {
+        self.authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+    }
+
+    /// Whether some endpoint is a name that DNS must resolve (and re-resolve).
+    pub(crate) fn needs_resolution(&self) -> bool {
+        self.endpoints.iter().any(|endpoint| match endpoint {
+            Endpoint::Tcp { host, .. } => host.parse::<IpAddr>().is_err(),
+            Endpoint::Unix(_) => false,
+        })
+    }
+
+    /// Every address the endpoints stand for now, deduplicated and sorted.
+    pub(crate) async fn resolve(&self) -> Result<Vec<Address>, String> {
+        let mut addresses = Vec::new();
+        let mut failures = Vec::new();
+        for endpoint in &self.endpoints {
+            match endpoint {
+                Endpoint::Unix(path) => addresses.push(Address::Unix(path.clone())),
+                Endpoint::Tcp { host, port } => match host.parse::<IpAddr>() {
+                    Ok(ip) => addresses.push(Address::Tcp(SocketAddr::new(ip, *port))),
+                    Err(_) => match tokio::net::lookup_host((host.as_str(), *port)).await {
+                        Ok(found) => addresses.extend(found.map(Address::Tcp)),
+                        Err(error) => failures.push(format!("resolving {host}: {error}")),
+                    },
+                },
+            }
+        }
+        addresses.sort();
+        addresses.dedup();
+        if addresses.is_empty() {
+            Err(failures.join("; "))
+        } else {
+            Ok(addresses)
+        }
+    }
+}
+
+fn parse_host_port(text: &str, default_port: u16) -> Result<Endpoint, String> {
+    if text.is_empty() {
+        return Err("empty host".to_owned());
+    }
+    if text.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{text:?} is not host:port (no path, query or user info)"
+        ));
+    }
+    let authority = Authority::from_str(text).map_err(|error| format!("{text:?}: {error}"))?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(format!("{text:?} has no host"));
+    }
+    let port_text = match text.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once("]:").map(|(_, port)| port),
+        None => text.split_once(':').map(|(_, port)| port),
+    };
+    let port = match port_text {
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| format!("{text:?} has an invalid port {port:?}"))?,
+        None => default_port,
+    };
+    if port == 0 {
+        return Err(format!("{text:?}: port 0 cannot be connected to"));
+    }
+    Ok(Endpoint::Tcp {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let target = Target::parse("http://127.0.0.1:50051").expect("plain");
+        assert_eq!(target.security, Security::Plaintext);
+        assert_eq!(target.authority.as_str(), "127.0.0.1:50051");
+        assert!(!target.needs_resolution());
+
+        let target = Target::parse("https://example.test").expect("tls");
+        assert_eq!(target.security, Security::Tls);
+        assert_eq!(target.authority.as_str(), "example.test:443");
+        assert_eq!(target.tls_host(), "example.test");
+        assert!(target.needs_resolution());
+
+        let target = Target::parse("http://127.0.0.1:1,127.0.0.1:2,[::1]:3").expect("several");
+        assert_eq!(target.endpoints.len(), 3);
+
+        let target = Target::parse("unix:///tmp/a.sock").expect("unix");
+        assert_eq!(target.endpoints, vec![Endpoint::Unix("/tmp/a.sock".into())]);
+        let target = Target::parse("unix:relative.sock").expect("unix relative");
+        assert_eq!(
+            target.endpoints,
+            vec![Endpoint::Unix("relative.sock".into())]
+        );
+
+        let target = Target::parse("dns:///localhost:8080").expect("dns");
+        assert_eq!(target.authority.as_str(), "localhost:8080");
+    }
+
+    #[test]
+    fn rejects_malformed_targets_with_a_reason() {
+        for bad in [
+            "",
+            " http://a:1",
+            "127.0.0.1:50051",
+            "ftp://host:21",
+            "http:/host:1",
+            "http://",
+            "http://host:1/path",
+            "http://host:notaport",
+            "http://host:0",
+            "http://a:1,,b:2",
+            "http://user@host:1",
+            "dns://8.8.8.8/host:1",
+            "unix:",
+            "unix://relative",
+        ] {
+            let error = Target::parse(bad).expect_err(bad);
+            assert!(
+                matches!(error, Error::InvalidTarget { .. }),
+                "{bad}: {error}"
+            );
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! An in-process gRPC server for grpcpool's tests, demo and benchmarks.
+//!
+//! [`TestServer`] serves one raw-bytes unary method, [`UNARY_PATH`]
+//! (`/grpcpool.test.Echo/Unary`), over HTTP/2: plaintext, TLS or a unix
+//! socket. Any other path answers UNIMPLEMENTED. The response body is the
+//! request body, unless request metadata asks otherwise:
+//!
+//! | key | effect |
+//! |---|---|
+//! | `x-sleep-ms: N` | sleep N ms before answering |
+//! | `x-status-code: N` (0..=16) | answer with that status instead of echoing (0 echoes) |
+//! | `x-status-message` | the status message (raw UTF-8) |
+//! | `x-status-details-bin` | the status details |
+//! | `x-echo-*` | copied into the response headers |
+//! | `x-trailer-*` | copied into the response trailers |
+//!
+//! A non-OK status is sent trailers-only (as tonic does), so `x-echo-*` and
+//! `x-trailer-*` entries then arrive together in that one header block.
+//! Unparsable control values answer INVALID_ARGUMENT.
+//!
+//! The server counts connections and calls so tests can check how a client
+//! spreads its load. Connections are served one by one with hyper, so a test
+//! can crash the server ([`TestServer::kill`]), drain it
+//! ([`TestServer::shutdown`]) or have it recycle connections
+//! ([`ServerOptions::max_connection_age`]). [`TestCa`] makes throwaway
+//! certificates for TLS and mutual TLS tests.
+
+mod body;
+mod ca;
+mod codec;
+mod connection;
+mod listener;
+mod registry;
+mod server;
+mod service;
+mod tls;
+
+pub use ca::TestCa;
+pub use codec::BytesCodec;
+pub use server::{ServerOptions, ServerTls, TestServer};
+pub use service::{
+    ECHO_PREFIX, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY, STATUS_MESSAGE_KEY,
+    TRAILER_PREFIX, UNARY_PATH,
+};

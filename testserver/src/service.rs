@@ -1,0 +1,203 @@
+//! The Echo service: one raw-bytes unary method steered by request metadata.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
+use tonic::server::{Grpc, UnaryService};
+use tonic::{Code, Request, Response, Status};
+
+use crate::body::{ExtraTrailers, WithTrailers};
+use crate::codec::BytesCodec;
+
+/// Path of the unary echo method.
+pub const UNARY_PATH: &str = "/grpcpool.test.Echo/Unary";
+/// Request metadata: sleep this many milliseconds before answering.
+pub const SLEEP_MS_KEY: &str = "x-sleep-ms";
+/// Request metadata: answer with this status code (0..=16) instead of echoing.
+pub const STATUS_CODE_KEY: &str = "x-status-code";
+/// Request metadata: the message of the status asked for by [`STATUS_CODE_KEY`].
+pub const STATUS_MESSAGE_KEY: &str = "x-status-message";
+/// Request metadata (binary): the details of the status asked for by [`STATUS_CODE_KEY`].
+pub const STATUS_DETAILS_KEY: &str = "x-status-details-bin";
+/// Request metadata with keys starting with this prefix is copied into the response headers.
+pub const ECHO_PREFIX: &str = "x-echo-";
+/// Request metadata with keys starting with this prefix is copied into the response trailers.
+pub const TRAILER_PREFIX: &str = "x-trailer-";
+
+/// Largest message the server decodes or encodes.
+const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Per-call counters: the server-wide total and this connection's share.
+#[derive(Debug, Clone)]
+pub(crate) struct CallCounters {
+    pub(crate) total: Arc<AtomicU64>,
+    pub(crate) connection: Arc<AtomicU64>,
+}
+
+/// The HTTP service for one connection: routes the Echo method, answers
+/// UNIMPLEMENTED for any other path.
+#[derive(Debug, Clone)]
+pub(crate) struct EchoService {
+    handler: UnaryHandler,
+}
+
+impl EchoService {
+    /// A service counting its calls in `counters`.
+    pub(crate) fn new(counters: CallCounters) -> Self {
+        Self {
+            handler: UnaryHandler { counters },
+        }
+    }
+}
+
+impl<B> hyper::service::Service<http::Request<B>> for EchoService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    type Response = http::Response<WithTrailers>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn call(&self, request: http::Request<B>) -> Self::Future {
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            if request.uri().path() != UNARY_PATH {
+                let status =
+                    Status::unimplemented(format!("unknown method {}", request.uri().path()));
+                return Ok(status
+                    .into_http::<tonic::body::Body>()
+                    .map(|body| WithTrailers::new(body, None)));
+            }
+            let mut grpc = Grpc::new(BytesCodec)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE);
+            let mut response = grpc.unary(handler, request).await;
+            let extra = response
+                .extensions_mut()
+                .remove::<ExtraTrailers>()
+                .map(|ExtraTrailers(map)| map);
+            Ok(response.map(|body| WithTrailers::new(body, extra)))
+        })
+    }
+}
+
+/// The unary handler tonic's [`Grpc`] calls with the decoded request.
+#[derive(Debug, Clone)]
+struct UnaryHandler {
+    counters: CallCounters,
+}
+
+impl UnaryService<Bytes> for UnaryHandler {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        self.counters.total.fetch_add(1, Ordering::Relaxed);
+        self.counters.connection.fetch_add(1, Ordering::Relaxed);
+        Box::pin(echo(request))
+    }
+}
+
+/// What the request's metadata asks of the handler.
+struct Controls {
+    sleep: Option<Duration>,
+    status: Option<Status>,
+}
+
+impl Controls {
+    fn parse(metadata: &MetadataMap) -> Result<Self, Status> {
+        let sleep = match metadata.get(SLEEP_MS_KEY) {
+            Some(value) => Some(Duration::from_millis(parse_number(SLEEP_MS_KEY, value)?)),
+            None => None,
+        };
+        let status = match metadata.get(STATUS_CODE_KEY) {
+            Some(value) => match parse_number::<i32>(STATUS_CODE_KEY, value)? {
+                0 => None,
+                code @ 1..=16 => Some(Status::with_details(
+                    Code::from_i32(code),
+                    status_message(metadata),
+                    status_details(metadata)?,
+                )),
+                other => {
+                    return Err(Status::invalid_argument(format!(
+                        "{STATUS_CODE_KEY} {other} is not in 0..=16"
+                    )))
+                }
+            },
+            None => None,
+        };
+        Ok(Self { sleep, status })
+    }
+}
+
+fn parse_number<T: FromStr>(key: &str, value: &MetadataValue<Ascii>) -> Result<T, Status> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Status::invalid_argument(format!("{key} is not a number")))
+}
+
+/// The raw bytes of `x-status-message` as UTF-8 (lossy), empty when absent.
+fn status_message(metadata: &MetadataMap) -> String {
+    metadata
+        .get(STATUS_MESSAGE_KEY)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// The decoded bytes of `x-status-details-bin`, empty when absent.
+fn status_details(metadata: &MetadataMap) -> Result<Bytes, Status> {
+    match metadata.get_bin(STATUS_DETAILS_KEY) {
+        Some(value) => value
+            .to_bytes()
+            .map_err(|_| Status::invalid_argument(format!("{STATUS_DETAILS_KEY} is not base64"))),
+        None => Ok(Bytes::new()),
+    }
+}
+
+/// Copies the entries of `from` whose key starts with `prefix` into `to`.
+fn copy_prefixed(from: &HeaderMap, prefix: &str, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if name.as_str().starts_with(prefix) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Answers one call: sleep and status as asked, else the request body echoed,
+/// with `x-echo-*` metadata as headers and `x-trailer-*` metadata as trailers.
+async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
+    let controls = Controls::parse(request.metadata())?;
+    if let Some(sleep) = controls.sleep {
+        tokio::time::sleep(sleep).await;
+    }
+    let (metadata, _extensions, message) = request.into_parts();
+    let headers = metadata.into_headers();
+    if let Some(mut status) = controls.status {
+        // tonic sends an error trailers-only: headers and trailers travel together.
+        let map = status.metadata_mut().as_mut();
+        copy_prefixed(&headers, ECHO_PREFIX, map);
+        copy_prefixed(&headers, TRAILER_PREFIX, map);
+        return Err(status);
+    }
+    let mut response = Response::new(message);
+    copy_prefixed(&headers, ECHO_PREFIX, response.metadata_mut().as_mut());
+    let mut trailers = HeaderMap::new();
+    copy_prefixed(&headers, TRAILER_PREFIX, &mut trailers);
+    if !trailers.is_empty() {
+        response.extensions_mut().insert(ExtraTrailers(trailers));
+    }
+    Ok(response)
+}
