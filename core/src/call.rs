@@ -312,7 +312,17 @@ fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
             headers,
             ..Response::local(error.code, error.message.clone())
         }),
-        None => Attempt::Finished(Response::from_status(status, headers)),
+        None => {
+            let mut response = Response::from_status(status, headers);
+            // tonic's decoder reports a message over the receive limit as OUT_OF_RANGE; gRPC
+            // specifies RESOURCE_EXHAUSTED. The pinned tonic version is covered by a test.
+            if response.code == Code::OutOfRange
+                && response.message.contains("message length too large")
+            {
+                response.code = Code::ResourceExhausted;
+            }
+            Attempt::Finished(response)
+        }
     }
 }
 

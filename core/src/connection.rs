@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::channel::H2Channel;
 use crate::target::Address;
@@ -144,10 +144,14 @@ pub(crate) struct Keepalive {
 }
 
 /// Drives the HTTP/2 connection until it ends or the pool stops it, pinging as configured.
+///
+/// The first ping goes out at once: its answer tells `settled` that the server's SETTINGS
+/// (among them MAX_CONCURRENT_STREAMS) have been applied, since a peer sends them first.
 pub(crate) async fn drive(
     connection: Arc<Connection>,
     mut io: h2::client::Connection<Io, Bytes>,
     keepalive: Keepalive,
+    mut settled: Option<oneshot::Sender<()>>,
 ) -> Ended {
     let mut ping_pong = io.ping_pong();
     let interval = || {
@@ -157,6 +161,11 @@ pub(crate) async fn drive(
     let far_future = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let mut next_ping = interval().map_or_else(far_future, |every| Instant::now() + every);
     let mut ping_sent_at: Option<Instant> = None;
+    if let Some(ping_pong) = ping_pong.as_mut() {
+        if ping_pong.send_ping(h2::Ping::opaque()).is_ok() {
+            ping_sent_at = Some(Instant::now());
+        }
+    }
     loop {
         let wake_at = match ping_sent_at {
             Some(sent) => sent + keepalive.timeout,
@@ -179,6 +188,9 @@ pub(crate) async fn drive(
                     return Ended::Failed(error);
                 }
                 ping_sent_at = None;
+                if let Some(settled) = settled.take() {
+                    let _ = settled.send(());
+                }
                 next_ping = interval().map_or_else(far_future, |every| Instant::now() + every);
             }
             _ = tokio::time::sleep_until(wake_at.into()) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::address_book::AddressBook;
 use crate::channel::H2Channel;
@@ -311,11 +311,27 @@ impl TargetPool {
                 };
                 let pool = Arc::clone(self);
                 let driven = Arc::clone(&connection);
+                let (settled, settling) = oneshot::channel();
                 self.shared.runtime.spawn(async move {
-                    let ended = drive(Arc::clone(&driven), io, keepalive).await;
+                    let ended = drive(Arc::clone(&driven), io, keepalive, Some(settled)).await;
                     pool.connection_ended(&driven, ended);
                 });
-                Ok(connection)
+                // Offer the connection only once the server's settings are known.
+                match tokio::time::timeout(config.connect_timeout, settling).await {
+                    Ok(Ok(())) => Ok(connection),
+                    _ => {
+                        connection.close();
+                        let delay = self
+                            .addresses
+                            .lock()
+                            .failed(&connection.address, Instant::now());
+                        Err(format!(
+                            "{} did not answer the first HTTP/2 ping (next attempt in {} ms)",
+                            connection.address,
+                            delay.as_millis()
+                        ))
+                    }
+                }
             }
             Err(message) => {
                 let delay = self.addresses.lock().failed(&address, Instant::now());

@@ -1,0 +1,297 @@
+//! Unary calls against an in-process tonic server: bodies, metadata, statuses, deadlines and
+//! bad input.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use grpcpool_core::{CallOptions, Code, Error, Metadata, MetadataValue};
+use grpcpool_testserver::{ServerOptions, TestServer, UNARY_PATH};
+use support::{echo, metadata, pool, quick_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_round_trips_body_and_ascii_and_binary_metadata() {
+    support::logs();
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    let mut sent = metadata(&[("x-echo-id", "request 42")]);
+    sent.insert_binary("x-echo-raw-bin", vec![0u8, 1, 2, 254, 255]);
+    sent.insert_binary("x-trailer-sum-bin", vec![0xab, 0xab, 0xab]);
+    sent.insert_ascii("x-trailer-note", "done");
+
+    let lease = pool
+        .acquire(&server.target(), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let response = lease
+        .unary(
+            UNARY_PATH,
+            b"hello pool".to_vec(),
+            CallOptions::with_timeout(Duration::from_secs(2)).metadata(sent),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(&response.body[..], b"hello pool");
+    assert_eq!(
+        response.headers.get("x-echo-id"),
+        Some(&MetadataValue::Ascii("request 42".into()))
+    );
+    assert_eq!(
+        response.headers.get("x-echo-raw-bin"),
+        Some(&MetadataValue::Binary(vec![0u8, 1, 2, 254, 255].into()))
+    );
+    assert_eq!(
+        response.trailers.get("x-trailer-sum-bin"),
+        Some(&MetadataValue::Binary(vec![0xab, 0xab, 0xab].into()))
+    );
+    assert_eq!(
+        response.trailers.get("x-trailer-note"),
+        Some(&MetadataValue::Ascii("done".into()))
+    );
+    assert!(response.headers.get("x-trailer-note").is_none());
+    assert!(
+        response.trailers.get("grpc-status").is_none(),
+        "protocol keys are not user metadata"
+    );
+    drop(lease);
+
+    let empty = echo(
+        &pool,
+        &server.target(),
+        b"",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(empty.code, Code::Ok);
+    assert!(empty.body.is_empty());
+    let stats = pool.stats();
+    assert_eq!(stats.calls_succeeded, 2);
+    assert_eq!(stats.leases_out, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_status_code_comes_back_with_message_and_details() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    for code in &Code::ALL[1..] {
+        let message = format!("failing with {code}: ünïcode ☺ 100%");
+        let mut sent = Metadata::new();
+        sent.insert_ascii("x-status-code", code.as_i32().to_string());
+        // The test server reads the message's raw bytes; send only ASCII in the header itself.
+        sent.insert_ascii("x-status-message", format!("failing with {code}"));
+        sent.insert_binary("x-status-details-bin", message.clone().into_bytes());
+        sent.insert_ascii("x-trailer-where", "status");
+        let response = echo(
+            &pool,
+            &server.target(),
+            b"ignored",
+            sent,
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(response.code, *code);
+        assert_eq!(response.message, format!("failing with {code}"));
+        assert_eq!(&response.details[..], message.as_bytes());
+        assert_eq!(
+            response.trailers.get("x-trailer-where"),
+            Some(&MetadataValue::Ascii("status".into()))
+        );
+        assert!(response.body.is_empty());
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.calls_failed.values().sum::<u64>(), 16);
+    assert_eq!(stats.calls_failed.get("NOT_FOUND"), Some(&1));
+
+    let unknown = pool
+        .unary(
+            &server.target(),
+            "/no.Such/Method",
+            Vec::new(),
+            CallOptions::with_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unknown.code, Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_ends_in_deadline_exceeded_on_time() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    // Warm the connection so the deadline measures the call alone.
+    let warm = echo(
+        &pool,
+        &server.target(),
+        b"",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(warm.code, Code::Ok);
+
+    let started = Instant::now();
+    let slow = echo(
+        &pool,
+        &server.target(),
+        b"x",
+        metadata(&[("x-sleep-ms", "2000")]),
+        Duration::from_millis(150),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(slow.code, Code::DeadlineExceeded, "{}", slow.message);
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+
+    // The slot came back and the connection is still good.
+    let after = echo(
+        &pool,
+        &server.target(),
+        b"y",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(after.code, Code::Ok);
+    let stats = pool.stats();
+    assert_eq!(stats.streams_in_flight, 0);
+    assert_eq!(stats.calls_failed.get("DEADLINE_EXCEEDED"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_nothing_panics() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let mut config = quick_config();
+    config.max_send_message_size = 1024;
+    let pool = pool(config);
+    let target = server.target();
+    let call = |target: String, method: &'static str, body: Vec<u8>, metadata: Metadata| {
+        let pool = pool.clone();
+        async move {
+            pool.unary(
+                &target,
+                method,
+                body,
+                CallOptions::with_timeout(Duration::from_secs(1)).metadata(metadata),
+            )
+            .await
+        }
+    };
+
+    for bad_target in [
+        "127.0.0.1:1",
+        "http//x:1",
+        "http://",
+        "http://host:99999",
+        "ftp://host:21",
+        "gopher://x",
+    ] {
+        let error = call(bad_target.into(), UNARY_PATH, Vec::new(), Metadata::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidTarget { .. }),
+            "{bad_target}: {error}"
+        );
+        assert_eq!(error.code(), Code::InvalidArgument);
+    }
+    let error = call(
+        "ftp://host:21".into(),
+        UNARY_PATH,
+        Vec::new(),
+        Metadata::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("unknown scheme"), "{error}");
+
+    for method in [
+        "",
+        "grpcpool.test.Echo/Unary",
+        "/grpcpool.test.Echo",
+        "/a/b c",
+    ] {
+        let error = call(target.clone(), method, Vec::new(), Metadata::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidMethod { .. }),
+            "{method:?}: {error}"
+        );
+    }
+    let error = call(target.clone(), "", Vec::new(), Metadata::new())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("empty"), "{error}");
+    let error = call(target.clone(), "no/slash", Vec::new(), Metadata::new())
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("start with '/'"), "{error}");
+
+    for (key, value) in [
+        ("Bad Key", "v"),
+        ("x-ok", "new\nline"),
+        ("grpc-status", "0"),
+        ("x-raw-bin", "text"),
+    ] {
+        let error = call(
+            target.clone(),
+            UNARY_PATH,
+            Vec::new(),
+            metadata(&[(key, value)]),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidMetadata { .. }),
+            "{key:?}={value:?}: {error}"
+        );
+    }
+
+    let error = call(target.clone(), UNARY_PATH, vec![0u8; 1025], Metadata::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::MessageTooLarge {
+                size: 1025,
+                limit: 1024
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(error.code(), Code::ResourceExhausted);
+
+    // None of that took a slot or made a call, and the pool still works.
+    let stats = pool.stats();
+    assert_eq!(stats.calls_started, 0);
+    assert_eq!(stats.leases_out, 0);
+    let ok = call(target.clone(), UNARY_PATH, vec![1; 1024], Metadata::new())
+        .await
+        .unwrap();
+    assert_eq!(ok.code, Code::Ok);
+
+    // A response over the receive limit is a status, not a crash.
+    let mut config = quick_config();
+    config.max_receive_message_size = 16;
+    let small = support::pool(config);
+    let big = echo(
+        &small,
+        &target,
+        &[7u8; 64],
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(big.code, Code::ResourceExhausted, "{}", big.message);
+
+    let mut invalid = quick_config();
+    invalid.max_connections_per_target = 0;
+    assert!(matches!(
+        grpcpool_core::Pool::new(invalid),
+        Err(Error::InvalidConfig(_))
+    ));
+}
