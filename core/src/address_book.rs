@@ -77,6 +77,14 @@ impl AddressBook {
             .any(|entry| entry.retry_at.is_none_or(|at| at <= now))
     }
 
+    /// Addresses not waiting out a backoff.
+    pub(crate) fn available(&self, now: Instant) -> impl Iterator<Item = &Address> {
+        self.entries
+            .iter()
+            .filter(move |entry| entry.retry_at.is_none_or(|at| at <= now))
+            .map(|entry| &entry.address)
+    }
+
     /// The address not in backoff with the fewest connections; ties rotate.
     pub(crate) fn pick(
         &mut self,

@@ -200,7 +200,12 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
     loop {
         let connection = lease.connection();
         let error = match attempt(&connection, call, &pool.shared.config).await {
-            Attempt::Finished(response) => return response,
+            Attempt::Finished(response) => {
+                if response.code == Code::Unavailable && connection.is_broken() {
+                    pool.connection_failed(&connection);
+                }
+                return response;
+            }
             Attempt::Unprocessed(error) => error,
         };
         if error.calm_down {
@@ -218,7 +223,7 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
             .deadline
             .map(|deadline| deadline.saturating_duration_since(Instant::now()))
             .unwrap_or(pool.shared.config.acquire_timeout);
-        match pool.acquire(wait, true).await {
+        match pool.acquire(wait, call.wait_for_ready).await {
             Ok(replacement) => lease.move_to(replacement),
             Err(acquire_error) => {
                 return Response::local(

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
+use crate::resolver::Resolver;
 use crate::Error;
 
 /// TLS settings for `https://` targets.
@@ -82,6 +83,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// TLS settings for `https://` targets.
     pub tls: TlsConfig,
+    /// Resolves host names in targets. Default: the operating system's resolver.
+    pub resolver: Resolver,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             dns_refresh_interval: Duration::from_secs(30),
             worker_threads: 0,
             tls: TlsConfig::default(),
+            resolver: Resolver::system(),
         }
     }
 }

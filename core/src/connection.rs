@@ -92,6 +92,16 @@ impl Connection {
         u32::try_from(self.channel.send.current_max_send_streams()).unwrap_or(u32::MAX)
     }
 
+    /// Whether h2 already knows the connection is gone (closed, failed or told to go away).
+    pub(crate) fn is_broken(&self) -> bool {
+        let mut send = self.channel.send.clone();
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        matches!(
+            send.poll_ready(&mut context),
+            std::task::Poll::Ready(Err(_))
+        )
+    }
+
     pub(crate) fn reserved(&self) -> u32 {
         self.reserved.load(Ordering::Acquire)
     }

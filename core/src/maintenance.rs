@@ -88,6 +88,7 @@ impl TargetPool {
         {
             self.start_dial(DialPurpose::Warm);
         }
+        self.spread_over_addresses(now);
 
         for leak in self
             .leases
@@ -123,5 +124,41 @@ impl TargetPool {
             }
         }
         next
+    }
+
+    /// When an address has no connection and is out of backoff while another address has
+    /// several, one of those is replaced by a connection to the unused address.
+    fn spread_over_addresses(self: &Arc<Self>, now: Instant) {
+        if self.dials_in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let connections = self.connections.read().clone();
+        let ready: Vec<&Arc<Connection>> = connections.iter().filter(|c| c.is_ready()).collect();
+        let unused = self
+            .addresses
+            .lock()
+            .available(now)
+            .any(|address| !ready.iter().any(|c| &c.address == address));
+        if !unused {
+            return;
+        }
+        let doubled = ready.iter().find(|connection| {
+            ready
+                .iter()
+                .filter(|other| other.address == connection.address)
+                .count()
+                > 1
+                && !connection.replacement_started.load(Ordering::Acquire)
+        });
+        if let Some(connection) = doubled {
+            connection
+                .replacement_started
+                .store(true, Ordering::Release);
+            if !self.start_dial(DialPurpose::Replace(connection.id)) {
+                connection
+                    .replacement_started
+                    .store(false, Ordering::Release);
+            }
+        }
     }
 }

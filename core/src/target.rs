@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use http::uri::{Authority, Scheme};
 
+use crate::resolver::Resolver;
 use crate::Error;
 
 /// Whether connections to a target are encrypted.
@@ -155,7 +156,7 @@ impl Target {
     }
 
     /// Every address the endpoints stand for now, deduplicated and sorted.
-    pub(crate) async fn resolve(&self) -> Result<Vec<Address>, String> {
+    pub(crate) async fn resolve(&self, resolver: &Resolver) -> Result<Vec<Address>, String> {
         let mut addresses = Vec::new();
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
@@ -163,8 +164,8 @@ impl Target {
                 Endpoint::Unix(path) => addresses.push(Address::Unix(path.clone())),
                 Endpoint::Tcp { host, port } => match host.parse::<IpAddr>() {
                     Ok(ip) => addresses.push(Address::Tcp(SocketAddr::new(ip, *port))),
-                    Err(_) => match tokio::net::lookup_host((host.as_str(), *port)).await {
-                        Ok(found) => addresses.extend(found.map(Address::Tcp)),
+                    Err(_) => match resolver.resolve(host, *port).await {
+                        Ok(found) => addresses.extend(found.into_iter().map(Address::Tcp)),
                         Err(error) => failures.push(format!("resolving {host}: {error}")),
                     },
                 },

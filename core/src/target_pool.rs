@@ -249,7 +249,6 @@ impl TargetPool {
                 connections.push(connection);
             }
             Err(message) => {
-                Counters::bump(&self.counters.connect_failures);
                 tracing::debug!(target = %self.target.text, error = %message, "connect failed");
                 *self.last_error.lock() = message;
                 if !self.has_ready_connection() {
@@ -267,27 +266,41 @@ impl TargetPool {
         self.maintenance.notify_one();
     }
 
-    /// Resolves if needed, picks an address, dials it and starts the connection's driver.
+    /// Resolves if needed, then dials addresses, fewest connections first, until one answers;
+    /// each failed address waits out its own backoff.
     async fn open_connection(self: &Arc<Self>) -> Result<Arc<Connection>, String> {
-        let config = Arc::clone(&self.shared.config);
         if !self.addresses.lock().is_resolved() {
             self.refresh_addresses().await;
         }
-        let now = Instant::now();
-        let address = {
-            let counts = self.connections_per_address();
-            self.addresses.lock().pick(now, |address| {
-                counts.iter().filter(|a| *a == address).count()
-            })
-        };
-        let address = address.ok_or_else(|| {
-            let last = self.last_error.lock().clone();
-            if last.is_empty() {
-                "no address to connect to".to_owned()
-            } else {
-                last
+        let mut failures = Vec::new();
+        loop {
+            let address = {
+                let counts = self.connections_per_address();
+                self.addresses.lock().pick(Instant::now(), |address| {
+                    counts.iter().filter(|a| *a == address).count()
+                })
+            };
+            let Some(address) = address else {
+                if failures.is_empty() {
+                    let last = self.last_error.lock().clone();
+                    failures.push(if last.is_empty() {
+                        "no address to connect to".to_owned()
+                    } else {
+                        last
+                    });
+                }
+                return Err(failures.join("; "));
+            };
+            match self.connect_to(address).await {
+                Ok(connection) => return Ok(connection),
+                Err(message) => failures.push(message),
             }
-        })?;
+        }
+    }
+
+    /// Dials one address and starts the connection's driver.
+    async fn connect_to(self: &Arc<Self>, address: Address) -> Result<Arc<Connection>, String> {
+        let config = Arc::clone(&self.shared.config);
         match self.shared.dialer.dial(&self.target, &address).await {
             Ok((send, io)) => {
                 self.addresses.lock().succeeded(&address);
@@ -320,6 +333,7 @@ impl TargetPool {
                 match tokio::time::timeout(config.connect_timeout, settling).await {
                     Ok(Ok(())) => Ok(connection),
                     _ => {
+                        Counters::bump(&self.counters.connect_failures);
                         connection.close();
                         let delay = self
                             .addresses
@@ -334,6 +348,7 @@ impl TargetPool {
                 }
             }
             Err(message) => {
+                Counters::bump(&self.counters.connect_failures);
                 let delay = self.addresses.lock().failed(&address, Instant::now());
                 Err(format!(
                     "{message} (next attempt in {} ms)",
@@ -354,7 +369,7 @@ impl TargetPool {
 
     /// Looks the target's names up again and records the result.
     pub(crate) async fn refresh_addresses(&self) {
-        let result = self.target.resolve().await;
+        let result = self.target.resolve(&self.shared.config.resolver).await;
         let mut book = self.addresses.lock();
         match result {
             Ok(addresses) => book.update(addresses, Instant::now()),

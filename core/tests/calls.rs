@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
 //! Unary calls against an in-process tonic server: bodies, metadata, statuses, deadlines and
 //! bad input.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
 //! Helpers shared by the integration tests: pools with test-friendly settings and call shortcuts.
 #![allow(dead_code)]
 

@@ -1,0 +1,213 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
+//! Failures: a server killed and restarted, and a server recycling connections every 100 ms.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use grpcpool_core::{Code, Error, Metadata};
+use grpcpool_testserver::{ServerOptions, TestServer};
+use support::{echo, metadata, pool, quick_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_during_an_outage_and_succeed_after_a_restart() {
+    support::logs();
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let port = server.port();
+    let target = server.target();
+    let pool = pool(quick_config());
+    let before = echo(
+        &pool,
+        &target,
+        b"before",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(before.code, Code::Ok);
+
+    // A call in flight when the server dies ends with UNAVAILABLE, not a hang.
+    let in_flight = {
+        let pool = pool.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            echo(
+                &pool,
+                &target,
+                b"x",
+                metadata(&[("x-sleep-ms", "5000")]),
+                Duration::from_secs(3),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.kill().await;
+    let started = Instant::now();
+    let lost = in_flight.await.unwrap();
+    assert_eq!(lost.code, Code::Unavailable, "{}", lost.message);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // During the outage every call fails with UNAVAILABLE within its deadline.
+    for _ in 0..10 {
+        let started = Instant::now();
+        let result = pool
+            .unary(
+                &target,
+                grpcpool_testserver::UNARY_PATH,
+                b"down".to_vec(),
+                grpcpool_core::CallOptions::with_timeout(Duration::from_millis(500)),
+            )
+            .await;
+        let took = started.elapsed();
+        match result {
+            Err(error @ Error::Unavailable { .. }) => assert_eq!(error.code(), Code::Unavailable),
+            Ok(response) => assert_eq!(response.code, Code::Unavailable, "{}", response.message),
+            Err(other) => panic!("unexpected {other}"),
+        }
+        assert!(took <= Duration::from_millis(700), "took {took:?}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let failures = pool.stats().connect_failures;
+    assert!(failures >= 1, "reconnects were attempted: {failures}");
+
+    // Back on the same port: the pool reconnects (within its 400 ms backoff cap) and calls work.
+    let restarted = TestServer::start(ServerOptions {
+        port,
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut recovered = false;
+    while Instant::now() < until {
+        let response = pool
+            .unary(
+                &target,
+                grpcpool_testserver::UNARY_PATH,
+                b"up".to_vec(),
+                grpcpool_core::CallOptions::with_timeout(Duration::from_millis(500)),
+            )
+            .await;
+        if matches!(&response, Ok(response) if response.code == Code::Ok) {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "calls succeed after the restart");
+    let after = echo(
+        &pool,
+        &target,
+        b"after",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(after.code, Code::Ok);
+    let stats = pool.stats();
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    assert!(restarted.connections_accepted() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_ready_rides_out_an_outage() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let port = server.port();
+    let target = server.target();
+    let pool = pool(quick_config());
+    assert_eq!(
+        echo(&pool, &target, b"", Metadata::new(), Duration::from_secs(2))
+            .await
+            .code,
+        Code::Ok
+    );
+    server.kill().await;
+    let noticed = Instant::now() + Duration::from_secs(3);
+    while pool.stats().connections.ready > 0 && Instant::now() < noticed {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pool.stats().connections.ready, 0, "the pool saw the outage");
+
+    let waiting = {
+        let pool = pool.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            pool.unary(
+                &target,
+                grpcpool_testserver::UNARY_PATH,
+                b"patient".to_vec(),
+                grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5))
+                    .wait_for_ready(true),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _restarted = TestServer::start(ServerOptions {
+        port,
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(&response.body[..], b"patient");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_max_connection_age_of_100ms_loses_no_call() {
+    support::logs();
+    let server = TestServer::start(ServerOptions {
+        max_connection_age: Some(Duration::from_millis(100)),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let pool = pool(quick_config());
+    let target = server.target();
+
+    // Four loops for 3 s (bounded by count too), some calls slow enough to span a GOAWAY.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut loops = Vec::new();
+    for worker in 0..4 {
+        let pool = pool.clone();
+        let target = target.clone();
+        loops.push(tokio::spawn(async move {
+            let mut calls = 0u32;
+            let mut failures = Vec::new();
+            while Instant::now() < until && calls < 20_000 {
+                let sleep = if calls % 10 == 0 { "30" } else { "0" };
+                let body = format!("{worker}-{calls}");
+                let response = echo(
+                    &pool,
+                    &target,
+                    body.as_bytes(),
+                    metadata(&[("x-sleep-ms", sleep)]),
+                    Duration::from_secs(2),
+                )
+                .await;
+                if response.code != Code::Ok || response.body != body.as_bytes() {
+                    failures.push(format!("{}: {}", response.code, response.message));
+                }
+                calls += 1;
+            }
+            (calls, failures)
+        }));
+    }
+    let mut total = 0;
+    for handle in loops {
+        let (calls, failures) = handle.await.unwrap();
+        assert!(failures.is_empty(), "failed calls: {failures:?}");
+        total += calls;
+    }
+    let stats = pool.stats();
+    assert!(total > 100, "made {total} calls");
+    assert_eq!(stats.calls_succeeded, u64::from(total));
+    assert!(
+        server.connections_accepted() >= 10,
+        "connections were recycled: {}",
+        server.connections_accepted()
+    );
+    assert!(stats.goaways_received >= 5, "{stats:?}");
+}

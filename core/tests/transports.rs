@@ -1,0 +1,307 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
+//! Ways to reach a server: TLS with a CA made here, mutual TLS, unix sockets, several addresses
+//! for one service, and names re-resolved on an interval.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grpcpool_core::{Code, Metadata, Resolve, Resolver, Resolving};
+use grpcpool_testserver::{ServerOptions, ServerTls, TestCa, TestServer};
+use parking_lot::Mutex;
+use support::{echo, pool, quick_config};
+
+async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
+
+async fn tls_server(ca: &TestCa, client_ca: Option<String>) -> TestServer {
+    let (cert_pem, key_pem) = ca.server_cert(&["localhost", "127.0.0.1"]).unwrap();
+    TestServer::start(ServerOptions {
+        tls: Some(ServerTls {
+            cert_pem,
+            key_pem,
+            client_ca_pem: client_ca,
+        }),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_test_ca_and_a_server_name_override() {
+    let ca = TestCa::new().unwrap();
+    let server = tls_server(&ca, None).await;
+    let mut config = quick_config();
+    config.tls.ca_pem = Some(ca.ca_pem().into_bytes());
+    let pool = pool(config.clone());
+    let response = echo(
+        &pool,
+        &server.target(),
+        b"secret",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(&response.body[..], b"secret");
+
+    // By address, checking the certificate against a name it holds.
+    let by_address = format!("https://127.0.0.1:{}", server.port());
+    config.tls.server_name_override = Some("localhost".to_owned());
+    let overridden = support::pool(config.clone());
+    let response = echo(
+        &overridden,
+        &by_address,
+        b"x",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+
+    // A name the certificate does not hold is refused: certificates are always checked.
+    config.tls.server_name_override = Some("elsewhere.test".to_owned());
+    let wrong = support::pool(config);
+    let result = wrong
+        .unary(
+            &by_address,
+            grpcpool_testserver::UNARY_PATH,
+            b"x".to_vec(),
+            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
+        )
+        .await;
+    let error = result.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.to_string().contains("TLS"), "{error}");
+
+    // An untrusted CA is refused too.
+    let other_ca = TestCa::new().unwrap();
+    let mut untrusting = quick_config();
+    untrusting.tls.ca_pem = Some(other_ca.ca_pem().into_bytes());
+    let untrusting = support::pool(untrusting);
+    let error = untrusting
+        .unary(
+            &server.target(),
+            grpcpool_testserver::UNARY_PATH,
+            b"x".to_vec(),
+            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable, "{error}");
+
+    // Bad PEM is reported when the pool is made.
+    let mut broken = quick_config();
+    broken.tls.ca_pem = Some(b"not a certificate".to_vec());
+    assert!(matches!(
+        grpcpool_core::Pool::new(broken),
+        Err(grpcpool_core::Error::Tls(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_presents_the_client_certificate() {
+    let ca = TestCa::new().unwrap();
+    let server = tls_server(&ca, Some(ca.ca_pem())).await;
+    let (cert, key) = ca.client_cert("grpcpool-test-client").unwrap();
+    let mut config = quick_config();
+    config.tls.ca_pem = Some(ca.ca_pem().into_bytes());
+    config.tls.client_cert_pem = Some(cert.into_bytes());
+    config.tls.client_key_pem = Some(key.into_bytes());
+    let pool = pool(config);
+    let response = echo(
+        &pool,
+        &server.target(),
+        b"mutual",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+
+    let mut anonymous = quick_config();
+    anonymous.tls.ca_pem = Some(ca.ca_pem().into_bytes());
+    let anonymous = support::pool(anonymous);
+    let outcome = anonymous
+        .unary(
+            &server.target(),
+            grpcpool_testserver::UNARY_PATH,
+            b"x".to_vec(),
+            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
+        )
+        .await;
+    match outcome {
+        Err(error) => assert_eq!(error.code(), Code::Unavailable, "{error}"),
+        Ok(response) => assert_eq!(response.code, Code::Unavailable, "{}", response.message),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_target() {
+    let directory = std::env::temp_dir().join(format!("grpcpool-test-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("echo.sock");
+    let server = TestServer::start(ServerOptions {
+        unix_path: Some(path.clone()),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(server.target().starts_with("unix:"));
+    let pool = pool(quick_config());
+    for target in [server.target(), format!("unix://{}", path.display())] {
+        let response = echo(
+            &pool,
+            &target,
+            b"local",
+            Metadata::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(response.code, Code::Ok, "{target}: {}", response.message);
+    }
+    server.kill().await;
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_addresses_share_the_connections_and_a_dead_one_is_retried_later() {
+    let first = TestServer::start(ServerOptions::default()).await.unwrap();
+    // A port with nothing on it yet.
+    let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spare_port = spare.local_addr().unwrap().port();
+    drop(spare);
+    let target = format!("http://127.0.0.1:{},127.0.0.1:{spare_port}", first.port());
+    let mut config = quick_config();
+    config.min_connections_per_target = 2;
+    config.max_connections_per_target = 2;
+    let pool = pool(config);
+
+    // The dead address does not fail calls: the live one takes them.
+    for _ in 0..20 {
+        let response = echo(
+            &pool,
+            &target,
+            b"spread",
+            Metadata::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(response.code, Code::Ok, "{}", response.message);
+    }
+    assert!(pool.stats().connect_failures >= 1);
+
+    // Once the second server is up, its address is tried again and gets a connection.
+    let second = TestServer::start(ServerOptions {
+        port: spare_port,
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let spread = eventually(Duration::from_secs(5), || {
+        second.connections_accepted() >= 1
+    })
+    .await;
+    assert!(spread, "the retried address was connected");
+    assert!(
+        eventually(Duration::from_secs(3), || pool.stats().connections.ready
+            == 2)
+        .await
+    );
+    for _ in 0..40 {
+        let response = echo(
+            &pool,
+            &target,
+            b"spread",
+            Metadata::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(response.code, Code::Ok);
+    }
+    assert!(
+        first.calls_handled() > 20 && second.calls_handled() > 0,
+        "{} / {}",
+        first.calls_handled(),
+        second.calls_handled()
+    );
+}
+
+/// A resolver whose answer the test changes.
+struct Switchable(Arc<Mutex<Vec<SocketAddr>>>);
+
+impl Resolve for Switchable {
+    fn resolve(&self, _host: &str, _port: u16) -> Resolving {
+        let answer = self.0.lock().clone();
+        Box::pin(async move { Ok(answer) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_re_resolved_and_connections_follow_the_new_addresses() {
+    let old = TestServer::start(ServerOptions::default()).await.unwrap();
+    let new = TestServer::start(ServerOptions::default()).await.unwrap();
+    let answer = Arc::new(Mutex::new(vec![old.local_addr().unwrap()]));
+    let mut config = quick_config();
+    config.resolver = Resolver::custom(Switchable(Arc::clone(&answer)));
+    config.dns_refresh_interval = Duration::from_millis(100);
+    let pool = pool(config);
+    let target = "dns:///echo.service.test:50051";
+
+    let response = echo(
+        &pool,
+        target,
+        b"one",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(old.calls_handled(), 1);
+
+    *answer.lock() = vec![new.local_addr().unwrap()];
+    let moved = eventually(Duration::from_secs(5), || {
+        old.connections_open() == 0 && new.connections_open() == 1
+    })
+    .await;
+    assert!(
+        moved,
+        "old open {}, new open {}",
+        old.connections_open(),
+        new.connections_open()
+    );
+    let response = echo(
+        &pool,
+        target,
+        b"two",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok);
+    assert_eq!(new.calls_handled(), 1);
+
+    // The system resolver handles real names.
+    let system = support::pool(quick_config());
+    let by_name = format!("dns:///localhost:{}", new.port());
+    let response = echo(
+        &system,
+        &by_name,
+        b"three",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+}
