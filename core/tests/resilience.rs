@@ -177,7 +177,7 @@ async fn server_max_connection_age_of_100ms_loses_no_call() {
             let mut calls = 0u32;
             let mut failures = Vec::new();
             while Instant::now() < until && calls < 20_000 {
-                let sleep = if calls % 10 == 0 { "30" } else { "0" };
+                let sleep = if calls.is_multiple_of(10) { "30" } else { "0" };
                 let body = format!("{worker}-{calls}");
                 let response = echo(
                     &pool,
