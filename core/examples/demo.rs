@@ -35,7 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 1. One-shot calls: acquire, call, release, 1,000 times; one connection carries them all.
     let started = Instant::now();
     for index in 0..1000u32 {
-        let response = pool.unary(&target, UNARY_PATH, index.to_le_bytes().to_vec(), timeout()).await?;
+        let response = pool
+            .unary(&target, UNARY_PATH, index.to_le_bytes().to_vec(), timeout())
+            .await?;
         assert_eq!(response.code, Code::Ok);
     }
     println!(
@@ -49,7 +51,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut metadata = Metadata::new();
     metadata.insert_ascii("x-echo-request-id", "demo-42");
     metadata.insert_binary("x-trailer-checksum-bin", vec![0xde, 0xad, 0xbe, 0xef]);
-    let response = lease.unary(UNARY_PATH, b"hello".to_vec(), timeout().metadata(metadata)).await?;
+    let response = lease
+        .unary(UNARY_PATH, b"hello".to_vec(), timeout().metadata(metadata))
+        .await?;
     println!(
         "lease on {}: body {:?}, header x-echo-request-id={:?}, trailer x-trailer-checksum-bin={:?}",
         lease.address(),
@@ -68,13 +72,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         calls.push(tokio::spawn(async move {
             let mut metadata = Metadata::new();
             metadata.insert_ascii("x-sleep-ms", "20");
-            pool.unary(&target, UNARY_PATH, b"load".to_vec(), CallOptions::with_timeout(Duration::from_secs(10)).metadata(metadata))
-                .await
+            pool.unary(
+                &target,
+                UNARY_PATH,
+                b"load".to_vec(),
+                CallOptions::with_timeout(Duration::from_secs(10)).metadata(metadata),
+            )
+            .await
         }));
     }
     let mut ok = 0;
     for call in calls {
-        if call.await?.map(|response| response.is_ok()).unwrap_or(false) {
+        if call
+            .await?
+            .map(|response| response.is_ok())
+            .unwrap_or(false)
+        {
             ok += 1;
         }
     }
@@ -89,7 +102,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut metadata = Metadata::new();
     metadata.insert_ascii("x-status-code", "5");
     metadata.insert_ascii("x-status-message", "no such user");
-    let response = pool.unary(&target, UNARY_PATH, Vec::new(), timeout().metadata(metadata)).await?;
+    let response = pool
+        .unary(
+            &target,
+            UNARY_PATH,
+            Vec::new(),
+            timeout().metadata(metadata),
+        )
+        .await?;
     println!("status call: {} {:?}", response.code, response.message);
 
     let stats = pool.stats();
