@@ -1,0 +1,192 @@
+//! The clients compared: grpcpool, one plain tonic Channel, and a new connection per call.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use grpcpool_core::{CallOptions, Code, Config, Pool};
+use grpcpool_testserver::{BytesCodec, UNARY_PATH};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+use crate::measure::{self, Cell};
+use crate::server::ChildServer;
+
+/// Plaintext h2 or TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plaintext,
+    Tls,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Plaintext => "plaintext",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// Which client a cell measures.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientKind {
+    Pool,
+    Channel,
+    DialPerCall,
+}
+
+impl ClientKind {
+    pub const ALL: [ClientKind; 3] = [ClientKind::Pool, ClientKind::Channel, ClientKind::DialPerCall];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Pool => "grpcpool",
+            ClientKind::Channel => "tonic-channel",
+            ClientKind::DialPerCall => "dial-per-call",
+        }
+    }
+}
+
+const REQUEST: &[u8] = b"0123456789abcdef0123456789abcdef";
+const WARM_UP: Duration = Duration::from_millis(300);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds each worker's loop by count as well as by time.
+const MAX_CALLS_PER_WORKER: usize = 2_000_000;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Measures one client at one concurrency.
+pub fn run(kind: ClientKind, server: &ChildServer, concurrency: usize, duration: Duration) -> Result<Cell, BoxError> {
+    let transport = server.transport.name();
+    match kind {
+        ClientKind::Pool => {
+            let mut config = Config::default();
+            if let Some(ca) = &server.ca_pem {
+                config.tls.ca_pem = Some(ca.clone().into_bytes());
+                config.tls.server_name_override = Some("localhost".to_owned());
+            }
+            let pool = Pool::new(config)?;
+            let handle = pool.runtime_handle()?;
+            let target: Arc<str> = server.target.as_str().into();
+            let call = move || {
+                let pool = pool.clone();
+                let target = Arc::clone(&target);
+                async move {
+                    let response = pool
+                        .unary(&target, UNARY_PATH, Bytes::from_static(REQUEST), CallOptions::with_timeout(CALL_TIMEOUT))
+                        .await;
+                    matches!(response, Ok(response) if response.code == Code::Ok)
+                }
+            };
+            Ok(handle.block_on(measure_load(kind, transport, concurrency, duration, call)))
+        }
+        ClientKind::Channel | ClientKind::DialPerCall => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let endpoint = endpoint(server)?;
+            runtime.block_on(async move {
+                if let ClientKind::Channel = kind {
+                    let channel = endpoint.connect().await?;
+                    let call = move || tonic_call(channel.clone());
+                    Ok(measure_load(kind, transport, concurrency, duration, call).await)
+                } else {
+                    let call = move || {
+                        let endpoint = endpoint.clone();
+                        async move {
+                            match endpoint.connect().await {
+                                Ok(channel) => tonic_call(channel).await,
+                                Err(_) => false,
+                            }
+                        }
+                    };
+                    Ok(measure_load(kind, transport, concurrency, duration, call).await)
+                }
+            })
+        }
+    }
+}
+
+fn endpoint(server: &ChildServer) -> Result<Endpoint, BoxError> {
+    // The same deadline as grpcpool's calls: grpc-timeout on the wire, enforced locally.
+    let mut endpoint = Endpoint::from_shared(server.target.clone())?
+        .tcp_nodelay(true)
+        .timeout(CALL_TIMEOUT);
+    if let Some(ca) = &server.ca_pem {
+        endpoint = endpoint.tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .domain_name("localhost"),
+        )?;
+    }
+    Ok(endpoint)
+}
+
+async fn tonic_call(channel: Channel) -> bool {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if grpc.ready().await.is_err() {
+        return false;
+    }
+    let path = http::uri::PathAndQuery::from_static(UNARY_PATH);
+    let mut request = tonic::Request::new(Bytes::from_static(REQUEST));
+    request.set_timeout(CALL_TIMEOUT);
+    grpc.unary(request, path, BytesCodec).await.is_ok()
+}
+
+/// Warms up, then runs `concurrency` closed loops for `duration`, counting client CPU.
+async fn measure_load<F, Fut>(
+    kind: ClientKind,
+    transport: &'static str,
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> Cell
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let _ = load(concurrency, WARM_UP, call.clone()).await;
+    let cpu_before = measure::process_cpu();
+    let started = Instant::now();
+    let (latencies, errors) = load(concurrency, duration, call).await;
+    let wall = started.elapsed();
+    let cpu = measure::process_cpu().saturating_sub(cpu_before);
+    measure::cell(kind.name(), transport, concurrency, latencies, errors, wall, cpu)
+}
+
+async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (Vec<Duration>, u64)
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let until = Instant::now() + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                let mut errors = 0u64;
+                while Instant::now() < until && latencies.len() < MAX_CALLS_PER_WORKER {
+                    let started = Instant::now();
+                    if call().await {
+                        latencies.push(started.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        if let Ok((latencies, failed)) = worker.await {
+            all.extend(latencies);
+            errors += failed;
+        }
+    }
+    (all, errors)
+}

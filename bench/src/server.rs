@@ -1,0 +1,93 @@
+//! The echo server in a child process, so the client's CPU figures are its own.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use grpcpool_testserver::{ServerOptions, ServerTls, TestCa, TestServer};
+
+use crate::clients::Transport;
+
+/// A running child server and what a client needs to reach it.
+pub struct ChildServer {
+    child: Child,
+    pub target: String,
+    pub transport: Transport,
+    /// The CA that signed the server's certificate (TLS only).
+    pub ca_pem: Option<String>,
+    directory: PathBuf,
+}
+
+impl ChildServer {
+    pub fn start(transport: Transport) -> Result<ChildServer, Box<dyn std::error::Error>> {
+        let directory = std::env::temp_dir().join(format!("grpcpool-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&directory)?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut ca_pem = None;
+        if transport == Transport::Tls {
+            let ca = TestCa::new()?;
+            let (cert, key) = ca.server_cert(&["localhost", "127.0.0.1"])?;
+            std::fs::write(directory.join("server.pem"), cert)?;
+            std::fs::write(directory.join("server.key"), key)?;
+            command.arg(&directory);
+            ca_pem = Some(ca.ca_pem());
+        }
+        let mut child = command.spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the server")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let port: u16 = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|port| port.parse().ok())
+            .ok_or_else(|| format!("unexpected server output {line:?}"))?;
+        let scheme = if transport == Transport::Tls { "https" } else { "http" };
+        Ok(ChildServer {
+            child,
+            target: format!("{scheme}://127.0.0.1:{port}"),
+            transport,
+            ca_pem,
+            directory,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// `grpcpool-bench serve [CERT_DIR]`: serves until killed, printing `LISTENING <port>` first.
+pub fn serve_child() -> Result<(), Box<dyn std::error::Error>> {
+    let tls = match std::env::args().nth(2) {
+        Some(directory) => Some(ServerTls {
+            cert_pem: std::fs::read_to_string(PathBuf::from(&directory).join("server.pem"))?,
+            key_pem: std::fs::read_to_string(PathBuf::from(&directory).join("server.key"))?,
+            client_ca_pem: None,
+        }),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = TestServer::start(ServerOptions {
+            tls,
+            max_concurrent_streams: Some(1024),
+            ..ServerOptions::default()
+        })
+        .await?;
+        println!("LISTENING {}", server.port());
+        std::future::pending::<()>().await;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
