@@ -37,7 +37,11 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 3] = [ClientKind::Pool, ClientKind::Channel, ClientKind::DialPerCall];
+    pub const ALL: [ClientKind; 3] = [
+        ClientKind::Pool,
+        ClientKind::Channel,
+        ClientKind::DialPerCall,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,7 +61,12 @@ const MAX_CALLS_PER_WORKER: usize = 2_000_000;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Measures one client at one concurrency.
-pub fn run(kind: ClientKind, server: &ChildServer, concurrency: usize, duration: Duration) -> Result<Cell, BoxError> {
+pub fn run(
+    kind: ClientKind,
+    server: &ChildServer,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Cell, BoxError> {
     let transport = server.transport.name();
     match kind {
         ClientKind::Pool => {
@@ -74,7 +83,12 @@ pub fn run(kind: ClientKind, server: &ChildServer, concurrency: usize, duration:
                 let target = Arc::clone(&target);
                 async move {
                     let response = pool
-                        .unary(&target, UNARY_PATH, Bytes::from_static(REQUEST), CallOptions::with_timeout(CALL_TIMEOUT))
+                        .unary(
+                            &target,
+                            UNARY_PATH,
+                            Bytes::from_static(REQUEST),
+                            CallOptions::with_timeout(CALL_TIMEOUT),
+                        )
                         .await;
                     matches!(response, Ok(response) if response.code == Code::Ok)
                 }
@@ -153,7 +167,15 @@ where
     let (latencies, errors) = load(concurrency, duration, call).await;
     let wall = started.elapsed();
     let cpu = measure::process_cpu().saturating_sub(cpu_before);
-    measure::cell(kind.name(), transport, concurrency, latencies, errors, wall, cpu)
+    measure::cell(
+        kind.name(),
+        transport,
+        concurrency,
+        latencies,
+        errors,
+        wall,
+        cpu,
+    )
 }
 
 async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (Vec<Duration>, u64)

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use clients::{ClientKind, Transport};
 
-
 struct Options {
     seconds: f64,
     rounds: usize,
@@ -38,8 +37,12 @@ fn parse_options() -> Result<Options, String> {
                 options.seconds = 1.0;
                 options.rounds = 1;
             }
-            "--rounds" => options.rounds = value()?.parse().map_err(|_| "--rounds takes a number")?,
-            "--seconds" => options.seconds = value()?.parse().map_err(|_| "--seconds takes a number")?,
+            "--rounds" => {
+                options.rounds = value()?.parse().map_err(|_| "--rounds takes a number")?
+            }
+            "--seconds" => {
+                options.seconds = value()?.parse().map_err(|_| "--seconds takes a number")?
+            }
             "--concurrency" => {
                 options.concurrency = value()?
                     .split(',')
@@ -76,13 +79,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cells = Vec::new();
     for transport in &options.transports {
         let server = server::ChildServer::start(*transport)?;
-        println!("\n{} server at {} (child process {})", transport.name(), server.target, server.pid());
+        println!(
+            "\n{} server at {} (child process {})",
+            transport.name(),
+            server.target,
+            server.pid()
+        );
         for &concurrency in &options.concurrency {
             // Clients take turns within each round, so drift on a shared machine hits all alike.
             let mut rounds = Vec::new();
             for _ in 0..options.rounds.max(1) {
                 for kind in ClientKind::ALL {
-                    rounds.push(clients::run(kind, &server, concurrency, duration).map_err(|error| error.to_string())?);
+                    rounds.push(
+                        clients::run(kind, &server, concurrency, duration)
+                            .map_err(|error| error.to_string())?,
+                    );
                 }
             }
             for kind in ClientKind::ALL {
@@ -99,4 +110,3 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(())
 }
-

@@ -81,7 +81,11 @@ pub fn cell(
         qps: calls as f64 / wall.as_secs_f64(),
         p50_us: percentile(0.50),
         p99_us: percentile(0.99),
-        cpu_us_per_call: if calls == 0 { 0.0 } else { cpu.as_secs_f64() * 1e6 / calls as f64 },
+        cpu_us_per_call: if calls == 0 {
+            0.0
+        } else {
+            cpu.as_secs_f64() * 1e6 / calls as f64
+        },
         rounds: 1,
         spread_pct: 0.0,
     }
@@ -96,19 +100,22 @@ pub fn median<'a>(rounds: impl Iterator<Item = &'a Cell>) -> Cell {
         values.get(values.len() / 2).copied().unwrap_or(0.0)
     };
     let pick = |field: fn(&Cell) -> f64| mid(rounds.iter().map(|cell| field(cell)).collect());
-    let mut cell = rounds.first().map(|cell| (*cell).clone()).unwrap_or_else(|| Cell {
-        client: "none",
-        transport: "none",
-        concurrency: 0,
-        calls: 0,
-        errors: 0,
-        qps: 0.0,
-        p50_us: 0.0,
-        p99_us: 0.0,
-        cpu_us_per_call: 0.0,
-        rounds: 0,
-        spread_pct: 0.0,
-    });
+    let mut cell = rounds
+        .first()
+        .map(|cell| (*cell).clone())
+        .unwrap_or_else(|| Cell {
+            client: "none",
+            transport: "none",
+            concurrency: 0,
+            calls: 0,
+            errors: 0,
+            qps: 0.0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            cpu_us_per_call: 0.0,
+            rounds: 0,
+            spread_pct: 0.0,
+        });
     cell.qps = pick(|cell| cell.qps);
     cell.p50_us = pick(|cell| cell.p50_us);
     cell.p99_us = pick(|cell| cell.p99_us);
@@ -118,20 +125,29 @@ pub fn median<'a>(rounds: impl Iterator<Item = &'a Cell>) -> Cell {
     cell.rounds = rounds.len();
     let (low, high) = rounds
         .iter()
-        .fold((f64::MAX, 0.0_f64), |(low, high), cell| (low.min(cell.qps), high.max(cell.qps)));
-    cell.spread_pct = if cell.qps > 0.0 { (high - low) / cell.qps * 100.0 } else { 0.0 };
+        .fold((f64::MAX, 0.0_f64), |(low, high), cell| {
+            (low.min(cell.qps), high.max(cell.qps))
+        });
+    cell.spread_pct = if cell.qps > 0.0 {
+        (high - low) / cell.qps * 100.0
+    } else {
+        0.0
+    };
     cell
 }
 
 /// The ratios the core issue sets targets for, per transport and concurrency.
 pub fn ratios(cells: &[Cell]) -> String {
     let find = |client: &str, transport: &str, concurrency: usize| {
-        cells
-            .iter()
-            .find(|cell| cell.client == client && cell.transport == transport && cell.concurrency == concurrency)
+        cells.iter().find(|cell| {
+            cell.client == client && cell.transport == transport && cell.concurrency == concurrency
+        })
     };
     let mut out = String::from("ratios (pooled vs peers, same server, same run):\n");
-    let mut keys: Vec<(&str, usize)> = cells.iter().map(|cell| (cell.transport, cell.concurrency)).collect();
+    let mut keys: Vec<(&str, usize)> = cells
+        .iter()
+        .map(|cell| (cell.transport, cell.concurrency))
+        .collect();
     keys.dedup();
     for (transport, concurrency) in keys {
         let (Some(pool), Some(channel), Some(dial)) = (

@@ -23,7 +23,10 @@ impl ChildServer {
         let directory = std::env::temp_dir().join(format!("grpcpool-bench-{}", std::process::id()));
         std::fs::create_dir_all(&directory)?;
         let mut command = Command::new(std::env::current_exe()?);
-        command.arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut ca_pem = None;
         if transport == Transport::Tls {
             let ca = TestCa::new()?;
@@ -42,7 +45,11 @@ impl ChildServer {
             .strip_prefix("LISTENING ")
             .and_then(|port| port.parse().ok())
             .ok_or_else(|| format!("unexpected server output {line:?}"))?;
-        let scheme = if transport == Transport::Tls { "https" } else { "http" };
+        let scheme = if transport == Transport::Tls {
+            "https"
+        } else {
+            "http"
+        };
         Ok(ChildServer {
             child,
             target: format!("{scheme}://127.0.0.1:{port}"),

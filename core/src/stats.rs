@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub(crate) connect_failures: AtomicU64,
     pub(crate) goaways_received: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) keepalive_timeouts: AtomicU64,
     pub(crate) leaks_detected: AtomicU64,
     pub(crate) leases_acquired: AtomicU64,
     pub(crate) acquire_timeouts: AtomicU64,
@@ -90,6 +91,10 @@ pub struct TargetStats {
     pub goaways_received: u64,
     /// Connections established to replace one that was lost.
     pub reconnects: u64,
+    /// Connections closed because a keepalive ping went unanswered.
+    pub keepalive_timeouts: u64,
+    /// The keepalive interval now in force (0 = off); doubles on GOAWAY `too_many_pings`.
+    pub keepalive_time_ms: u64,
     /// Leases reported for being held past the leak threshold.
     pub leaks_detected: u64,
     /// Acquires that gave up waiting.
@@ -145,6 +150,7 @@ impl Counters {
         stats.connect_failures = load(&self.connect_failures);
         stats.goaways_received = load(&self.goaways_received);
         stats.reconnects = load(&self.reconnects);
+        stats.keepalive_timeouts = load(&self.keepalive_timeouts);
         stats.leaks_detected = load(&self.leaks_detected);
         stats.leases_acquired = load(&self.leases_acquired);
         stats.acquire_timeouts = load(&self.acquire_timeouts);

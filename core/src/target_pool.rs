@@ -396,6 +396,9 @@ impl TargetPool {
         if let Some(reason) = goaway {
             self.note_goaway(connection, reason);
         }
+        if matches!(ended, Ended::KeepaliveTimeout) {
+            Counters::bump(&self.counters.keepalive_timeouts);
+        }
         if !expected && !self.shared.is_closed() {
             tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
             self.lost_connection.store(true, Ordering::Release);
@@ -468,6 +471,7 @@ impl TargetPool {
         }
         stats.connections = counts;
         stats.leases_out = self.leases.len() as u64;
+        stats.keepalive_time_ms = self.keepalive_ms.load(Ordering::Relaxed);
         self.counters.snapshot_into(&mut stats);
         stats
     }

@@ -156,6 +156,25 @@ async fn a_slow_handler_ends_in_deadline_exceeded_on_time() {
     )
     .await;
     assert_eq!(after.code, Code::Ok);
+    // The deadline went on the wire as grpc-timeout.
+    let sent = after
+        .headers
+        .get(grpcpool_testserver::RECEIVED_TIMEOUT_KEY)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .expect("grpc-timeout reached the server");
+    let (amount, unit) = sent.split_at(sent.len() - 1);
+    let amount: u64 = amount.parse().expect("grpc-timeout amount");
+    let sent = match unit {
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        "S" => Duration::from_secs(amount),
+        other => panic!("unexpected unit {other}"),
+    };
+    assert!(
+        sent <= Duration::from_secs(2) && sent > Duration::from_millis(1500),
+        "{sent:?}"
+    );
     let stats = pool.stats();
     assert_eq!(stats.streams_in_flight, 0);
     assert_eq!(stats.calls_failed.get("DEADLINE_EXCEEDED"), Some(&1));

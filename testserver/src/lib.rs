@@ -14,6 +14,9 @@
 //! | `x-echo-*` | copied into the response headers |
 //! | `x-trailer-*` | copied into the response trailers |
 //!
+//! An OK response also carries the request's `grpc-timeout`, if it had one, as
+//! [`RECEIVED_TIMEOUT_KEY`].
+//!
 //! A non-OK status is sent trailers-only (as tonic does), so `x-echo-*` and
 //! `x-trailer-*` entries then arrive together in that one header block.
 //! Unparsable control values answer INVALID_ARGUMENT.
@@ -39,6 +42,6 @@ pub use ca::TestCa;
 pub use codec::BytesCodec;
 pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
-    ECHO_PREFIX, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY, STATUS_MESSAGE_KEY,
-    TRAILER_PREFIX, UNARY_PATH,
+    ECHO_PREFIX, RECEIVED_TIMEOUT_KEY, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
+    STATUS_MESSAGE_KEY, TRAILER_PREFIX, UNARY_PATH,
 };

@@ -32,6 +32,9 @@ pub const ECHO_PREFIX: &str = "x-echo-";
 /// Request metadata with keys starting with this prefix is copied into the response trailers.
 pub const TRAILER_PREFIX: &str = "x-trailer-";
 
+/// Response header carrying the `grpc-timeout` the request arrived with, if any.
+pub const RECEIVED_TIMEOUT_KEY: &str = "x-received-grpc-timeout";
+
 /// Largest message the server decodes or encodes.
 const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
@@ -194,6 +197,12 @@ async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
     }
     let mut response = Response::new(message);
     copy_prefixed(&headers, ECHO_PREFIX, response.metadata_mut().as_mut());
+    if let Some(timeout) = headers.get("grpc-timeout") {
+        response
+            .metadata_mut()
+            .as_mut()
+            .insert(RECEIVED_TIMEOUT_KEY, timeout.clone());
+    }
     let mut trailers = HeaderMap::new();
     copy_prefixed(&headers, TRAILER_PREFIX, &mut trailers);
     if !trailers.is_empty() {
