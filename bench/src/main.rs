@@ -80,10 +80,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for transport in &options.transports {
         let server = server::ChildServer::start(*transport)?;
         println!(
-            "\n{} server at {} (child process {})",
+            "\n{} server at {} (child process {}) {}",
             transport.name(),
             server.target,
-            server.pid()
+            server.pid(),
+            server.key_kind
         );
         for &concurrency in &options.concurrency {
             // Clients take turns within each round, so drift on a shared machine hits all alike.

@@ -15,6 +15,8 @@ pub struct ChildServer {
     pub transport: Transport,
     /// The CA that signed the server's certificate (TLS only).
     pub ca_pem: Option<String>,
+    /// The server key's algorithm (TLS only).
+    pub key_kind: &'static str,
     directory: PathBuf,
 }
 
@@ -28,9 +30,22 @@ impl ChildServer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut ca_pem = None;
+        let mut key_kind = "";
         if transport == Transport::Tls {
             let ca = TestCa::new()?;
-            let (cert, key) = ca.server_cert(&["localhost", "127.0.0.1"])?;
+            let names = ["localhost", "127.0.0.1"];
+            // RSA-2048, what most servers present, when openssl is there to make the key;
+            // else rcgen's ECDSA P-256, whose handshake is cheaper.
+            let (cert, key) = match rsa_key() {
+                Some(key) => {
+                    key_kind = "RSA-2048";
+                    (ca.server_cert_for_key(&names, &key)?, key)
+                }
+                None => {
+                    key_kind = "ECDSA P-256";
+                    ca.server_cert(&names)?
+                }
+            };
             std::fs::write(directory.join("server.pem"), cert)?;
             std::fs::write(directory.join("server.key"), key)?;
             command.arg(&directory);
@@ -55,6 +70,7 @@ impl ChildServer {
             target: format!("{scheme}://127.0.0.1:{port}"),
             transport,
             ca_pem,
+            key_kind,
             directory,
         })
     }
@@ -70,6 +86,23 @@ impl Drop for ChildServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.directory);
     }
+}
+
+/// An RSA-2048 private key in PKCS#8 PEM from the openssl command, if it is installed.
+fn rsa_key() -> Option<String> {
+    let output = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let pem = String::from_utf8(output.stdout).ok()?;
+    (output.status.success() && pem.contains("BEGIN PRIVATE KEY")).then_some(pem)
 }
 
 /// `grpcpool-bench serve [CERT_DIR]`: serves until killed, printing `LISTENING <port>` first.

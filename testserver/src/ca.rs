@@ -48,6 +48,24 @@ impl TestCa {
         self.issue(params)
     }
 
+    /// Issues a server certificate like [`TestCa::server_cert`] for a key made elsewhere (for
+    /// example an RSA key, which rcgen cannot generate). Returns the certificate PEM.
+    pub fn server_cert_for_key(
+        &self,
+        names: &[&str],
+        key_pem: &str,
+    ) -> Result<String, rcgen::Error> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone())?;
+        params.distinguished_name =
+            common_name(names.first().map_or("grpcpool test server", String::as_str));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        Ok(params.signed_by(&key, &self.issuer)?.pem())
+    }
+
     /// Issues a client certificate with subject CN `common_name`.
     /// Returns `(certificate PEM, private key PEM)`.
     pub fn client_cert(&self, common_name: &str) -> Result<(String, String), rcgen::Error> {
