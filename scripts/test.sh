@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of grpcpool: formatting, lints, then the Rust workspace's unit and
-# integration tests against in-process tonic servers on loopback.
+# Runs every test of grpcpool: formatting, lints, generated files, the Rust workspace's unit and
+# integration tests against in-process tonic servers, and the C ABI's C/C++ programs under
+# AddressSanitizer and valgrind, plus the `make install` + pkg-config path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,5 +11,14 @@ cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== generated files are current"
+bash scripts/gen-header.sh --check
+
 echo "== cargo test"
 cargo test --workspace --locked
+
+echo "== C ABI: C and C++ programs under ASan/UBSan and valgrind"
+bash tests/c/run.sh
+
+echo "== C ABI: make install + pkg-config"
+bash tests/c/install_check.sh

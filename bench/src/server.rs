@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use grpcpool_testserver::{ServerOptions, ServerTls, TestCa, TestServer};
+use grpcpool_testserver::TestCa;
 
 use crate::clients::Transport;
 
@@ -48,7 +48,7 @@ impl ChildServer {
             };
             std::fs::write(directory.join("server.pem"), cert)?;
             std::fs::write(directory.join("server.key"), key)?;
-            command.arg(&directory);
+            command.arg("--tls-cert-dir").arg(&directory);
             ca_pem = Some(ca.ca_pem());
         }
         let mut child = command.spawn()?;
@@ -105,29 +105,8 @@ fn rsa_key() -> Option<String> {
     (output.status.success() && pem.contains("BEGIN PRIVATE KEY")).then_some(pem)
 }
 
-/// `grpcpool-bench serve [CERT_DIR]`: serves until killed, printing `LISTENING <port>` first.
+/// `grpcpool-bench serve ARGS`: the test server's standalone mode in this process's child.
 pub fn serve_child() -> Result<(), Box<dyn std::error::Error>> {
-    let tls = match std::env::args().nth(2) {
-        Some(directory) => Some(ServerTls {
-            cert_pem: std::fs::read_to_string(PathBuf::from(&directory).join("server.pem"))?,
-            key_pem: std::fs::read_to_string(PathBuf::from(&directory).join("server.key"))?,
-            client_ca_pem: None,
-        }),
-        None => None,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let server = TestServer::start(ServerOptions {
-            tls,
-            max_concurrent_streams: Some(1024),
-            ..ServerOptions::default()
-        })
-        .await?;
-        println!("LISTENING {}", server.port());
-        std::future::pending::<()>().await;
-        Ok::<(), Box<dyn std::error::Error>>(())
-    })
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    grpcpool_testserver::standalone::serve(&args)
 }

@@ -76,8 +76,9 @@ impl Response {
         self.code == Code::Ok
     }
 
-    /// A status produced by the client itself (deadline, connection loss).
-    pub(crate) fn local(code: Code, message: impl Into<String>) -> Response {
+    /// A response with only a status, as the client itself produces for deadlines and lost
+    /// connections.
+    pub fn with_status(code: Code, message: impl Into<String>) -> Response {
         Response {
             code,
             message: message.into(),
@@ -101,7 +102,9 @@ impl Response {
 }
 
 /// A call checked before any slot is taken: bad input never costs a connection.
-pub(crate) struct PreparedCall {
+/// Made by [`Pool::prepare`](crate::Pool::prepare).
+#[derive(Debug)]
+pub struct PreparedCall {
     path: PathAndQuery,
     metadata: MetadataMap,
     request: Bytes,
@@ -183,7 +186,7 @@ pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
     let response = match call.deadline {
         Some(deadline) => match pool.shared.until(deadline, attempts(lease, &call)).await {
             Some(response) => response,
-            None => Response::local(
+            None => Response::with_status(
                 Code::DeadlineExceeded,
                 "deadline exceeded before the response arrived",
             ),
@@ -215,7 +218,7 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
         }
         retries += 1;
         if retries > MAX_TRANSPARENT_RETRIES {
-            return Response::local(Code::Unavailable, error.message);
+            return Response::with_status(Code::Unavailable, error.message);
         }
         Counters::bump(&pool.counters.transparent_retries);
         tracing::debug!(target = %pool.target.text, error = %error, "retrying a call the server never saw");
@@ -226,7 +229,7 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
         match pool.acquire(wait, call.wait_for_ready).await {
             Ok(replacement) => lease.move_to(replacement),
             Err(acquire_error) => {
-                return Response::local(
+                return Response::with_status(
                     acquire_error.code(),
                     format!("{error}; then {acquire_error}"),
                 )
@@ -264,7 +267,7 @@ async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) 
         Ok(None) => {
             return Attempt::Finished(Response {
                 headers,
-                ..Response::local(
+                ..Response::with_status(
                     Code::Internal,
                     "the server ended a unary call without a response message",
                 )
@@ -277,7 +280,7 @@ async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) 
         Ok(Some(_)) => {
             return Attempt::Finished(Response {
                 headers,
-                ..Response::local(
+                ..Response::with_status(
                     Code::Internal,
                     "the server sent more than one message for a unary call",
                 )
@@ -315,7 +318,7 @@ fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
         }),
         Some(error) => Attempt::Finished(Response {
             headers,
-            ..Response::local(error.code, error.message.clone())
+            ..Response::with_status(error.code, error.message.clone())
         }),
         None => {
             let mut response = Response::from_status(status, headers);

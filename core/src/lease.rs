@@ -45,10 +45,11 @@ impl Lease {
         options: CallOptions,
     ) -> Result<Response, Error> {
         let call = PreparedCall::new(&self.pool.shared.config, method, request.into(), options)?;
-        Ok(self.call_prepared(call).await)
+        Ok(self.call(call).await)
     }
 
-    pub(crate) async fn call_prepared(&self, call: PreparedCall) -> Response {
+    /// Makes a call checked earlier by [`Pool::prepare`](crate::Pool::prepare).
+    pub async fn call(&self, call: PreparedCall) -> Response {
         call::run(self, call).await
     }
 

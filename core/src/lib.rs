@@ -48,7 +48,7 @@ mod tls;
 mod transport;
 
 pub use backoff::BackoffConfig;
-pub use call::{CallOptions, Response};
+pub use call::{CallOptions, PreparedCall, Response};
 pub use code::Code;
 pub use config::{Config, TlsConfig};
 pub use error::Error;

@@ -130,25 +130,43 @@ impl Pool {
         request: impl Into<Bytes>,
         options: CallOptions,
     ) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
-        let call = PreparedCall::new(&self.inner.config, method, request.into(), options);
-        let deadline = call.as_ref().ok().and_then(PreparedCall::deadline);
-        let wait_for_ready = call.as_ref().is_ok_and(PreparedCall::wait_for_ready);
-        let timeout = deadline.map_or(self.inner.config.acquire_timeout, |deadline| {
-            deadline.saturating_duration_since(Instant::now())
-        });
-        let acquire = self.acquire_with(
-            target,
-            AcquireOptions {
-                timeout: Some(timeout),
-                wait_for_ready,
-                site: None,
-            },
-        );
-        async move {
-            let call = call?;
-            let lease = acquire.await?;
-            Ok(lease.call_prepared(call).await)
-        }
+        let started = self
+            .prepare(method, request, options)
+            .and_then(|call| self.unary_prepared(target, call));
+        async move { started?.await }
+    }
+
+    /// Checks a call's method, size and metadata against this pool's settings, so that bad
+    /// input is reported before anything starts (bindings use it to fail synchronously).
+    pub fn prepare(
+        &self,
+        method: &str,
+        request: impl Into<Bytes>,
+        options: CallOptions,
+    ) -> Result<PreparedCall, Error> {
+        PreparedCall::new(&self.inner.config, method, request.into(), options)
+    }
+
+    /// The one-shot call for a prepared call. The target is checked now; the returned future
+    /// acquires, calls and releases.
+    #[track_caller]
+    pub fn unary_prepared(
+        &self,
+        target: &str,
+        call: PreparedCall,
+    ) -> Result<impl Future<Output = Result<Response, Error>> + Send + 'static, Error> {
+        let site = AcquireSite::Code(Location::caller());
+        let target_pool = self.target_pool(target)?;
+        let timeout = call
+            .deadline()
+            .map_or(self.inner.config.acquire_timeout, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+        Ok(async move {
+            let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
+            let lease = Lease::new(target_pool, connection, site);
+            Ok(lease.call(call).await)
+        })
     }
 
     /// A snapshot of every target's counters.

@@ -36,10 +36,16 @@ impl LazyRuntime {
         Ok(handle)
     }
 
-    /// Stops the runtime without waiting for its tasks (safe from any thread, async or not).
+    /// Stops the runtime. From a plain thread it waits (up to a second) for the worker threads
+    /// to drop their tasks and exit, so nothing outlives the pool; inside an async context,
+    /// where blocking is not allowed, it lets them wind down in the background.
     pub(crate) fn shutdown(&self) {
         if let Some(runtime) = self.runtime.lock().take() {
-            runtime.shutdown_background();
+            if Handle::try_current().is_ok() {
+                runtime.shutdown_background();
+            } else {
+                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            }
         }
     }
 }

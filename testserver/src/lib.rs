@@ -36,6 +36,7 @@ mod listener;
 mod registry;
 mod server;
 mod service;
+pub mod standalone;
 mod tls;
 
 pub use ca::TestCa;

@@ -1,0 +1,466 @@
+//! `grpcpool_config_t`: every core setting, set one by one from C.
+
+use std::ffi::c_char;
+
+use grpcpool_core::Config;
+
+use crate::args::{self, millis, non_null};
+use crate::error::{ffi_boundary, grpcpool_result, FfiError};
+
+/// Pool settings. Made by `grpcpool_config_new` with the documented defaults, changed by the
+/// setters, read by `grpcpool_pool_new`, freed by `grpcpool_config_free`. Values are checked
+/// when the pool is made. Not for use from two threads at once.
+#[allow(non_camel_case_types)]
+pub struct grpcpool_config_t {
+    pub(crate) config: Config,
+}
+
+/// A new config with every default (see the README and the core's `Config` docs).
+/// Never NULL; free it with `grpcpool_config_free`.
+#[no_mangle]
+pub extern "C" fn grpcpool_config_new() -> *mut grpcpool_config_t {
+    Box::into_raw(Box::new(grpcpool_config_t {
+        config: Config::default(),
+    }))
+}
+
+/// Frees a config. NULL is ignored.
+///
+/// # Safety
+/// `config` is NULL or came from `grpcpool_config_new` and is not used again.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_free(config: *mut grpcpool_config_t) {
+    if !config.is_null() {
+        // SAFETY: from Box::into_raw in grpcpool_config_new, freed once per the contract.
+        drop(unsafe { Box::from_raw(config) });
+    }
+}
+
+/// Applies `change` to a non-NULL config.
+fn with_config(
+    config: *mut grpcpool_config_t,
+    change: impl FnOnce(&mut Config) -> Result<(), FfiError>,
+) -> grpcpool_result {
+    ffi_boundary!({
+        non_null(config, "config")?;
+        // SAFETY: non-NULL, from grpcpool_config_new, not shared across threads per its docs.
+        let config = unsafe { &mut *config };
+        change(&mut config.config)
+    })
+}
+
+/// Connections kept open per target once used (default 1).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_min_connections(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.min_connections_per_target = value as usize;
+        Ok(())
+    })
+}
+
+/// Most connections per target (default 4).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_max_connections(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.max_connections_per_target = value as usize;
+        Ok(())
+    })
+}
+
+/// Streams in flight per connection before another is opened (default 64).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_streams_per_connection(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.streams_per_connection = value;
+        Ok(())
+    })
+}
+
+/// Connect, TLS and HTTP/2 handshake time limit in ms (default 20000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_connect_timeout_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.connect_timeout = millis(value);
+        Ok(())
+    })
+}
+
+/// Keepalive ping interval in ms; 0 sends no pings (default 300000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_keepalive_time_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.keepalive_time = (value > 0).then(|| millis(value));
+        Ok(())
+    })
+}
+
+/// How long a ping may go unanswered, in ms (default 20000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_keepalive_timeout_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.keepalive_timeout = millis(value);
+        Ok(())
+    })
+}
+
+/// Whether to ping connections with no call in flight (default false).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_keepalive_while_idle(
+    config: *mut grpcpool_config_t,
+    value: bool,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.keepalive_while_idle = value;
+        Ok(())
+    })
+}
+
+/// TCP_NODELAY (default true).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tcp_nodelay(
+    config: *mut grpcpool_config_t,
+    value: bool,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.tcp_nodelay = value;
+        Ok(())
+    })
+}
+
+/// TCP keepalive idle time in ms; 0 leaves the OS default (default 60000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tcp_keepalive_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.tcp_keepalive = (value > 0).then(|| millis(value));
+        Ok(())
+    })
+}
+
+/// Unused connections above the minimum close after this many ms (default 120000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_idle_timeout_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.idle_timeout = millis(value);
+        Ok(())
+    })
+}
+
+/// Connections are replaced after this many ms (±10%); 0 never (default 1800000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_max_connection_age_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.max_connection_age = (value > 0).then(|| millis(value));
+        Ok(())
+    })
+}
+
+/// Default acquire wait in ms, used by one-shot calls without a timeout (default 10000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_acquire_timeout_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.acquire_timeout = millis(value);
+        Ok(())
+    })
+}
+
+/// A lease held longer than this many ms is reported as a leak (default 60000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_lease_leak_threshold_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.lease_leak_threshold = millis(value);
+        Ok(())
+    })
+}
+
+/// HTTP/2 initial stream window in bytes (default 2 MiB).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_initial_stream_window_size(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.initial_stream_window_size = value;
+        Ok(())
+    })
+}
+
+/// HTTP/2 initial connection window in bytes (default 8 MiB).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_initial_connection_window_size(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.initial_connection_window_size = value;
+        Ok(())
+    })
+}
+
+/// Largest request in bytes (default 4 MiB).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_max_send_message_size(
+    config: *mut grpcpool_config_t,
+    value: usize,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.max_send_message_size = value;
+        Ok(())
+    })
+}
+
+/// Largest response in bytes (default 4 MiB).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_max_receive_message_size(
+    config: *mut grpcpool_config_t,
+    value: usize,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.max_receive_message_size = value;
+        Ok(())
+    })
+}
+
+/// How often host names are resolved again, in ms (default 30000).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_dns_refresh_ms(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.dns_refresh_interval = millis(value);
+        Ok(())
+    })
+}
+
+/// Worker threads of the pool's runtime; 0 = one per core, at most 4 (default 0).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_worker_threads(
+    config: *mut grpcpool_config_t,
+    value: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        config.worker_threads = value as usize;
+        Ok(())
+    })
+}
+
+/// Reconnect backoff: first delay, growth factor, jitter fraction and cap (defaults 1000 ms,
+/// 1.6, 0.2, 120000 ms, gRPC's connection-backoff spec).
+///
+/// # Safety
+/// `config` is NULL or a live config from `grpcpool_config_new`.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_backoff(
+    config: *mut grpcpool_config_t,
+    initial_ms: u32,
+    multiplier: f64,
+    jitter: f64,
+    max_ms: u32,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        let mut backoff = config.backoff.clone();
+        backoff.initial = millis(initial_ms);
+        backoff.multiplier = multiplier;
+        backoff.jitter = jitter;
+        backoff.max = millis(max_ms);
+        config.backoff = backoff;
+        Ok(())
+    })
+}
+
+/// Trusts these PEM certificates for `https://` targets instead of the system roots.
+///
+/// # Safety
+/// `config` is NULL or a live config; `pem` points to `pem_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tls_ca_pem(
+    config: *mut grpcpool_config_t,
+    pem: *const u8,
+    pem_len: usize,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let pem = unsafe { args::bytes(pem, pem_len, "pem")? };
+        config.tls.ca_pem = Some(pem.to_vec());
+        Ok(())
+    })
+}
+
+/// Trusts the PEM certificates in the file at `path` instead of the system roots.
+///
+/// # Safety
+/// `config` is NULL or a live config; `path` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tls_ca_file(
+    config: *mut grpcpool_config_t,
+    path: *const c_char,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let path = unsafe { args::text(path, "path")? };
+        config.tls.ca_pem = Some(read_file(path)?);
+        Ok(())
+    })
+}
+
+/// Presents this PEM certificate chain and private key to servers that ask (mTLS).
+///
+/// # Safety
+/// `config` is NULL or a live config; each pointer covers its length in readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tls_client_cert_pem(
+    config: *mut grpcpool_config_t,
+    cert_pem: *const u8,
+    cert_len: usize,
+    key_pem: *const u8,
+    key_len: usize,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let cert = unsafe { args::bytes(cert_pem, cert_len, "cert_pem")? };
+        // SAFETY: per the function's contract.
+        let key = unsafe { args::bytes(key_pem, key_len, "key_pem")? };
+        config.tls.client_cert_pem = Some(cert.to_vec());
+        config.tls.client_key_pem = Some(key.to_vec());
+        Ok(())
+    })
+}
+
+/// Presents the PEM certificate chain and key in these files to servers that ask (mTLS).
+///
+/// # Safety
+/// `config` is NULL or a live config; both paths are NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tls_client_cert_files(
+    config: *mut grpcpool_config_t,
+    cert_path: *const c_char,
+    key_path: *const c_char,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let cert_path = unsafe { args::text(cert_path, "cert_path")? };
+        // SAFETY: per the function's contract.
+        let key_path = unsafe { args::text(key_path, "key_path")? };
+        let cert = read_file(cert_path)?;
+        let key = read_file(key_path)?;
+        config.tls.client_cert_pem = Some(cert);
+        config.tls.client_key_pem = Some(key);
+        Ok(())
+    })
+}
+
+/// Checks server certificates against `name` (and sends it as SNI) instead of the target's host.
+///
+/// # Safety
+/// `config` is NULL or a live config; `name` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_tls_server_name(
+    config: *mut grpcpool_config_t,
+    name: *const c_char,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let name = unsafe { args::text(name, "name")? };
+        config.tls.server_name_override = Some(name.to_owned());
+        Ok(())
+    })
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>, FfiError> {
+    std::fs::read(path).map_err(|error| {
+        FfiError::new(
+            grpcpool_result::GRPCPOOL_IO_ERROR,
+            format!("reading {path}: {error}"),
+        )
+    })
+}

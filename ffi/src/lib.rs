@@ -1,0 +1,64 @@
+//! The C ABI of grpcpool, built as `libgrpcpool.so` and `libgrpcpool.a`, described by the
+//! generated `include/grpcpool.h`.
+//!
+//! Conventions (model: rustls-ffi): every export runs inside one panic boundary and checks its
+//! pointers; results are a stable enum; out-parameters are written only on success; leases and
+//! async calls are generation-checked handles; each library object has one `_free` that accepts
+//! NULL. A non-OK gRPC status is a response, not an error.
+#![allow(unsafe_code)]
+
+mod args;
+mod calls;
+mod config;
+mod error;
+mod handles;
+mod leases;
+mod log;
+mod pool;
+mod response;
+
+use std::ffi::c_char;
+
+pub use args::{grpcpool_bytes_t, grpcpool_metadata_entry_t};
+pub use calls::{
+    grpcpool_call_cancel, grpcpool_call_t, grpcpool_lease_unary, grpcpool_lease_unary_async,
+    grpcpool_unary, grpcpool_unary_async, grpcpool_unary_callback_t,
+};
+pub use config::*;
+pub use error::{grpcpool_last_error, grpcpool_result, grpcpool_result_name};
+pub use leases::{grpcpool_acquire, grpcpool_acquire_at, grpcpool_lease_t, grpcpool_release};
+pub use log::{grpcpool_log_callback_t, grpcpool_set_log_callback};
+pub use pool::{
+    grpcpool_pool_free, grpcpool_pool_leaks_json, grpcpool_pool_new, grpcpool_pool_shutdown,
+    grpcpool_pool_stats_json, grpcpool_pool_t, grpcpool_string_free,
+};
+pub use response::*;
+
+/// Major version of the library these declarations describe.
+pub const GRPCPOOL_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library these declarations describe.
+pub const GRPCPOOL_VERSION_MINOR: u32 = 1;
+/// Patch version of the library these declarations describe.
+pub const GRPCPOOL_VERSION_PATCH: u32 = 0;
+
+/// The library's version, "MAJOR.MINOR.PATCH", from the library actually loaded (compare with
+/// the `GRPCPOOL_VERSION_*` macros of the header compiled against). The string is static.
+#[no_mangle]
+pub extern "C" fn grpcpool_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_version_constants_match_cargo_toml() {
+        let version =
+            format!("{GRPCPOOL_VERSION_MAJOR}.{GRPCPOOL_VERSION_MINOR}.{GRPCPOOL_VERSION_PATCH}");
+        assert_eq!(version, env!("CARGO_PKG_VERSION"));
+        // SAFETY: a static NUL-terminated string.
+        let loaded = unsafe { std::ffi::CStr::from_ptr(grpcpool_version()) };
+        assert_eq!(loaded.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+}
