@@ -1,6 +1,7 @@
 //! One unary call: validated input, the attempt on a connection, transparent retry elsewhere
 //! when the request never reached the server, and the response with its status.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,8 +16,13 @@ use crate::lease::Lease;
 use crate::stats::Counters;
 use crate::{Code, Error, Metadata};
 
-/// How many times a call that never reached a server is moved to another connection.
-const MAX_TRANSPARENT_RETRIES: u32 = 4;
+/// How many times a call that never left the client is moved to another connection.
+const MAX_UNSENT_RETRIES: u32 = 4;
+/// How many times a call the server refused unprocessed (REFUSED_STREAM, or above a GOAWAY's
+/// last stream) is moved: once, as gRPC A6 allows.
+const MAX_REFUSED_RETRIES: u32 = 1;
+/// The longest `grpc-timeout` the wire format holds: 99999999 seconds.
+const MAX_WIRE_TIMEOUT: Duration = Duration::from_secs(99_999_999);
 
 /// Per-call settings.
 #[derive(Debug, Clone, Default)]
@@ -199,9 +205,16 @@ pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
 
 async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
     let pool = lease.pool();
-    let mut retries = 0;
+    let (mut unsent_retries, mut refused_retries) = (0, 0);
     loop {
-        let connection = lease.connection();
+        let connection = match lease.connection() {
+            Some(connection) => connection,
+            // A retry earlier found no slot; this call looks for one.
+            None => match reacquire(lease, call).await {
+                Ok(connection) => connection,
+                Err(response) => return response,
+            },
+        };
         let error = match attempt(&connection, call, &pool.shared.config).await {
             Attempt::Finished(response) => {
                 if response.code == Code::Unavailable && connection.is_broken() {
@@ -216,29 +229,47 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
         } else if error.connection_lost {
             pool.connection_failed(&connection);
         }
-        retries += 1;
-        if retries > MAX_TRANSPARENT_RETRIES {
-            return Response::with_status(Code::Unavailable, error.message);
+        let (retries, limit) = if error.never_sent {
+            (&mut unsent_retries, MAX_UNSENT_RETRIES)
+        } else {
+            (&mut refused_retries, MAX_REFUSED_RETRIES)
+        };
+        *retries += 1;
+        if *retries > limit {
+            return Response::with_status(error.code, error.message);
         }
         Counters::bump(&pool.counters.transparent_retries);
-        tracing::debug!(target = %pool.target.text, error = %error, "retrying a call the server never saw");
-        let wait = call
-            .deadline
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or(pool.shared.config.acquire_timeout);
-        match pool.acquire(wait, call.wait_for_ready).await {
-            Ok(replacement) => lease.move_to(replacement),
-            Err(acquire_error) => {
-                return Response::with_status(
-                    acquire_error.code(),
-                    format!("{error}; then {acquire_error}"),
-                )
-            }
+        tracing::debug!(target = %pool.target.text, error = %error, "retrying a call the server never processed");
+        // Give the old slot back before waiting for a new one, so retries in a full pool do
+        // not hold slots others wait for.
+        lease.give_back_slot();
+        if let Err(response) = reacquire(lease, call).await {
+            return Response {
+                message: format!("{error}; then {}", response.message),
+                ..response
+            };
         }
     }
 }
 
+/// Gets the lease a new slot within the call's deadline; the failure as a status.
+async fn reacquire(lease: &Lease, call: &PreparedCall) -> Result<Arc<Connection>, Response> {
+    let pool = lease.pool();
+    let wait = call
+        .deadline
+        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .unwrap_or(pool.shared.config.acquire_timeout);
+    match pool.acquire(wait, call.wait_for_ready).await {
+        Ok(connection) => {
+            lease.take_slot(Arc::clone(&connection));
+            Ok(connection)
+        }
+        Err(error) => Err(Response::with_status(error.code(), error.to_string())),
+    }
+}
+
 async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) -> Attempt {
+    let _active = connection.stream_started();
     let mut grpc = tonic::client::Grpc::new(connection.channel.clone())
         .max_decoding_message_size(config.max_receive_message_size)
         .max_encoding_message_size(config.max_send_message_size);
@@ -251,7 +282,9 @@ async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) 
         call.request.clone(),
     );
     if let Some(deadline) = call.deadline {
-        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // grpc-timeout holds at most 8 digits; longer deadlines are sent as that maximum.
+        request.set_timeout(remaining.min(MAX_WIRE_TIMEOUT));
     }
     let response = match grpc
         .server_streaming(request, call.path.clone(), RawCodec)
@@ -311,6 +344,7 @@ fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
     match stream_error {
         Some(error) if error.unprocessed => Attempt::Unprocessed(StreamError {
             unprocessed: true,
+            never_sent: error.never_sent,
             connection_lost: error.connection_lost,
             calm_down: error.calm_down,
             code: error.code,

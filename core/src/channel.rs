@@ -33,6 +33,8 @@ pub(crate) struct StreamError {
     /// True when the server never processed the request: the connection refused the stream,
     /// or it was above a GOAWAY's last stream id. Such a call may be retried elsewhere.
     pub(crate) unprocessed: bool,
+    /// True when the request never left the client (the stream could not even be opened).
+    pub(crate) never_sent: bool,
     /// True when the connection itself is going away (GOAWAY seen or closed).
     pub(crate) connection_lost: bool,
     /// True when the peer's GOAWAY said ENHANCE_YOUR_CALM (`too_many_pings`).
@@ -52,6 +54,7 @@ impl StreamError {
         };
         StreamError {
             unprocessed: before_send || refused || remote_go_away,
+            never_sent: before_send,
             connection_lost: before_send || error.is_io() || error.is_go_away(),
             calm_down: remote_go_away && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM),
             code,
@@ -93,6 +96,7 @@ impl tower_service::Service<Request<tonic::body::Body>> for H2Channel {
             Err(error) => {
                 return ResponseFuture::failed(StreamError {
                     unprocessed: false,
+                    never_sent: false,
                     connection_lost: false,
                     calm_down: false,
                     code: Code::Internal,
@@ -145,6 +149,7 @@ impl Future for ResponseFuture {
         match &mut self.get_mut().state {
             State::Failed(error) => Poll::Ready(Err(error.take().unwrap_or_else(|| StreamError {
                 unprocessed: false,
+                never_sent: false,
                 connection_lost: false,
                 calm_down: false,
                 code: Code::Internal,

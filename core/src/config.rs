@@ -116,6 +116,10 @@ impl Default for Config {
     }
 }
 
+/// The longest duration a setting may hold: long enough to mean "never", short enough that
+/// adding it to the current time cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// HTTP/2 caps a flow-control window at 2^31 - 1 bytes.
 const MAX_WINDOW: u32 = (1 << 31) - 1;
 
@@ -156,6 +160,24 @@ impl Config {
         ] {
             if !(65_535..=MAX_WINDOW).contains(&size) {
                 return fail(&format!("{name} must be between 65535 and 2^31-1"));
+            }
+        }
+        let durations = [
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("keepalive_time", self.keepalive_time),
+            ("keepalive_timeout", Some(self.keepalive_timeout)),
+            ("tcp_keepalive", self.tcp_keepalive),
+            ("idle_timeout", Some(self.idle_timeout)),
+            ("max_connection_age", self.max_connection_age),
+            ("acquire_timeout", Some(self.acquire_timeout)),
+            ("lease_leak_threshold", Some(self.lease_leak_threshold)),
+            ("dns_refresh_interval", Some(self.dns_refresh_interval)),
+            ("backoff.initial", Some(self.backoff.initial)),
+            ("backoff.max", Some(self.backoff.max)),
+        ];
+        for (name, duration) in durations {
+            if duration.is_some_and(|duration| duration > MAX_DURATION) {
+                return fail(&format!("{name} may be at most 10 years"));
             }
         }
         if self.max_send_message_size == 0 || self.max_receive_message_size == 0 {

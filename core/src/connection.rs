@@ -23,6 +23,9 @@ pub(crate) struct Connection {
     pub(crate) channel: H2Channel,
     state: AtomicU8,
     reserved: AtomicU32,
+    /// Calls running on it now (keepalive pings only while some are).
+    active_streams: AtomicU32,
+    stream_limit: AtomicU32,
     opened_at: Instant,
     /// When max connection age (with jitter) retires it, if ever.
     pub(crate) retire_at: Option<Instant>,
@@ -43,9 +46,9 @@ impl Connection {
         max_age: Option<Duration>,
     ) -> Connection {
         let opened_at = Instant::now();
-        let retire_at = max_age.map(|age| {
+        let retire_at = max_age.and_then(|age| {
             let jitter = 1.0 + 0.1 * (fastrand::f64() * 2.0 - 1.0);
-            opened_at + age.mul_f64(jitter)
+            opened_at.checked_add(age.mul_f64(jitter))
         });
         Connection {
             id,
@@ -53,6 +56,8 @@ impl Connection {
             channel,
             state: AtomicU8::new(READY),
             reserved: AtomicU32::new(0),
+            active_streams: AtomicU32::new(0),
+            stream_limit: AtomicU32::new(0),
             opened_at,
             retire_at,
             last_used_ms: AtomicU64::new(0),
@@ -63,33 +68,39 @@ impl Connection {
     }
 
     pub(crate) fn is_ready(&self) -> bool {
-        self.state.load(Ordering::Acquire) == READY
+        self.state.load(Ordering::SeqCst) == READY
     }
 
     pub(crate) fn is_draining(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DRAINING
+        self.state.load(Ordering::SeqCst) == DRAINING
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == CLOSED
+        self.state.load(Ordering::SeqCst) == CLOSED
     }
 
     /// Stops new picks; calls in flight finish. True if this call made the change.
     pub(crate) fn mark_draining(&self) -> bool {
         self.state
-            .compare_exchange(READY, DRAINING, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(READY, DRAINING, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }
 
     /// Marks it closed and tells its driver to drop the socket.
     pub(crate) fn close(&self) {
-        self.state.store(CLOSED, Ordering::Release);
+        self.state.store(CLOSED, Ordering::SeqCst);
         self.stop.notify_one();
     }
 
-    /// The most streams it may carry: the peer's MAX_CONCURRENT_STREAMS.
+    /// The most streams it may carry: the peer's MAX_CONCURRENT_STREAMS, as last read.
     pub(crate) fn stream_limit(&self) -> u32 {
-        u32::try_from(self.channel.send.current_max_send_streams()).unwrap_or(u32::MAX)
+        self.stream_limit.load(Ordering::Relaxed)
+    }
+
+    /// Reads the peer's MAX_CONCURRENT_STREAMS again (it locks h2's state, so not per pick).
+    pub(crate) fn refresh_stream_limit(&self) {
+        let limit = u32::try_from(self.channel.send.current_max_send_streams()).unwrap_or(u32::MAX);
+        self.stream_limit.store(limit, Ordering::Relaxed);
     }
 
     /// Whether h2 already knows the connection is gone (closed, failed or told to go away).
@@ -103,13 +114,13 @@ impl Connection {
     }
 
     pub(crate) fn reserved(&self) -> u32 {
-        self.reserved.load(Ordering::Acquire)
+        self.reserved.load(Ordering::SeqCst)
     }
 
     /// Takes a slot if fewer than `limit` are taken; atomic, so two pickers cannot both take the last.
     pub(crate) fn try_reserve(&self, limit: u32) -> bool {
         self.reserved
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |taken| {
                 (taken < limit).then_some(taken + 1)
             })
             .is_ok()
@@ -119,7 +130,13 @@ impl Connection {
     pub(crate) fn release(&self) {
         let elapsed = u64::try_from(self.opened_at.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_used_ms.store(elapsed, Ordering::Relaxed);
-        self.reserved.fetch_sub(1, Ordering::AcqRel);
+        self.reserved.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Counts a call as running on this connection until the guard drops.
+    pub(crate) fn stream_started(&self) -> ActiveStream<'_> {
+        self.active_streams.fetch_add(1, Ordering::Relaxed);
+        ActiveStream(self)
     }
 
     /// How long it has carried nothing, or zero while it carries something.
@@ -130,6 +147,15 @@ impl Connection {
         let last_used =
             self.opened_at + Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
         now.saturating_duration_since(last_used)
+    }
+}
+
+/// A call running on a connection; see [`Connection::stream_started`].
+pub(crate) struct ActiveStream<'a>(&'a Connection);
+
+impl Drop for ActiveStream<'_> {
+    fn drop(&mut self) {
+        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -169,7 +195,8 @@ pub(crate) async fn drive(
         (millis > 0).then(|| Duration::from_millis(millis))
     };
     let far_future = || Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    let mut next_ping = interval().map_or_else(far_future, |every| Instant::now() + every);
+    let after = |every: Duration| Instant::now().checked_add(every).unwrap_or_else(far_future);
+    let mut next_ping = interval().map_or_else(far_future, after);
     let mut ping_sent_at: Option<Instant> = None;
     if let Some(ping_pong) = ping_pong.as_mut() {
         if ping_pong.send_ping(h2::Ping::opaque()).is_ok() {
@@ -178,7 +205,9 @@ pub(crate) async fn drive(
     }
     loop {
         let wake_at = match ping_sent_at {
-            Some(sent) => sent + keepalive.timeout,
+            Some(sent) => sent
+                .checked_add(keepalive.timeout)
+                .unwrap_or_else(far_future),
             None => next_ping,
         };
         let pong = std::future::poll_fn(|cx| match (&mut ping_pong, ping_sent_at) {
@@ -199,15 +228,18 @@ pub(crate) async fn drive(
                 }
                 ping_sent_at = None;
                 if let Some(settled) = settled.take() {
+                    connection.refresh_stream_limit();
                     let _ = settled.send(());
                 }
-                next_ping = interval().map_or_else(far_future, |every| Instant::now() + every);
+                next_ping = interval().map_or_else(far_future, after);
             }
             _ = tokio::time::sleep_until(wake_at.into()) => {
                 if ping_sent_at.is_some() {
                     return Ended::KeepaliveTimeout;
                 }
-                let busy = connection.reserved() > 0;
+                // Only streams count: a held lease with no call in flight is idle to the server,
+                // and grpc-go servers punish pings without streams by default.
+                let busy = connection.active_streams.load(Ordering::Relaxed) > 0;
                 match (&mut ping_pong, interval()) {
                     (Some(ping_pong), Some(_)) if busy || keepalive.while_idle => {
                         if let Err(error) = ping_pong.send_ping(h2::Ping::opaque()) {
@@ -216,7 +248,7 @@ pub(crate) async fn drive(
                         ping_sent_at = Some(Instant::now());
                     }
                     (_, every) => {
-                        next_ping = every.map_or_else(far_future, |every| Instant::now() + every);
+                        next_ping = every.map_or_else(far_future, after);
                     }
                 }
             }

@@ -7,7 +7,8 @@ use crate::Code;
 /// Why the pool could not do what was asked.
 ///
 /// RPC outcomes, including locally produced `DEADLINE_EXCEEDED` and `UNAVAILABLE`, come back as
-/// a [`Response`](crate::Response) status instead.
+/// a [`Response`](crate::Response) status instead; only [`Pool::acquire`](crate::Pool::acquire)
+/// reports an unreachable target or a full pool as an error, since no call is involved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -16,7 +16,8 @@ use crate::Error;
 /// request leaves, another one of the same target). Dropping the lease releases the slot.
 pub struct Lease {
     pool: Arc<TargetPool>,
-    connection: Mutex<Arc<Connection>>,
+    /// The slot; `None` only while a retry looks for a new one (or found none).
+    connection: Mutex<Option<Arc<Connection>>>,
     record: u64,
 }
 
@@ -30,7 +31,7 @@ impl Lease {
         Counters::bump(&pool.counters.leases_acquired);
         Lease {
             pool,
-            connection: Mutex::new(connection),
+            connection: Mutex::new(Some(connection)),
             record,
         }
     }
@@ -58,9 +59,13 @@ impl Lease {
         &self.pool.target.text
     }
 
-    /// The address of the connection the lease holds now.
+    /// The address of the connection the lease holds now ("" while it holds none).
     pub fn address(&self) -> String {
-        self.connection.lock().address.to_string()
+        self.connection
+            .lock()
+            .as_ref()
+            .map(|connection| connection.address.to_string())
+            .unwrap_or_default()
     }
 
     /// Releases the slot now; the same as dropping the lease.
@@ -70,21 +75,30 @@ impl Lease {
         &self.pool
     }
 
-    pub(crate) fn connection(&self) -> Arc<Connection> {
-        Arc::clone(&self.connection.lock())
+    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+        self.connection.lock().clone()
     }
 
-    /// Moves the lease to a slot on another connection, returning the old slot.
-    pub(crate) fn move_to(&self, replacement: Arc<Connection>) {
-        let previous = std::mem::replace(&mut *self.connection.lock(), replacement);
-        self.pool.release(&previous);
+    /// Returns the lease's slot to the pool; the lease holds none until `take_slot`.
+    pub(crate) fn give_back_slot(&self) {
+        let previous = self.connection.lock().take();
+        if let Some(previous) = previous {
+            self.pool.release(&previous);
+        }
+    }
+
+    /// Gives the lease a slot reserved on `connection`, returning any slot it held.
+    pub(crate) fn take_slot(&self, connection: Arc<Connection>) {
+        let previous = self.connection.lock().replace(connection);
+        if let Some(previous) = previous {
+            self.pool.release(&previous);
+        }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let connection = self.connection();
-        self.pool.release(&connection);
+        self.give_back_slot();
         self.pool.leases.remove(self.record);
     }
 }

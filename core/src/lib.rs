@@ -31,6 +31,7 @@ mod code;
 mod codec;
 mod config;
 mod connection;
+mod dialing;
 mod error;
 mod histogram;
 mod lease;
@@ -46,6 +47,7 @@ mod target;
 mod target_pool;
 mod tls;
 mod transport;
+mod wait_queue;
 
 pub use backoff::BackoffConfig;
 pub use call::{CallOptions, PreparedCall, Response};

@@ -39,6 +39,9 @@ impl TargetPool {
         for connection in &snapshot {
             if connection.is_draining() && connection.reserved() == 0 {
                 connection.close();
+            } else if connection.is_ready() {
+                // The server may change MAX_CONCURRENT_STREAMS at any time.
+                connection.refresh_stream_limit();
             }
         }
         let retiring: Vec<&Arc<Connection>> = ready
@@ -89,6 +92,8 @@ impl TargetPool {
             self.start_dial(DialPurpose::Warm);
         }
         self.spread_over_addresses(now);
+        // Waiters with no connection to wait on (say, after a backoff ran out) get a dial.
+        self.serve_waiters();
 
         for leak in self
             .leases

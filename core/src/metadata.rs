@@ -120,7 +120,7 @@ impl Metadata {
 
     /// Converts received headers or trailers, leaving out protocol headers and gRPC's own status keys.
     pub(crate) fn from_wire(map: &MetadataMap) -> Metadata {
-        let mut entries = Vec::with_capacity(map.len());
+        let mut entries = Vec::new();
         for entry in map.iter() {
             match entry {
                 KeyAndValueRef::Ascii(key, value) if is_user_key(key.as_str()) => {

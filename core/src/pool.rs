@@ -14,7 +14,7 @@ use crate::call::{CallOptions, PreparedCall, Response};
 use crate::leases::{AcquireSite, LeakReport};
 use crate::runtime::LazyRuntime;
 use crate::shared::Shared;
-use crate::stats::PoolStats;
+use crate::stats::{Counters, PoolStats};
 use crate::target::{Security, Target};
 use crate::target_pool::TargetPool;
 use crate::transport::Dialer;
@@ -122,6 +122,9 @@ impl Pool {
     /// Acquires, calls and releases: a one-shot unary call.
     ///
     /// The acquire waits until the call's deadline, or `Config::acquire_timeout` without one.
+    /// A target that cannot be reached, or no free slot in time, comes back as an UNAVAILABLE
+    /// or DEADLINE_EXCEEDED response, as from any gRPC client; `Err` is for bad input and a
+    /// closed pool.
     #[track_caller]
     pub fn unary(
         &self,
@@ -163,9 +166,20 @@ impl Pool {
                 deadline.saturating_duration_since(Instant::now())
             });
         Ok(async move {
-            let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
-            let lease = Lease::new(target_pool, connection, site);
-            Ok(lease.call(call).await)
+            match target_pool.acquire(timeout, call.wait_for_ready()).await {
+                Ok(connection) => {
+                    let lease = Lease::new(target_pool, connection, site);
+                    Ok(lease.call(call).await)
+                }
+                // The call could not start: as a gRPC client would, report it as its status.
+                Err(error @ (Error::Unavailable { .. } | Error::AcquireTimeout { .. })) => {
+                    let counters = &target_pool.counters;
+                    Counters::bump(&counters.calls_started);
+                    counters.call_finished(error.code());
+                    Ok(Response::with_status(error.code(), error.to_string()))
+                }
+                Err(error) => Err(error),
+            }
         })
     }
 
@@ -201,9 +215,13 @@ impl Pool {
         shared.mark_closed();
         let targets: Vec<Arc<TargetPool>> = self.inner.targets.read().values().cloned().collect();
         for pool in &targets {
+            // Waiters see the pool closed; upkeep stops.
+            pool.waiting.state_changed();
             pool.maintenance.notify_one();
         }
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now()
+            .checked_add(grace)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600));
         let in_flight = || targets.iter().map(|pool| pool.in_flight()).sum::<u64>();
         while in_flight() > 0 && Instant::now() < deadline {
             let pause_until = deadline.min(Instant::now() + Duration::from_millis(5));

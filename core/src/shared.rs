@@ -42,6 +42,18 @@ impl Shared {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Like [`Shared::until`], with no time limit when `deadline` is `None`.
+    pub(crate) async fn until_opt<F: Future>(
+        &self,
+        deadline: Option<Instant>,
+        future: F,
+    ) -> Option<F::Output> {
+        match deadline {
+            Some(deadline) => self.until(deadline, future).await,
+            None => Some(future.await),
+        }
+    }
+
     /// Runs `future` until `deadline`, with the timer on the pool's runtime so the caller may poll
     /// it from any executor. `None` when the deadline came first.
     pub(crate) async fn until<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use crate::address_book::AddressBook;
-use crate::channel::H2Channel;
-use crate::connection::{drive, Connection, Ended, Keepalive};
+use crate::connection::Connection;
 use crate::leases::LeaseRegister;
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
-use crate::target::{Address, Target};
+use crate::target::Target;
+use crate::wait_queue::{Grant, WaitQueue};
 use crate::Error;
 
 /// Why a connection is being dialed.
@@ -36,16 +36,15 @@ pub(crate) struct TargetPool {
     pub(crate) connections: RwLock<Vec<Arc<Connection>>>,
     pub(crate) dials_in_flight: AtomicUsize,
     pub(crate) addresses: Mutex<AddressBook>,
-    waiters: AtomicUsize,
-    slot_freed: Notify,
+    pub(crate) waiting: WaitQueue,
     pub(crate) maintenance: Notify,
-    rotation: AtomicUsize,
-    keepalive_ms: Arc<AtomicU64>,
+    pub(crate) rotation: AtomicUsize,
+    pub(crate) keepalive_ms: Arc<AtomicU64>,
     pub(crate) counters: Counters,
     pub(crate) leases: LeaseRegister,
-    failing: AtomicBool,
-    last_error: Mutex<String>,
-    lost_connection: AtomicBool,
+    pub(crate) failing: AtomicBool,
+    pub(crate) last_error: Mutex<String>,
+    pub(crate) lost_connection: AtomicBool,
 }
 
 impl TargetPool {
@@ -60,8 +59,7 @@ impl TargetPool {
             target,
             connections: RwLock::new(Vec::new()),
             dials_in_flight: AtomicUsize::new(0),
-            waiters: AtomicUsize::new(0),
-            slot_freed: Notify::new(),
+            waiting: WaitQueue::default(),
             maintenance: Notify::new(),
             rotation: AtomicUsize::new(fastrand::usize(..)),
             keepalive_ms: Arc::new(AtomicU64::new(keepalive_ms)),
@@ -78,7 +76,8 @@ impl TargetPool {
         pool
     }
 
-    /// Reserves a slot on the least-loaded ready connection, waiting up to `timeout`.
+    /// Reserves a slot on the least-loaded ready connection, waiting up to `timeout` in line
+    /// behind earlier callers.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         timeout: Duration,
@@ -88,41 +87,85 @@ impl TargetPool {
         if self.shared.is_closed() {
             return Err(Error::PoolClosed);
         }
-        // Callers already waiting go first; a newcomer takes the fast path only when none are.
-        if self.waiters.load(Ordering::Acquire) == 0 {
+        if self.waiting.is_empty() {
             if let Some(connection) = self.try_reserve() {
                 self.counters.acquire_wait.record(micros(started.elapsed()));
                 return Ok(connection);
             }
         }
-        let deadline = started + timeout;
-        let _waiter = WaiterGuard::enter(self);
+        if !wait_for_ready {
+            self.fail_fast()?;
+        }
+        let deadline = started.checked_add(timeout);
+        let mut grant = self.waiting.push();
+        // A slot may have come free between the attempt above and joining the queue.
+        self.serve_waiters();
         loop {
-            let mut notified = pin!(self.slot_freed.notified());
-            notified.as_mut().enable();
+            let mut changed = pin!(self.waiting.changed());
+            changed.as_mut().enable();
             if self.shared.is_closed() {
-                return Err(Error::PoolClosed);
-            }
-            if let Some(connection) = self.try_reserve() {
-                self.counters.acquire_wait.record(micros(started.elapsed()));
-                if self.waiters.load(Ordering::Acquire) > 1 {
-                    // There may be room for the next in line too.
-                    self.slot_freed.notify_one();
-                }
-                return Ok(connection);
+                return self.abandon(grant, Error::PoolClosed);
             }
             if !wait_for_ready {
-                self.fail_fast()?;
-            }
-            if self.shared.until(deadline, notified).await.is_none() {
-                Counters::bump(&self.counters.acquire_timeouts);
-                if !wait_for_ready {
-                    self.fail_fast()?;
+                if let Err(error) = self.fail_fast() {
+                    return self.abandon(grant, error);
                 }
-                return Err(Error::AcquireTimeout {
-                    target: self.target.text.clone(),
-                    waited: started.elapsed(),
-                });
+            }
+            let next = self
+                .shared
+                .until_opt(deadline, async {
+                    tokio::select! {
+                        biased;
+                        granted = &mut grant => Some(granted),
+                        _ = changed => None,
+                    }
+                })
+                .await;
+            match next {
+                Some(Some(Ok(connection))) => {
+                    self.counters.acquire_wait.record(micros(started.elapsed()));
+                    return Ok(connection);
+                }
+                Some(Some(Err(_))) => return Err(Error::PoolClosed),
+                Some(None) => continue,
+                None => {
+                    // The deadline: a slot granted at the last instant still counts.
+                    grant.close();
+                    if let Ok(connection) = grant.try_recv() {
+                        self.counters.acquire_wait.record(micros(started.elapsed()));
+                        return Ok(connection);
+                    }
+                    Counters::bump(&self.counters.acquire_timeouts);
+                    if !wait_for_ready {
+                        self.fail_fast()?;
+                    }
+                    return Err(Error::AcquireTimeout {
+                        target: self.target.text.clone(),
+                        waited: started.elapsed(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Leaves the queue with `error`, returning a slot that was granted meanwhile.
+    fn abandon(&self, mut grant: Grant, error: Error) -> Result<Arc<Connection>, Error> {
+        grant.close();
+        if let Ok(connection) = grant.try_recv() {
+            self.release(&connection);
+        }
+        Err(error)
+    }
+
+    /// Gives free slots to waiters, oldest first, while there are both.
+    pub(crate) fn serve_waiters(self: &Arc<Self>) {
+        while !self.waiting.is_empty() {
+            let Some(connection) = self.try_reserve() else {
+                return;
+            };
+            if !self.waiting.grant(&connection) {
+                connection.release();
+                return;
             }
         }
     }
@@ -138,7 +181,7 @@ impl TargetPool {
         Ok(())
     }
 
-    fn has_ready_connection(&self) -> bool {
+    pub(crate) fn has_ready_connection(&self) -> bool {
         self.connections
             .read()
             .iter()
@@ -146,30 +189,22 @@ impl TargetPool {
     }
 
     /// Picks the ready connection with the lowest streams-in-flight / stream-limit and reserves a
-    /// slot on it; asks for another connection when every ready one is past the threshold.
+    /// slot on it; asks for another connection when every ready one is then at the threshold.
     fn try_reserve(self: &Arc<Self>) -> Option<Arc<Connection>> {
         let threshold = self.shared.config.streams_per_connection;
+        let connections = self.connections.read();
+        let count = connections.len();
         let mut picked = None;
-        let mut ready = 0;
-        let mut all_loaded = true;
         for _attempt in 0..4 {
-            let connections = self.connections.read();
-            let count = connections.len();
             let start = self.rotation.fetch_add(1, Ordering::Relaxed);
             let mut best: Option<(&Arc<Connection>, u64, u64)> = None;
-            ready = 0;
-            all_loaded = true;
             for offset in 0..count {
-                let connection = &connections[(start + offset) % count];
+                let connection = &connections[start.wrapping_add(offset) % count];
                 if !connection.is_ready() {
                     continue;
                 }
-                ready += 1;
                 let limit = connection.stream_limit();
                 let reserved = connection.reserved();
-                if reserved < threshold.min(limit).saturating_sub(1) {
-                    all_loaded = false;
-                }
                 if reserved >= limit {
                     continue;
                 }
@@ -185,270 +220,60 @@ impl TargetPool {
             let Some((connection, _, limit)) = best else {
                 break;
             };
-            let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-            if connection.try_reserve(limit) {
-                picked = Some(Arc::clone(connection));
-                break;
+            if connection.try_reserve(u32::try_from(limit).unwrap_or(u32::MAX)) {
+                // Closing marks a connection draining, then closes it only with no slot taken:
+                // re-checking here means one of the two sides always sees the other.
+                if connection.is_ready() {
+                    picked = Some(Arc::clone(connection));
+                    break;
+                }
+                connection.release();
             }
         }
-        let max = self.shared.config.max_connections_per_target;
-        if (ready == 0 || all_loaded)
-            && ready < max
-            && self.dials_in_flight.load(Ordering::Acquire) == 0
+        // Grow when this caller found every ready connection at or past the threshold already.
+        let (mut open, mut all_loaded) = (0, true);
+        for connection in connections
+            .iter()
+            .filter(|connection| connection.is_ready())
         {
+            open += 1;
+            let ours = picked
+                .as_ref()
+                .is_some_and(|picked| Arc::ptr_eq(picked, connection));
+            let before = connection.reserved().saturating_sub(u32::from(ours));
+            all_loaded &= before >= threshold.min(connection.stream_limit());
+        }
+        drop(connections);
+        if (open == 0 || all_loaded) && open < self.shared.config.max_connections_per_target {
             self.start_dial(DialPurpose::Demand);
         }
         picked
     }
 
-    /// Returns a slot and wakes the next waiter.
-    pub(crate) fn release(&self, connection: &Connection) {
-        connection.release();
-        if self.waiters.load(Ordering::Acquire) > 0 {
-            self.slot_freed.notify_one();
+    /// Returns a slot: straight to the oldest waiter if the connection still takes calls,
+    /// else back to the connection.
+    pub(crate) fn release(&self, connection: &Arc<Connection>) {
+        if connection.is_ready() && !self.waiting.is_empty() && self.waiting.grant(connection) {
+            return;
         }
+        connection.release();
         if connection.is_draining() && connection.reserved() == 0 {
             self.maintenance.notify_one();
         }
     }
 
-    /// Starts a dial in the background unless the pool is closed or every address is backing off.
-    pub(crate) fn start_dial(self: &Arc<Self>, purpose: DialPurpose) -> bool {
-        if self.shared.is_closed() {
-            return false;
-        }
-        {
-            let book = self.addresses.lock();
-            if book.is_resolved() && !book.any_available(Instant::now()) {
-                return false;
-            }
-        }
-        self.dials_in_flight.fetch_add(1, Ordering::AcqRel);
-        let pool = Arc::clone(self);
-        self.shared.runtime.spawn(async move {
-            pool.dial(purpose).await;
-        });
-        true
-    }
-
-    async fn dial(self: Arc<Self>, purpose: DialPurpose) {
-        match self.open_connection().await {
-            Ok(connection) => {
-                Counters::bump(&self.counters.connects);
-                if self.lost_connection.swap(false, Ordering::AcqRel) {
-                    Counters::bump(&self.counters.reconnects);
-                }
-                self.failing.store(false, Ordering::Release);
-                tracing::debug!(target = %self.target.text, address = %connection.address, ?purpose, "connected");
-                let mut connections = self.connections.write();
-                if let DialPurpose::Replace(old) = purpose {
-                    if let Some(old) = connections.iter().find(|candidate| candidate.id == old) {
-                        old.mark_draining();
-                    }
-                }
-                connections.push(connection);
-            }
-            Err(message) => {
-                tracing::debug!(target = %self.target.text, error = %message, "connect failed");
-                *self.last_error.lock() = message;
-                if !self.has_ready_connection() {
-                    self.failing.store(true, Ordering::Release);
-                }
-                if let DialPurpose::Replace(old) = purpose {
-                    if let Some(old) = self.connections.read().iter().find(|c| c.id == old) {
-                        old.replacement_started.store(false, Ordering::Release);
-                    }
-                }
-            }
-        }
-        self.dials_in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.slot_freed.notify_waiters();
-        self.maintenance.notify_one();
-    }
-
-    /// Resolves if needed, then dials addresses, fewest connections first, until one answers;
-    /// each failed address waits out its own backoff.
-    async fn open_connection(self: &Arc<Self>) -> Result<Arc<Connection>, String> {
-        if !self.addresses.lock().is_resolved() {
-            self.refresh_addresses().await;
-        }
-        let mut failures = Vec::new();
-        loop {
-            let address = {
-                let counts = self.connections_per_address();
-                self.addresses.lock().pick(Instant::now(), |address| {
-                    counts.iter().filter(|a| *a == address).count()
-                })
-            };
-            let Some(address) = address else {
-                if failures.is_empty() {
-                    let last = self.last_error.lock().clone();
-                    failures.push(if last.is_empty() {
-                        "no address to connect to".to_owned()
-                    } else {
-                        last
-                    });
-                }
-                return Err(failures.join("; "));
-            };
-            match self.connect_to(address).await {
-                Ok(connection) => return Ok(connection),
-                Err(message) => failures.push(message),
-            }
-        }
-    }
-
-    /// Dials one address and starts the connection's driver.
-    async fn connect_to(self: &Arc<Self>, address: Address) -> Result<Arc<Connection>, String> {
-        let config = Arc::clone(&self.shared.config);
-        match self.shared.dialer.dial(&self.target, &address).await {
-            Ok((send, io)) => {
-                self.addresses.lock().succeeded(&address);
-                let channel = H2Channel {
-                    send,
-                    scheme: self.target.scheme.clone(),
-                    authority: self.target.authority.clone(),
-                    runtime: self.shared.runtime.clone(),
-                };
-                let id = self.shared.next_connection_id();
-                let connection = Arc::new(Connection::new(
-                    id,
-                    address,
-                    channel,
-                    config.max_connection_age,
-                ));
-                let keepalive = Keepalive {
-                    interval_ms: Arc::clone(&self.keepalive_ms),
-                    timeout: config.keepalive_timeout,
-                    while_idle: config.keepalive_while_idle,
-                };
-                let pool = Arc::clone(self);
-                let driven = Arc::clone(&connection);
-                let (settled, settling) = oneshot::channel();
-                self.shared.runtime.spawn(async move {
-                    let ended = drive(Arc::clone(&driven), io, keepalive, Some(settled)).await;
-                    pool.connection_ended(&driven, ended);
-                });
-                // Offer the connection only once the server's settings are known.
-                match tokio::time::timeout(config.connect_timeout, settling).await {
-                    Ok(Ok(())) => Ok(connection),
-                    _ => {
-                        Counters::bump(&self.counters.connect_failures);
-                        connection.close();
-                        let delay = self
-                            .addresses
-                            .lock()
-                            .failed(&connection.address, Instant::now());
-                        Err(format!(
-                            "{} did not answer the first HTTP/2 ping (next attempt in {} ms)",
-                            connection.address,
-                            delay.as_millis()
-                        ))
-                    }
-                }
-            }
-            Err(message) => {
-                Counters::bump(&self.counters.connect_failures);
-                let delay = self.addresses.lock().failed(&address, Instant::now());
-                Err(format!(
-                    "{message} (next attempt in {} ms)",
-                    delay.as_millis()
-                ))
-            }
-        }
-    }
-
-    fn connections_per_address(&self) -> Vec<Address> {
-        self.connections
-            .read()
-            .iter()
-            .filter(|connection| !connection.is_closed())
-            .map(|connection| connection.address.clone())
-            .collect()
-    }
-
-    /// Looks the target's names up again and records the result.
-    pub(crate) async fn refresh_addresses(&self) {
-        let result = self.target.resolve(&self.shared.config.resolver).await;
-        let mut book = self.addresses.lock();
-        match result {
-            Ok(addresses) => book.update(addresses, Instant::now()),
-            Err(message) => {
-                tracing::debug!(target = %self.target.text, error = %message, "resolution failed");
-                *self.last_error.lock() = message;
-                book.resolution_failed(Instant::now());
-            }
-        }
-    }
-
-    /// Called by a connection's driver when it ends: forget it and let waiters and upkeep react.
-    fn connection_ended(&self, connection: &Arc<Connection>, ended: Ended) {
-        let expected = matches!(ended, Ended::Stopped) || connection.is_closed();
-        connection.close();
-        self.connections
-            .write()
-            .retain(|candidate| candidate.id != connection.id);
-        let goaway = match &ended {
-            Ended::Failed(error) if error.is_go_away() && error.is_remote() => error.reason(),
-            Ended::Closed | Ended::Failed(_) => peer_goaway(connection),
-            _ => None,
-        };
-        if let Some(reason) = goaway {
-            self.note_goaway(connection, reason);
-        }
-        if matches!(ended, Ended::KeepaliveTimeout) {
-            Counters::bump(&self.counters.keepalive_timeouts);
-        }
-        if !expected && !self.shared.is_closed() {
-            tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
-            self.lost_connection.store(true, Ordering::Release);
-        }
-        self.slot_freed.notify_waiters();
-        self.maintenance.notify_one();
-    }
-
-    /// Counts a GOAWAY once per connection, stops new picks on it, and backs keepalive off when
-    /// the server said the pings were too many (gRPC A8).
-    pub(crate) fn note_goaway(&self, connection: &Connection, reason: h2::Reason) {
-        connection.mark_draining();
-        if connection.goaway_counted.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        Counters::bump(&self.counters.goaways_received);
-        if reason == h2::Reason::ENHANCE_YOUR_CALM {
-            let doubled = self
-                .keepalive_ms
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |millis| {
-                    (millis > 0).then(|| millis.saturating_mul(2))
-                })
-                .map(|previous| previous.saturating_mul(2));
-            tracing::warn!(target = %self.target.text, ?doubled, "GOAWAY too_many_pings: keepalive interval doubled (ms)");
-        }
-        self.maintenance.notify_one();
-    }
-
-    /// Stops new picks on a connection whose stream failed because the connection is gone.
-    pub(crate) fn connection_failed(&self, connection: &Connection) {
-        if connection.mark_draining() {
-            self.maintenance.notify_one();
-        }
-    }
-
-    /// Slots reserved on every connection.
+    /// Leases (each holding one slot) not yet released.
     pub(crate) fn in_flight(&self) -> u64 {
-        self.connections
-            .read()
-            .iter()
-            .map(|connection| u64::from(connection.reserved()))
-            .sum()
+        self.leases.len() as u64
     }
 
-    /// Closes every connection at once.
+    /// Closes every connection at once and turns away every waiter.
     pub(crate) fn close_all(&self) {
         for connection in self.connections.read().iter() {
             connection.close();
         }
-        self.slot_freed.notify_waiters();
+        self.waiting.clear();
+        self.waiting.state_changed();
         self.maintenance.notify_one();
     }
 
@@ -474,37 +299,5 @@ impl TargetPool {
         stats.keepalive_time_ms = self.keepalive_ms.load(Ordering::Relaxed);
         self.counters.snapshot_into(&mut stats);
         stats
-    }
-}
-
-/// The GOAWAY reason a peer gave, read from the connection's stored error after it ended.
-fn peer_goaway(connection: &Connection) -> Option<h2::Reason> {
-    let mut send = connection.channel.send.clone();
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match send.poll_ready(&mut context) {
-        std::task::Poll::Ready(Err(error)) if error.is_go_away() && error.is_remote() => {
-            error.reason()
-        }
-        _ => None,
-    }
-}
-
-/// Counts a waiting acquire; on leaving, passes any wake-up it may have taken to the next waiter.
-struct WaiterGuard<'a> {
-    pool: &'a TargetPool,
-}
-
-impl<'a> WaiterGuard<'a> {
-    fn enter(pool: &'a TargetPool) -> WaiterGuard<'a> {
-        pool.waiters.fetch_add(1, Ordering::AcqRel);
-        WaiterGuard { pool }
-    }
-}
-
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        if self.pool.waiters.fetch_sub(1, Ordering::AcqRel) > 1 {
-            self.pool.slot_freed.notify_one();
-        }
     }
 }

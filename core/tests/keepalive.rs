@@ -122,6 +122,9 @@ async fn idle_connections_are_not_pinged_unless_asked() {
         Code::Ok
     );
 
+    // A held lease is not a call: it must not make the pool ping either.
+    let _held = pool.acquire(&target, Duration::from_secs(2)).await.unwrap();
+
     // No call in flight, so no ping: a frozen peer goes unnoticed (as grpc-go servers want).
     proxy.freeze();
     tokio::time::sleep(Duration::from_millis(1000)).await;

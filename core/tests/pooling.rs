@@ -293,3 +293,169 @@ async fn shutdown_lets_calls_finish_then_refuses_new_ones() {
     assert!(matches!(error, Error::PoolClosed), "{error}");
     assert!(eventually(Duration::from_secs(2), || server.connections_open() == 0).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waiters_are_served_in_arrival_order_even_against_newcomers() {
+    let server = TestServer::start(ServerOptions {
+        max_concurrent_streams: Some(1),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = quick_config();
+    config.max_connections_per_target = 1;
+    config.streams_per_connection = 1;
+    let pool = pool(config);
+    let target = server.target();
+    let held = pool.acquire(&target, Duration::from_secs(2)).await.unwrap();
+
+    // Eight waiters queue up in order; each holds its slot briefly, then passes it on.
+    let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for index in 0..8 {
+        let pool = pool.clone();
+        let target = target.clone();
+        let order = Arc::clone(&order);
+        waiters.push(tokio::spawn(async move {
+            let lease = pool
+                .acquire(&target, Duration::from_secs(10))
+                .await
+                .unwrap();
+            order.lock().push(index);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(lease);
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Newcomers keep trying to cut in while the queue drains.
+    let cutting_in = {
+        let pool = pool.clone();
+        let target = target.clone();
+        let order = Arc::clone(&order);
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                if let Ok(lease) = pool.acquire(&target, Duration::from_millis(1)).await {
+                    order.lock().push(100);
+                    drop(lease);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    drop(held);
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+    cutting_in.await.unwrap();
+    let order = order.lock().clone();
+    let waiters_order: Vec<i32> = order.iter().copied().filter(|index| *index < 100).collect();
+    assert_eq!(waiters_order, (0..8).collect::<Vec<_>>(), "{order:?}");
+    let first_newcomer = order
+        .iter()
+        .position(|index| *index == 100)
+        .unwrap_or(order.len());
+    assert!(
+        first_newcomer >= 8,
+        "a newcomer went ahead of a waiter: {order:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_timeouts_mean_no_limit_and_never_panic() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    let target = server.target();
+    let lease = pool.acquire(&target, Duration::MAX).await.unwrap();
+    let forever = grpcpool_core::CallOptions::with_timeout(Duration::from_millis(u64::MAX));
+    let response = lease
+        .unary(
+            grpcpool_testserver::UNARY_PATH,
+            b"x".to_vec(),
+            forever.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    drop(lease);
+    let response = pool
+        .unary(
+            &target,
+            grpcpool_testserver::UNARY_PATH,
+            b"y".to_vec(),
+            forever,
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.code, Code::Ok);
+    assert_eq!(pool.shutdown(Duration::MAX).await, 0);
+
+    for change in [
+        (|config: &mut grpcpool_core::Config| config.acquire_timeout = Duration::MAX)
+            as fn(&mut grpcpool_core::Config),
+        |config| config.max_connection_age = Some(Duration::MAX),
+        |config| config.keepalive_timeout = Duration::MAX,
+        |config| config.dns_refresh_interval = Duration::MAX,
+        |config| config.backoff.max = Duration::MAX,
+    ] {
+        let mut config = quick_config();
+        change(&mut config);
+        let error = grpcpool_core::Pool::new(config).unwrap_err();
+        assert!(matches!(error, Error::InvalidConfig(_)), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stream_per_connection_still_reuses_for_sequential_calls() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let mut config = quick_config();
+    config.streams_per_connection = 1;
+    let pool = pool(config);
+    for _ in 0..50 {
+        let response = echo(
+            &pool,
+            &server.target(),
+            b"seq",
+            Metadata::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(response.code, Code::Ok);
+    }
+    assert_eq!(server.connections_accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_ready_with_no_minimum_connects_when_the_server_appears() {
+    // A port with nothing on it yet.
+    let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = spare.local_addr().unwrap().port();
+    drop(spare);
+    let mut config = quick_config();
+    config.min_connections_per_target = 0;
+    let pool = pool(config);
+    let target = format!("http://127.0.0.1:{port}");
+    let waiting = {
+        let pool = pool.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            let options = grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5))
+                .wait_for_ready(true);
+            pool.unary(
+                &target,
+                grpcpool_testserver::UNARY_PATH,
+                b"later".to_vec(),
+                options,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let _server = TestServer::start(ServerOptions {
+        port,
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+}

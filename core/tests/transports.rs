@@ -73,33 +73,40 @@ async fn tls_with_a_test_ca_and_a_server_name_override() {
     // A name the certificate does not hold is refused: certificates are always checked.
     config.tls.server_name_override = Some("elsewhere.test".to_owned());
     let wrong = support::pool(config);
-    let result = wrong
-        .unary(
-            &by_address,
-            grpcpool_testserver::UNARY_PATH,
-            b"x".to_vec(),
-            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
-        )
-        .await;
-    let error = result.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(error.to_string().contains("TLS"), "{error}");
+    let response = echo(
+        &wrong,
+        &by_address,
+        b"x",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Unavailable);
+    assert!(
+        response.message.contains("not valid for name"),
+        "{}",
+        response.message
+    );
 
     // An untrusted CA is refused too.
     let other_ca = TestCa::new().unwrap();
     let mut untrusting = quick_config();
     untrusting.tls.ca_pem = Some(other_ca.ca_pem().into_bytes());
     let untrusting = support::pool(untrusting);
-    let error = untrusting
-        .unary(
-            &server.target(),
-            grpcpool_testserver::UNARY_PATH,
-            b"x".to_vec(),
-            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable, "{error}");
+    let response = echo(
+        &untrusting,
+        &server.target(),
+        b"x",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Unavailable, "{}", response.message);
+    assert!(
+        response.message.contains("certificate"),
+        "{}",
+        response.message
+    );
 
     // Bad PEM is reported when the pool is made.
     let mut broken = quick_config();
@@ -133,18 +140,15 @@ async fn mutual_tls_presents_the_client_certificate() {
     let mut anonymous = quick_config();
     anonymous.tls.ca_pem = Some(ca.ca_pem().into_bytes());
     let anonymous = support::pool(anonymous);
-    let outcome = anonymous
-        .unary(
-            &server.target(),
-            grpcpool_testserver::UNARY_PATH,
-            b"x".to_vec(),
-            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
-        )
-        .await;
-    match outcome {
-        Err(error) => assert_eq!(error.code(), Code::Unavailable, "{error}"),
-        Ok(response) => assert_eq!(response.code, Code::Unavailable, "{}", response.message),
-    }
+    let response = echo(
+        &anonymous,
+        &server.target(),
+        b"x",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Unavailable, "{}", response.message);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,281 @@
+//! Opening connections for a target (resolution, address choice, dial, driver) and reacting
+//! when one ends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use crate::channel::H2Channel;
+use crate::connection::{drive, Connection, Ended, Keepalive};
+use crate::stats::Counters;
+use crate::target::Address;
+use crate::target_pool::{DialPurpose, TargetPool};
+
+/// Counts a dial in flight for as long as it lives, even if the dial task panics.
+struct DialCount(Arc<TargetPool>);
+
+impl Drop for DialCount {
+    fn drop(&mut self) {
+        self.0.dials_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl TargetPool {
+    /// Starts a dial in the background unless the pool is closed or every address is backing off.
+    pub(crate) fn start_dial(self: &Arc<Self>, purpose: DialPurpose) -> bool {
+        if self.shared.is_closed() {
+            return false;
+        }
+        {
+            let book = self.addresses.lock();
+            if book.is_resolved() && !book.any_available(Instant::now()) {
+                return false;
+            }
+        }
+        match purpose {
+            // Growth and warm-up dial one at a time, so racing callers cannot overshoot the max.
+            DialPurpose::Demand | DialPurpose::Warm => {
+                if self
+                    .dials_in_flight
+                    .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            DialPurpose::Replace(_) => {
+                self.dials_in_flight.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        let pool = Arc::clone(self);
+        self.shared.runtime.spawn(async move {
+            let _counted = DialCount(Arc::clone(&pool));
+            pool.dial(purpose).await;
+        });
+        true
+    }
+
+    async fn dial(self: Arc<Self>, purpose: DialPurpose) {
+        match self.open_connection().await {
+            Ok(connection) => {
+                Counters::bump(&self.counters.connects);
+                if self.lost_connection.swap(false, Ordering::AcqRel) {
+                    Counters::bump(&self.counters.reconnects);
+                }
+                self.failing.store(false, Ordering::Release);
+                tracing::debug!(target = %self.target.text, address = %connection.address, ?purpose, "connected");
+                let mut connections = self.connections.write();
+                if connection.is_closed() || self.shared.is_closed() {
+                    // It died before it was offered, or the pool closed meanwhile.
+                    connection.close();
+                } else {
+                    if let DialPurpose::Replace(old) = purpose {
+                        if let Some(old) = connections.iter().find(|candidate| candidate.id == old)
+                        {
+                            old.mark_draining();
+                        }
+                    }
+                    connections.push(connection);
+                }
+                drop(connections);
+                self.serve_waiters();
+            }
+            Err(message) => {
+                tracing::debug!(target = %self.target.text, error = %message, "connect failed");
+                *self.last_error.lock() = message;
+                if !self.has_ready_connection() {
+                    self.failing.store(true, Ordering::Release);
+                }
+                if let DialPurpose::Replace(old) = purpose {
+                    if let Some(old) = self.connections.read().iter().find(|c| c.id == old) {
+                        old.replacement_started.store(false, Ordering::Release);
+                    }
+                }
+            }
+        }
+        self.waiting.state_changed();
+        self.maintenance.notify_one();
+    }
+
+    /// Resolves if needed, then dials addresses, fewest connections first, until one answers;
+    /// each failed address waits out its own backoff.
+    async fn open_connection(self: &Arc<Self>) -> Result<Arc<Connection>, String> {
+        if !self.addresses.lock().is_resolved() {
+            self.refresh_addresses().await;
+        }
+        let mut failures = Vec::new();
+        loop {
+            let address = {
+                let counts = self.connections_per_address();
+                self.addresses.lock().pick(Instant::now(), |address| {
+                    counts.iter().filter(|a| *a == address).count()
+                })
+            };
+            let Some(address) = address else {
+                if failures.is_empty() {
+                    let last = self.last_error.lock().clone();
+                    failures.push(if last.is_empty() {
+                        "no address to connect to".to_owned()
+                    } else {
+                        last
+                    });
+                }
+                return Err(failures.join("; "));
+            };
+            match self.connect_to(address).await {
+                Ok(connection) => return Ok(connection),
+                Err(message) => failures.push(message),
+            }
+        }
+    }
+
+    /// Dials one address and starts the connection's driver.
+    async fn connect_to(self: &Arc<Self>, address: Address) -> Result<Arc<Connection>, String> {
+        let config = Arc::clone(&self.shared.config);
+        match self.shared.dialer.dial(&self.target, &address).await {
+            Ok((send, io)) => {
+                self.addresses.lock().succeeded(&address);
+                let channel = H2Channel {
+                    send,
+                    scheme: self.target.scheme.clone(),
+                    authority: self.target.authority.clone(),
+                    runtime: self.shared.runtime.clone(),
+                };
+                let id = self.shared.next_connection_id();
+                let connection = Arc::new(Connection::new(
+                    id,
+                    address,
+                    channel,
+                    config.max_connection_age,
+                ));
+                let keepalive = Keepalive {
+                    interval_ms: Arc::clone(&self.keepalive_ms),
+                    timeout: config.keepalive_timeout,
+                    while_idle: config.keepalive_while_idle,
+                };
+                let pool = Arc::clone(self);
+                let driven = Arc::clone(&connection);
+                let (settled, settling) = oneshot::channel();
+                self.shared.runtime.spawn(async move {
+                    let ended = drive(Arc::clone(&driven), io, keepalive, Some(settled)).await;
+                    pool.connection_ended(&driven, ended);
+                });
+                // Offer the connection only once the server's settings are known.
+                match tokio::time::timeout(config.connect_timeout, settling).await {
+                    Ok(Ok(())) => Ok(connection),
+                    _ => {
+                        Counters::bump(&self.counters.connect_failures);
+                        connection.close();
+                        let delay = self
+                            .addresses
+                            .lock()
+                            .failed(&connection.address, Instant::now());
+                        Err(format!(
+                            "{} did not answer the first HTTP/2 ping (next attempt in {} ms)",
+                            connection.address,
+                            delay.as_millis()
+                        ))
+                    }
+                }
+            }
+            Err(message) => {
+                Counters::bump(&self.counters.connect_failures);
+                let delay = self.addresses.lock().failed(&address, Instant::now());
+                Err(format!(
+                    "{message} (next attempt in {} ms)",
+                    delay.as_millis()
+                ))
+            }
+        }
+    }
+
+    fn connections_per_address(&self) -> Vec<Address> {
+        self.connections
+            .read()
+            .iter()
+            .filter(|connection| !connection.is_closed())
+            .map(|connection| connection.address.clone())
+            .collect()
+    }
+
+    /// Looks the target's names up again and records the result.
+    pub(crate) async fn refresh_addresses(&self) {
+        let result = self.target.resolve(&self.shared.config.resolver).await;
+        let mut book = self.addresses.lock();
+        match result {
+            Ok(addresses) => book.update(addresses, Instant::now()),
+            Err(message) => {
+                tracing::debug!(target = %self.target.text, error = %message, "resolution failed");
+                *self.last_error.lock() = message;
+                book.resolution_failed(Instant::now());
+            }
+        }
+    }
+
+    /// Called by a connection's driver when it ends: forget it and let waiters and upkeep react.
+    fn connection_ended(&self, connection: &Arc<Connection>, ended: Ended) {
+        let expected = matches!(ended, Ended::Stopped) || connection.is_closed();
+        connection.close();
+        self.connections
+            .write()
+            .retain(|candidate| candidate.id != connection.id);
+        let goaway = match &ended {
+            Ended::Failed(error) if error.is_go_away() && error.is_remote() => error.reason(),
+            Ended::Closed | Ended::Failed(_) => peer_goaway(connection),
+            _ => None,
+        };
+        if let Some(reason) = goaway {
+            self.note_goaway(connection, reason);
+        }
+        if matches!(ended, Ended::KeepaliveTimeout) {
+            Counters::bump(&self.counters.keepalive_timeouts);
+        }
+        if !expected && !self.shared.is_closed() {
+            tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
+            self.lost_connection.store(true, Ordering::Release);
+        }
+        self.waiting.state_changed();
+        self.maintenance.notify_one();
+    }
+
+    /// Counts a GOAWAY once per connection, stops new picks on it, and backs keepalive off when
+    /// the server said the pings were too many (gRPC A8).
+    pub(crate) fn note_goaway(&self, connection: &Connection, reason: h2::Reason) {
+        connection.mark_draining();
+        if connection.goaway_counted.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        Counters::bump(&self.counters.goaways_received);
+        if reason == h2::Reason::ENHANCE_YOUR_CALM {
+            let doubled = self
+                .keepalive_ms
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |millis| {
+                    (millis > 0).then(|| millis.saturating_mul(2))
+                })
+                .map(|previous| previous.saturating_mul(2));
+            tracing::warn!(target = %self.target.text, ?doubled, "GOAWAY too_many_pings: keepalive interval doubled (ms)");
+        }
+        self.maintenance.notify_one();
+    }
+
+    /// Stops new picks on a connection whose stream failed because the connection is gone.
+    pub(crate) fn connection_failed(&self, connection: &Connection) {
+        if connection.mark_draining() {
+            self.maintenance.notify_one();
+        }
+    }
+}
+
+/// The GOAWAY reason a peer gave, read from the connection's stored error after it ended.
+fn peer_goaway(connection: &Connection) -> Option<h2::Reason> {
+    let mut send = connection.channel.send.clone();
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match send.poll_ready(&mut context) {
+        std::task::Poll::Ready(Err(error)) if error.is_go_away() && error.is_remote() => {
+            error.reason()
+        }
+        _ => None,
+    }
+}
