@@ -1,8 +1,6 @@
 //! The register of outstanding leases, scanned for ones held past the leak threshold.
 
-use std::collections::HashMap;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,39 +41,61 @@ pub struct LeakReport {
     pub held_for: Duration,
 }
 
-/// Outstanding leases of one target.
+/// Outstanding leases of one target, in a slab: a lease's id is its slot, reused once freed.
 #[derive(Default)]
 pub(crate) struct LeaseRegister {
-    next_id: AtomicU64,
-    records: Mutex<HashMap<u64, Record>>,
+    slab: Mutex<Slab>,
+}
+
+#[derive(Default)]
+struct Slab {
+    records: Vec<Option<Record>>,
+    free: Vec<usize>,
+    live: usize,
 }
 
 impl LeaseRegister {
     pub(crate) fn insert(&self, site: AcquireSite) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let record = Record {
             acquired_at: Instant::now(),
             site,
             reported: false,
         };
-        self.records.lock().insert(id, record);
-        id
+        let mut slab = self.slab.lock();
+        slab.live += 1;
+        let index = match slab.free.pop() {
+            Some(index) => {
+                slab.records[index] = Some(record);
+                index
+            }
+            None => {
+                slab.records.push(Some(record));
+                slab.records.len() - 1
+            }
+        };
+        index as u64
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        self.records.lock().remove(&id);
+        let mut slab = self.slab.lock();
+        let index = id as usize;
+        if slab.records.get_mut(index).and_then(Option::take).is_some() {
+            slab.free.push(index);
+            slab.live -= 1;
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.records.lock().len()
+        self.slab.lock().live
     }
 
     /// Leases held past `threshold` not reported before; each is reported once.
     pub(crate) fn newly_leaked(&self, threshold: Duration, target: &str) -> Vec<LeakReport> {
         let now = Instant::now();
-        let mut records = self.records.lock();
-        records
-            .values_mut()
+        let mut slab = self.slab.lock();
+        slab.records
+            .iter_mut()
+            .flatten()
             .filter(|record| {
                 !record.reported && now.duration_since(record.acquired_at) >= threshold
             })
@@ -93,9 +113,11 @@ impl LeaseRegister {
     /// Every lease held past `threshold`, reported or not.
     pub(crate) fn held_past(&self, threshold: Duration, target: &str) -> Vec<LeakReport> {
         let now = Instant::now();
-        self.records
+        self.slab
             .lock()
-            .values()
+            .records
+            .iter()
+            .flatten()
             .filter(|record| now.duration_since(record.acquired_at) >= threshold)
             .map(|record| LeakReport {
                 target: target.to_owned(),
