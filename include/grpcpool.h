@@ -23,6 +23,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/* Stringify helpers for GRPCPOOL_ACQUIRE. */
+#define GRPCPOOL_STR_(x) #x
+#define GRPCPOOL_STR(x) GRPCPOOL_STR_(x)
+
+/*
+ * grpcpool_acquire that records the calling file and line for leak reports:
+ *   grpcpool_lease_t lease;
+ *   grpcpool_result rc = GRPCPOOL_ACQUIRE(pool, "http://127.0.0.1:50051", 1000, &lease);
+ */
+#define GRPCPOOL_ACQUIRE(pool, target, timeout_ms, out) \
+  grpcpool_acquire_at((pool), (target), (timeout_ms), __FILE__ ":" GRPCPOOL_STR(__LINE__), (out))
+
 
 /**
  * Major version of the library these declarations describe.
@@ -228,7 +240,9 @@ grpcpool_result grpcpool_lease_unary(grpcpool_lease_t lease,
 
 /**
  * Acquires, calls and releases in one go, waiting for the outcome. The acquire waits up to
- * the call's timeout (or the config's acquire timeout when `timeout_ms` is 0).
+ * the call's timeout (or the config's acquire timeout when `timeout_ms` is 0). A target that
+ * cannot be reached, or no free slot in time, is a response with status UNAVAILABLE (14) or
+ * DEADLINE_EXCEEDED (4), as from any gRPC client; a shut-down pool is `GRPCPOOL_POOL_CLOSED`.
  *
  * # Safety
  * As `grpcpool_lease_unary`; `pool` is NULL or live; `target` is NULL or NUL-terminated.
@@ -264,7 +278,9 @@ grpcpool_result grpcpool_lease_unary_async(grpcpool_lease_t lease,
 
 /**
  * Starts a one-shot call (acquire, call, release) without waiting; otherwise as
- * `grpcpool_lease_unary_async`.
+ * `grpcpool_lease_unary_async`. The target and input are checked now; a target that cannot
+ * be reached, no free slot in time, or a pool shut down meanwhile reach the callback as a
+ * response with status UNAVAILABLE (14) or DEADLINE_EXCEEDED (4).
  *
  * # Safety
  * As `grpcpool_unary`; `callback` is a valid function; `out_call` is NULL or writable.
@@ -529,9 +545,10 @@ grpcpool_result grpcpool_config_set_tls_server_name(grpcpool_config_t *config, c
 const char *grpcpool_last_error(void);
 
 /**
- * The name of a result code, such as "GRPCPOOL_ACQUIRE_TIMEOUT". The string is static.
+ * The name of a result code, such as "GRPCPOOL_ACQUIRE_TIMEOUT"; "GRPCPOOL_UNKNOWN" for a
+ * number this library does not know (from a newer header, say). The string is static.
  */
-const char *grpcpool_result_name(grpcpool_result result);
+const char *grpcpool_result_name(int32_t result);
 
 /**
  * Acquires a lease on `target`, waiting up to `timeout_ms` for a slot. Blocking: not from a
@@ -566,7 +583,7 @@ grpcpool_result grpcpool_acquire_at(const grpcpool_pool_t *pool,
 grpcpool_result grpcpool_release(grpcpool_lease_t lease);
 
 /**
- * Routes the library's log lines up to `max_level` (1 = error .. 5 = trace) to `callback`,
+ * Routes the library's own log lines up to `max_level` (1 = error .. 5 = trace) to `callback`,
  * with `user_data` passed back each time. NULL `callback` stops it. Without a callback the
  * library is silent unless `GRPCPOOL_LOG` is set. May be called at any time from any thread.
  */
@@ -597,7 +614,8 @@ grpcpool_result grpcpool_pool_shutdown(const grpcpool_pool_t *pool,
 
 /**
  * Frees a pool. Async calls still running are cancelled and their callbacks run (with
- * CANCELLED) before this returns; leases still held become invalid handles. NULL is ignored.
+ * CANCELLED) before this returns, however long a callback takes; leases still held become
+ * invalid handles. NULL is ignored.
  *
  * # Safety
  * `pool` is NULL or a live pool, not used again afterwards, and this is not called from a
@@ -713,15 +731,3 @@ void grpcpool_response_free(grpcpool_response_t *response);
 #endif  // __cplusplus
 
 #endif  /* GRPCPOOL_H */
-
-/* Stringify helpers for GRPCPOOL_ACQUIRE. */
-#define GRPCPOOL_STR_(x) #x
-#define GRPCPOOL_STR(x) GRPCPOOL_STR_(x)
-
-/*
- * grpcpool_acquire that records the calling file and line for leak reports:
- *   grpcpool_lease_t lease;
- *   grpcpool_result rc = GRPCPOOL_ACQUIRE(pool, "http://127.0.0.1:50051", 1000, &lease);
- */
-#define GRPCPOOL_ACQUIRE(pool, target, timeout_ms, out) \
-  grpcpool_acquire_at((pool), (target), (timeout_ms), __FILE__ ":" GRPCPOOL_STR(__LINE__), (out))

@@ -35,6 +35,8 @@ pub(crate) struct Connection {
     pub(crate) replacement_started: AtomicBool,
     /// A GOAWAY from the server has been counted for it.
     pub(crate) goaway_counted: AtomicBool,
+    /// It failed or was told to go away; its replacement counts as a reconnect.
+    pub(crate) lost: AtomicBool,
     stop: Notify,
 }
 
@@ -63,6 +65,7 @@ impl Connection {
             last_used_ms: AtomicU64::new(0),
             replacement_started: AtomicBool::new(false),
             goaway_counted: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
             stop: Notify::new(),
         }
     }

@@ -216,7 +216,9 @@ impl TargetPool {
 
     /// Called by a connection's driver when it ends: forget it and let waiters and upkeep react.
     fn connection_ended(&self, connection: &Arc<Connection>, ended: Ended) {
-        let expected = matches!(ended, Ended::Stopped) || connection.is_closed();
+        // Lost: the peer or the network ended it, or a failure made the pool drain it. The pool
+        // stopping a connection it retired (idle, age, drained) is no loss.
+        let lost = connection.lost.load(Ordering::Acquire) || !matches!(ended, Ended::Stopped);
         connection.close();
         self.connections
             .write()
@@ -232,7 +234,7 @@ impl TargetPool {
         if matches!(ended, Ended::KeepaliveTimeout) {
             Counters::bump(&self.counters.keepalive_timeouts);
         }
-        if !expected && !self.shared.is_closed() {
+        if lost && !self.shared.is_closed() {
             tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
             self.lost_connection.store(true, Ordering::Release);
         }
@@ -243,6 +245,7 @@ impl TargetPool {
     /// Counts a GOAWAY once per connection, stops new picks on it, and backs keepalive off when
     /// the server said the pings were too many (gRPC A8).
     pub(crate) fn note_goaway(&self, connection: &Connection, reason: h2::Reason) {
+        connection.lost.store(true, Ordering::Release);
         connection.mark_draining();
         if connection.goaway_counted.swap(true, Ordering::AcqRel) {
             return;
@@ -262,6 +265,7 @@ impl TargetPool {
 
     /// Stops new picks on a connection whose stream failed because the connection is gone.
     pub(crate) fn connection_failed(&self, connection: &Connection) {
+        connection.lost.store(true, Ordering::Release);
         if connection.mark_draining() {
             self.maintenance.notify_one();
         }

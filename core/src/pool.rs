@@ -266,14 +266,14 @@ impl Pool {
     }
 
     fn target_pool(&self, text: &str) -> Result<Arc<TargetPool>, Error> {
-        if let Some(pool) = self.inner.targets.read().get(text) {
-            return Ok(Arc::clone(pool));
-        }
-        let target = Target::parse(text)?;
         let shared = self.shared()?;
         if shared.is_closed() {
             return Err(Error::PoolClosed);
         }
+        if let Some(pool) = self.inner.targets.read().get(text) {
+            return Ok(Arc::clone(pool));
+        }
+        let target = Target::parse(text)?;
         if target.security == Security::Tls {
             shared.dialer.tls().map_err(Error::Tls)?;
         }

@@ -140,7 +140,9 @@ pub unsafe extern "C" fn grpcpool_lease_unary(
 }
 
 /// Acquires, calls and releases in one go, waiting for the outcome. The acquire waits up to
-/// the call's timeout (or the config's acquire timeout when `timeout_ms` is 0).
+/// the call's timeout (or the config's acquire timeout when `timeout_ms` is 0). A target that
+/// cannot be reached, or no free slot in time, is a response with status UNAVAILABLE (14) or
+/// DEADLINE_EXCEEDED (4), as from any gRPC client; a shut-down pool is `GRPCPOOL_POOL_CLOSED`.
 ///
 /// # Safety
 /// As `grpcpool_lease_unary`; `pool` is NULL or live; `target` is NULL or NUL-terminated.
@@ -298,7 +300,9 @@ pub unsafe extern "C" fn grpcpool_lease_unary_async(
 }
 
 /// Starts a one-shot call (acquire, call, release) without waiting; otherwise as
-/// `grpcpool_lease_unary_async`.
+/// `grpcpool_lease_unary_async`. The target and input are checked now; a target that cannot
+/// be reached, no free slot in time, or a pool shut down meanwhile reach the callback as a
+/// response with status UNAVAILABLE (14) or DEADLINE_EXCEEDED (4).
 ///
 /// # Safety
 /// As `grpcpool_unary`; `callback` is a valid function; `out_call` is NULL or writable.

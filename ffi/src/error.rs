@@ -147,27 +147,35 @@ pub extern "C" fn grpcpool_last_error() -> *const c_char {
     })
 }
 
-/// The name of a result code, such as "GRPCPOOL_ACQUIRE_TIMEOUT". The string is static.
+/// The name of a result code, such as "GRPCPOOL_ACQUIRE_TIMEOUT"; "GRPCPOOL_UNKNOWN" for a
+/// number this library does not know (from a newer header, say). The string is static.
 #[no_mangle]
-pub extern "C" fn grpcpool_result_name(result: grpcpool_result) -> *const c_char {
-    let name = match result {
-        GRPCPOOL_OK => c"GRPCPOOL_OK",
-        GRPCPOOL_NULL_ARGUMENT => c"GRPCPOOL_NULL_ARGUMENT",
-        GRPCPOOL_INVALID_ARGUMENT => c"GRPCPOOL_INVALID_ARGUMENT",
-        GRPCPOOL_INVALID_TARGET => c"GRPCPOOL_INVALID_TARGET",
-        GRPCPOOL_INVALID_METHOD => c"GRPCPOOL_INVALID_METHOD",
-        GRPCPOOL_INVALID_METADATA => c"GRPCPOOL_INVALID_METADATA",
-        GRPCPOOL_MESSAGE_TOO_LARGE => c"GRPCPOOL_MESSAGE_TOO_LARGE",
-        GRPCPOOL_INVALID_CONFIG => c"GRPCPOOL_INVALID_CONFIG",
-        GRPCPOOL_TLS_ERROR => c"GRPCPOOL_TLS_ERROR",
-        GRPCPOOL_ACQUIRE_TIMEOUT => c"GRPCPOOL_ACQUIRE_TIMEOUT",
-        GRPCPOOL_UNAVAILABLE => c"GRPCPOOL_UNAVAILABLE",
-        GRPCPOOL_POOL_CLOSED => c"GRPCPOOL_POOL_CLOSED",
-        GRPCPOOL_INVALID_HANDLE => c"GRPCPOOL_INVALID_HANDLE",
-        GRPCPOOL_IO_ERROR => c"GRPCPOOL_IO_ERROR",
-        GRPCPOOL_BLOCKING_IN_CALLBACK => c"GRPCPOOL_BLOCKING_IN_CALLBACK",
-        GRPCPOOL_PANIC => c"GRPCPOOL_PANIC",
-        GRPCPOOL_INTERNAL => c"GRPCPOOL_INTERNAL",
-    };
-    name.as_ptr()
+pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
+    const NAMES: [(grpcpool_result, &std::ffi::CStr); 17] = [
+        (GRPCPOOL_OK, c"GRPCPOOL_OK"),
+        (GRPCPOOL_NULL_ARGUMENT, c"GRPCPOOL_NULL_ARGUMENT"),
+        (GRPCPOOL_INVALID_ARGUMENT, c"GRPCPOOL_INVALID_ARGUMENT"),
+        (GRPCPOOL_INVALID_TARGET, c"GRPCPOOL_INVALID_TARGET"),
+        (GRPCPOOL_INVALID_METHOD, c"GRPCPOOL_INVALID_METHOD"),
+        (GRPCPOOL_INVALID_METADATA, c"GRPCPOOL_INVALID_METADATA"),
+        (GRPCPOOL_MESSAGE_TOO_LARGE, c"GRPCPOOL_MESSAGE_TOO_LARGE"),
+        (GRPCPOOL_INVALID_CONFIG, c"GRPCPOOL_INVALID_CONFIG"),
+        (GRPCPOOL_TLS_ERROR, c"GRPCPOOL_TLS_ERROR"),
+        (GRPCPOOL_ACQUIRE_TIMEOUT, c"GRPCPOOL_ACQUIRE_TIMEOUT"),
+        (GRPCPOOL_UNAVAILABLE, c"GRPCPOOL_UNAVAILABLE"),
+        (GRPCPOOL_POOL_CLOSED, c"GRPCPOOL_POOL_CLOSED"),
+        (GRPCPOOL_INVALID_HANDLE, c"GRPCPOOL_INVALID_HANDLE"),
+        (GRPCPOOL_IO_ERROR, c"GRPCPOOL_IO_ERROR"),
+        (
+            GRPCPOOL_BLOCKING_IN_CALLBACK,
+            c"GRPCPOOL_BLOCKING_IN_CALLBACK",
+        ),
+        (GRPCPOOL_PANIC, c"GRPCPOOL_PANIC"),
+        (GRPCPOOL_INTERNAL, c"GRPCPOOL_INTERNAL"),
+    ];
+    NAMES
+        .iter()
+        .find(|(code, _)| *code as i32 == result)
+        .map_or(c"GRPCPOOL_UNKNOWN", |(_, name)| name)
+        .as_ptr()
 }

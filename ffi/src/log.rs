@@ -71,7 +71,8 @@ impl<S: Subscriber> Layer<S> for CallbackLayer {
         let sink = SINK.read();
         let Some(sink) = sink.as_ref() else { return };
         let level = level_number(event.metadata().level());
-        if level > sink.max_level {
+        // Only the library's own lines; its dependencies' chatter is not the caller's concern.
+        if level > sink.max_level || !event.metadata().target().starts_with("grpcpool") {
             return;
         }
         let mut line = Line(format!("{}: ", event.metadata().target()));
@@ -91,8 +92,8 @@ impl<S: Subscriber> Layer<S> for CallbackLayer {
 
 /// Installs the global subscriber once: the callback layer, plus standard error when
 /// `GRPCPOOL_LOG` is set (an env-filter directive such as `debug` or `grpcpool_core=trace`).
-fn install() {
-    INSTALLED.get_or_init(|| {
+fn install() -> bool {
+    *INSTALLED.get_or_init(|| {
         let stderr = std::env::var("GRPCPOOL_LOG").ok().map(|filter| {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
@@ -102,17 +103,17 @@ fn install() {
             .with(CallbackLayer)
             .with(stderr);
         tracing::subscriber::set_global_default(subscriber).is_ok()
-    });
+    })
 }
 
 /// Called when a pool is made: honours `GRPCPOOL_LOG` even without a callback.
 pub(crate) fn init_from_env() {
     if std::env::var_os("GRPCPOOL_LOG").is_some() {
-        install();
+        let _ = install();
     }
 }
 
-/// Routes the library's log lines up to `max_level` (1 = error .. 5 = trace) to `callback`,
+/// Routes the library's own log lines up to `max_level` (1 = error .. 5 = trace) to `callback`,
 /// with `user_data` passed back each time. NULL `callback` stops it. Without a callback the
 /// library is silent unless `GRPCPOOL_LOG` is set. May be called at any time from any thread.
 #[no_mangle]
@@ -128,7 +129,12 @@ pub extern "C" fn grpcpool_set_log_callback(
                 "max_level must be 0..=5",
             ));
         }
-        install();
+        if !install() {
+            return Err(FfiError::new(
+                grpcpool_result::GRPCPOOL_INTERNAL,
+                "the program already installed a global tracing subscriber; grpcpool logs through it",
+            ));
+        }
         *SINK.write() = callback.map(|callback| Sink {
             callback,
             user_data: user_data as usize,

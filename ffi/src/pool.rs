@@ -3,7 +3,6 @@
 use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use grpcpool_core::{Config, Pool};
 use parking_lot::{Condvar, Mutex};
@@ -41,16 +40,12 @@ impl InFlight {
         self.changed.notify_all();
     }
 
-    /// Waits up to `limit` for every callback to have run; true if they all did.
-    fn wait_idle(&self, limit: Duration) -> bool {
+    /// Waits until every callback has run.
+    fn wait_idle(&self) {
         let mut count = self.count.lock();
-        let deadline = std::time::Instant::now() + limit;
         while *count > 0 {
-            if self.changed.wait_until(&mut count, deadline).timed_out() {
-                return *count == 0;
-            }
+            self.changed.wait(&mut count);
         }
-        true
     }
 }
 
@@ -118,7 +113,8 @@ pub unsafe extern "C" fn grpcpool_pool_shutdown(
 }
 
 /// Frees a pool. Async calls still running are cancelled and their callbacks run (with
-/// CANCELLED) before this returns; leases still held become invalid handles. NULL is ignored.
+/// CANCELLED) before this returns, however long a callback takes; leases still held become
+/// invalid handles. NULL is ignored.
 ///
 /// # Safety
 /// `pool` is NULL or a live pool, not used again afterwards, and this is not called from a
@@ -133,7 +129,7 @@ pub unsafe extern "C" fn grpcpool_pool_free(pool: *mut grpcpool_pool_t) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         calls::cancel_all(pool.id);
         if tokio::runtime::Handle::try_current().is_err() {
-            pool.async_calls.wait_idle(Duration::from_secs(10));
+            pool.async_calls.wait_idle();
         }
         leases::forget_all(pool.id);
         drop(pool);

@@ -2,7 +2,8 @@
 # Builds libgrpcpool and the standalone echo server, starts echo servers on loopback, then
 # compiles every tests/c/*.c (gcc) and tests/c/*.cpp (g++) against include/ and runs each
 # under AddressSanitizer + UBSan (leak checking on), and the C ones once more under valgrind
-# when VALGRIND=1 (the default in CI). Prints "N passed, N failed".
+# when VALGRIND=1 (the default in CI), with GRPCPOOL_TEST_LIGHT=1 so that heavy tests shrink their
+# loops. Prints "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -12,27 +13,34 @@ mkdir -p "$build"
 cargo build --quiet --locked -p grpcpool-ffi -p grpcpool-testserver --bins
 lib_dir="$root/target/debug"
 server_bin="$lib_dir/grpcpool-echo-server"
+# The library's soname carries the major version; the build tree has only the plain name.
+ln -sf libgrpcpool.so "$lib_dir/libgrpcpool.so.0"
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# Starts an echo server with the given arguments; prints its port.
+# Starts an echo server with the given arguments and sets the variable named by $1 to its port.
+# (Not run in a command substitution: that subshell would keep the pid from the cleanup list.)
 start_server() {
-  local out="$build/server-$RANDOM.out"
+  local var=$1; shift
+  local out="$build/server-$var.out"
   "$server_bin" "$@" >"$out" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
-    if grep -q '^LISTENING ' "$out"; then sed -n 's/^LISTENING //p' "$out"; return 0; fi
+    if grep -q '^LISTENING ' "$out"; then
+      printf -v "$var" '%s' "$(sed -n 's/^LISTENING //p' "$out")"
+      return 0
+    fi
     sleep 0.05
   done
   echo "echo server did not start: $(cat "$out")" >&2
   return 1
 }
 
-plain_port=$(start_server)
-limited_port=$(start_server --max-streams 2)
-tls_port=$(start_server --tls-out "$build/tls")
+start_server plain_port
+start_server limited_port --max-streams 2
+start_server tls_port --tls-out "$build/tls"
 export GRPCPOOL_TEST_TARGET="http://127.0.0.1:$plain_port"
 export GRPCPOOL_TEST_TARGET_LIMITED="http://127.0.0.1:$limited_port"
 export GRPCPOOL_TEST_TLS_TARGET="https://127.0.0.1:$tls_port"
@@ -43,7 +51,8 @@ failed=0
 failures=()
 run() {
   local name=$1; shift
-  if "$@" >"$build/$name.log" 2>&1; then
+  # A hung test fails after 4 minutes instead of stalling the run.
+  if timeout --kill-after=10 240 "$@" >"$build/$name.log" 2>&1; then
     passed=$((passed + 1)); echo "ok   $name"
   else
     failed=$((failed + 1)); failures+=("$name"); echo "FAIL $name"; tail -n 40 "$build/$name.log"
@@ -71,7 +80,7 @@ if [ "${VALGRIND:-1}" = "1" ] && command -v valgrind >/dev/null; then
   for source in tests/c/*.c; do
     name=$(basename "$source" .c)
     gcc -std=c11 -Wall -Wextra -Werror -g -Iinclude "$source" -o "$build/$name-plain" $link
-    run "$name (valgrind)" valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+    run "$name (valgrind)" env GRPCPOOL_TEST_LIGHT=1 valgrind --quiet --num-callers=40 --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
       --suppressions="$root/tests/c/valgrind.supp" "$build/$name-plain"
   done
 fi

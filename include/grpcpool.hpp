@@ -1,0 +1,407 @@
+/*
+ * grpcpool.hpp: a small header-only C++17 wrapper over the C API in grpcpool.h.
+ *
+ * RAII for the config, the pool, leases and responses; failures of the C API are thrown as
+ * grpcpool::Error carrying the grpcpool_result and the library's message. A non-OK gRPC status
+ * is not an exception: it is a Response whose ok() is false, as in the C API.
+ *
+ *   grpcpool::Pool pool(grpcpool::Config().max_connections(8));
+ *   grpcpool::Lease lease = pool.acquire("http://127.0.0.1:50051", std::chrono::seconds(1));
+ *   grpcpool::Response response =
+ *       lease.unary("/pkg.Service/Method", request, {{"x-request-id", "42"}}, std::chrono::seconds(2));
+ *   if (!response.ok()) std::cerr << response.code() << ": " << response.message() << "\n";
+ *
+ * Thread safety is that of the C API: a Pool may be used from many threads at once; a Config
+ * is not for two threads at once; Lease and Response objects may be shared for reading but are
+ * not synchronised for moves or release.
+ */
+#ifndef GRPCPOOL_HPP
+#define GRPCPOOL_HPP
+
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "grpcpool.h"
+
+/// The C++ face of libgrpcpool.
+namespace grpcpool {
+
+/// Request or response metadata: (key, value) pairs in order. Keys are lower case; a key
+/// ending in "-bin" carries raw bytes (base64 on the wire, done by the library).
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+/// A failure of the C API: `code()` is its grpcpool_result, `what()` the library's message.
+class Error : public std::runtime_error {
+ public:
+  /// An error with the given code and message.
+  Error(grpcpool_result code, const std::string& message)
+      : std::runtime_error(message), code_(code) {}
+
+  /// The C API's result code, such as GRPCPOOL_INVALID_TARGET.
+  grpcpool_result code() const noexcept { return code_; }
+
+  /// The code's name, such as "GRPCPOOL_INVALID_TARGET".
+  const char* name() const noexcept { return grpcpool_result_name(code_); }
+
+ private:
+  grpcpool_result code_;
+};
+
+/// Helpers for the wrapper itself; not part of the public interface.
+namespace detail {
+
+/// Throws Error with this thread's last error message unless `result` is GRPCPOOL_OK.
+inline void check(grpcpool_result result) {
+  if (result != GRPCPOOL_OK) {
+    // Copied before anything else can touch the thread's last error.
+    std::string message = grpcpool_last_error();
+    if (message.empty()) message = grpcpool_result_name(result);
+    throw Error(result, message);
+  }
+}
+
+/// Milliseconds for the C API: negative is refused, more than fits is capped.
+inline uint32_t to_ms(std::chrono::milliseconds timeout) {
+  if (timeout.count() < 0) {
+    throw Error(GRPCPOOL_INVALID_ARGUMENT, "a timeout may not be negative");
+  }
+  constexpr auto max = std::numeric_limits<uint32_t>::max();
+  return timeout.count() > static_cast<std::chrono::milliseconds::rep>(max)
+             ? max
+             : static_cast<uint32_t>(timeout.count());
+}
+
+/// A metadata list in the C API's form, borrowing the strings of `metadata`.
+inline std::vector<grpcpool_metadata_entry_t> entries(const Metadata& metadata) {
+  std::vector<grpcpool_metadata_entry_t> out;
+  out.reserve(metadata.size());
+  for (const auto& [key, value] : metadata) {
+    out.push_back(grpcpool_metadata_entry_t{
+        key.c_str(), reinterpret_cast<const uint8_t*>(value.data()), value.size()});
+  }
+  return out;
+}
+
+/// Request bytes for the C API (NULL when empty, as the C API allows).
+inline const uint8_t* bytes(std::string_view data) {
+  return data.empty() ? nullptr : reinterpret_cast<const uint8_t*>(data.data());
+}
+
+}  // namespace detail
+
+/// Pool settings, with chainable setters that throw Error on a value the library refuses at
+/// once (most values are checked when the Pool is made). Movable, not copyable.
+class Config {
+ public:
+  /// A config with every default.
+  Config() : config_(grpcpool_config_new()) {
+    if (config_ == nullptr) throw Error(GRPCPOOL_INTERNAL, "grpcpool_config_new returned NULL");
+  }
+  /// Frees the config.
+  ~Config() { grpcpool_config_free(config_); }
+  Config(const Config&) = delete;
+  Config& operator=(const Config&) = delete;
+  /// Takes over `other`'s settings; `other` is left empty and only fit to be destroyed.
+  Config(Config&& other) noexcept : config_(std::exchange(other.config_, nullptr)) {}
+  /// Takes over `other`'s settings, freeing this one's.
+  Config& operator=(Config&& other) noexcept {
+    if (this != &other) {
+      grpcpool_config_free(config_);
+      config_ = std::exchange(other.config_, nullptr);
+    }
+    return *this;
+  }
+
+  /// Connections kept open per target once used.
+  Config& min_connections(uint32_t value) { return set(grpcpool_config_set_min_connections(config_, value)); }
+  /// Most connections per target.
+  Config& max_connections(uint32_t value) { return set(grpcpool_config_set_max_connections(config_, value)); }
+  /// Streams in flight per connection before another connection is opened.
+  Config& streams_per_connection(uint32_t value) {
+    return set(grpcpool_config_set_streams_per_connection(config_, value));
+  }
+  /// Time limit for connect, TLS and HTTP/2 handshakes.
+  Config& connect_timeout(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_connect_timeout_ms(config_, detail::to_ms(value)));
+  }
+  /// Keepalive ping interval; zero sends no pings.
+  Config& keepalive_time(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_keepalive_time_ms(config_, detail::to_ms(value)));
+  }
+  /// How long a keepalive ping may go unanswered.
+  Config& keepalive_timeout(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_keepalive_timeout_ms(config_, detail::to_ms(value)));
+  }
+  /// Whether to ping connections with no call in flight.
+  Config& keepalive_while_idle(bool value) { return set(grpcpool_config_set_keepalive_while_idle(config_, value)); }
+  /// TCP_NODELAY on every connection.
+  Config& tcp_nodelay(bool value) { return set(grpcpool_config_set_tcp_nodelay(config_, value)); }
+  /// Unused connections above the minimum close after this long.
+  Config& idle_timeout(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_idle_timeout_ms(config_, detail::to_ms(value)));
+  }
+  /// Connections are replaced after about this long; zero never.
+  Config& max_connection_age(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_max_connection_age_ms(config_, detail::to_ms(value)));
+  }
+  /// Default acquire wait, used by one-shot calls without a timeout.
+  Config& acquire_timeout(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_acquire_timeout_ms(config_, detail::to_ms(value)));
+  }
+  /// A lease held longer than this is reported as a leak (Pool::leaks_json).
+  Config& lease_leak_threshold(std::chrono::milliseconds value) {
+    return set(grpcpool_config_set_lease_leak_threshold_ms(config_, detail::to_ms(value)));
+  }
+  /// Largest request in bytes.
+  Config& max_send_message_size(size_t value) {
+    return set(grpcpool_config_set_max_send_message_size(config_, value));
+  }
+  /// Largest response in bytes.
+  Config& max_receive_message_size(size_t value) {
+    return set(grpcpool_config_set_max_receive_message_size(config_, value));
+  }
+  /// Worker threads of the pool's runtime; 0 = one per core, at most 4.
+  Config& worker_threads(uint32_t value) { return set(grpcpool_config_set_worker_threads(config_, value)); }
+  /// Reconnect backoff: first delay, growth factor, jitter fraction and cap.
+  Config& backoff(std::chrono::milliseconds initial, double multiplier, double jitter, std::chrono::milliseconds max) {
+    return set(grpcpool_config_set_backoff(config_, detail::to_ms(initial), multiplier, jitter, detail::to_ms(max)));
+  }
+  /// Trusts the PEM certificates in the file at `path` instead of the system roots.
+  Config& tls_ca_file(const std::string& path) { return set(grpcpool_config_set_tls_ca_file(config_, path.c_str())); }
+  /// Trusts these PEM certificates instead of the system roots.
+  Config& tls_ca_pem(std::string_view pem) {
+    return set(grpcpool_config_set_tls_ca_pem(config_, detail::bytes(pem), pem.size()));
+  }
+  /// Presents the PEM certificate chain and key in these files to servers that ask (mTLS).
+  Config& tls_client_cert_files(const std::string& cert_path, const std::string& key_path) {
+    return set(grpcpool_config_set_tls_client_cert_files(config_, cert_path.c_str(), key_path.c_str()));
+  }
+  /// Presents this PEM certificate chain and key to servers that ask (mTLS).
+  Config& tls_client_cert_pem(std::string_view cert_pem, std::string_view key_pem) {
+    return set(grpcpool_config_set_tls_client_cert_pem(config_, detail::bytes(cert_pem), cert_pem.size(),
+                                                      detail::bytes(key_pem), key_pem.size()));
+  }
+  /// Checks server certificates against `name` (and sends it as SNI) instead of the target's host.
+  Config& tls_server_name(const std::string& name) {
+    return set(grpcpool_config_set_tls_server_name(config_, name.c_str()));
+  }
+
+  /// The C config, for setters this wrapper does not cover.
+  grpcpool_config_t* native() noexcept { return config_; }
+  /// The C config, read-only.
+  const grpcpool_config_t* native() const noexcept { return config_; }
+
+ private:
+  Config& set(grpcpool_result result) {
+    detail::check(result);
+    return *this;
+  }
+
+  grpcpool_config_t* config_;
+};
+
+/// The outcome of a call: status, headers, trailers and body. Owns the C response; movable,
+/// not copyable. The string_views it returns are valid as long as the Response lives.
+class Response {
+ public:
+  /// Takes ownership of a C response (NULL gives an empty Response with code() -1).
+  explicit Response(grpcpool_response_t* response) noexcept : response_(response) {}
+  /// Frees the response.
+  ~Response() { grpcpool_response_free(response_); }
+  Response(const Response&) = delete;
+  Response& operator=(const Response&) = delete;
+  /// Takes over `other`'s response.
+  Response(Response&& other) noexcept : response_(std::exchange(other.response_, nullptr)) {}
+  /// Takes over `other`'s response, freeing this one's.
+  Response& operator=(Response&& other) noexcept {
+    if (this != &other) {
+      grpcpool_response_free(response_);
+      response_ = std::exchange(other.response_, nullptr);
+    }
+    return *this;
+  }
+
+  /// The gRPC status code (0 = OK; -1 for an empty, moved-from Response).
+  int code() const noexcept { return grpcpool_response_code(response_); }
+  /// Whether the status is OK.
+  bool ok() const noexcept { return code() == 0; }
+  /// The status message ("" when none).
+  std::string_view message() const noexcept { return grpcpool_response_message(response_); }
+  /// The status details (grpc-status-details-bin), raw bytes; empty when none.
+  std::string_view details() const noexcept { return view(grpcpool_response_details(response_)); }
+  /// The response message; empty unless the status is OK.
+  std::string_view body() const noexcept { return view(grpcpool_response_body(response_)); }
+  /// The response headers (initial metadata) in arrival order; -bin values decoded.
+  Metadata headers() const { return collect(grpcpool_response_header_count(response_), grpcpool_response_header); }
+  /// The response trailers (trailing metadata) in arrival order; -bin values decoded.
+  Metadata trailers() const {
+    return collect(grpcpool_response_trailer_count(response_), grpcpool_response_trailer);
+  }
+  /// The C response, still owned by this object.
+  const grpcpool_response_t* native() const noexcept { return response_; }
+
+ private:
+  static std::string_view view(grpcpool_bytes_t bytes) noexcept {
+    return std::string_view(reinterpret_cast<const char*>(bytes.data), bytes.len);
+  }
+
+  Metadata collect(size_t count,
+                   grpcpool_result (*entry_at)(const grpcpool_response_t*, size_t, grpcpool_metadata_entry_t*)) const {
+    Metadata out;
+    out.reserve(count);
+    for (size_t i = 0; i < count; i++) {
+      grpcpool_metadata_entry_t entry;
+      detail::check(entry_at(response_, i, &entry));
+      out.emplace_back(entry.key, std::string(reinterpret_cast<const char*>(entry.value), entry.value_len));
+    }
+    return out;
+  }
+
+  grpcpool_response_t* response_;
+};
+
+/// A lease: a slot on one pooled connection, released when the Lease is destroyed (or by
+/// release()). Movable, not copyable. A Lease may outlive its Pool: it is then dead, and
+/// release() throws GRPCPOOL_INVALID_HANDLE while the destructor quietly does nothing.
+class Lease {
+ public:
+  /// Takes ownership of a C lease handle.
+  explicit Lease(grpcpool_lease_t handle) noexcept : handle_(handle), held_(true) {}
+  /// Releases the lease if it is still held; never throws.
+  ~Lease() {
+    if (held_) grpcpool_release(handle_);
+  }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  /// Takes over `other`'s lease; `other` no longer holds one.
+  Lease(Lease&& other) noexcept
+      : handle_(std::exchange(other.handle_, 0)), held_(std::exchange(other.held_, false)) {}
+  /// Releases this lease (if held) and takes over `other`'s.
+  Lease& operator=(Lease&& other) noexcept {
+    if (this != &other) {
+      if (held_) grpcpool_release(handle_);
+      handle_ = std::exchange(other.handle_, 0);
+      held_ = std::exchange(other.held_, false);
+    }
+    return *this;
+  }
+
+  /// Makes a blocking unary call on this lease: `method` is "/package.Service/Method",
+  /// `request` the encoded message; a zero timeout means no deadline. Throws Error for bad
+  /// input or a dead lease; a non-OK status comes back in the Response.
+  Response unary(const std::string& method, std::string_view request, const Metadata& metadata = {},
+                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    auto entries = detail::entries(metadata);
+    grpcpool_response_t* response = nullptr;
+    detail::check(grpcpool_lease_unary(handle_, method.c_str(), detail::bytes(request), request.size(),
+                                       entries.empty() ? nullptr : entries.data(), entries.size(),
+                                       detail::to_ms(timeout), &response));
+    return Response(response);
+  }
+
+  /// Releases the lease now; calls still running on it finish first. Throws Error
+  /// (GRPCPOOL_INVALID_HANDLE) if it was already released, moved from, or its pool freed.
+  void release() {
+    held_ = false;
+    detail::check(grpcpool_release(std::exchange(handle_, 0)));
+  }
+
+  /// Whether this object still holds its lease (not released, not moved from).
+  bool held() const noexcept { return held_; }
+  /// The C lease handle (0 once released or moved from).
+  grpcpool_lease_t handle() const noexcept { return handle_; }
+
+ private:
+  grpcpool_lease_t handle_;
+  bool held_;
+};
+
+/// A connection pool. Movable, not copyable; freed by the destructor, which first cancels async
+/// calls still running (their callbacks run) and makes leases still held dead. Any number of
+/// threads may use one Pool at once.
+class Pool {
+ public:
+  /// A pool with every default setting.
+  Pool() : pool_(make(nullptr)) {}
+  /// A pool with `config`'s settings (copied: the Config may go away afterwards).
+  explicit Pool(const Config& config) : pool_(make(config.native())) {}
+  /// Frees the pool.
+  ~Pool() { grpcpool_pool_free(pool_); }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+  /// Takes over `other`'s pool; `other` is left empty (its methods throw GRPCPOOL_NULL_ARGUMENT).
+  Pool(Pool&& other) noexcept : pool_(std::exchange(other.pool_, nullptr)) {}
+  /// Takes over `other`'s pool, freeing this one's.
+  Pool& operator=(Pool&& other) noexcept {
+    if (this != &other) {
+      grpcpool_pool_free(pool_);
+      pool_ = std::exchange(other.pool_, nullptr);
+    }
+    return *this;
+  }
+
+  /// Acquires a lease on `target` ("http://host:port", "https://host:port", "unix:/path", ...),
+  /// waiting up to `timeout` for a slot. `site` (such as "file.cpp:42") is recorded for leak
+  /// reports. Throws Error: GRPCPOOL_ACQUIRE_TIMEOUT, GRPCPOOL_UNAVAILABLE, GRPCPOOL_INVALID_TARGET...
+  Lease acquire(const std::string& target, std::chrono::milliseconds timeout, const char* site = nullptr) const {
+    grpcpool_lease_t lease = 0;
+    detail::check(grpcpool_acquire_at(pool_, target.c_str(), detail::to_ms(timeout), site, &lease));
+    return Lease(lease);
+  }
+
+  /// A one-shot blocking call: acquires, calls and releases. The acquire waits up to `timeout`
+  /// (the config's acquire timeout when zero, and the call then has no deadline).
+  Response unary(const std::string& target, const std::string& method, std::string_view request,
+                 const Metadata& metadata = {},
+                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    auto entries = detail::entries(metadata);
+    grpcpool_response_t* response = nullptr;
+    detail::check(grpcpool_unary(pool_, target.c_str(), method.c_str(), detail::bytes(request), request.size(),
+                                 entries.empty() ? nullptr : entries.data(), entries.size(),
+                                 detail::to_ms(timeout), &response));
+    return Response(response);
+  }
+
+  /// The pool's statistics as a JSON object (totals and one entry per target).
+  std::string stats_json() const { return json(grpcpool_pool_stats_json); }
+  /// Leases held past the leak threshold, as a JSON array of {"target", "site", "held_ms"}.
+  std::string leaks_json() const { return json(grpcpool_pool_leaks_json); }
+
+  /// Stops new acquires, waits up to `grace` for leases and calls in use, then closes every
+  /// connection. Returns the number of slots still in use when the grace ran out.
+  uint64_t shutdown(std::chrono::milliseconds grace) const {
+    uint64_t still_in_use = 0;
+    detail::check(grpcpool_pool_shutdown(pool_, detail::to_ms(grace), &still_in_use));
+    return still_in_use;
+  }
+
+  /// The C pool, still owned by this object (for the async calls of the C API).
+  const grpcpool_pool_t* native() const noexcept { return pool_; }
+
+ private:
+  static grpcpool_pool_t* make(const grpcpool_config_t* config) {
+    grpcpool_pool_t* pool = nullptr;
+    detail::check(grpcpool_pool_new(config, &pool));
+    return pool;
+  }
+
+  std::string json(grpcpool_result (*get)(const grpcpool_pool_t*, char**)) const {
+    char* text = nullptr;
+    detail::check(get(pool_, &text));
+    std::unique_ptr<char, void (*)(char*)> owned(text, grpcpool_string_free);
+    return std::string(owned.get());
+  }
+
+  grpcpool_pool_t* pool_;
+};
+
+}  // namespace grpcpool
+
+#endif  // GRPCPOOL_HPP

@@ -1,0 +1,183 @@
+// The header-only C++ wrapper (include/grpcpool.hpp) against the echo server: echo, metadata,
+// statuses, leases released by scope, moves, and grpcpool::Error with the right code.
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "grpcpool.hpp"
+#include "check.h"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kEcho = "/grpcpool.test.Echo/Unary";
+
+// The value of `key` in `metadata`, or "<missing>".
+std::string find(const grpcpool::Metadata& metadata, const std::string& key) {
+  for (const auto& [k, v] : metadata) {
+    if (k == key) return v;
+  }
+  return "<missing>";
+}
+
+// Runs `body`, which must throw grpcpool::Error with `expected`; returns the message.
+template <typename Body>
+std::string expect_error(grpcpool_result expected, Body body, const char* what) {
+  try {
+    body();
+    CHECK(false, "%s: no exception, expected %s", what, grpcpool_result_name(expected));
+  } catch (const grpcpool::Error& error) {
+    CHECK(error.code() == expected, "%s: %s (%s), expected %s", what, error.name(), error.what(),
+          grpcpool_result_name(expected));
+    CHECK(std::string(error.what()).size() > 0, "%s: empty message", what);
+    return error.what();
+  } catch (const std::exception& error) {
+    CHECK(false, "%s: another exception: %s", what, error.what());
+  }
+  return "";
+}
+
+void check_echo_and_metadata(const grpcpool::Pool& pool, const std::string& target) {
+  check_section("C++: echo on a lease and one-shot, metadata both ways");
+  grpcpool::Lease lease = pool.acquire(target, 10s, "test_wrapper.cpp:echo");
+  CHECK(lease.held() && lease.handle() != 0, "no lease");
+  const std::string request("bytes\0with a NUL", 16);
+  grpcpool::Response response = lease.unary(kEcho, request, {}, 10s);
+  CHECK(response.ok() && response.code() == 0, "code %d: %.*s", response.code(),
+        static_cast<int>(response.message().size()), response.message().data());
+  CHECK(response.body() == request, "body not echoed (%zu bytes)", response.body().size());
+  CHECK(response.message().empty() && response.details().empty(), "message or details on OK");
+
+  const std::string raw("\x00\xff", 2);
+  grpcpool::Metadata metadata = {{"x-echo-id", "cpp-7"}, {"x-echo-raw-bin", raw}, {"x-trailer-note", "bye"}};
+  response = lease.unary(kEcho, "md", metadata, 10s);
+  CHECK(response.ok(), "metadata call code %d", response.code());
+  grpcpool::Metadata headers = response.headers();
+  grpcpool::Metadata trailers = response.trailers();
+  CHECK(find(headers, "x-echo-id") == "cpp-7", "x-echo-id header: %s", find(headers, "x-echo-id").c_str());
+  CHECK(find(headers, "x-echo-raw-bin") == raw, "x-echo-raw-bin header not 00 ff");
+  CHECK(find(trailers, "x-trailer-note") == "bye", "x-trailer-note trailer: %s",
+        find(trailers, "x-trailer-note").c_str());
+
+  grpcpool::Response once = pool.unary(target, kEcho, "one-shot", {{"x-echo-id", "once"}}, 10s);
+  CHECK(once.ok() && once.body() == "one-shot", "one-shot: code %d", once.code());
+  CHECK(find(once.headers(), "x-echo-id") == "once", "one-shot header");
+
+  // A Response moves; the moved-from one is empty and harmless.
+  grpcpool::Response moved = std::move(once);
+  CHECK(moved.body() == "one-shot", "moved response lost its body");
+  CHECK(once.code() == -1 && once.body().empty() && once.headers().empty(), "moved-from response not empty");
+}
+
+void check_status(const grpcpool::Pool& pool, const std::string& target) {
+  check_section("C++: a non-OK status is a Response, with message and details");
+  const std::string details("\x01\x00\x02", 3);
+  grpcpool::Response response = pool.unary(
+      target, kEcho, "x",
+      {{"x-status-code", "5"}, {"x-status-message", "no such thing"}, {"x-status-details-bin", details}}, 10s);
+  CHECK(!response.ok() && response.code() == 5, "code %d", response.code());
+  CHECK(response.message() == "no such thing", "message %.*s", static_cast<int>(response.message().size()),
+        response.message().data());
+  CHECK(response.details() == details, "details of %zu bytes", response.details().size());
+  CHECK(response.body().empty(), "body on an error status");
+
+  grpcpool::Response late = pool.unary(target, kEcho, "slow", {{"x-sleep-ms", "2000"}}, 200ms);
+  CHECK(late.code() == 4, "deadline: code %d", late.code());
+}
+
+void check_lease_scope(const std::string& limited) {
+  check_section("C++: leases released by scope, by release(), and by move-assignment");
+  // The limited server allows 2 streams per connection; with one connection, 2 leases fill it.
+  grpcpool::Pool pool(grpcpool::Config().max_connections(1).acquire_timeout(5s));
+  {
+    grpcpool::Lease first = pool.acquire(limited, 10s);
+    grpcpool::Lease second = pool.acquire(limited, 10s);
+    expect_error(GRPCPOOL_ACQUIRE_TIMEOUT, [&] { pool.acquire(limited, 200ms); }, "third lease while two held");
+  }
+  // Both went back at the end of the scope.
+  grpcpool::Lease a = pool.acquire(limited, 1s);
+  grpcpool::Lease b = pool.acquire(limited, 1s);
+  CHECK(a.held() && b.held(), "leases not back after their scope");
+
+  a.release();
+  CHECK(!a.held() && a.handle() == 0, "released lease still held");
+  expect_error(GRPCPOOL_INVALID_HANDLE, [&] { a.release(); }, "second release()");
+  expect_error(GRPCPOOL_INVALID_HANDLE, [&] { a.unary(kEcho, "x"); }, "unary on a released lease");
+
+  // Moving hands the slot over; the moved-from Lease holds nothing.
+  grpcpool::Lease c = std::move(b);
+  CHECK(c.held() && !b.held() && b.handle() == 0, "move did not hand the lease over");
+  expect_error(GRPCPOOL_INVALID_HANDLE, [&] { b.release(); }, "release() of a moved-from lease");
+  CHECK(c.unary(kEcho, "moved", {}, 10s).body() == "moved", "moved lease unusable");
+  // Move-assignment releases the lease it overwrites: two fresh acquires must fit.
+  c = pool.acquire(limited, 1s);
+  grpcpool::Lease d = pool.acquire(limited, 1s);
+  CHECK(c.held() && d.held(), "move-assignment did not release the old lease");
+
+  check_section("C++: Pool moves, stats; Leases outliving their Pool");
+  grpcpool::Pool other = std::move(pool);
+  CHECK(other.stats_json().find("\"calls_succeeded\"") != std::string::npos, "stats_json");
+  CHECK(other.leaks_json() == "[]", "leaks_json: %s", other.leaks_json().c_str());
+  expect_error(GRPCPOOL_NULL_ARGUMENT, [&] { pool.stats_json(); }, "stats of a moved-from pool");
+  d.release();
+  grpcpool::Lease orphan = other.acquire(limited, 1s);
+  { grpcpool::Pool gone = std::move(other); }  // freed here, with c and orphan still held
+  expect_error(GRPCPOOL_INVALID_HANDLE, [&] { orphan.release(); }, "release() after the pool was freed");
+  // c's destructor releases a dead handle at the end of this function: quietly.
+}
+
+void check_errors(const grpcpool::Pool& pool, const std::string& target) {
+  check_section("C++: grpcpool::Error with the right code for bad input");
+  std::string message = expect_error(GRPCPOOL_INVALID_TARGET, [&] { pool.acquire("not a target", 1s); },
+                                     "acquire(\"not a target\")");
+  CHECK(message.find("not a target") != std::string::npos, "message does not name the target: %s",
+        message.c_str());
+  expect_error(GRPCPOOL_INVALID_TARGET, [&] { pool.unary("ftp://x:1", kEcho, ""); }, "unary on ftp://x:1");
+  expect_error(GRPCPOOL_INVALID_METHOD, [&] { pool.unary(target, "no-slash", ""); }, "method without '/'");
+  expect_error(GRPCPOOL_INVALID_METADATA, [&] { pool.unary(target, kEcho, "", {{"Bad Key", "v"}}); },
+               "metadata key \"Bad Key\"");
+  expect_error(GRPCPOOL_INVALID_ARGUMENT, [&] { pool.acquire(target, -1ms); }, "negative timeout");
+  expect_error(GRPCPOOL_INVALID_CONFIG,
+               [] { grpcpool::Pool bad(grpcpool::Config().min_connections(3).max_connections(1)); },
+               "min > max connections");
+  expect_error(GRPCPOOL_IO_ERROR, [] { grpcpool::Config().tls_ca_file("/nonexistent/ca.pem"); }, "missing CA file");
+  expect_error(GRPCPOOL_TLS_ERROR, [] { grpcpool::Pool bad(grpcpool::Config().tls_ca_pem("garbage")); },
+               "garbage CA PEM");
+
+  grpcpool::Pool closing;
+  CHECK(closing.unary(target, kEcho, "before", {}, 10s).ok(), "call before shutdown");
+  CHECK(closing.shutdown(1s) == 0, "slots in use after a clean shutdown");
+  expect_error(GRPCPOOL_POOL_CLOSED, [&] { closing.acquire(target, 1s); }, "acquire after shutdown");
+}
+
+void check_tls(const std::string& tls_target, const std::string& ca_file) {
+  check_section("C++: TLS with our CA and server name");
+  grpcpool::Pool pool(grpcpool::Config().tls_ca_file(ca_file).tls_server_name("localhost"));
+  grpcpool::Response response = pool.unary(tls_target, kEcho, "over tls", {}, 10s);
+  CHECK(response.ok() && response.body() == "over tls", "TLS call code %d", response.code());
+}
+
+}  // namespace
+
+int main() {
+  const std::string target = check_env("GRPCPOOL_TEST_TARGET");
+  const std::string limited = check_env("GRPCPOOL_TEST_TARGET_LIMITED");
+  const std::string tls_target = check_env("GRPCPOOL_TEST_TLS_TARGET");
+  const std::string ca_file = check_env("GRPCPOOL_TEST_CA_FILE");
+  try {
+    grpcpool::Pool pool(grpcpool::Config().max_connections(2).connect_timeout(5s));
+    check_echo_and_metadata(pool, target);
+    check_status(pool, target);
+    check_lease_scope(limited);
+    check_errors(pool, target);
+    check_tls(tls_target, ca_file);
+  } catch (const grpcpool::Error& error) {
+    CHECK(false, "unexpected grpcpool::Error %s: %s", error.name(), error.what());
+  } catch (const std::exception& error) {
+    CHECK(false, "unexpected exception: %s", error.what());
+  }
+  return check_summary("test_wrapper");
+}
