@@ -31,14 +31,21 @@ impl Transport {
 /// Which client a cell measures.
 #[derive(Debug, Clone, Copy)]
 pub enum ClientKind {
+    /// grpcpool's async API, loops running on the pool's runtime.
     Pool,
+    /// grpcpool's core from caller threads, each call a blocking `Pool::block_on`.
+    CoreBlocking,
+    /// The C ABI's blocking `grpcpool_unary` from caller threads, as a C program calls it.
+    CAbi,
     Channel,
     DialPerCall,
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 3] = [
+    pub const ALL: [ClientKind; 5] = [
         ClientKind::Pool,
+        ClientKind::CoreBlocking,
+        ClientKind::CAbi,
         ClientKind::Channel,
         ClientKind::DialPerCall,
     ];
@@ -46,6 +53,8 @@ impl ClientKind {
     pub fn name(self) -> &'static str {
         match self {
             ClientKind::Pool => "grpcpool",
+            ClientKind::CoreBlocking => "core-blocking",
+            ClientKind::CAbi => "c-abi-blocking",
             ClientKind::Channel => "tonic-channel",
             ClientKind::DialPerCall => "dial-per-call",
         }
@@ -69,13 +78,22 @@ pub fn run(
 ) -> Result<Cell, BoxError> {
     let transport = server.transport.name();
     match kind {
+        ClientKind::CoreBlocking => {
+            let pool = Pool::new(pool_config(server))?;
+            let target = server.target.as_str();
+            let call = || {
+                let call = pool.unary(target, UNARY_PATH, Bytes::from_static(REQUEST), CallOptions::with_timeout(CALL_TIMEOUT));
+                matches!(pool.block_on(call), Ok(Ok(response)) if response.code == Code::Ok)
+            };
+            Ok(measure_threads(kind, transport, concurrency, duration, call))
+        }
+        ClientKind::CAbi => {
+            let pool = c_abi::Pool::new(server)?;
+            let call = || pool.unary();
+            Ok(measure_threads(kind, transport, concurrency, duration, call))
+        }
         ClientKind::Pool => {
-            let mut config = Config::default();
-            if let Some(ca) = &server.ca_pem {
-                config.tls.ca_pem = Some(ca.clone().into_bytes());
-                config.tls.server_name_override = Some("localhost".to_owned());
-            }
-            let pool = Pool::new(config)?;
+            let pool = Pool::new(pool_config(server))?;
             let handle = pool.runtime_handle()?;
             let target: Arc<str> = server.target.as_str().into();
             let call = move || {
@@ -121,6 +139,15 @@ pub fn run(
             })
         }
     }
+}
+
+fn pool_config(server: &ChildServer) -> Config {
+    let mut config = Config::default();
+    if let Some(ca) = &server.ca_pem {
+        config.tls.ca_pem = Some(ca.clone().into_bytes());
+        config.tls.server_name_override = Some("localhost".to_owned());
+    }
+    config
 }
 
 fn endpoint(server: &ChildServer) -> Result<Endpoint, BoxError> {
@@ -211,4 +238,128 @@ where
         }
     }
     (all, errors)
+}
+
+/// Warms up, then runs `concurrency` OS threads of blocking calls for `duration`.
+fn measure_threads(
+    kind: ClientKind,
+    transport: &'static str,
+    concurrency: usize,
+    duration: Duration,
+    call: impl Fn() -> bool + Sync,
+) -> Cell {
+    let _ = load_threads(concurrency, WARM_UP, &call);
+    let cpu_before = measure::process_cpu();
+    let started = Instant::now();
+    let (latencies, errors) = load_threads(concurrency, duration, &call);
+    let wall = started.elapsed();
+    let cpu = measure::process_cpu().saturating_sub(cpu_before);
+    measure::cell(kind.name(), transport, concurrency, latencies, errors, wall, cpu)
+}
+
+fn load_threads(concurrency: usize, duration: Duration, call: &(impl Fn() -> bool + Sync)) -> (Vec<Duration>, u64) {
+    let until = Instant::now() + duration;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut latencies = Vec::with_capacity(4096);
+                    let mut errors = 0u64;
+                    while Instant::now() < until && latencies.len() < MAX_CALLS_PER_WORKER {
+                        let started = Instant::now();
+                        if call() {
+                            latencies.push(started.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for worker in workers {
+            if let Ok((latencies, failed)) = worker.join() {
+                all.extend(latencies);
+                errors += failed;
+            }
+        }
+        (all, errors)
+    })
+}
+
+/// The C ABI driven exactly as a C program drives it, through the exported functions.
+mod c_abi {
+    #![allow(unsafe_code)]
+
+    use std::ffi::CString;
+
+    use grpcpool::*;
+
+    use super::{BoxError, CALL_TIMEOUT, REQUEST};
+    use crate::server::ChildServer;
+
+    pub struct Pool {
+        pool: *mut grpcpool_pool_t,
+        target: CString,
+        method: CString,
+    }
+
+    // SAFETY: every grpcpool function taking a pool may be called from any thread at once.
+    unsafe impl Sync for Pool {}
+
+    impl Pool {
+        pub fn new(server: &ChildServer) -> Result<Pool, BoxError> {
+            let config = grpcpool_config_new();
+            let mut pool = std::ptr::null_mut();
+            // SAFETY: a fresh config, valid pointers and lengths, the config freed once.
+            let result = unsafe {
+                if let Some(ca) = &server.ca_pem {
+                    grpcpool_config_set_tls_ca_pem(config, ca.as_ptr(), ca.len());
+                    grpcpool_config_set_tls_server_name(config, c"localhost".as_ptr());
+                }
+                let result = grpcpool_pool_new(config, &mut pool);
+                grpcpool_config_free(config);
+                result
+            };
+            if result != grpcpool_result::GRPCPOOL_OK {
+                return Err(format!("grpcpool_pool_new: {result:?}").into());
+            }
+            Ok(Pool {
+                pool,
+                target: CString::new(server.target.clone())?,
+                method: CString::new(grpcpool_testserver::UNARY_PATH)?,
+            })
+        }
+
+        /// One blocking one-shot call; true on status OK.
+        pub fn unary(&self) -> bool {
+            let mut response = std::ptr::null_mut();
+            // SAFETY: a live pool, NUL-terminated strings, a request of the given length.
+            unsafe {
+                let result = grpcpool_unary(
+                    self.pool,
+                    self.target.as_ptr(),
+                    self.method.as_ptr(),
+                    REQUEST.as_ptr(),
+                    REQUEST.len(),
+                    std::ptr::null(),
+                    0,
+                    CALL_TIMEOUT.as_millis() as u32,
+                    &mut response,
+                );
+                let ok = result == grpcpool_result::GRPCPOOL_OK && grpcpool_response_code(response) == 0;
+                grpcpool_response_free(response);
+                ok
+            }
+        }
+    }
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            // SAFETY: the pool from grpcpool_pool_new, freed once.
+            unsafe { grpcpool_pool_free(self.pool) };
+        }
+    }
 }

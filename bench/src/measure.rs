@@ -157,6 +157,16 @@ pub fn ratios(cells: &[Cell]) -> String {
         ) else {
             continue;
         };
+        if let (Some(c_abi), Some(core)) = (
+            find("c-abi-blocking", transport, concurrency),
+            find("core-blocking", transport, concurrency),
+        ) {
+            out.push_str(&format!(
+                "  {transport:<9} c={concurrency:<4} cpu c-abi/core-blocking {:>5.3}   cpu c-abi/core-async {:>5.3}\n",
+                c_abi.cpu_us_per_call / core.cpu_us_per_call,
+                c_abi.cpu_us_per_call / pool.cpu_us_per_call,
+            ));
+        }
         out.push_str(&format!(
             "  {transport:<9} c={concurrency:<4} p50 dial/pool {:>5.2}x   cpu pool/channel {:>5.3}   qps pool/channel {:>5.3}   qps pool/dial {:>6.2}x\n",
             dial.p50_us / pool.p50_us,

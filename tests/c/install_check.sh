@@ -16,7 +16,7 @@ c++ -std=c++17 -x c++ - $(pkg-config --cflags --libs grpcpool) -o "$work/hello-c
 int main() { grpcpool::Config config; grpcpool::Pool pool(config); return 0; }
 CPP
 
-cargo build --quiet --locked -p grpcpool-testserver --bins
+cargo build --quiet --locked -p grpcpool-testserver --bin grpcpool-echo-server
 target/debug/grpcpool-echo-server >"$work/server.out" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do grep -q '^LISTENING ' "$work/server.out" && break; sleep 0.05; done

@@ -10,7 +10,8 @@ root=$(pwd)
 build="$root/target/c-tests"
 mkdir -p "$build"
 
-cargo build --quiet --locked -p grpcpool-ffi -p grpcpool-testserver --bins
+cargo build --quiet --locked -p grpcpool-ffi --lib
+cargo build --quiet --locked -p grpcpool-testserver --bin grpcpool-echo-server
 lib_dir="$root/target/debug"
 server_bin="$lib_dir/grpcpool-echo-server"
 # The library's soname carries the major version; the build tree has only the plain name.
