@@ -82,15 +82,32 @@ pub fn run(
             let pool = Pool::new(pool_config(server))?;
             let target = server.target.as_str();
             let call = || {
-                let call = pool.unary(target, UNARY_PATH, Bytes::from_static(REQUEST), CallOptions::with_timeout(CALL_TIMEOUT));
+                let call = pool.unary(
+                    target,
+                    UNARY_PATH,
+                    Bytes::from_static(REQUEST),
+                    CallOptions::with_timeout(CALL_TIMEOUT),
+                );
                 matches!(pool.block_on(call), Ok(Ok(response)) if response.code == Code::Ok)
             };
-            Ok(measure_threads(kind, transport, concurrency, duration, call))
+            Ok(measure_threads(
+                kind,
+                transport,
+                concurrency,
+                duration,
+                call,
+            ))
         }
         ClientKind::CAbi => {
             let pool = c_abi::Pool::new(server)?;
             let call = || pool.unary();
-            Ok(measure_threads(kind, transport, concurrency, duration, call))
+            Ok(measure_threads(
+                kind,
+                transport,
+                concurrency,
+                duration,
+                call,
+            ))
         }
         ClientKind::Pool => {
             let pool = Pool::new(pool_config(server))?;
@@ -254,10 +271,22 @@ fn measure_threads(
     let (latencies, errors) = load_threads(concurrency, duration, &call);
     let wall = started.elapsed();
     let cpu = measure::process_cpu().saturating_sub(cpu_before);
-    measure::cell(kind.name(), transport, concurrency, latencies, errors, wall, cpu)
+    measure::cell(
+        kind.name(),
+        transport,
+        concurrency,
+        latencies,
+        errors,
+        wall,
+        cpu,
+    )
 }
 
-fn load_threads(concurrency: usize, duration: Duration, call: &(impl Fn() -> bool + Sync)) -> (Vec<Duration>, u64) {
+fn load_threads(
+    concurrency: usize,
+    duration: Duration,
+    call: &(impl Fn() -> bool + Sync),
+) -> (Vec<Duration>, u64) {
     let until = Instant::now() + duration;
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..concurrency)
@@ -349,7 +378,8 @@ mod c_abi {
                     CALL_TIMEOUT.as_millis() as u32,
                     &mut response,
                 );
-                let ok = result == grpcpool_result::GRPCPOOL_OK && grpcpool_response_code(response) == 0;
+                let ok =
+                    result == grpcpool_result::GRPCPOOL_OK && grpcpool_response_code(response) == 0;
                 grpcpool_response_free(response);
                 ok
             }
