@@ -9,19 +9,7 @@ use std::time::{Duration, Instant};
 
 use grpcpool_core::{Code, Error, Metadata};
 use grpcpool_testserver::{ServerOptions, TestServer};
-use support::{echo, metadata, pool, quick_config};
-
-/// Polls `check` every 20 ms for up to `limit`; true once it holds.
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
+use support::{echo, eventually, metadata, pool, quick_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sequential_calls_use_exactly_one_connection() {

@@ -6,23 +6,12 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use grpcpool_core::{Code, Metadata, Resolve, Resolver, Resolving};
 use grpcpool_testserver::{ServerOptions, ServerTls, TestCa, TestServer};
 use parking_lot::Mutex;
-use support::{echo, pool, quick_config};
-
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    check()
-}
+use support::{echo, eventually, pool, quick_config};
 
 async fn tls_server(ca: &TestCa, client_ca: Option<String>) -> TestServer {
     let (cert_pem, key_pem) = ca.server_cert(&["localhost", "127.0.0.1"]).unwrap();

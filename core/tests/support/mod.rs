@@ -59,3 +59,15 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// Polls `check` every 20 ms for up to `limit`; true once it holds.
+pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}
