@@ -69,6 +69,10 @@ pub enum Error {
     /// The pool has been shut down.
     #[error("the pool is shut down")]
     PoolClosed,
+    /// A blocking call was made on a thread that runs async code (a tokio runtime's thread,
+    /// such as a binding's callback); it would stall that runtime.
+    #[error("a blocking call was made from async code; await the async form instead")]
+    BlockingInAsync,
     /// The internal runtime could not be started.
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -86,6 +90,7 @@ impl Error {
             Error::MessageTooLarge { .. } => Code::ResourceExhausted,
             Error::AcquireTimeout { .. } => Code::DeadlineExceeded,
             Error::Unavailable { .. } | Error::PoolClosed => Code::Unavailable,
+            Error::BlockingInAsync => Code::FailedPrecondition,
             Error::Runtime(_) => Code::Internal,
         }
     }

@@ -237,8 +237,12 @@ impl Pool {
     }
 
     /// Runs `future` on the pool's runtime, blocking this thread until it completes. For
-    /// callers outside any async runtime (bindings' blocking calls); panics inside one.
+    /// callers outside any async runtime (bindings' blocking calls); on a thread that is
+    /// running async code it refuses with [`Error::BlockingInAsync`] rather than stall it.
     pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Error> {
+        if Handle::try_current().is_ok() {
+            return Err(Error::BlockingInAsync);
+        }
         Ok(self.runtime_handle()?.block_on(future))
     }
 

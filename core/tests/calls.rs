@@ -315,3 +315,11 @@ async fn bad_input_gets_a_clear_error_and_nothing_panics() {
         Err(Error::InvalidConfig(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_call_from_async_code_is_refused_not_a_panic() {
+    let pool = pool(quick_config());
+    let error = pool.block_on(async {}).unwrap_err();
+    assert!(matches!(error, Error::BlockingInAsync), "{error}");
+    assert_eq!(error.code(), Code::FailedPrecondition);
+}

@@ -52,12 +52,6 @@ static CALLS: HandleTable<CallEntry> = HandleTable::new();
 /// Runs `future` to completion on the pool's runtime, refusing on a grpcpool thread (a
 /// callback) where blocking would stall the pool.
 pub(crate) fn block_on<F: Future>(pool: &Pool, future: F) -> Result<F::Output, FfiError> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(FfiError::new(
-            grpcpool_result::GRPCPOOL_BLOCKING_IN_CALLBACK,
-            "a blocking grpcpool function was called on a grpcpool thread; use the async form",
-        ));
-    }
     Ok(pool.block_on(future)?)
 }
 

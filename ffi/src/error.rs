@@ -87,6 +87,7 @@ impl From<Error> for FfiError {
             Error::AcquireTimeout { .. } => GRPCPOOL_ACQUIRE_TIMEOUT,
             Error::Unavailable { .. } => GRPCPOOL_UNAVAILABLE,
             Error::PoolClosed => GRPCPOOL_POOL_CLOSED,
+            Error::BlockingInAsync => GRPCPOOL_BLOCKING_IN_CALLBACK,
             _ => GRPCPOOL_INTERNAL,
         };
         FfiError::new(result, error.to_string())
