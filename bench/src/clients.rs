@@ -39,15 +39,18 @@ pub enum ClientKind {
     CAbi,
     Channel,
     DialPerCall,
+    /// h2load (nghttp2) posting empty-ish gRPC frames on one connection: the lean-client limit.
+    H2load,
 }
 
 impl ClientKind {
-    pub const ALL: [ClientKind; 5] = [
+    pub const ALL: [ClientKind; 6] = [
         ClientKind::Pool,
         ClientKind::CoreBlocking,
         ClientKind::CAbi,
         ClientKind::Channel,
         ClientKind::DialPerCall,
+        ClientKind::H2load,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +60,7 @@ impl ClientKind {
             ClientKind::CAbi => "c-abi-blocking",
             ClientKind::Channel => "tonic-channel",
             ClientKind::DialPerCall => "dial-per-call",
+            ClientKind::H2load => "h2load (mean)",
         }
     }
 }
@@ -78,6 +82,7 @@ pub fn run(
 ) -> Result<Cell, BoxError> {
     let transport = server.transport.name();
     match kind {
+        ClientKind::H2load => h2load::run(server, concurrency, duration),
         ClientKind::CoreBlocking => {
             let pool = Pool::new(pool_config(server))?;
             let target = server.target.as_str();
@@ -391,5 +396,100 @@ mod c_abi {
             // SAFETY: the pool from grpcpool_pool_new, freed once.
             unsafe { grpcpool_pool_free(self.pool) };
         }
+    }
+}
+
+/// The h2load reference row: its own process, CPU from the children's rusage.
+mod h2load {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use super::{BoxError, ClientKind, REQUEST, WARM_UP};
+    use crate::measure::{self, Cell};
+    use crate::server::ChildServer;
+
+    /// Whether h2load is installed (Debian's nghttp2-client); without it the row is skipped.
+    pub fn available() -> bool {
+        Command::new("h2load").arg("--version").output().is_ok()
+    }
+
+    pub fn run(
+        server: &ChildServer,
+        concurrency: usize,
+        duration: Duration,
+    ) -> Result<Cell, BoxError> {
+        let body =
+            std::env::temp_dir().join(format!("grpcpool-bench-h2load-{}.bin", std::process::id()));
+        let mut frame = vec![0u8, 0, 0, 0, REQUEST.len() as u8];
+        frame.extend_from_slice(REQUEST);
+        std::fs::write(&body, frame)?;
+        let url = format!("{}{}", server.target, grpcpool_testserver::UNARY_PATH);
+        let cpu_before = measure::children_cpu();
+        let output = Command::new("h2load")
+            .args(["-c", "1", "-m", &concurrency.to_string()])
+            .args(["-D", &format!("{}", duration.as_secs().max(1))])
+            .args(["--warm-up-time", &format!("{}ms", WARM_UP.as_millis())])
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+            .arg("-d")
+            .arg(&body)
+            .arg(&url)
+            .output()?;
+        let cpu = measure::children_cpu().saturating_sub(cpu_before);
+        let _ = std::fs::remove_file(&body);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let succeeded = text
+            .lines()
+            .find(|line| line.starts_with("requests:"))
+            .and_then(|line| line.split(", ").find(|part| part.ends_with("succeeded")))
+            .and_then(|part| part.split_whitespace().next())
+            .and_then(|count| count.parse::<u64>().ok())
+            .ok_or_else(|| format!("unexpected h2load output: {text}"))?;
+        let mean = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("time for request:"))
+            .and_then(|line| line.split_whitespace().nth(5))
+            .map(parse_micros)
+            .unwrap_or(0.0);
+        let wall = duration.max(Duration::from_secs(1));
+        let mut cell = measure::cell(
+            ClientKind::H2load.name(),
+            server.transport.name(),
+            concurrency,
+            Vec::new(),
+            0,
+            wall,
+            cpu,
+        );
+        cell.calls = succeeded;
+        cell.qps = succeeded as f64 / wall.as_secs_f64();
+        cell.p50_us = mean;
+        cell.p99_us = f64::NAN;
+        cell.cpu_us_per_call = if succeeded == 0 {
+            0.0
+        } else {
+            cpu.as_secs_f64() * 1e6 / succeeded as f64
+        };
+        Ok(cell)
+    }
+
+    /// "380us" or "1.16ms" as microseconds.
+    fn parse_micros(text: &str) -> f64 {
+        if let Some(value) = text.strip_suffix("us") {
+            value.parse().unwrap_or(0.0)
+        } else if let Some(value) = text.strip_suffix("ms") {
+            value.parse::<f64>().map(|ms| ms * 1000.0).unwrap_or(0.0)
+        } else if let Some(value) = text.strip_suffix('s') {
+            value.parse::<f64>().map(|s| s * 1e6).unwrap_or(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Whether a client can run here.
+pub fn available(kind: ClientKind) -> bool {
+    match kind {
+        ClientKind::H2load => h2load::available(),
+        _ => true,
     }
 }

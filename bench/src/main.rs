@@ -90,14 +90,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Clients take turns within each round, so drift on a shared machine hits all alike.
             let mut rounds = Vec::new();
             for _ in 0..options.rounds.max(1) {
-                for kind in ClientKind::ALL {
+                for kind in ClientKind::ALL
+                    .into_iter()
+                    .filter(|kind| clients::available(*kind))
+                {
                     rounds.push(
                         clients::run(kind, &server, concurrency, duration)
                             .map_err(|error| error.to_string())?,
                     );
                 }
             }
-            for kind in ClientKind::ALL {
+            for kind in ClientKind::ALL
+                .into_iter()
+                .filter(|kind| clients::available(*kind))
+            {
                 let cell = measure::median(rounds.iter().filter(|cell| cell.client == kind.name()));
                 println!("  {}", cell.row());
                 cells.push(cell);

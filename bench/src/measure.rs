@@ -53,6 +53,21 @@ pub fn process_cpu() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
+/// User plus system CPU time of this process's finished children so far.
+pub fn children_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let time = |value: libc::timeval| {
+        Duration::from_secs(value.tv_sec as u64) + Duration::from_micros(value.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 /// Builds a cell from per-call latencies, the wall time and the CPU time spent.
 pub fn cell(
     client: &'static str,
