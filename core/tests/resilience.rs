@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use grpcpool_core::{Code, Metadata};
 use grpcpool_testserver::{ServerOptions, TestServer};
-use support::{echo, metadata, pool, quick_config};
+use support::{echo, eventually, metadata, pool, quick_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_fast_during_an_outage_and_succeed_after_a_restart() {
@@ -207,4 +207,51 @@ async fn server_max_connection_age_of_100ms_loses_no_call() {
         server.connections_accepted()
     );
     assert!(stats.goaways_received >= 5, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_max_age_replaces_connections_before_closing_them() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let mut config = quick_config();
+    config.max_connection_age = Some(Duration::from_millis(300));
+    let pool = pool(config);
+    let target = server.target();
+    assert_eq!(
+        echo(&pool, &target, b"", Metadata::new(), Duration::from_secs(2))
+            .await
+            .code,
+        Code::Ok
+    );
+
+    // Calls for 2 s (bounded by count too): every one succeeds, and a ready connection is
+    // always there, because the replacement is ready before the old connection drains.
+    let until = Instant::now() + Duration::from_secs(2);
+    let (mut calls, mut never_ready) = (0, 0);
+    while Instant::now() < until && calls < 50_000 {
+        let response = echo(
+            &pool,
+            &target,
+            b"aging",
+            Metadata::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(response.code, Code::Ok, "{}", response.message);
+        if pool.stats().connections.ready == 0 {
+            never_ready += 1;
+        }
+        calls += 1;
+    }
+    assert_eq!(
+        never_ready, 0,
+        "no ready connection at some point during {calls} calls"
+    );
+    assert!(
+        server.connections_accepted() >= 4,
+        "replaced {} times",
+        server.connections_accepted()
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.reconnects, 0, "retirement is not a loss: {stats:?}");
+    assert!(eventually(Duration::from_secs(2), || server.connections_open() <= 2).await);
 }
