@@ -2,31 +2,73 @@
 //! with its window released as data is consumed.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+
+use futures_util::task::AtomicWaker;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
 use crate::Code;
 
+/// Cancels a streaming call from outside: the request pump resets the stream (CANCEL).
+/// Travels to the pump in the request's extensions.
+#[derive(Clone, Default)]
+pub(crate) struct CancelSignal(Arc<CancelState>);
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl CancelSignal {
+    pub(crate) fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.waker.wake();
+    }
+
+    fn poll_cancelled(&self, cx: &mut Context<'_>) -> bool {
+        self.0.waker.register(cx.waker());
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+}
+
 /// Moves a request body onto its h2 stream, never buffering more than the peer's window allows.
 pub(crate) struct RequestPump {
     body: tonic::body::Body,
     stream: h2::SendStream<Bytes>,
     pending: Option<Bytes>,
+    cancel: Option<CancelSignal>,
 }
 
 impl RequestPump {
-    pub(crate) fn new(body: tonic::body::Body, stream: h2::SendStream<Bytes>) -> RequestPump {
+    pub(crate) fn new(
+        body: tonic::body::Body,
+        stream: h2::SendStream<Bytes>,
+        cancel: Option<CancelSignal>,
+    ) -> RequestPump {
         RequestPump {
             body,
             stream,
             pending: None,
+            cancel,
         }
     }
 
-    /// Sends until the body ends (then closes the sending side) or the stream fails.
+    /// Sends until the body ends (then closes the sending side), the stream fails, or the call
+    /// is cancelled (then resets the stream).
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), h2::Error>> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|cancel| cancel.poll_cancelled(cx))
+        {
+            self.stream.send_reset(h2::Reason::CANCEL);
+            return Poll::Ready(Ok(()));
+        }
         loop {
             if let Some(data) = &mut self.pending {
                 if data.is_empty() {

@@ -95,7 +95,7 @@ impl Response {
         }
     }
 
-    fn from_status(status: &tonic::Status, headers: Metadata) -> Response {
+    pub(crate) fn from_status(status: &tonic::Status, headers: Metadata) -> Response {
         Response {
             code: status.code().into(),
             message: status.message().to_owned(),
@@ -111,8 +111,8 @@ impl Response {
 /// Made by [`Pool::prepare`](crate::Pool::prepare).
 #[derive(Debug)]
 pub struct PreparedCall {
-    path: PathAndQuery,
-    metadata: MetadataMap,
+    pub(crate) path: PathAndQuery,
+    pub(crate) metadata: MetadataMap,
     request: Bytes,
     deadline: Option<Instant>,
     wait_for_ready: bool,

@@ -14,7 +14,7 @@ use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use tokio::runtime::Handle;
 
-use crate::body::{RequestPump, ResponseBody};
+use crate::body::{CancelSignal, RequestPump, ResponseBody};
 use crate::Code;
 
 /// Sends gRPC requests on one HTTP/2 connection.
@@ -85,6 +85,7 @@ impl tower_service::Service<Request<tonic::body::Body>> for H2Channel {
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> ResponseFuture {
         let (mut parts, body) = request.into_parts();
+        let cancel = parts.extensions.remove::<CancelSignal>();
         let mut uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone());
@@ -111,7 +112,7 @@ impl tower_service::Service<Request<tonic::body::Body>> for H2Channel {
             Ok((response, stream)) => ResponseFuture {
                 state: State::Sending {
                     response,
-                    pump: Some(RequestPump::new(body, stream)),
+                    pump: Some(RequestPump::new(body, stream, cancel)),
                     runtime: self.runtime.clone(),
                 },
             },

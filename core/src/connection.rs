@@ -153,6 +153,23 @@ impl Connection {
     }
 }
 
+/// A stream running on a connection for as long as this lives; the owned form of
+/// [`ActiveStream`], for streams that outlive a borrow.
+pub(crate) struct OwnedActiveStream(Arc<Connection>);
+
+impl OwnedActiveStream {
+    pub(crate) fn new(connection: Arc<Connection>) -> OwnedActiveStream {
+        connection.active_streams.fetch_add(1, Ordering::Relaxed);
+        OwnedActiveStream(connection)
+    }
+}
+
+impl Drop for OwnedActiveStream {
+    fn drop(&mut self) {
+        self.0.active_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A call running on a connection; see [`Connection::stream_started`].
 pub(crate) struct ActiveStream<'a>(&'a Connection);
 

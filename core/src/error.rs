@@ -73,6 +73,10 @@ pub enum Error {
     /// such as a binding's callback); it would stall that runtime.
     #[error("a blocking call was made from async code; await the async form instead")]
     BlockingInAsync,
+    /// A stream's sending side is closed: half-closed, cancelled, or the call has ended (its
+    /// final status says why).
+    #[error("the stream is closed for sending")]
+    StreamClosed,
     /// The internal runtime could not be started.
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -90,7 +94,7 @@ impl Error {
             Error::MessageTooLarge { .. } => Code::ResourceExhausted,
             Error::AcquireTimeout { .. } => Code::DeadlineExceeded,
             Error::Unavailable { .. } | Error::PoolClosed => Code::Unavailable,
-            Error::BlockingInAsync => Code::FailedPrecondition,
+            Error::BlockingInAsync | Error::StreamClosed => Code::FailedPrecondition,
             Error::Runtime(_) => Code::Internal,
         }
     }

@@ -18,7 +18,7 @@ use crate::stats::{Counters, PoolStats};
 use crate::target::{Security, Target};
 use crate::target_pool::TargetPool;
 use crate::transport::Dialer;
-use crate::{Config, Error, Lease};
+use crate::{Config, Error, Lease, Stream};
 
 /// How to acquire a lease.
 #[derive(Debug, Clone, Default)]
@@ -181,6 +181,40 @@ impl Pool {
                 Err(error) => Err(error),
             }
         })
+    }
+
+    /// Acquires a lease on `target` and opens a streaming call on it; the stream gives the
+    /// slot back when it ends. The acquire waits until the call's deadline, or
+    /// `Config::acquire_timeout` without one.
+    #[track_caller]
+    pub fn open_stream(
+        &self,
+        target: &str,
+        method: &str,
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Stream, Error>> + Send + 'static {
+        // Bad input is reported before a slot is taken.
+        let checked = self
+            .prepare(method, Bytes::new(), options.clone())
+            .map(drop);
+        let timeout = options
+            .deadline
+            .map_or(self.inner.config.acquire_timeout, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+        let acquire = self.acquire_with(
+            target,
+            AcquireOptions {
+                timeout: Some(timeout),
+                wait_for_ready: options.wait_for_ready,
+                site: None,
+            },
+        );
+        let method = method.to_owned();
+        async move {
+            checked?;
+            acquire.await?.open_stream(&method, options)
+        }
     }
 
     /// A snapshot of every target's counters.

@@ -37,6 +37,7 @@ mod registry;
 mod server;
 mod service;
 pub mod standalone;
+mod streaming;
 mod tls;
 
 pub use ca::TestCa;
@@ -45,4 +46,7 @@ pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
     ECHO_PREFIX, RECEIVED_TIMEOUT_KEY, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
     STATUS_MESSAGE_KEY, TRAILER_PREFIX, UNARY_PATH,
+};
+pub use streaming::{
+    BIDI_PATH, CLIENT_STREAM_PATH, COUNT_KEY, INTERVAL_MS_KEY, SERVER_STREAM_PATH,
 };

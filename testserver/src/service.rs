@@ -16,6 +16,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::body::{ExtraTrailers, WithTrailers};
 use crate::codec::BytesCodec;
+use crate::streaming::{
+    Bidi, ClientStream, ServerStream, BIDI_PATH, CLIENT_STREAM_PATH, SERVER_STREAM_PATH,
+};
 
 /// Path of the unary echo method.
 pub const UNARY_PATH: &str = "/grpcpool.test.Echo/Unary";
@@ -75,17 +78,23 @@ where
     fn call(&self, request: http::Request<B>) -> Self::Future {
         let handler = self.handler.clone();
         Box::pin(async move {
-            if request.uri().path() != UNARY_PATH {
-                let status =
-                    Status::unimplemented(format!("unknown method {}", request.uri().path()));
-                return Ok(status
-                    .into_http::<tonic::body::Body>()
-                    .map(|body| WithTrailers::new(body, None)));
-            }
             let mut grpc = Grpc::new(BytesCodec)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE);
-            let mut response = grpc.unary(handler, request).await;
+            let counters = handler.counters.clone();
+            let response = match request.uri().path() {
+                UNARY_PATH => grpc.unary(handler, request).await,
+                SERVER_STREAM_PATH => grpc.server_streaming(ServerStream(counters), request).await,
+                CLIENT_STREAM_PATH => grpc.client_streaming(ClientStream(counters), request).await,
+                BIDI_PATH => grpc.streaming(Bidi(counters), request).await,
+                path => {
+                    let status = Status::unimplemented(format!("unknown method {path}"));
+                    return Ok(status
+                        .into_http::<tonic::body::Body>()
+                        .map(|body| WithTrailers::new(body, None)));
+                }
+            };
+            let mut response = response;
             let extra = response
                 .extensions_mut()
                 .remove::<ExtraTrailers>()

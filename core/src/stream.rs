@@ -1,0 +1,286 @@
+//! Streaming calls: a handle to send messages (under HTTP/2 flow control), half-close, read
+//! the response headers and messages, cancel, and get the final status with trailers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tonic::codec::Streaming;
+
+use crate::body::CancelSignal;
+use crate::call::{PreparedCall, Response};
+use crate::codec::RawCodec;
+use crate::connection::OwnedActiveStream;
+use crate::shared::Shared;
+use crate::stats::Counters;
+use crate::{CallOptions, Code, Error, Lease, Metadata};
+
+type Head = Result<tonic::Response<Streaming<Bytes>>, tonic::Status>;
+
+/// What reading a stream produced: a message, or the end with its trailers.
+enum Next {
+    Message(Bytes),
+    End(Option<tonic::metadata::MetadataMap>),
+}
+
+/// One streaming call (server-, client- or bidirectional streaming). It holds its lease's
+/// slot until it ends; dropping it before the end cancels the call.
+///
+/// Send with [`Stream::send`], finish sending with [`Stream::close_send`], read with
+/// [`Stream::recv`] until it returns `None`, then [`Stream::finish`] gives the status.
+pub struct Stream {
+    lease: Lease,
+    shared: Arc<Shared>,
+    sender: Option<mpsc::Sender<Bytes>>,
+    cancel: CancelSignal,
+    deadline: Option<Instant>,
+    max_send: usize,
+    state: State,
+    _active: OwnedActiveStream,
+}
+
+enum State {
+    /// The call is starting; its response head arrives here.
+    Opening(oneshot::Receiver<Head>),
+    /// Headers came; messages are being read.
+    Open {
+        headers: Metadata,
+        messages: Streaming<Bytes>,
+    },
+    /// Over: the final status, with headers and trailers.
+    Ended(Response),
+}
+
+impl Lease {
+    /// Opens a streaming call on this lease's connection; the stream keeps the lease's slot.
+    /// `Err` only for bad input (method, metadata); a call that fails to start ends with a status.
+    pub fn open_stream(self, method: &str, options: CallOptions) -> Result<Stream, Error> {
+        let config = &self.pool().shared.config;
+        let call = PreparedCall::new(config, method, Bytes::new(), options)?;
+        let shared = Arc::clone(&self.pool().shared);
+        let connection = self.connection().ok_or_else(|| Error::Unavailable {
+            target: self.target().to_owned(),
+            reason: "the lease lost its connection".to_owned(),
+        })?;
+        let (sender, receiver) = mpsc::channel::<Bytes>(1);
+        let messages = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|message| (message, receiver))
+        });
+        let cancel = CancelSignal::default();
+        let mut extensions = http::Extensions::new();
+        extensions.insert(cancel.clone());
+        let mut request = tonic::Request::from_parts(call.metadata.clone(), extensions, messages);
+        if let Some(deadline) = call.deadline() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            request.set_timeout(remaining.min(std::time::Duration::from_secs(99_999_999)));
+        }
+        let mut grpc = tonic::client::Grpc::new(connection.channel.clone())
+            .max_decoding_message_size(config.max_receive_message_size)
+            .max_encoding_message_size(config.max_send_message_size);
+        let path = call.path.clone();
+        let (head_sender, head) = oneshot::channel();
+        // The call runs on the pool's runtime so the request side moves while the caller waits
+        // on anything else.
+        shared.runtime.spawn(async move {
+            let outcome = match grpc.ready().await {
+                Ok(()) => grpc.streaming(request, path, RawCodec).await,
+                Err(error) => Err(tonic::Status::unavailable(error.to_string())),
+            };
+            let _ = head_sender.send(outcome);
+        });
+        Counters::bump(&self.pool().counters.calls_started);
+        Ok(Stream {
+            max_send: config.max_send_message_size,
+            deadline: call.deadline(),
+            shared,
+            sender: Some(sender),
+            cancel,
+            state: State::Opening(head),
+            _active: OwnedActiveStream::new(connection),
+            lease: self,
+        })
+    }
+}
+
+impl Stream {
+    /// Sends one message, waiting while HTTP/2 flow control holds the previous one back, so a
+    /// fast sender cannot grow memory. [`Error::StreamClosed`] once sending is over (after
+    /// `close_send`, a cancel, or the call's end: `finish` then gives the status).
+    pub async fn send(&mut self, message: impl Into<Bytes>) -> Result<(), Error> {
+        let message = message.into();
+        if message.len() > self.max_send {
+            return Err(Error::MessageTooLarge {
+                size: message.len(),
+                limit: self.max_send,
+            });
+        }
+        let Some(sender) = &self.sender else {
+            return Err(Error::StreamClosed);
+        };
+        match self
+            .shared
+            .until_opt(self.deadline, sender.send(message))
+            .await
+        {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(Error::StreamClosed),
+            None => {
+                self.expire();
+                Err(Error::StreamClosed)
+            }
+        }
+    }
+
+    /// Half-closes: tells the server no more messages come. Reading goes on.
+    pub fn close_send(&mut self) {
+        self.sender = None;
+    }
+
+    /// The response headers, once they arrive; `None` if the call ended without any.
+    pub async fn headers(&mut self) -> Option<&Metadata> {
+        self.open().await;
+        match &self.state {
+            State::Open { headers, .. } => Some(headers),
+            State::Ended(response) if !response.headers.is_empty() => Some(&response.headers),
+            _ => None,
+        }
+    }
+
+    /// The next response message; `None` when the call has ended (see [`Stream::finish`]).
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.open().await;
+        let State::Open { messages, headers } = &mut self.state else {
+            return None;
+        };
+        let next = self
+            .shared
+            .until_opt(self.deadline, async {
+                match messages.message().await? {
+                    Some(message) => Ok(Next::Message(message)),
+                    None => Ok(Next::End(messages.trailers().await?)),
+                }
+            })
+            .await;
+        match next {
+            Some(Ok(Next::Message(message))) => Some(message),
+            Some(Ok(Next::End(trailers))) => {
+                let response = Response {
+                    headers: std::mem::take(headers),
+                    trailers: trailers
+                        .map(|t| Metadata::from_wire(&t))
+                        .unwrap_or_default(),
+                    ..Response::with_status(Code::Ok, "")
+                };
+                self.end(response);
+                None
+            }
+            Some(Err(status)) => {
+                let response = Response::from_status(&status, std::mem::take(headers));
+                self.end(response);
+                None
+            }
+            None => {
+                self.expire();
+                None
+            }
+        }
+    }
+
+    /// Cancels the call: the server sees RST_STREAM CANCEL, and the status is CANCELLED.
+    pub fn cancel(&mut self) {
+        if !matches!(self.state, State::Ended(_)) {
+            self.cancel.cancel();
+            let headers = self.known_headers();
+            self.end(Response {
+                headers,
+                ..Response::with_status(Code::Cancelled, "cancelled by the caller")
+            });
+        }
+    }
+
+    /// Half-closes, reads to the end (dropping unread messages) and returns the final status
+    /// with headers and trailers; the lease's slot is returned.
+    pub async fn finish(mut self) -> Response {
+        self.close_send();
+        while self.recv().await.is_some() {}
+        match std::mem::replace(
+            &mut self.state,
+            State::Ended(Response::with_status(Code::Ok, "")),
+        ) {
+            State::Ended(response) => response,
+            _ => Response::with_status(Code::Internal, "the stream did not end"),
+        }
+    }
+
+    /// The lease the stream runs on.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Waits for the response head if it has not come yet.
+    async fn open(&mut self) {
+        let State::Opening(head) = &mut self.state else {
+            return;
+        };
+        match self.shared.until_opt(self.deadline, head).await {
+            Some(Ok(Ok(response))) => {
+                let (headers, messages, _) = response.into_parts();
+                self.state = State::Open {
+                    headers: Metadata::from_wire(&headers),
+                    messages,
+                };
+            }
+            Some(Ok(Err(status))) => self.end(Response::from_status(&status, Metadata::new())),
+            Some(Err(_)) => self.end(Response::with_status(
+                Code::Internal,
+                "the call task ended early",
+            )),
+            None => self.expire(),
+        }
+    }
+
+    /// The deadline passed: cancel on the wire, DEADLINE_EXCEEDED here.
+    fn expire(&mut self) {
+        self.cancel.cancel();
+        let headers = self.known_headers();
+        self.end(Response {
+            headers,
+            ..Response::with_status(Code::DeadlineExceeded, "deadline exceeded")
+        });
+    }
+
+    fn known_headers(&mut self) -> Metadata {
+        match &mut self.state {
+            State::Open { headers, .. } => std::mem::take(headers),
+            _ => Metadata::new(),
+        }
+    }
+
+    /// Records the final status once and stops sending.
+    fn end(&mut self, response: Response) {
+        if matches!(self.state, State::Ended(_)) {
+            return;
+        }
+        self.sender = None;
+        self.lease.pool().counters.call_finished(response.code);
+        self.state = State::Ended(response);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Dropped before its end: cancel it, so the server stops too.
+        if !matches!(self.state, State::Ended(_)) {
+            self.cancel();
+        }
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
