@@ -71,6 +71,15 @@ impl Lease {
     /// Releases the slot now; the same as dropping the lease.
     pub fn release(self) {}
 
+    /// Releases the slot and counts the lease as leaked, for bindings whose lease objects were
+    /// garbage-collected without an explicit release. Logs a warning naming where it was taken.
+    pub fn release_as_leaked(self) {
+        if let Some(site) = self.pool.leases.report(self.record) {
+            Counters::bump(&self.pool.counters.leaks_detected);
+            tracing::warn!(target = %self.pool.target.text, acquired_at = %site, "lease dropped without release");
+        }
+    }
+
     pub(crate) fn pool(&self) -> &Arc<TargetPool> {
         &self.pool
     }

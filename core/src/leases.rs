@@ -85,6 +85,17 @@ impl LeaseRegister {
         }
     }
 
+    /// Marks a lease reported as leaked (so scans skip it); its site, if it was not already.
+    pub(crate) fn report(&self, id: u64) -> Option<String> {
+        let mut slab = self.slab.lock();
+        let record = slab.records.get_mut(id as usize)?.as_mut()?;
+        if record.reported {
+            return None;
+        }
+        record.reported = true;
+        Some(record.site.to_string())
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.slab.lock().live
     }

@@ -1,0 +1,32 @@
+"""grpcpool: pooled, multiplexed gRPC connections, backed by a Rust engine.
+
+::
+
+    import grpcpool
+
+    with grpcpool.Pool(max_connections_per_target=4) as pool:
+        with pool.acquire("http://127.0.0.1:50051", timeout=1.0) as lease:
+            body = lease.unary("/pkg.Service/Method", request, timeout=2.0)
+        reply = pool.unary(target, method, request, response_type=HelloReply)
+"""
+
+from ._errors import LeaseReleasedError, PoolClosedError, RpcError
+from ._pool import Lease, Pool, Request, Response
+from ._status import StatusCode
+from ._types import Decoder, Message, Metadata, MetadataTuple, MetadataValue
+
+__all__ = [
+    "Decoder",
+    "Lease",
+    "LeaseReleasedError",
+    "Message",
+    "Metadata",
+    "MetadataTuple",
+    "MetadataValue",
+    "Pool",
+    "PoolClosedError",
+    "Request",
+    "Response",
+    "RpcError",
+    "StatusCode",
+]

@@ -1,0 +1,57 @@
+"""Stub of the native module; the public API is in the ``grpcpool`` package."""
+
+from typing import Any, List, Optional, Tuple
+
+from ._types import Metadata, MetadataTuple
+
+_NativeResponse = Tuple[int, str, bytes, MetadataTuple, MetadataTuple, bytes]
+
+class PoolClosedError(ValueError):
+    """The pool is closed: it makes no more leases or calls."""
+
+class LeaseReleasedError(ValueError):
+    """The lease was released: make calls on a new one."""
+
+class StatusError(Exception):
+    """Internal: an acquire failed with a gRPC status; args are (code, message)."""
+
+class NativePool:
+    def __init__(self, **settings: Any) -> None: ...
+    def acquire(
+        self,
+        target: str,
+        timeout: Optional[float] = None,
+        wait_for_ready: bool = False,
+        site: Optional[str] = None,
+    ) -> NativeLease: ...
+    def unary(
+        self,
+        target: str,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
+    ) -> _NativeResponse: ...
+    def stats_json(self) -> str: ...
+    def leaked_leases(self) -> List[Tuple[str, str, float]]: ...
+    def abandon(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self, grace: float = 5.0) -> int: ...
+
+class NativeLease:
+    def unary(
+        self,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> _NativeResponse: ...
+    def release(self) -> None: ...
+    @property
+    def released(self) -> bool: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def address(self) -> str: ...

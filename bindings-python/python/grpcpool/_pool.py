@@ -1,0 +1,428 @@
+"""The synchronous API: Pool, Lease and Response."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import weakref
+from types import TracebackType
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union, overload
+
+from . import _native
+from ._errors import RpcError
+from ._status import StatusCode
+from ._types import Decoder, Message, Metadata, MetadataTuple, PathLike
+
+__all__ = ["Pool", "Lease", "Response"]
+
+T = TypeVar("T")
+
+#: What a request may be: encoded bytes, or a message that encodes itself.
+Request = Union[bytes, bytearray, memoryview, Message]
+
+_NativeResponse = Tuple[int, str, bytes, MetadataTuple, MetadataTuple, bytes]
+
+
+class Response:
+    """The whole outcome of a unary call: status, headers, trailers and body."""
+
+    __slots__ = ("code", "details", "status_details", "headers", "trailers", "body")
+
+    def __init__(
+        self,
+        code: StatusCode,
+        details: str,
+        status_details: bytes,
+        headers: MetadataTuple,
+        trailers: MetadataTuple,
+        body: bytes,
+    ) -> None:
+        #: The status code.
+        self.code = code
+        #: The status message (grpcio's ``details()``).
+        self.details = details
+        #: The encoded ``google.rpc.Status`` from ``grpc-status-details-bin``; empty if none.
+        self.status_details = status_details
+        #: Response headers (initial metadata).
+        self.headers = headers
+        #: Response trailers (trailing metadata).
+        self.trailers = trailers
+        #: The response message; empty unless the status is OK.
+        self.body = body
+
+    @classmethod
+    def _from_native(cls, raw: _NativeResponse) -> Response:
+        code, details, status_details, headers, trailers, body = raw
+        return cls(StatusCode.from_number(code), details, status_details, headers, trailers, body)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is OK."""
+        return self.code is StatusCode.OK
+
+    def raise_for_status(self) -> None:
+        """Raises :class:`RpcError` unless the status is OK."""
+        if self.code is not StatusCode.OK:
+            raise RpcError(self)
+
+    def decode(self, response_type: Decoder[T]) -> T:
+        """Decodes the body with ``response_type.FromString`` (raising on a non-OK status)."""
+        self.raise_for_status()
+        return response_type.FromString(self.body)
+
+    def __repr__(self) -> str:
+        return (
+            f"Response(code={self.code.name}, details={self.details!r}, "
+            f"body={len(self.body)} bytes, headers={self.headers!r}, trailers={self.trailers!r})"
+        )
+
+
+def _encode(request: object) -> bytes:
+    if isinstance(request, bytes):
+        return request
+    if isinstance(request, (bytearray, memoryview)):
+        return bytes(request)
+    if isinstance(request, str):
+        raise TypeError(
+            "a request must be bytes or a protobuf message, not str: encode the text first"
+        )
+    serialize = getattr(request, "SerializeToString", None)
+    if serialize is None:
+        raise TypeError(
+            "a request must be bytes or a message with SerializeToString(), "
+            f"not {type(request).__name__}"
+        )
+    data = serialize()
+    if not isinstance(data, bytes):
+        raise TypeError(f"{type(request).__name__}.SerializeToString() did not return bytes")
+    return data
+
+
+def _body(raw: _NativeResponse, response_type: Optional[Decoder[Any]]) -> Any:
+    if raw[0] != 0:
+        raise RpcError(Response._from_native(raw))
+    if response_type is None:
+        return raw[5]
+    return response_type.FromString(raw[5])
+
+
+def _status_error(error: _native.StatusError) -> RpcError:
+    code, message = error.args
+    return RpcError(Response(StatusCode.from_number(code), message, b"", (), (), b""))
+
+
+def _caller_site() -> str:
+    frame = sys._getframe(2)
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _pem(name: str, value: Union[bytes, PathLike, None]) -> Optional[bytes]:
+    """PEM given as bytes, or read from a file path."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, (str, os.PathLike)):
+        with open(value, "rb") as file:
+            return file.read()
+    raise TypeError(f"{name} takes PEM bytes or a file path, not {type(value).__name__}")
+
+
+class Lease:
+    """A slot on one pooled connection. Use it as a context manager, or call :meth:`release`.
+
+    Calls on a lease share its connection. A lease that is garbage-collected unreleased gives
+    its slot back then.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: _native.NativeLease) -> None:
+        self._native = native
+
+    @property
+    def target(self) -> str:
+        """The target the lease is for."""
+        return self._native.target
+
+    @property
+    def address(self) -> str:
+        """The address of the connection the lease holds ("" once released)."""
+        return self._native.address
+
+    @property
+    def released(self) -> bool:
+        """Whether the lease was released."""
+        return self._native.released
+
+    @overload
+    def unary(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+    ) -> bytes: ...
+
+    @overload
+    def unary(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+    ) -> T: ...
+
+    def unary(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+    ) -> Any:
+        """Makes a unary call; returns the response body (decoded with ``response_type``).
+
+        ``method`` is ``/package.Service/Method``; ``timeout`` is in seconds. A non-OK status
+        raises :class:`RpcError`.
+        """
+        raw = self._native.unary(method, _encode(request), timeout, metadata)
+        return _body(raw, response_type)
+
+    def unary_response(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> Response:
+        """Makes a unary call and returns the whole :class:`Response`, whatever its status."""
+        return Response._from_native(self._native.unary(method, _encode(request), timeout, metadata))
+
+    def release(self) -> None:
+        """Gives the slot back to the pool. Further calls raise :class:`LeaseReleasedError`."""
+        self._native.release()
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self._native.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else self.address
+        return f"<grpcpool.Lease {self.target} {state}>"
+
+
+class Pool:
+    """A pool of long-lived, multiplexed gRPC connections, lent out as leases.
+
+    Every setting is a keyword; ``None`` keeps the engine's default. Durations are in seconds;
+    for ``keepalive_time``, ``tcp_keepalive`` and ``max_connection_age``, 0 turns the feature off.
+    Targets look like ``http://host:port`` or ``https://host:port``.
+
+    After ``fork()`` the child's pool starts afresh with the same settings; leases taken in the
+    parent refuse calls in the child (:class:`PoolClosedError`).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections_per_target: Optional[int] = None,
+        min_connections_per_target: Optional[int] = None,
+        streams_per_connection: Optional[int] = None,
+        connect_timeout: Optional[float] = None,
+        keepalive_time: Optional[float] = None,
+        keepalive_timeout: Optional[float] = None,
+        keepalive_while_idle: Optional[bool] = None,
+        tcp_nodelay: Optional[bool] = None,
+        tcp_keepalive: Optional[float] = None,
+        idle_timeout: Optional[float] = None,
+        max_connection_age: Optional[float] = None,
+        acquire_timeout: Optional[float] = None,
+        lease_leak_threshold: Optional[float] = None,
+        initial_stream_window_size: Optional[int] = None,
+        initial_connection_window_size: Optional[int] = None,
+        max_send_message_size: Optional[int] = None,
+        max_receive_message_size: Optional[int] = None,
+        dns_refresh_interval: Optional[float] = None,
+        worker_threads: Optional[int] = None,
+        tls_ca_pem: Optional[bytes] = None,
+        tls_ca_file: Optional[PathLike] = None,
+        tls_client_cert: Union[bytes, PathLike, None] = None,
+        tls_client_key: Union[bytes, PathLike, None] = None,
+        tls_server_name: Optional[str] = None,
+    ) -> None:
+        if tls_ca_pem is not None and tls_ca_file is not None:
+            raise ValueError("give tls_ca_pem or tls_ca_file, not both")
+        settings: Dict[str, object] = {
+            "max_connections_per_target": max_connections_per_target,
+            "min_connections_per_target": min_connections_per_target,
+            "streams_per_connection": streams_per_connection,
+            "connect_timeout": connect_timeout,
+            "keepalive_time": keepalive_time,
+            "keepalive_timeout": keepalive_timeout,
+            "keepalive_while_idle": keepalive_while_idle,
+            "tcp_nodelay": tcp_nodelay,
+            "tcp_keepalive": tcp_keepalive,
+            "idle_timeout": idle_timeout,
+            "max_connection_age": max_connection_age,
+            "acquire_timeout": acquire_timeout,
+            "lease_leak_threshold": lease_leak_threshold,
+            "initial_stream_window_size": initial_stream_window_size,
+            "initial_connection_window_size": initial_connection_window_size,
+            "max_send_message_size": max_send_message_size,
+            "max_receive_message_size": max_receive_message_size,
+            "dns_refresh_interval": dns_refresh_interval,
+            "worker_threads": worker_threads,
+            "tls_ca_pem": _pem("tls_ca_pem", tls_ca_pem) or _pem("tls_ca_file", tls_ca_file),
+            "tls_client_cert_pem": _pem("tls_client_cert", tls_client_cert),
+            "tls_client_key_pem": _pem("tls_client_key", tls_client_key),
+            "tls_server_name": tls_server_name,
+        }
+        for name, value in settings.items():
+            if isinstance(value, bool) and name not in ("keepalive_while_idle", "tcp_nodelay"):
+                raise TypeError(f"{name} takes a number, not a bool")
+        self._settings = {name: value for name, value in settings.items() if value is not None}
+        self._native = _native.NativePool(**self._settings)
+        _POOLS.add(self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._native.closed
+
+    def acquire(
+        self, target: str, timeout: Optional[float] = None, *, wait_for_ready: bool = False
+    ) -> Lease:
+        """Acquires a lease on ``target``, waiting up to ``timeout`` seconds for a slot.
+
+        Raises :class:`RpcError` (UNAVAILABLE) at once when the target cannot be reached, or
+        DEADLINE_EXCEEDED when no slot frees in time; ValueError for a malformed target.
+        """
+        try:
+            native = self._native.acquire(target, timeout, wait_for_ready, _caller_site())
+        except _native.StatusError as error:
+            raise _status_error(error) from None
+        return Lease(native)
+
+    @overload
+    def unary(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> bytes: ...
+
+    @overload
+    def unary(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> T: ...
+
+    def unary(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
+        """A one-shot unary call: acquires, calls, releases. Returns the body (decoded with
+        ``response_type``); a non-OK status, including an unreachable target, raises
+        :class:`RpcError`."""
+        raw = self._native.unary(
+            target, method, _encode(request), timeout, metadata, wait_for_ready
+        )
+        return _body(raw, response_type)
+
+    def unary_response(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
+    ) -> Response:
+        """A one-shot unary call returning the whole :class:`Response`, whatever its status."""
+        raw = self._native.unary(
+            target, method, _encode(request), timeout, metadata, wait_for_ready
+        )
+        return Response._from_native(raw)
+
+    def stats(self) -> Dict[str, Any]:
+        """A snapshot of the pool's counters: totals and one entry per target under ``targets``."""
+        stats: Dict[str, Any] = json.loads(self._native.stats_json())
+        return stats
+
+    def leaked_leases(self) -> Tuple[Tuple[str, str, float], ...]:
+        """Leases held past ``lease_leak_threshold``: ``(target, where acquired, seconds held)``."""
+        return tuple(self._native.leaked_leases())
+
+    def close(self, grace: float = 5.0) -> int:
+        """Stops new work, waits up to ``grace`` seconds for calls in flight, then closes every
+        connection. Returns how many slots were still in use. Closing twice does nothing."""
+        return self._native.close(grace)
+
+    def _renew_after_fork(self) -> None:
+        """In a forked child: leaves the parent's native pool alone and makes a fresh one."""
+        old = self._native
+        old.abandon()
+        if not old.closed:
+            self._native = _native.NativePool(**self._settings)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<grpcpool.Pool{' closed' if self.closed else ''}>"
+
+
+#: Every live pool, renewed in a child process after fork().
+_POOLS: weakref.WeakSet[Pool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._renew_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

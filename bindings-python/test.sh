@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Tests the Python package: makes a venv under target/, installs the test tools and the package
+# (`pip install ./bindings-python` builds the native module with maturin), type-checks the
+# package with mypy --strict, then runs the pytest suite against a real grpcio server.
+# Needs only Rust and python3 (and the package registries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+venv="target/python-venv"
+python="$venv/bin/python"
+
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  # Debian and Ubuntu ship venv support separately.
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "== installing python3-venv"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3-venv
+  else
+    echo "python3 lacks venv support: install python3-venv" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$python" ]; then
+  echo "== making a venv in $venv"
+  python3 -m venv "$venv"
+fi
+
+echo "== installing test tools"
+"$python" -m pip install -q --upgrade "pip>=23"
+"$python" -m pip install -q \
+  "maturin>=1.9.4,<2" "grpcio>=1.60" "grpcio-tools>=1.60" "protobuf>=4.25" "pytest>=7" "mypy>=1.8"
+
+echo "== pip install ./bindings-python (builds the native module)"
+"$python" -m pip install -q --force-reinstall --no-deps ./bindings-python
+
+echo "== mypy --strict"
+(cd bindings-python && "../$python" -m mypy --strict python/grpcpool tests/typing_usage.py)
+
+echo "== pytest"
+# Run from outside the source tree so the installed package, not python/, is imported.
+"$python" -m pytest -q -p no:cacheprovider bindings-python/tests
