@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of grpcpool: formatting, lints, generated files, the Rust workspace's unit and
 # integration tests against in-process tonic servers, and the C ABI's C/C++ programs under
-# AddressSanitizer and valgrind, plus the `make install` + pkg-config path.
+# AddressSanitizer and valgrind, plus the `make install` + pkg-config path, and the gRPC
+# interop cases against the grpc-go interop server, and the Python package against grpcio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,9 @@ bash tests/c/run.sh
 
 echo "== C ABI: make install + pkg-config"
 bash tests/c/install_check.sh
+
+echo "== Python: the grpcpool wheel, mypy --strict and pytest against a grpcio server"
+bash bindings-python/test.sh
+
+echo "== gRPC interop cases against the grpc-go interop server"
+bash tests/interop/run.sh

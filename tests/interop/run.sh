@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The gRPC interop cases through grpcpool against the grpc-go interop server: installs the
+# server with `go install` (pinned) when it is missing, then runs tests/interop's client, which
+# prints each case and "N passed, N failed" per face and transport, and fails on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+version=v1.85.0
+gobin="$(go env GOPATH)/bin"
+server="$gobin/server"
+stamp="$gobin/.grpc-interop-server-$version"
+if [ ! -x "$server" ] || [ ! -e "$stamp" ]; then
+  echo "installing the grpc-go interop server $version"
+  go install "google.golang.org/grpc/interop/server@$version"
+  touch "$stamp"
+fi
+
+cargo build --quiet --locked -p grpcpool-interop
+GRPCPOOL_INTEROP_SERVER="$server" target/debug/grpcpool-interop
