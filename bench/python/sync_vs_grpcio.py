@@ -1,0 +1,116 @@
+"""grpcpool's sync API against grpcio's sync channel, same grpcio server, one run.
+
+The server runs in a child process (so the client's CPU is its own); each client makes
+closed-loop unary calls from N threads for a fixed time, in alternating rounds. Prints QPS
+and client CPU microseconds per call (getrusage), medians over the rounds, and the ratios
+issue 4 sets targets for. Run with the venv bindings-python/test.sh makes:
+
+    target/python-venv/bin/python bench/python/sync_vs_grpcio.py [--seconds 2] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import threading
+import time
+from concurrent import futures
+from typing import Callable, Dict, List, Tuple
+
+import grpc
+
+import grpcpool
+
+METHOD = "/bench.Echo/Unary"
+PAYLOAD = b"0123456789abcdef0123456789abcdef"
+
+
+def serve(port_queue: "multiprocessing.Queue[int]") -> None:
+    """A grpcio server echoing raw bytes, until killed."""
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {"Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: request)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port_queue.put(port)
+    server.wait_for_termination()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load(call: Callable[[], None], threads: int, seconds: float) -> Tuple[float, float]:
+    """Runs `call` in `threads` closed loops; returns (calls per second, CPU µs per call)."""
+    stop = time.monotonic() + seconds
+    counts: List[int] = [0] * threads
+
+    def worker(index: int) -> None:
+        done = 0
+        while time.monotonic() < stop and done < 10_000_000:
+            call()
+            done += 1
+        counts[index] = done
+
+    started, cpu_before = time.monotonic(), cpu_seconds()
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu_before
+    calls = sum(counts)
+    return calls / wall, cpu * 1e6 / max(calls, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", default="1,32")
+    args = parser.parse_args()
+
+    queue: "multiprocessing.Queue[int]" = multiprocessing.Queue()
+    server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
+    server.start()
+    target_port = queue.get(timeout=30)
+    target = f"http://127.0.0.1:{target_port}"
+
+    pool = grpcpool.Pool()
+    channel = grpc.insecure_channel(f"127.0.0.1:{target_port}")
+    grpcio_call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+
+    clients: Dict[str, Callable[[], None]] = {
+        "grpcpool sync": lambda: pool.unary(target, METHOD, PAYLOAD, timeout=10.0) and None,
+        "grpcio sync": lambda: grpcio_call(PAYLOAD, timeout=10.0) and None,
+    }
+    for call in clients.values():  # warm up: connections, caches
+        load(call, 1, 0.3)
+
+    results: Dict[Tuple[str, int], List[Tuple[float, float]]] = {}
+    for threads in (int(n) for n in args.threads.split(",")):
+        for _ in range(args.rounds):
+            for name, call in clients.items():
+                results.setdefault((name, threads), []).append(load(call, threads, args.seconds))
+    for (name, threads), rounds in results.items():
+        qps = statistics.median(r[0] for r in rounds)
+        cpu = statistics.median(r[1] for r in rounds)
+        print(f"{name:<14} threads={threads:<3} {qps:>9.0f} qps  cpu {cpu:>7.1f} us/call  ({len(rounds)} rounds)")
+    for threads in sorted({t for _, t in results}):
+        ours, theirs = results[("grpcpool sync", threads)], results[("grpcio sync", threads)]
+        qps = statistics.median(r[0] for r in ours) / statistics.median(r[0] for r in theirs)
+        cpu = statistics.median(r[1] for r in ours) / statistics.median(r[1] for r in theirs)
+        print(f"threads={threads}: qps grpcpool/grpcio {qps:.2f}x, cpu per call grpcpool/grpcio {cpu:.2f}")
+    pool.close()
+    channel.close()
+    server.kill()
+
+
+if __name__ == "__main__":
+    main()
