@@ -12,7 +12,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
-from typing import List
+from typing import List, Tuple
 
 import grpc
 import pytest
@@ -468,4 +468,34 @@ def test_fork_gives_the_child_a_working_pool(pool: grpcpool.Pool, server: str, p
     # The parent's pool and lease are untouched.
     assert parents_lease.unary(ECHO, pb.EchoRequest(text="p2"), timeout=5.0, response_type=pb.EchoReply).text == "p2"
     parents_lease.release()
+    assert pool.stats()["leases_out"] == 0
+
+
+def test_grpcio_generated_stub_over_a_grpcpool_channel(
+    pool: grpcpool.Pool, server: str, protos: Tuple[ModuleType, ModuleType]
+) -> None:
+    pb2, pb2_grpc = protos
+    with grpcpool.Channel(pool, server) as channel:
+        stub = pb2_grpc.EchoStub(channel)
+        reply = stub.Echo(pb2.EchoRequest(text="stub"), timeout=5.0, metadata=[("x-who", "stub")])
+        assert isinstance(reply, pb2.EchoReply)
+        assert reply.text == "stub"
+        assert "x-who=stub" in reply.seen_metadata
+
+        reply, call = stub.Echo.with_call(pb2.EchoRequest(text="call"), timeout=5.0)
+        assert reply.text == "call"
+        assert call.code() is grpc.StatusCode.OK
+        assert ("x-trailer", "done") in call.trailing_metadata()
+
+        # Code written for grpcio catches grpc.RpcError and reads its status the same way.
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Echo(pb2.EchoRequest(code=5, details="no such thing"), timeout=5.0)
+        assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        assert raised.value.details() == "no such thing"
+        assert isinstance(raised.value, grpcpool.RpcError)
+
+        with pytest.raises(ValueError):
+            stub.Echo(pb2.EchoRequest(), credentials=object())
+    # The channel borrowed the pool: the pool still works.
+    assert pool.unary(server, ECHO, pb2.EchoRequest(text="after"), response_type=pb2.EchoReply).text == "after"
     assert pool.stats()["leases_out"] == 0

@@ -10,12 +10,14 @@
         reply = pool.unary(target, method, request, response_type=HelloReply)
 """
 
+from ._channel import Channel
 from ._errors import LeaseReleasedError, PoolClosedError, RpcError
 from ._pool import Lease, Pool, Request, Response
 from ._status import StatusCode
 from ._types import Decoder, Message, Metadata, MetadataTuple, MetadataValue
 
 __all__ = [
+    "Channel",
     "Decoder",
     "Lease",
     "LeaseReleasedError",
