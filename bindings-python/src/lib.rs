@@ -135,6 +135,61 @@ impl PoolState {
     }
 }
 
+impl PoolState {
+    /// Starts `future` on the pool's runtime for asyncio and returns at once. When it ends,
+    /// `done` is called (on a grpcpool thread, with the GIL) with `(True, value)` or
+    /// `(False, exception)`; the Python side hands that to its event loop.
+    fn start<F, T>(
+        &self,
+        future: F,
+        done: Py<PyAny>,
+        convert: impl FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+    ) -> PyResult<NativeCall>
+    where
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
+        let task = runtime.spawn(async move {
+            let output = future.await;
+            Python::attach(|py| {
+                let outcome = match output
+                    .map_err(to_py_err)
+                    .and_then(|value| convert(py, value))
+                {
+                    Ok(value) => (true, value),
+                    Err(error) => (false, error.into_value(py).into_any()),
+                };
+                // A closed event loop refuses the result; nobody is waiting for it then.
+                if let Err(error) = done.call1(py, (outcome,)) {
+                    error.write_unraisable(py, None);
+                }
+            });
+        });
+        Ok(NativeCall {
+            task: task.abort_handle(),
+        })
+    }
+}
+
+/// An asyncio call in flight; `cancel()` drops it, which resets its HTTP/2 stream.
+#[pyclass(module = "grpcpool._native", frozen)]
+struct NativeCall {
+    task: tokio::task::AbortHandle,
+}
+
+#[pymethods]
+impl NativeCall {
+    /// Cancels the call; its `done` callback is then never called.
+    fn cancel(&self) {
+        self.task.abort();
+    }
+}
+
+fn response_object(py: Python<'_>, response: Response) -> PyResult<Py<PyAny>> {
+    Ok(response_to_py(py, &response)?.into_any().unbind())
+}
+
 /// Reads the pool settings from keyword arguments.
 fn config_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
     let mut config = Config::default();
@@ -357,6 +412,56 @@ impl NativePool {
         response_to_py(py, &response)
     }
 
+    /// `acquire` for asyncio: `done` gets `(True, NativeLease)` or `(False, exception)`.
+    #[pyo3(signature = (done, target, timeout=None, wait_for_ready=false, site=None))]
+    fn acquire_start(
+        &self,
+        done: Py<PyAny>,
+        target: &str,
+        timeout: Option<f64>,
+        wait_for_ready: bool,
+        site: Option<&str>,
+    ) -> PyResult<NativeCall> {
+        self.state.check_open()?;
+        let mut options = AcquireOptions::default();
+        options.timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        options.wait_for_ready = wait_for_ready;
+        options.site = site.map(Arc::from);
+        let future = self.state.pool.acquire_with(target, options);
+        let state = Arc::clone(&self.state);
+        let target = target.to_owned();
+        self.state.start(future, done, move |py, lease| {
+            let lease = NativeLease {
+                state,
+                lease: Mutex::new(Some(Arc::new(lease))),
+                target,
+            };
+            Ok(Py::new(py, lease)?.into_any())
+        })
+    }
+
+    /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
+    #[pyo3(signature = (done, target, method, request, timeout=None, metadata=None, wait_for_ready=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn unary_start(
+        &self,
+        done: Py<PyAny>,
+        target: &str,
+        method: &str,
+        request: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        wait_for_ready: bool,
+    ) -> PyResult<NativeCall> {
+        self.state.check_open()?;
+        let request = request_bytes(request)?;
+        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let pool = &self.state.pool;
+        let call = pool.prepare(method, request, options).map_err(to_py_err)?;
+        let future = pool.unary_prepared(target, call).map_err(to_py_err)?;
+        self.state.start(future, done, response_object)
+    }
+
     /// The pool's counters as a JSON document.
     fn stats_json(&self) -> PyResult<String> {
         serde_json::to_string(&self.state.pool.stats())
@@ -450,6 +555,28 @@ impl NativeLease {
         response_to_py(py, &response)
     }
 
+    /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
+    #[pyo3(signature = (done, method, request, timeout=None, metadata=None))]
+    fn unary_start(
+        &self,
+        done: Py<PyAny>,
+        method: &str,
+        request: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<NativeCall> {
+        let lease = self.lease()?;
+        let request = request_bytes(request)?;
+        let options = call_options(timeout, metadata)?;
+        let call = self
+            .state
+            .pool
+            .prepare(method, request, options)
+            .map_err(to_py_err)?;
+        let future = async move { Ok(lease.call(call).await) };
+        self.state.start(future, done, response_object)
+    }
+
     /// Returns the slot to the pool. Releasing twice does nothing.
     fn release(&self) {
         let lease = self.lease.lock().take();
@@ -501,5 +628,7 @@ impl Drop for NativeLease {
 #[pymodule]
 mod _native {
     #[pymodule_export]
-    use super::{LeaseReleasedError, NativeLease, NativePool, PoolClosedError, StatusError};
+    use super::{
+        LeaseReleasedError, NativeCall, NativeLease, NativePool, PoolClosedError, StatusError,
+    };
 }

@@ -1,10 +1,16 @@
 """Stub of the native module; the public API is in the ``grpcpool`` package."""
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from ._types import Metadata, MetadataTuple
 
 _NativeResponse = Tuple[int, str, bytes, MetadataTuple, MetadataTuple, bytes]
+#: What an asyncio call's `done` callback receives: (True, value) or (False, exception).
+_Outcome = Tuple[bool, Any]
+_Done = Callable[[_Outcome], None]
+
+class NativeCall:
+    def cancel(self) -> None: ...
 
 class PoolClosedError(ValueError):
     """The pool is closed: it makes no more leases or calls."""
@@ -33,6 +39,24 @@ class NativePool:
         metadata: Optional[Metadata] = None,
         wait_for_ready: bool = False,
     ) -> _NativeResponse: ...
+    def acquire_start(
+        self,
+        done: _Done,
+        target: str,
+        timeout: Optional[float] = None,
+        wait_for_ready: bool = False,
+        site: Optional[str] = None,
+    ) -> NativeCall: ...
+    def unary_start(
+        self,
+        done: _Done,
+        target: str,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
+    ) -> NativeCall: ...
     def stats_json(self) -> str: ...
     def leaked_leases(self) -> List[Tuple[str, str, float]]: ...
     def abandon(self) -> None: ...
@@ -48,6 +72,14 @@ class NativeLease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
     ) -> _NativeResponse: ...
+    def unary_start(
+        self,
+        done: _Done,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> NativeCall: ...
     def release(self) -> None: ...
     @property
     def released(self) -> bool: ...

@@ -1,0 +1,259 @@
+"""``grpcpool.aio``: the same pool with ``async``/``await``, on the running asyncio loop.
+
+::
+
+    import grpcpool.aio
+
+    async with grpcpool.aio.Pool(max_connections_per_target=4) as pool:
+        async with await pool.acquire("http://127.0.0.1:50051", timeout=1.0) as lease:
+            body = await lease.unary("/pkg.Service/Method", request, timeout=2.0)
+        reply = await pool.unary(target, method, request, response_type=HelloReply)
+
+Calls run on the pool's own threads; the event loop only waits. Cancelling the awaiting task
+cancels the RPC (its HTTP/2 stream is reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, overload
+
+from . import _native
+from ._pool import Pool as _SyncPool
+from ._pool import Request, Response, _body, _caller_site, _encode, _NativeResponse, _status_error
+from ._types import Decoder, Metadata
+
+__all__ = ["Pool", "Lease"]
+
+T = TypeVar("T")
+
+
+def _settle(future: "asyncio.Future[Any]", outcome: Tuple[bool, Any]) -> None:
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    elif isinstance(value, _native.StatusError):
+        future.set_exception(_status_error(value))
+    else:
+        future.set_exception(value)
+
+
+async def _await(start: Callable[[Callable[[Tuple[bool, Any]], None]], _native.NativeCall]) -> Any:
+    """Starts a native call whose outcome comes back on this loop; cancelling cancels it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def done(outcome: Tuple[bool, Any]) -> None:
+        # On a grpcpool thread: hand the outcome to the loop.
+        loop.call_soon_threadsafe(_settle, future, outcome)
+
+    call = start(done)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+
+
+class Lease:
+    """A slot on a pooled connection, for ``await``-ed calls. ``async with`` releases it."""
+
+    def __init__(self, native: _native.NativeLease) -> None:
+        self._native = native
+
+    @property
+    def target(self) -> str:
+        """The target the lease is for."""
+        return self._native.target
+
+    @property
+    def released(self) -> bool:
+        """Whether the lease was released."""
+        return self._native.released
+
+    @overload
+    async def unary(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+    ) -> bytes: ...
+
+    @overload
+    async def unary(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+    ) -> T: ...
+
+    async def unary(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+    ) -> Any:
+        """Makes a unary call; returns the body (decoded with ``response_type``). A non-OK
+        status raises :class:`grpcpool.RpcError`."""
+        raw = await self._start(method, request, timeout, metadata)
+        return _body(raw, response_type)
+
+    async def unary_response(
+        self,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> Response:
+        """Makes a unary call and returns the whole :class:`grpcpool.Response`."""
+        return Response._from_native(await self._start(method, request, timeout, metadata))
+
+    async def _start(
+        self, method: str, request: Request, timeout: Optional[float], metadata: Optional[Metadata]
+    ) -> _NativeResponse:
+        payload = _encode(request)
+        raw: _NativeResponse = await _await(
+            lambda done: self._native.unary_start(done, method, payload, timeout, metadata)
+        )
+        return raw
+
+    def release(self) -> None:
+        """Gives the slot back to the pool."""
+        self._native.release()
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.release()
+
+
+class Pool:
+    """:class:`grpcpool.Pool` for asyncio: the same settings (as keywords), awaitable calls."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._sync = _SyncPool(**settings)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._sync.closed
+
+    async def acquire(
+        self, target: str, timeout: Optional[float] = None, *, wait_for_ready: bool = False
+    ) -> Lease:
+        """Acquires a lease on ``target``, waiting up to ``timeout`` seconds for a slot."""
+        site = _caller_site()
+        native: _native.NativeLease = await _await(
+            lambda done: self._sync._native.acquire_start(done, target, timeout, wait_for_ready, site)
+        )
+        return Lease(native)
+
+    @overload
+    async def unary(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> bytes: ...
+
+    @overload
+    async def unary(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> T: ...
+
+    async def unary(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
+        """A one-shot unary call: acquires, calls, releases. A non-OK status raises
+        :class:`grpcpool.RpcError`."""
+        raw = await self._start(target, method, request, timeout, metadata, wait_for_ready)
+        return _body(raw, response_type)
+
+    async def unary_response(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
+    ) -> Response:
+        """A one-shot unary call returning the whole :class:`grpcpool.Response`."""
+        raw = await self._start(target, method, request, timeout, metadata, wait_for_ready)
+        return Response._from_native(raw)
+
+    async def _start(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        timeout: Optional[float],
+        metadata: Optional[Metadata],
+        wait_for_ready: bool,
+    ) -> _NativeResponse:
+        payload = _encode(request)
+        native = self._sync._native
+        raw: _NativeResponse = await _await(
+            lambda done: native.unary_start(done, target, method, payload, timeout, metadata, wait_for_ready)
+        )
+        return raw
+
+    def stats(self) -> Dict[str, Any]:
+        """A snapshot of the pool's counters."""
+        return self._sync.stats()
+
+    async def close(self, grace: float = 5.0) -> int:
+        """Stops new work, waits up to ``grace`` seconds for calls in flight, then closes."""
+        return await asyncio.get_running_loop().run_in_executor(None, self._sync.close, grace)
+
+    async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        await self.close()
