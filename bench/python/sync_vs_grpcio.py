@@ -1,9 +1,10 @@
-"""grpcpool's sync API against grpcio's sync channel, same grpcio server, one run.
+"""grpcpool's sync and asyncio APIs against grpcio's, same grpcio server, one run.
 
 The server runs in a child process (so the client's CPU is its own); each client makes
-closed-loop unary calls from N threads for a fixed time, in alternating rounds. Prints QPS
-and client CPU microseconds per call (getrusage), medians over the rounds, and the ratios
-issue 4 sets targets for. Run with the venv bindings-python/test.sh makes:
+closed-loop unary calls from N threads (sync) or N concurrent tasks (asyncio: grpcpool.aio
+against grpc.aio) for a fixed time, in alternating rounds. Prints QPS and client CPU
+microseconds per call (getrusage), medians over the rounds, and the ratios issue 4 sets
+targets for. Run with the venv bindings-python/test.sh makes:
 
     target/python-venv/bin/python bench/python/sync_vs_grpcio.py [--seconds 2] [--rounds 3]
 """
@@ -11,13 +12,14 @@ issue 4 sets targets for. Run with the venv bindings-python/test.sh makes:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import resource
 import statistics
 import threading
 import time
 from concurrent import futures
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import grpc
 
@@ -69,11 +71,63 @@ def load(call: Callable[[], None], threads: int, seconds: float) -> Tuple[float,
     return calls / wall, cpu * 1e6 / max(calls, 1)
 
 
+async def load_async(call: Callable[[], "asyncio.Future[Any]"], tasks: int, seconds: float) -> Tuple[float, float]:
+    """Runs `call` in `tasks` closed loops on this event loop; returns (calls/s, CPU µs/call)."""
+    stop = time.monotonic() + seconds
+    counts: List[int] = [0] * tasks
+
+    async def worker(index: int) -> None:
+        done = 0
+        while time.monotonic() < stop and done < 10_000_000:
+            await call()
+            done += 1
+        counts[index] = done
+
+    started, cpu_before = time.monotonic(), cpu_seconds()
+    await asyncio.gather(*(worker(i) for i in range(tasks)))
+    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu_before
+    calls = sum(counts)
+    return calls / wall, cpu * 1e6 / max(calls, 1)
+
+
+async def compare_async(target: str, port: int, tasks: int, seconds: float, rounds: int) -> None:
+    import grpc.aio
+
+    import grpcpool.aio
+
+    pool = grpcpool.aio.Pool()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    grpcio_call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+    clients: Dict[str, Callable[[], Any]] = {
+        "grpcpool.aio": lambda: pool.unary(target, METHOD, PAYLOAD, timeout=30.0),
+        "grpc.aio": lambda: grpcio_call(PAYLOAD, timeout=30.0),
+    }
+    results: Dict[str, List[Tuple[float, float]]] = {}
+    for call in clients.values():
+        await load_async(call, 16, 0.3)
+    for _ in range(rounds):
+        for name, call in clients.items():
+            results.setdefault(name, []).append(await load_async(call, tasks, seconds))
+    for name, measured in results.items():
+        qps = statistics.median(r[0] for r in measured)
+        cpu = statistics.median(r[1] for r in measured)
+        print(f"{name:<14} tasks={tasks:<4} {qps:>9.0f} qps  cpu {cpu:>7.1f} us/call  ({len(measured)} rounds)")
+    ours, theirs = results["grpcpool.aio"], results["grpc.aio"]
+    print(
+        f"tasks={tasks}: qps grpcpool.aio/grpc.aio "
+        f"{statistics.median(r[0] for r in ours) / statistics.median(r[0] for r in theirs):.2f}x, "
+        f"cpu per call {statistics.median(r[1] for r in ours) / statistics.median(r[1] for r in theirs):.2f}"
+    )
+    await pool.close()
+    await channel.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", default="1,32")
+    parser.add_argument("--tasks", type=int, default=256)
     args = parser.parse_args()
 
     queue: "multiprocessing.Queue[int]" = multiprocessing.Queue()
@@ -109,6 +163,7 @@ def main() -> None:
         print(f"threads={threads}: qps grpcpool/grpcio {qps:.2f}x, cpu per call grpcpool/grpcio {cpu:.2f}")
     pool.close()
     channel.close()
+    asyncio.run(compare_async(target, target_port, args.tasks, args.seconds, args.rounds))
     server.kill()
 
 
