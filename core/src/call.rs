@@ -191,6 +191,12 @@ pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
     Counters::bump(&pool.counters.calls_started);
     let response = match call.deadline {
         Some(deadline) => match pool.shared.until(deadline, attempts(lease, &call)).await {
+            // A failure that lands after the deadline is the deadline's, as in every gRPC client.
+            Some(response) if !response.is_ok() && Instant::now() >= deadline => Response {
+                code: Code::DeadlineExceeded,
+                message: format!("deadline exceeded ({})", response.message),
+                ..response
+            },
             Some(response) => response,
             None => Response::with_status(
                 Code::DeadlineExceeded,
@@ -339,9 +345,7 @@ async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) 
 
 /// A failed call: transport errors the server never saw are retried, everything else is a status.
 fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
-    let stream_error =
-        std::error::Error::source(status).and_then(|source| source.downcast_ref::<StreamError>());
-    match stream_error {
+    match stream_error(status) {
         Some(error) if error.unprocessed => Attempt::Unprocessed(StreamError {
             unprocessed: true,
             never_sent: error.never_sent,
@@ -350,22 +354,30 @@ fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
             code: error.code,
             message: error.message.clone(),
         }),
-        Some(error) => Attempt::Finished(Response {
+        _ => Attempt::Finished(failure_response(status, headers)),
+    }
+}
+
+fn stream_error(status: &tonic::Status) -> Option<&StreamError> {
+    std::error::Error::source(status).and_then(|source| source.downcast_ref::<StreamError>())
+}
+
+/// The response for a call that failed with `status`: the transport's own code for a stream
+/// error (tonic would say UNKNOWN), the server's status otherwise.
+pub(crate) fn failure_response(status: &tonic::Status, headers: Metadata) -> Response {
+    if let Some(error) = stream_error(status) {
+        return Response {
             headers,
             ..Response::with_status(error.code, error.message.clone())
-        }),
-        None => {
-            let mut response = Response::from_status(status, headers);
-            // tonic's decoder reports a message over the receive limit as OUT_OF_RANGE; gRPC
-            // specifies RESOURCE_EXHAUSTED. The pinned tonic version is covered by a test.
-            if response.code == Code::OutOfRange
-                && response.message.contains("message length too large")
-            {
-                response.code = Code::ResourceExhausted;
-            }
-            Attempt::Finished(response)
-        }
+        };
     }
+    let mut response = Response::from_status(status, headers);
+    // tonic's decoder reports a message over the receive limit as OUT_OF_RANGE; gRPC
+    // specifies RESOURCE_EXHAUSTED. The pinned tonic version is covered by a test.
+    if response.code == Code::OutOfRange && response.message.contains("message length too large") {
+        response.code = Code::ResourceExhausted;
+    }
+    response
 }
 
 #[cfg(test)]

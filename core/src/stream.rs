@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::codec::Streaming;
 
 use crate::body::CancelSignal;
-use crate::call::{PreparedCall, Response};
+use crate::call::{failure_response, PreparedCall, Response};
 use crate::codec::RawCodec;
 use crate::connection::OwnedActiveStream;
 use crate::shared::Shared;
@@ -37,6 +37,8 @@ pub struct Stream {
     deadline: Option<Instant>,
     max_send: usize,
     state: State,
+    /// The caller cancelled: CANCELLED stands even past the deadline.
+    cancelled_here: bool,
     _active: OwnedActiveStream,
 }
 
@@ -97,6 +99,7 @@ impl Lease {
             sender: Some(sender),
             cancel,
             state: State::Opening(head),
+            cancelled_here: false,
             _active: OwnedActiveStream::new(connection),
             lease: self,
         })
@@ -176,7 +179,7 @@ impl Stream {
                 None
             }
             Some(Err(status)) => {
-                let response = Response::from_status(&status, std::mem::take(headers));
+                let response = failure_response(&status, std::mem::take(headers));
                 self.end(response);
                 None
             }
@@ -190,6 +193,7 @@ impl Stream {
     /// Cancels the call: the server sees RST_STREAM CANCEL, and the status is CANCELLED.
     pub fn cancel(&mut self) {
         if !matches!(self.state, State::Ended(_)) {
+            self.cancelled_here = true;
             self.cancel.cancel();
             let headers = self.known_headers();
             self.end(Response {
@@ -231,7 +235,7 @@ impl Stream {
                     messages,
                 };
             }
-            Some(Ok(Err(status))) => self.end(Response::from_status(&status, Metadata::new())),
+            Some(Ok(Err(status))) => self.end(failure_response(&status, Metadata::new())),
             Some(Err(_)) => self.end(Response::with_status(
                 Code::Internal,
                 "the call task ended early",
@@ -257,10 +261,18 @@ impl Stream {
         }
     }
 
-    /// Records the final status once and stops sending.
-    fn end(&mut self, response: Response) {
+    /// Records the final status once and stops sending. A failure after the deadline passed
+    /// is DEADLINE_EXCEEDED, whatever the transport saw first (a reset, say).
+    fn end(&mut self, mut response: Response) {
         if matches!(self.state, State::Ended(_)) {
             return;
+        }
+        let expired = self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        if expired && response.code != Code::Ok && !self.cancelled_here {
+            response.code = Code::DeadlineExceeded;
+            response.message = format!("deadline exceeded ({})", response.message);
         }
         self.sender = None;
         self.lease.pool().counters.call_finished(response.code);

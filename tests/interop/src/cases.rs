@@ -411,6 +411,6 @@ async fn timeout_on_sleeping_server(pool: &Pool, target: &str) -> Outcome {
     while stream.recv().await.is_some() {}
     let response = stream.finish().await;
     expect(response.code == Code::DeadlineExceeded, || {
-        format!("status {}", response.code)
+        format!("status {}: {}", response.code, response.message)
     })
 }
