@@ -276,6 +276,8 @@ impl Stream {
         }
         self.sender = None;
         self.lease.pool().counters.call_finished(response.code);
+        // The call is over: its slot goes back now, not when the handle is dropped.
+        self.lease.give_back_slot();
         self.state = State::Ended(response);
     }
 }
