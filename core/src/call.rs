@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use tonic::metadata::MetadataMap;
 
-use crate::channel::StreamError;
+use crate::channel::{H2Channel, StreamError};
 use crate::codec::RawCodec;
 use crate::config::Config;
 use crate::connection::Connection;
@@ -274,24 +274,36 @@ async fn reacquire(lease: &Lease, call: &PreparedCall) -> Result<Arc<Connection>
     }
 }
 
+impl PreparedCall {
+    /// tonic's client on `connection`, with the configured message size limits.
+    pub(crate) fn client(
+        connection: &Connection,
+        config: &Config,
+    ) -> tonic::client::Grpc<H2Channel> {
+        tonic::client::Grpc::new(connection.channel.clone())
+            .max_decoding_message_size(config.max_receive_message_size)
+            .max_encoding_message_size(config.max_send_message_size)
+    }
+
+    /// The call's request: its metadata, `extensions`, `message`, and the deadline as
+    /// `grpc-timeout` (which holds at most 8 digits; longer deadlines are sent as that maximum).
+    pub(crate) fn request<T>(&self, extensions: http::Extensions, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::from_parts(self.metadata.clone(), extensions, message);
+        if let Some(deadline) = self.deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            request.set_timeout(remaining.min(MAX_WIRE_TIMEOUT));
+        }
+        request
+    }
+}
+
 async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) -> Attempt {
     let _active = connection.stream_started();
-    let mut grpc = tonic::client::Grpc::new(connection.channel.clone())
-        .max_decoding_message_size(config.max_receive_message_size)
-        .max_encoding_message_size(config.max_send_message_size);
+    let mut grpc = PreparedCall::client(connection, config);
     if let Err(error) = grpc.ready().await {
         return Attempt::Unprocessed(error);
     }
-    let mut request = tonic::Request::from_parts(
-        call.metadata.clone(),
-        http::Extensions::new(),
-        call.request.clone(),
-    );
-    if let Some(deadline) = call.deadline {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        // grpc-timeout holds at most 8 digits; longer deadlines are sent as that maximum.
-        request.set_timeout(remaining.min(MAX_WIRE_TIMEOUT));
-    }
+    let request = call.request(http::Extensions::new(), call.request.clone());
     let response = match grpc
         .server_streaming(request, call.path.clone(), RawCodec)
         .await

@@ -72,14 +72,8 @@ impl Lease {
         let cancel = CancelSignal::default();
         let mut extensions = http::Extensions::new();
         extensions.insert(cancel.clone());
-        let mut request = tonic::Request::from_parts(call.metadata.clone(), extensions, messages);
-        if let Some(deadline) = call.deadline() {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            request.set_timeout(remaining.min(std::time::Duration::from_secs(99_999_999)));
-        }
-        let mut grpc = tonic::client::Grpc::new(connection.channel.clone())
-            .max_decoding_message_size(config.max_receive_message_size)
-            .max_encoding_message_size(config.max_send_message_size);
+        let request = call.request(extensions, messages);
+        let mut grpc = PreparedCall::client(&connection, config);
         let path = call.path.clone();
         let (head_sender, head) = oneshot::channel();
         // The call runs on the pool's runtime so the request side moves while the caller waits
