@@ -61,4 +61,4 @@ pub use metadata::{Metadata, MetadataValue};
 pub use pool::{AcquireOptions, Pool};
 pub use resolver::{Resolve, Resolver, Resolving};
 pub use stats::{ConnectionCounts, PoolStats, TargetStats, WaitPercentiles};
-pub use stream::Stream;
+pub use stream::{Stream, StreamSender};

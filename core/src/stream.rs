@@ -134,6 +134,19 @@ impl Stream {
         self.sender = None;
     }
 
+    /// Moves the sending side out, so one task (or thread) can send while another reads.
+    /// Afterwards [`Stream::send`] reports [`Error::StreamClosed`] and half-closing is done
+    /// by dropping (or [`StreamSender::close`]) the sender. `None` if sending is already over.
+    pub fn take_sender(&mut self) -> Option<StreamSender> {
+        let sender = self.sender.take()?;
+        Some(StreamSender {
+            sender: Some(sender),
+            shared: Arc::clone(&self.shared),
+            deadline: self.deadline,
+            max_send: self.max_send,
+        })
+    }
+
     /// The response headers, once they arrive; `None` if the call ended without any.
     pub async fn headers(&mut self) -> Option<&Metadata> {
         self.open().await;
@@ -282,6 +295,62 @@ impl Drop for Stream {
         if !matches!(self.state, State::Ended(_)) {
             self.cancel();
         }
+    }
+}
+
+/// The sending half of a [`Stream`], taken with [`Stream::take_sender`]: sends under HTTP/2
+/// flow control while the stream reads elsewhere. Dropping it half-closes the call.
+pub struct StreamSender {
+    sender: Option<mpsc::Sender<Bytes>>,
+    shared: Arc<Shared>,
+    deadline: Option<Instant>,
+    max_send: usize,
+}
+
+impl StreamSender {
+    /// Sends one message, waiting while flow control holds the previous one back.
+    /// [`Error::StreamClosed`] once the call is over or after [`StreamSender::close`]; the
+    /// stream's reading side then gives the status.
+    pub async fn send(&mut self, message: impl Into<Bytes>) -> Result<(), Error> {
+        let message = message.into();
+        if message.len() > self.max_send {
+            return Err(Error::MessageTooLarge {
+                size: message.len(),
+                limit: self.max_send,
+            });
+        }
+        let Some(sender) = &self.sender else {
+            return Err(Error::StreamClosed);
+        };
+        match self
+            .shared
+            .until_opt(self.deadline, sender.send(message))
+            .await
+        {
+            Some(Ok(())) => Ok(()),
+            _ => {
+                self.sender = None;
+                Err(Error::StreamClosed)
+            }
+        }
+    }
+
+    /// Half-closes: no more messages go to the server.
+    pub fn close(&mut self) {
+        self.sender = None;
+    }
+
+    /// Whether sending is over (closed here, or the call ended).
+    pub fn is_closed(&self) -> bool {
+        self.sender.as_ref().is_none_or(|sender| sender.is_closed())
+    }
+}
+
+impl std::fmt::Debug for StreamSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSender")
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 

@@ -192,3 +192,51 @@ async fn bad_stream_input_is_an_error_not_a_crash() {
     assert!(unknown.recv().await.is_none());
     assert_eq!(unknown.finish().await.code, Code::Unimplemented);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_sender_sends_from_another_task_while_the_stream_reads() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    let mut stream = pool
+        .open_stream(&server.target(), BIDI_PATH, within(5))
+        .await
+        .unwrap();
+    let mut sender = stream.take_sender().expect("sending is open");
+    assert!(matches!(
+        stream.send(vec![1u8]).await,
+        Err(Error::StreamClosed)
+    ));
+    assert!(stream.take_sender().is_none());
+    let writer = tokio::spawn(async move {
+        for index in 0..200usize {
+            sender.send(vec![7u8; index]).await.unwrap();
+        }
+        // Dropping the sender half-closes.
+    });
+    let mut sizes = Vec::new();
+    while let Some(message) = stream.recv().await {
+        sizes.push(message.len());
+    }
+    writer.await.unwrap();
+    assert_eq!(sizes, (0..200).collect::<Vec<_>>());
+    assert_eq!(stream.finish().await.code, Code::Ok);
+
+    // After the call ends, a kept sender reports StreamClosed instead of hanging.
+    let mut stream = pool
+        .open_stream(&server.target(), BIDI_PATH, within(5))
+        .await
+        .unwrap();
+    let mut sender = stream.take_sender().unwrap();
+    stream.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Err(error) = sender.send(vec![0u8; 10]).await {
+                return error;
+            }
+        }
+    })
+    .await
+    .expect("a sender of an ended call stops");
+    assert!(matches!(outcome, Error::StreamClosed));
+    assert!(sender.is_closed());
+}
