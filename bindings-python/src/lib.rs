@@ -38,6 +38,10 @@ pyo3::create_exception!(
     "Internal: an acquire failed with a gRPC status; args are (code, message)."
 );
 
+mod stream;
+
+use stream::NativeStream;
+
 /// How often a blocking wait wakes to check for signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
@@ -462,6 +466,45 @@ impl NativePool {
         self.state.start(future, done, response_object)
     }
 
+    /// Opens a streaming call on `target` (acquiring a slot for it); returns the stream.
+    #[pyo3(signature = (target, method, timeout=None, metadata=None, wait_for_ready=false))]
+    fn open_stream(
+        &self,
+        py: Python<'_>,
+        target: &str,
+        method: &str,
+        timeout: Option<f64>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        wait_for_ready: bool,
+    ) -> PyResult<NativeStream> {
+        self.state.check_open()?;
+        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let future = self.state.pool.open_stream(target, method, options);
+        let stream = self.state.wait(py, future)?.map_err(to_py_err)?;
+        Ok(NativeStream::new(Arc::clone(&self.state), stream))
+    }
+
+    /// `open_stream` for asyncio: `done` gets `(True, NativeStream)` or `(False, exception)`.
+    #[pyo3(signature = (done, target, method, timeout=None, metadata=None, wait_for_ready=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn open_stream_start(
+        &self,
+        done: Py<PyAny>,
+        target: &str,
+        method: &str,
+        timeout: Option<f64>,
+        metadata: Option<&Bound<'_, PyAny>>,
+        wait_for_ready: bool,
+    ) -> PyResult<NativeCall> {
+        self.state.check_open()?;
+        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let future = self.state.pool.open_stream(target, method, options);
+        let state = Arc::clone(&self.state);
+        self.state.start(future, done, move |py, stream| {
+            Ok(Py::new(py, NativeStream::new(state, stream))?.into_any())
+        })
+    }
+
     /// The pool's counters as a JSON document.
     fn stats_json(&self) -> PyResult<String> {
         serde_json::to_string(&self.state.pool.stats())
@@ -577,6 +620,40 @@ impl NativeLease {
         self.state.start(future, done, response_object)
     }
 
+    /// Opens a streaming call on the lease's connection. The stream takes the lease's slot
+    /// over: the lease counts as released, and the slot returns when the stream ends.
+    #[pyo3(signature = (method, timeout=None, metadata=None))]
+    fn open_stream(
+        &self,
+        method: &str,
+        timeout: Option<f64>,
+        metadata: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<NativeStream> {
+        self.lease()?;
+        let options = call_options(timeout, metadata)?;
+        // Bad input is refused while the lease is still the caller's.
+        self.state
+            .pool
+            .prepare(method, Bytes::new(), options.clone())
+            .map_err(to_py_err)?;
+        let mut slot = self.lease.lock();
+        let shared = slot
+            .take()
+            .ok_or_else(|| LeaseReleasedError::new_err("the lease was released"))?;
+        let lease = match Arc::try_unwrap(shared) {
+            Ok(lease) => lease,
+            Err(shared) => {
+                *slot = Some(shared);
+                return Err(PyRuntimeError::new_err(
+                    "the lease has calls in flight: open the stream once they are done",
+                ));
+            }
+        };
+        drop(slot);
+        let stream = lease.open_stream(method, options).map_err(to_py_err)?;
+        Ok(NativeStream::new(Arc::clone(&self.state), stream))
+    }
+
     /// Returns the slot to the pool. Releasing twice does nothing.
     fn release(&self) {
         let lease = self.lease.lock().take();
@@ -629,6 +706,7 @@ impl Drop for NativeLease {
 mod _native {
     #[pymodule_export]
     use super::{
-        LeaseReleasedError, NativeCall, NativeLease, NativePool, PoolClosedError, StatusError,
+        LeaseReleasedError, NativeCall, NativeLease, NativePool, NativeStream, PoolClosedError,
+        StatusError,
     };
 }

@@ -26,6 +26,9 @@ message EchoRequest {
   // Seconds the server sleeps before answering.
   double sleep = 4;
   bytes payload = 5;
+  // Streaming: how many replies ServerStream sends, and seconds between them.
+  int32 count = 6;
+  double interval = 7;
 }
 
 message EchoReply {
@@ -37,6 +40,12 @@ message EchoReply {
 
 service Echo {
   rpc Echo(EchoRequest) returns (EchoReply);
+  // `count` replies, each with the request's text and index in seen_metadata[0].
+  rpc ServerStream(EchoRequest) returns (stream EchoReply);
+  // One reply: the texts joined by ",", payload sizes summed in seen_metadata[0].
+  rpc ClientStream(stream EchoRequest) returns (EchoReply);
+  // One reply per request, as it comes; a request with a code fails the call with it.
+  rpc Bidi(stream EchoRequest) returns (stream EchoReply);
 }
 """
 
@@ -107,6 +116,33 @@ def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
             if request.code:
                 context.abort(_CODES[request.code], request.details)
             return pb2.EchoReply(text=request.text, seen_metadata=seen, payload=request.payload)
+
+        def ServerStream(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            context.send_initial_metadata([("x-kind", "server-stream")])
+            context.set_trailing_metadata([("x-sent", str(request.count))])
+            for index in range(request.count):
+                if index and request.interval:
+                    time.sleep(request.interval)
+                yield pb2.EchoReply(text=request.text, seen_metadata=[str(index)], payload=request.payload)
+            if request.code:
+                context.abort(_CODES[request.code], request.details)
+
+        def ClientStream(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            texts, size = [], 0
+            for request in requests:
+                if request.code:
+                    context.abort(_CODES[request.code], request.details)
+                texts.append(request.text)
+                size += len(request.payload)
+            return pb2.EchoReply(text=",".join(texts), seen_metadata=[str(size)])
+
+        def Bidi(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            for request in requests:
+                if request.sleep:
+                    time.sleep(request.sleep)
+                if request.code:
+                    context.abort(_CODES[request.code], request.details)
+                yield pb2.EchoReply(text=request.text, payload=request.payload)
 
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     pb2_grpc.add_EchoServicer_to_server(Echo(), srv)

@@ -11,9 +11,11 @@
 """
 
 from ._channel import Channel
-from ._errors import LeaseReleasedError, PoolClosedError, RpcError
-from ._pool import Lease, Pool, Request, Response
+from ._errors import LeaseReleasedError, PoolClosedError, RpcError, StreamClosedError
+from ._pool import Lease, Pool
+from ._response import Request, Response
 from ._status import StatusCode
+from ._stream import Stream
 from ._types import Decoder, Message, Metadata, MetadataTuple, MetadataValue
 
 __all__ = [
@@ -31,4 +33,6 @@ __all__ = [
     "Response",
     "RpcError",
     "StatusCode",
+    "Stream",
+    "StreamClosedError",
 ]

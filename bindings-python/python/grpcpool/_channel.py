@@ -7,8 +7,7 @@ grpcio-tools run unchanged: the drop-in for ``grpc.insecure_channel`` / ``grpc.s
     stub = helloworld_pb2_grpc.GreeterStub(channel)
     reply = stub.SayHello(helloworld_pb2.HelloRequest(name="you"), timeout=2.0)
 
-Unary-unary methods work now; calling a streaming method raises ``NotImplementedError`` until
-the Python face gains streaming. Errors are :class:`grpcpool.RpcError`; when grpcio is installed
+Every kind of method works: unary-unary, unary-stream, stream-unary and stream-stream. Errors are :class:`grpcpool.RpcError`; when grpcio is installed
 they are also ``grpc.RpcError`` and ``grpc.Call``, so ``except grpc.RpcError`` keeps working.
 """
 
@@ -16,14 +15,23 @@ from __future__ import annotations
 
 import importlib
 from types import TracebackType
-from typing import Any, Callable, Optional, Tuple, Type
+from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Type
 
+from . import _native
 from ._errors import RpcError
 from ._pool import Pool, Response
 from ._status import StatusCode
+from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
 from ._types import Metadata, MetadataTuple
 
-__all__ = ["Channel", "UnaryUnaryMultiCallable", "CallResult"]
+__all__ = [
+    "Channel",
+    "UnaryUnaryMultiCallable",
+    "UnaryStreamMultiCallable",
+    "StreamUnaryMultiCallable",
+    "StreamStreamMultiCallable",
+    "CallResult",
+]
 
 Serializer = Optional[Callable[[Any], bytes]]
 Deserializer = Optional[Callable[[bytes], Any]]
@@ -167,16 +175,129 @@ class UnaryUnaryMultiCallable:
         return body, CallResult(response)
 
 
-class _NotYetStreaming:
-    """A streaming method: available once the Python face gains streaming."""
+class _Deserializing:
+    """A ``response_deserializer`` in the shape :class:`grpcpool.Stream` decodes with."""
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, deserializer: Callable[[bytes], Any]) -> None:
+        self.FromString = deserializer
+
+
+class ChannelStream(Stream[Any]):
+    """A streaming call made through :class:`Channel`: iterate it for the responses; its
+    ``code()`` is a ``grpc.StatusCode`` when grpcio is installed, and a failure raises
+    :class:`ChannelRpcError` (a ``grpc.RpcError``), as grpcio's streaming calls do."""
+
+    def code(self) -> Any:
+        return _as_grpc_code(super().code())
+
+
+class _StreamingMultiCallable:
+    """What the streaming kinds share: options checked as grpcio takes them, and the call."""
+
+    def __init__(self, channel: Channel, method: str, serializer: Serializer, deserializer: Deserializer) -> None:
+        self._channel = channel
         self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"{self._method}: streaming calls over grpcpool.Channel are not available yet")
+    def _open(
+        self,
+        timeout: Optional[float],
+        metadata: Optional[Metadata],
+        credentials: Any,
+        wait_for_ready: Optional[bool],
+        compression: Any,
+    ) -> ChannelStream:
+        if credentials is not None:
+            raise ValueError("per-call credentials are not supported: set TLS on the grpcpool.Pool")
+        if compression is not None:
+            raise NotImplementedError("per-call compression is not supported by grpcpool yet")
+        pool = self._channel._pool
+        deadline = deadline_after(timeout)
+        try:
+            native = pool._native.open_stream(
+                self._channel._target, self._method, timeout, metadata, bool(wait_for_ready)
+            )
+        except _native.StatusError as error:
+            code, message = error.args
+            raise ChannelRpcError(Response(StatusCode.from_number(code), message, b"", (), (), b"")) from None
+        decoder = None if self._deserializer is None else _Deserializing(self._deserializer)
+        return ChannelStream(native, decoder, deadline, ChannelRpcError)
 
-    with_call = __call__
+    def _serialize(self, request: Any) -> Any:
+        return self._serializer(request) if self._serializer is not None else request
+
+    def _serialize_all(self, requests: Iterable[Any]) -> Iterator[Any]:
+        for request in requests:
+            yield self._serialize(request)
+
+
+class UnaryStreamMultiCallable(_StreamingMultiCallable):
+    """A server-streaming method of a :class:`Channel`, called the way grpcio's is."""
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        credentials: Any = None,
+        wait_for_ready: Optional[bool] = None,
+        compression: Any = None,
+    ) -> ChannelStream:
+        """Starts the call; iterate the result for the responses."""
+        payload = self._serialize(request)
+        stream = self._open(timeout, metadata, credentials, wait_for_ready, compression)
+        unary_stream_call(stream, payload)
+        return stream
+
+
+class StreamUnaryMultiCallable(_StreamingMultiCallable):
+    """A client-streaming method of a :class:`Channel`, called the way grpcio's is."""
+
+    def __call__(
+        self,
+        request_iterator: Iterable[Any],
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        credentials: Any = None,
+        wait_for_ready: Optional[bool] = None,
+        compression: Any = None,
+    ) -> Any:
+        """Sends every request, returns the response message; a non-OK status raises."""
+        return self.with_call(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)[0]
+
+    def with_call(
+        self,
+        request_iterator: Iterable[Any],
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        credentials: Any = None,
+        wait_for_ready: Optional[bool] = None,
+        compression: Any = None,
+    ) -> Tuple[Any, CallResult]:
+        """Sends every request; returns the response message and the finished call."""
+        stream = self._open(timeout, metadata, credentials, wait_for_ready, compression)
+        message, response = stream_unary_call(stream, self._serialize_all(request_iterator))
+        return message, CallResult(response)
+
+
+class StreamStreamMultiCallable(_StreamingMultiCallable):
+    """A bidirectional method of a :class:`Channel`, called the way grpcio's is."""
+
+    def __call__(
+        self,
+        request_iterator: Iterable[Any],
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        credentials: Any = None,
+        wait_for_ready: Optional[bool] = None,
+        compression: Any = None,
+    ) -> ChannelStream:
+        """Starts the call; a background thread sends the requests while you iterate the
+        result for the responses."""
+        stream = self._open(timeout, metadata, credentials, wait_for_ready, compression)
+        stream_stream_call(stream, self._serialize_all(request_iterator))
+        return stream
 
 
 class Channel:
@@ -200,17 +321,35 @@ class Channel:
         """A callable for the unary method ``method`` (``/package.Service/Method``)."""
         return UnaryUnaryMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Server-streaming methods: not available yet; calling one raises NotImplementedError."""
-        return _NotYetStreaming(method)
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool = False,
+    ) -> UnaryStreamMultiCallable:
+        """A callable for the server-streaming method ``method``."""
+        return UnaryStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Client-streaming methods: not available yet; calling one raises NotImplementedError."""
-        return _NotYetStreaming(method)
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool = False,
+    ) -> StreamUnaryMultiCallable:
+        """A callable for the client-streaming method ``method``."""
+        return StreamUnaryMultiCallable(self, method, request_serializer, response_deserializer)
 
-    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Bidirectional methods: not available yet; calling one raises NotImplementedError."""
-        return _NotYetStreaming(method)
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool = False,
+    ) -> StreamStreamMultiCallable:
+        """A callable for the bidirectional method ``method``."""
+        return StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
     def subscribe(self, callback: Callable[[Any], None], try_to_connect: bool = False) -> None:
         """Connectivity callbacks are not reported; the pool keeps connections ready itself."""

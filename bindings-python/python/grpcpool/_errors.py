@@ -9,9 +9,9 @@ from ._status import StatusCode
 from ._types import MetadataTuple
 
 if TYPE_CHECKING:
-    from ._pool import Response
+    from ._response import Response
 
-__all__ = ["RpcError", "PoolClosedError", "LeaseReleasedError"]
+__all__ = ["RpcError", "PoolClosedError", "LeaseReleasedError", "StreamClosedError"]
 
 # Shown as grpcpool.PoolClosedError in tracebacks, where users import them from.
 PoolClosedError.__module__ = "grpcpool"
@@ -66,3 +66,10 @@ class RpcError(Exception):
         return f'<RpcError code={self.code().name} details="{self.details()}">'
 
     __repr__ = __str__
+
+
+class StreamClosedError(ValueError):
+    """A streaming call takes no more requests: :meth:`~grpcpool.Stream.done_writing` was
+    called, it was cancelled, or the server ended it (read it to get the status)."""
+
+    __module__ = "grpcpool"

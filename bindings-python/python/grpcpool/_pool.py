@@ -7,105 +7,21 @@ import os
 import sys
 import weakref
 from types import TracebackType
-from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union, overload
+from typing import Any, Dict, Iterable, Optional, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
 from ._errors import RpcError
 from ._status import StatusCode
-from ._types import Decoder, Message, Metadata, MetadataTuple, PathLike
+from ._response import Request, Response, _NativeResponse, encode_request, response_body
+from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
+from ._types import Decoder, Metadata, MetadataTuple, PathLike
+
+_encode = encode_request
+_body = response_body
 
 __all__ = ["Pool", "Lease", "Response"]
 
 T = TypeVar("T")
-
-#: What a request may be: encoded bytes, or a message that encodes itself.
-Request = Union[bytes, bytearray, memoryview, Message]
-
-_NativeResponse = Tuple[int, str, bytes, MetadataTuple, MetadataTuple, bytes]
-
-
-class Response:
-    """The whole outcome of a unary call: status, headers, trailers and body."""
-
-    __slots__ = ("code", "details", "status_details", "headers", "trailers", "body")
-
-    def __init__(
-        self,
-        code: StatusCode,
-        details: str,
-        status_details: bytes,
-        headers: MetadataTuple,
-        trailers: MetadataTuple,
-        body: bytes,
-    ) -> None:
-        #: The status code.
-        self.code = code
-        #: The status message (grpcio's ``details()``).
-        self.details = details
-        #: The encoded ``google.rpc.Status`` from ``grpc-status-details-bin``; empty if none.
-        self.status_details = status_details
-        #: Response headers (initial metadata).
-        self.headers = headers
-        #: Response trailers (trailing metadata).
-        self.trailers = trailers
-        #: The response message; empty unless the status is OK.
-        self.body = body
-
-    @classmethod
-    def _from_native(cls, raw: _NativeResponse) -> Response:
-        code, details, status_details, headers, trailers, body = raw
-        return cls(StatusCode.from_number(code), details, status_details, headers, trailers, body)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the status is OK."""
-        return self.code is StatusCode.OK
-
-    def raise_for_status(self) -> None:
-        """Raises :class:`RpcError` unless the status is OK."""
-        if self.code is not StatusCode.OK:
-            raise RpcError(self)
-
-    def decode(self, response_type: Decoder[T]) -> T:
-        """Decodes the body with ``response_type.FromString`` (raising on a non-OK status)."""
-        self.raise_for_status()
-        return response_type.FromString(self.body)
-
-    def __repr__(self) -> str:
-        return (
-            f"Response(code={self.code.name}, details={self.details!r}, "
-            f"body={len(self.body)} bytes, headers={self.headers!r}, trailers={self.trailers!r})"
-        )
-
-
-def _encode(request: object) -> bytes:
-    if isinstance(request, bytes):
-        return request
-    if isinstance(request, (bytearray, memoryview)):
-        return bytes(request)
-    if isinstance(request, str):
-        raise TypeError(
-            "a request must be bytes or a protobuf message, not str: encode the text first"
-        )
-    serialize = getattr(request, "SerializeToString", None)
-    if serialize is None:
-        raise TypeError(
-            "a request must be bytes or a message with SerializeToString(), "
-            f"not {type(request).__name__}"
-        )
-    data = serialize()
-    if not isinstance(data, bytes):
-        raise TypeError(f"{type(request).__name__}.SerializeToString() did not return bytes")
-    return data
-
-
-def _body(raw: _NativeResponse, response_type: Optional[Decoder[Any]]) -> Any:
-    if raw[0] != 0:
-        raise RpcError(Response._from_native(raw))
-    if response_type is None:
-        return raw[5]
-    return response_type.FromString(raw[5])
-
 
 def _status_error(error: _native.StatusError) -> RpcError:
     code, message = error.args
@@ -205,6 +121,41 @@ class Lease:
     ) -> Response:
         """Makes a unary call and returns the whole :class:`Response`, whatever its status."""
         return Response._from_native(self._native.unary(method, _encode(request), timeout, metadata))
+
+    @overload
+    def stream(
+        self,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    def stream(
+        self,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+    ) -> Stream[T]: ...
+
+    def stream(
+        self,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+    ) -> Stream[Any]:
+        """Opens a streaming call on this lease's connection; write and read it (see
+        :class:`grpcpool.Stream`). The stream takes the lease's slot over: the lease counts as
+        released, and the slot returns to the pool when the stream ends."""
+        deadline = deadline_after(timeout)
+        native = self._native.open_stream(method, timeout, metadata)
+        return Stream(native, response_type, deadline)
 
     def release(self) -> None:
         """Gives the slot back to the pool. Further calls raise :class:`LeaseReleasedError`."""
@@ -378,6 +329,198 @@ class Pool:
             target, method, _encode(request), timeout, metadata, wait_for_ready
         )
         return Response._from_native(raw)
+
+    @overload
+    def stream(
+        self,
+        target: str,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    def stream(
+        self,
+        target: str,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> Stream[T]: ...
+
+    def stream(
+        self,
+        target: str,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[Any]:
+        """Opens a streaming call on ``target`` (any kind: write requests, read responses;
+        see :class:`grpcpool.Stream`). It holds a slot until it ends. An unreachable target
+        raises :class:`RpcError`."""
+        deadline = deadline_after(timeout)
+        try:
+            native = self._native.open_stream(target, method, timeout, metadata, wait_for_ready)
+        except _native.StatusError as error:
+            raise _status_error(error) from None
+        return Stream(native, response_type, deadline)
+
+    @overload
+    def unary_stream(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    def unary_stream(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> Stream[T]: ...
+
+    def unary_stream(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[Any]:
+        """A server-streaming call: sends ``request``; iterate the returned stream for the
+        responses (a non-OK status raises :class:`RpcError` where they end)."""
+        payload = _encode(request)
+        stream = self.stream(
+            target,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+            wait_for_ready=wait_for_ready,
+        )
+        return unary_stream_call(stream, payload)
+
+    @overload
+    def stream_unary(
+        self,
+        target: str,
+        method: str,
+        requests: Iterable[Request],
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> bytes: ...
+
+    @overload
+    def stream_unary(
+        self,
+        target: str,
+        method: str,
+        requests: Iterable[Request],
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> T: ...
+
+    def stream_unary(
+        self,
+        target: str,
+        method: str,
+        requests: Iterable[Request],
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
+        """A client-streaming call: sends every request of ``requests``, then returns the one
+        response; a non-OK status raises :class:`RpcError`."""
+        stream = self.stream(
+            target,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+            wait_for_ready=wait_for_ready,
+        )
+        return stream_unary_call(stream, requests)[0]
+
+    @overload
+    def stream_stream(
+        self,
+        target: str,
+        method: str,
+        requests: Iterable[Request],
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    def stream_stream(
+        self,
+        target: str,
+        method: str,
+        requests: Iterable[Request],
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> Stream[T]: ...
+
+    def stream_stream(
+        self,
+        target: str,
+        method: str,
+        requests: Iterable[Request],
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[Any]:
+        """A bidirectional call: a background thread sends ``requests`` (then half-closes)
+        while you iterate the returned stream for the responses."""
+        stream = self.stream(
+            target,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+            wait_for_ready=wait_for_ready,
+        )
+        return stream_stream_call(stream, requests)
 
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the pool's counters: totals and one entry per target under ``targets``."""

@@ -21,10 +21,14 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, overload
 
 from . import _native
 from ._pool import Pool as _SyncPool
-from ._pool import Request, Response, _body, _caller_site, _encode, _NativeResponse, _status_error
+from ._pool import _body, _caller_site, _encode, _status_error
+from ._response import Request, Response, _NativeResponse
+from ._aio_stream import Requests, Stream
+from ._stream import deadline_after
+from ._status import StatusCode
 from ._types import Decoder, Metadata
 
-__all__ = ["Pool", "Lease"]
+__all__ = ["Pool", "Lease", "Stream"]
 
 T = TypeVar("T")
 
@@ -129,6 +133,41 @@ class Lease:
             lambda done: self._native.unary_start(done, method, payload, timeout, metadata)
         )
         return raw
+
+    @overload
+    def stream(
+        self,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    def stream(
+        self,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+    ) -> Stream[T]: ...
+
+    def stream(
+        self,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+    ) -> Stream[Any]:
+        """Opens a streaming call on this lease's connection (see :class:`Stream`). The stream
+        takes the lease's slot over: the lease counts as released, and the slot returns to the
+        pool when the stream ends."""
+        deadline = deadline_after(timeout)
+        native = self._native.open_stream(method, timeout, metadata)
+        return Stream(native, _await, response_type, deadline)
 
     def release(self) -> None:
         """Gives the slot back to the pool."""
@@ -238,6 +277,218 @@ class Pool:
             lambda done: native.unary_start(done, target, method, payload, timeout, metadata, wait_for_ready)
         )
         return raw
+
+    @overload
+    async def stream(
+        self,
+        target: str,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    async def stream(
+        self,
+        target: str,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> Stream[T]: ...
+
+    async def stream(
+        self,
+        target: str,
+        method: str,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[Any]:
+        """Opens a streaming call on ``target`` (see :class:`Stream`); it holds a slot until it
+        ends. An unreachable target raises :class:`grpcpool.RpcError`."""
+        deadline = deadline_after(timeout)
+        native: _native.NativeStream = await _await(
+            lambda done: self._sync._native.open_stream_start(
+                done, target, method, timeout, metadata, wait_for_ready
+            )
+        )
+        return Stream(native, _await, response_type, deadline)
+
+    @overload
+    async def unary_stream(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    async def unary_stream(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> Stream[T]: ...
+
+    async def unary_stream(
+        self,
+        target: str,
+        method: str,
+        request: Request,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[Any]:
+        """A server-streaming call: sends ``request``; ``async for`` over the returned stream
+        gives the responses (a non-OK status raises where they end)."""
+        payload = _encode(request)
+        stream = await self.stream(
+            target,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+            wait_for_ready=wait_for_ready,
+        )
+        await stream._send(payload)
+        stream._native.close_send()
+        return stream
+
+    @overload
+    async def stream_unary(
+        self,
+        target: str,
+        method: str,
+        requests: Requests,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> bytes: ...
+
+    @overload
+    async def stream_unary(
+        self,
+        target: str,
+        method: str,
+        requests: Requests,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> T: ...
+
+    async def stream_unary(
+        self,
+        target: str,
+        method: str,
+        requests: Requests,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Any:
+        """A client-streaming call: sends every request (from an iterable or async iterable)
+        and returns the one response; a non-OK status raises :class:`grpcpool.RpcError`."""
+        stream = await self.stream(
+            target,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+            wait_for_ready=wait_for_ready,
+        )
+        async with stream:
+            await stream._send_all(requests)
+            message = await stream.read()
+            response = await stream.finish()
+            if response.code is not StatusCode.OK:
+                raise stream._error(response)
+            if message is None:
+                raise stream._error(
+                    Response(
+                        StatusCode.INTERNAL,
+                        "the server ended the call without a response message",
+                        b"",
+                        response.headers,
+                        response.trailers,
+                        b"",
+                    )
+                )
+            return message
+
+    @overload
+    async def stream_stream(
+        self,
+        target: str,
+        method: str,
+        requests: Requests,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: None = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[bytes]: ...
+
+    @overload
+    async def stream_stream(
+        self,
+        target: str,
+        method: str,
+        requests: Requests,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Decoder[T],
+        wait_for_ready: bool = False,
+    ) -> Stream[T]: ...
+
+    async def stream_stream(
+        self,
+        target: str,
+        method: str,
+        requests: Requests,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        response_type: Optional[Decoder[Any]] = None,
+        wait_for_ready: bool = False,
+    ) -> Stream[Any]:
+        """A bidirectional call: a task on this loop sends ``requests`` (an iterable or async
+        iterable), then half-closes, while you ``async for`` over the responses."""
+        stream = await self.stream(
+            target,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            response_type=response_type,
+            wait_for_ready=wait_for_ready,
+        )
+        stream._feed(requests)
+        return stream
 
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the pool's counters."""
