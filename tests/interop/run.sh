@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The gRPC interop cases through grpcpool against the grpc-go interop server: installs the
 # server with `go install` (pinned) when it is missing, then runs tests/interop's client, which
-# prints each case and "N passed, N failed" per face and transport, and fails on any failure.
+# runs every case through the Rust core and the listed ones through the other faces' clients
+# (Python here; it needs the venv bindings-python/test.sh makes), prints each case and
+# "N passed, N failed" per face and transport, and fails on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -15,5 +17,13 @@ if [ ! -x "$server" ] || [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
+faces=()
+python="target/python-venv/bin/python"
+if [ ! -x "$python" ]; then
+  echo "the Python face needs the venv: run bindings-python/test.sh first" >&2
+  exit 1
+fi
+faces+=(--face "python=$PWD/$python $PWD/tests/interop/python/client.py")
+
 cargo build --quiet --locked -p grpcpool-interop
-GRPCPOOL_INTEROP_SERVER="$server" target/debug/grpcpool-interop
+GRPCPOOL_INTEROP_SERVER="$server" target/debug/grpcpool-interop "${faces[@]}"
