@@ -499,3 +499,31 @@ def test_grpcio_generated_stub_over_a_grpcpool_channel(
     # The channel borrowed the pool: the pool still works.
     assert pool.unary(server, ECHO, pb2.EchoRequest(text="after"), response_type=pb2.EchoReply).text == "after"
     assert pool.stats()["leases_out"] == 0
+
+
+def test_grpcpool_log_sends_engine_events_to_python_logging(server: str) -> None:
+    script = f"""
+import logging, sys, time
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append((record.name, record.levelno, record.getMessage()))
+logging.getLogger("grpcpool").addHandler(Keep())
+logging.getLogger("grpcpool").setLevel(1)
+import grpcpool
+with grpcpool.Pool(worker_threads=1) as pool:
+    pool.unary({server!r}, "/gptest.Echo/Echo", b"", timeout=5.0)
+deadline = time.monotonic() + 5
+while not records and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(len(records), records[0] if records else None)
+sys.exit(0 if records and all(name == "grpcpool" for name, _, _ in records) else 1)
+"""
+    quiet = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    # Silent by default: nothing reaches Python's logging without GRPCPOOL_LOG.
+    assert quiet.returncode == 1, quiet.stdout + quiet.stderr
+    assert quiet.stdout.startswith("0 "), quiet.stdout
+    env = dict(os.environ, GRPCPOOL_LOG="grpcpool_core=debug")
+    loud = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert loud.returncode == 0, loud.stdout + loud.stderr
+    assert "'grpcpool', 10, 'grpcpool_core::" in loud.stdout, loud.stdout
