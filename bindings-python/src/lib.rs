@@ -10,14 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use grpcpool_core::{
-    AcquireOptions, CallOptions, Config, Error, Lease, Metadata, MetadataValue, Pool, Response,
-};
+use grpcpool_core::{AcquireOptions, Error, Pool};
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 
 pyo3::create_exception!(
     _native,
@@ -38,9 +35,13 @@ pyo3::create_exception!(
     "Internal: an acquire failed with a gRPC status; args are (code, message)."
 );
 
+mod convert;
+mod lease;
 mod log;
 mod stream;
 
+use convert::{call_options, config_from, request_bytes, response_object, response_to_py, seconds};
+use lease::NativeLease;
 use stream::NativeStream;
 
 /// How often a blocking wait wakes to check for signals (Ctrl-C).
@@ -56,23 +57,6 @@ fn to_py_err(error: Error) -> PyErr {
         Error::Runtime(_) => PyRuntimeError::new_err(error.to_string()),
         other => PyValueError::new_err(other.to_string()),
     }
-}
-
-/// A duration in seconds from Python.
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{name} must be a finite number of seconds >= 0, not {value}"
-        ))
-    })
-}
-
-/// A duration that may be turned off: 0 or infinity turns it off.
-fn optional_seconds(name: &str, value: f64) -> PyResult<Option<Duration>> {
-    if value == 0.0 || value == f64::INFINITY {
-        return Ok(None);
-    }
-    seconds(name, value).map(Some)
 }
 
 /// The state shared by a pool object and its leases.
@@ -177,163 +161,6 @@ impl NativeCall {
     fn cancel(&self) {
         self.task.abort();
     }
-}
-
-fn response_object(py: Python<'_>, response: Response) -> PyResult<Py<PyAny>> {
-    Ok(response_to_py(py, &response)?.into_any().unbind())
-}
-
-/// Reads the pool settings from keyword arguments.
-fn config_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
-    let mut config = Config::default();
-    let Some(settings) = settings else {
-        return Ok(config);
-    };
-    for (key, value) in settings.iter() {
-        let key: String = key.extract()?;
-        if value.is_none() {
-            continue;
-        }
-        let float = |value: &Bound<'_, PyAny>| -> PyResult<f64> {
-            if value.is_instance_of::<pyo3::types::PyBool>() {
-                return Err(PyTypeError::new_err(format!(
-                    "{key} takes seconds as a number, not a bool"
-                )));
-            }
-            value.extract::<f64>()
-        };
-        let pem = |value: &Bound<'_, PyAny>| -> PyResult<Vec<u8>> {
-            let bytes = value
-                .cast::<PyBytes>()
-                .map_err(|_| PyTypeError::new_err(format!("{key} takes PEM bytes")))?;
-            Ok(bytes.as_bytes().to_vec())
-        };
-        match key.as_str() {
-            "max_connections_per_target" => config.max_connections_per_target = value.extract()?,
-            "min_connections_per_target" => config.min_connections_per_target = value.extract()?,
-            "streams_per_connection" => config.streams_per_connection = value.extract()?,
-            "connect_timeout" => config.connect_timeout = seconds(&key, float(&value)?)?,
-            "keepalive_time" => config.keepalive_time = optional_seconds(&key, float(&value)?)?,
-            "keepalive_timeout" => config.keepalive_timeout = seconds(&key, float(&value)?)?,
-            "keepalive_while_idle" => config.keepalive_while_idle = value.extract()?,
-            "tcp_nodelay" => config.tcp_nodelay = value.extract()?,
-            "tcp_keepalive" => config.tcp_keepalive = optional_seconds(&key, float(&value)?)?,
-            "idle_timeout" => config.idle_timeout = seconds(&key, float(&value)?)?,
-            "max_connection_age" => {
-                config.max_connection_age = optional_seconds(&key, float(&value)?)?
-            }
-            "acquire_timeout" => config.acquire_timeout = seconds(&key, float(&value)?)?,
-            "lease_leak_threshold" => config.lease_leak_threshold = seconds(&key, float(&value)?)?,
-            "initial_stream_window_size" => config.initial_stream_window_size = value.extract()?,
-            "initial_connection_window_size" => {
-                config.initial_connection_window_size = value.extract()?
-            }
-            "max_send_message_size" => config.max_send_message_size = value.extract()?,
-            "max_receive_message_size" => config.max_receive_message_size = value.extract()?,
-            "dns_refresh_interval" => config.dns_refresh_interval = seconds(&key, float(&value)?)?,
-            "worker_threads" => config.worker_threads = value.extract()?,
-            "tls_ca_pem" => config.tls.ca_pem = Some(pem(&value)?),
-            "tls_client_cert_pem" => config.tls.client_cert_pem = Some(pem(&value)?),
-            "tls_client_key_pem" => config.tls.client_key_pem = Some(pem(&value)?),
-            "tls_server_name" => config.tls.server_name_override = Some(value.extract()?),
-            _ => {
-                return Err(PyTypeError::new_err(format!(
-                    "unknown pool setting {key:?}"
-                )))
-            }
-        }
-    }
-    Ok(config)
-}
-
-/// A call timeout in seconds, or none.
-fn call_options(
-    timeout: Option<f64>,
-    metadata: Option<&Bound<'_, PyAny>>,
-) -> PyResult<CallOptions> {
-    let mut options = match timeout {
-        Some(timeout) => CallOptions::with_timeout(seconds("timeout", timeout)?),
-        None => CallOptions::default(),
-    };
-    if let Some(metadata) = metadata {
-        options = options.metadata(metadata_from(metadata)?);
-    }
-    Ok(options)
-}
-
-/// Request metadata from an iterable of `(key, value)` pairs: str values, or bytes for `-bin` keys.
-fn metadata_from(pairs: &Bound<'_, PyAny>) -> PyResult<Metadata> {
-    let mut metadata = Metadata::new();
-    if pairs.is_instance_of::<PyString>() || pairs.is_instance_of::<PyBytes>() {
-        return Err(PyTypeError::new_err(
-            "metadata must be a sequence of (key, value) pairs",
-        ));
-    }
-    for pair in pairs.try_iter()? {
-        let pair = pair?;
-        let (key, value): (String, Bound<'_, PyAny>) = pair.extract().map_err(|_| {
-            PyTypeError::new_err("metadata must be a sequence of (key, value) pairs")
-        })?;
-        if let Ok(text) = value.cast::<PyString>() {
-            metadata.insert_ascii(key, text.extract::<String>()?);
-        } else if let Ok(bytes) = value.cast::<PyBytes>() {
-            if key.ends_with("-bin") {
-                metadata.insert_binary(key, Bytes::copy_from_slice(bytes.as_bytes()));
-            } else {
-                // ASCII keys take text; bytes holding printable ASCII are accepted as grpcio does.
-                let text = std::str::from_utf8(bytes.as_bytes()).map_err(|_| {
-                    PyValueError::new_err(format!(
-                        "invalid metadata {key:?}: only keys ending in -bin take arbitrary bytes"
-                    ))
-                })?;
-                metadata.insert_ascii(key, text);
-            }
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "metadata value for {key:?} must be str or bytes"
-            )));
-        }
-    }
-    Ok(metadata)
-}
-
-/// Metadata as a tuple of `(key, value)` tuples.
-fn metadata_to_py<'py>(py: Python<'py>, metadata: &Metadata) -> PyResult<Bound<'py, PyTuple>> {
-    let items = PyList::empty(py);
-    for (key, value) in metadata.iter() {
-        let value: Bound<'py, PyAny> = match value {
-            MetadataValue::Ascii(text) => PyString::new(py, text).into_any(),
-            MetadataValue::Binary(bytes) => PyBytes::new(py, bytes).into_any(),
-        };
-        items.append(PyTuple::new(
-            py,
-            [PyString::new(py, key).into_any(), value],
-        )?)?;
-    }
-    Ok(items.to_tuple())
-}
-
-/// A response as `(code, message, details, headers, trailers, body)`.
-fn response_to_py<'py>(py: Python<'py>, response: &Response) -> PyResult<Bound<'py, PyTuple>> {
-    PyTuple::new(
-        py,
-        [
-            response.code.as_i32().into_pyobject(py)?.into_any(),
-            PyString::new(py, &response.message).into_any(),
-            PyBytes::new(py, &response.details).into_any(),
-            metadata_to_py(py, &response.headers)?.into_any(),
-            metadata_to_py(py, &response.trailers)?.into_any(),
-            PyBytes::new(py, &response.body).into_any(),
-        ],
-    )
-}
-
-/// Copies a request out of a bytes object (the GIL is released while it is sent).
-fn request_bytes(request: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-    let bytes = request
-        .cast::<PyBytes>()
-        .map_err(|_| PyTypeError::new_err("the request must be bytes"))?;
-    Ok(Bytes::copy_from_slice(bytes.as_bytes()))
 }
 
 /// The native pool.
@@ -542,151 +369,6 @@ impl NativePool {
         let pool = self.state.pool.clone();
         self.state
             .wait(py, async move { pool.shutdown(grace).await })
-    }
-}
-
-/// A native lease.
-#[pyclass(module = "grpcpool._native", frozen)]
-struct NativeLease {
-    state: Arc<PoolState>,
-    lease: Mutex<Option<Arc<Lease>>>,
-    target: String,
-}
-
-impl NativeLease {
-    fn lease(&self) -> PyResult<Arc<Lease>> {
-        self.state.check_open()?;
-        self.lease
-            .lock()
-            .clone()
-            .ok_or_else(|| LeaseReleasedError::new_err("the lease was released"))
-    }
-}
-
-#[pymethods]
-impl NativeLease {
-    /// A unary call on the lease; returns the response tuple.
-    #[pyo3(signature = (method, request, timeout=None, metadata=None))]
-    fn unary<'py>(
-        &self,
-        py: Python<'py>,
-        method: &str,
-        request: &Bound<'py, PyAny>,
-        timeout: Option<f64>,
-        metadata: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let lease = self.lease()?;
-        let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata)?;
-        let call = self
-            .state
-            .pool
-            .prepare(method, request, options)
-            .map_err(to_py_err)?;
-        let response = self.state.wait(py, async move { lease.call(call).await })?;
-        response_to_py(py, &response)
-    }
-
-    /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
-    #[pyo3(signature = (done, method, request, timeout=None, metadata=None))]
-    fn unary_start(
-        &self,
-        done: Py<PyAny>,
-        method: &str,
-        request: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
-        metadata: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<NativeCall> {
-        let lease = self.lease()?;
-        let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata)?;
-        let call = self
-            .state
-            .pool
-            .prepare(method, request, options)
-            .map_err(to_py_err)?;
-        let future = async move { Ok(lease.call(call).await) };
-        self.state.start(future, done, response_object)
-    }
-
-    /// Opens a streaming call on the lease's connection. The stream takes the lease's slot
-    /// over: the lease counts as released, and the slot returns when the stream ends.
-    #[pyo3(signature = (method, timeout=None, metadata=None))]
-    fn open_stream(
-        &self,
-        method: &str,
-        timeout: Option<f64>,
-        metadata: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<NativeStream> {
-        self.lease()?;
-        let options = call_options(timeout, metadata)?;
-        // Bad input is refused while the lease is still the caller's.
-        self.state
-            .pool
-            .prepare(method, Bytes::new(), options.clone())
-            .map_err(to_py_err)?;
-        let mut slot = self.lease.lock();
-        let shared = slot
-            .take()
-            .ok_or_else(|| LeaseReleasedError::new_err("the lease was released"))?;
-        let lease = match Arc::try_unwrap(shared) {
-            Ok(lease) => lease,
-            Err(shared) => {
-                *slot = Some(shared);
-                return Err(PyRuntimeError::new_err(
-                    "the lease has calls in flight: open the stream once they are done",
-                ));
-            }
-        };
-        drop(slot);
-        let stream = lease.open_stream(method, options).map_err(to_py_err)?;
-        Ok(NativeStream::new(Arc::clone(&self.state), stream))
-    }
-
-    /// Returns the slot to the pool. Releasing twice does nothing.
-    fn release(&self) {
-        let lease = self.lease.lock().take();
-        if self.state.abandoned.load(Ordering::Acquire) {
-            // A parent's lease in a forked child: its pool may not be touched here.
-            std::mem::forget(lease);
-        }
-    }
-
-    /// Whether the lease was released.
-    #[getter]
-    fn released(&self) -> bool {
-        self.lease.lock().is_none()
-    }
-
-    /// The target the lease is for.
-    #[getter]
-    fn target(&self) -> &str {
-        &self.target
-    }
-
-    /// The address of the connection the lease holds ("" once released).
-    #[getter]
-    fn address(&self) -> String {
-        self.lease
-            .lock()
-            .as_ref()
-            .map(|lease| lease.address())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for NativeLease {
-    fn drop(&mut self) {
-        let lease = self.lease.get_mut().take();
-        if self.state.abandoned.load(Ordering::Acquire) {
-            std::mem::forget(lease);
-        } else if let Some(lease) = lease {
-            // Collected without release(): the slot returns, and it counts as a leak.
-            match Arc::try_unwrap(lease) {
-                Ok(lease) => lease.release_as_leaked(),
-                Err(shared) => drop(shared),
-            }
-        }
     }
 }
 

@@ -15,7 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use tokio::sync::Notify;
 
-use crate::{metadata_to_py, request_bytes, response_to_py, NativeCall, PoolState};
+use crate::convert::{metadata_to_py, request_bytes, response_object, response_to_py};
+use crate::{NativeCall, PoolState};
 
 /// The reading side: the stream itself while the call runs, its outcome once it ended.
 enum Reader {
@@ -470,8 +471,7 @@ impl NativeStream {
     /// `finish` for asyncio.
     fn finish_start(&self, done: Py<PyAny>) -> PyResult<NativeCall> {
         let future = self.shared.finish()?;
-        self.state()?
-            .start(future.map(Ok), done, crate::response_object)
+        self.state()?.start(future.map(Ok), done, response_object)
     }
 
     /// Cancels the call; a read waiting on it returns `None` and the status is CANCELLED.
