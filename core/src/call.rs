@@ -35,6 +35,9 @@ pub struct CallOptions {
     /// Wait for a ready connection instead of failing fast with UNAVAILABLE while the target
     /// cannot be reached.
     pub wait_for_ready: bool,
+    /// How request messages are compressed; `None` sends them as they are. Responses
+    /// compressed with gzip are always accepted.
+    pub compression: Option<Compression>,
 }
 
 impl CallOptions {
@@ -56,6 +59,44 @@ impl CallOptions {
     pub fn wait_for_ready(mut self, wait: bool) -> CallOptions {
         self.wait_for_ready = wait;
         self
+    }
+
+    /// Compresses the request messages (`grpc-encoding`); the server must support it.
+    pub fn compression(mut self, compression: Option<Compression>) -> CallOptions {
+        self.compression = compression;
+        self
+    }
+}
+
+/// A message compression the core can apply to requests (and always accepts on responses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Compression {
+    /// gzip, as every gRPC implementation supports.
+    Gzip,
+}
+
+impl Compression {
+    /// The name used on the wire and in the faces' options: `"gzip"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+        }
+    }
+
+    /// The compression named `name` (`"gzip"`); `"identity"` and `""` mean none.
+    pub fn from_name(name: &str) -> Result<Option<Compression>, Error> {
+        match name.to_ascii_lowercase().as_str() {
+            "gzip" => Ok(Some(Compression::Gzip)),
+            "" | "identity" | "none" => Ok(None),
+            _ => Err(Error::InvalidCompression(name.to_owned())),
+        }
+    }
+
+    fn encoding(self) -> tonic::codec::CompressionEncoding {
+        match self {
+            Compression::Gzip => tonic::codec::CompressionEncoding::Gzip,
+        }
     }
 }
 
@@ -116,6 +157,7 @@ pub struct PreparedCall {
     request: Bytes,
     deadline: Option<Instant>,
     wait_for_ready: bool,
+    compression: Option<Compression>,
 }
 
 impl PreparedCall {
@@ -138,6 +180,7 @@ impl PreparedCall {
             request,
             deadline: options.deadline,
             wait_for_ready: options.wait_for_ready,
+            compression: options.compression,
         })
     }
 
@@ -275,14 +318,21 @@ async fn reacquire(lease: &Lease, call: &PreparedCall) -> Result<Arc<Connection>
 }
 
 impl PreparedCall {
-    /// tonic's client on `connection`, with the configured message size limits.
+    /// tonic's client on `connection`, with the configured message size limits, gzip accepted
+    /// on responses and the call's request compression.
     pub(crate) fn client(
+        &self,
         connection: &Connection,
         config: &Config,
     ) -> tonic::client::Grpc<H2Channel> {
-        tonic::client::Grpc::new(connection.channel.clone())
+        let grpc = tonic::client::Grpc::new(connection.channel.clone())
             .max_decoding_message_size(config.max_receive_message_size)
             .max_encoding_message_size(config.max_send_message_size)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        match self.compression {
+            Some(compression) => grpc.send_compressed(compression.encoding()),
+            None => grpc,
+        }
     }
 
     /// The call's request: its metadata, `extensions`, `message`, and the deadline as
@@ -299,7 +349,7 @@ impl PreparedCall {
 
 async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) -> Attempt {
     let _active = connection.stream_started();
-    let mut grpc = PreparedCall::client(connection, config);
+    let mut grpc = call.client(connection, config);
     if let Err(error) = grpc.ready().await {
         return Attempt::Unprocessed(error);
     }

@@ -28,6 +28,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The compression is not one the core supports (`gzip`, or `identity` for none).
+    #[error("unsupported compression {0:?}: use \"gzip\" or \"identity\"")]
+    InvalidCompression(String),
     /// A metadata key or value is not allowed by gRPC.
     #[error("invalid metadata {key:?}: {reason}")]
     InvalidMetadata {
@@ -89,6 +92,7 @@ impl Error {
             Error::InvalidTarget { .. }
             | Error::InvalidMethod { .. }
             | Error::InvalidMetadata { .. }
+            | Error::InvalidCompression(_)
             | Error::InvalidConfig(_)
             | Error::Tls(_) => Code::InvalidArgument,
             Error::MessageTooLarge { .. } => Code::ResourceExhausted,

@@ -51,7 +51,7 @@ mod transport;
 mod wait_queue;
 
 pub use backoff::BackoffConfig;
-pub use call::{CallOptions, PreparedCall, Response};
+pub use call::{CallOptions, Compression, PreparedCall, Response};
 pub use code::Code;
 pub use config::{Config, TlsConfig};
 pub use error::Error;

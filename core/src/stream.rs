@@ -73,7 +73,7 @@ impl Lease {
         let mut extensions = http::Extensions::new();
         extensions.insert(cancel.clone());
         let request = call.request(extensions, messages);
-        let mut grpc = PreparedCall::client(&connection, config);
+        let mut grpc = call.client(&connection, config);
         let path = call.path.clone();
         let (head_sender, head) = oneshot::channel();
         // The call runs on the pool's runtime so the request side moves while the caller waits

@@ -323,3 +323,92 @@ async fn a_blocking_call_from_async_code_is_refused_not_a_panic() {
     assert!(matches!(error, Error::BlockingInAsync), "{error}");
     assert_eq!(error.code(), Code::FailedPrecondition);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_compresses_requests_and_accepts_compressed_responses() {
+    use grpcpool_core::Compression;
+    use grpcpool_testserver::{
+        BIDI_PATH, RECEIVED_ACCEPT_ENCODING_KEY, RECEIVED_ENCODING_KEY, RESPONSE_COMPRESSION_KEY,
+    };
+
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    let body = vec![b'z'; 200_000];
+    let options = || CallOptions::with_timeout(Duration::from_secs(5));
+
+    // A compressed request arrives as gzip and round-trips intact.
+    let response = pool
+        .unary(
+            &server.target(),
+            UNARY_PATH,
+            body.clone(),
+            options().compression(Some(Compression::Gzip)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(response.body.len(), body.len());
+    assert_eq!(
+        response.headers.get(RECEIVED_ENCODING_KEY),
+        Some(&MetadataValue::Ascii("gzip".into()))
+    );
+
+    // Without compression nothing says gzip.
+    let plain = pool
+        .unary(&server.target(), UNARY_PATH, body.clone(), options())
+        .await
+        .unwrap();
+    assert_eq!(plain.headers.get(RECEIVED_ENCODING_KEY), None);
+
+    // The server may compress its answer: the pool advertises and decodes gzip.
+    let compressed_reply = pool
+        .unary(
+            &server.target(),
+            UNARY_PATH,
+            body.clone(),
+            options().metadata(metadata(&[(RESPONSE_COMPRESSION_KEY, "gzip")])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        compressed_reply.code,
+        Code::Ok,
+        "{}",
+        compressed_reply.message
+    );
+    assert_eq!(compressed_reply.body, body);
+    let accepted = compressed_reply.headers.get(RECEIVED_ACCEPT_ENCODING_KEY);
+    assert!(
+        matches!(accepted, Some(MetadataValue::Ascii(text)) if text.contains("gzip")),
+        "the pool advertises gzip: {accepted:?}"
+    );
+
+    // Streams compress every message they send.
+    let mut stream = pool
+        .open_stream(
+            &server.target(),
+            BIDI_PATH,
+            options()
+                .compression(Some(Compression::Gzip))
+                .metadata(metadata(&[(RESPONSE_COMPRESSION_KEY, "gzip")])),
+        )
+        .await
+        .unwrap();
+    for size in [1usize, 70_000, 5] {
+        stream.send(vec![b'q'; size]).await.unwrap();
+        assert_eq!(stream.recv().await.unwrap().len(), size);
+    }
+    stream.close_send();
+    assert_eq!(stream.finish().await.code, Code::Ok);
+
+    // Names as the faces give them.
+    assert_eq!(
+        Compression::from_name("GZIP").unwrap(),
+        Some(Compression::Gzip)
+    );
+    assert_eq!(Compression::from_name("identity").unwrap(), None);
+    assert!(matches!(
+        Compression::from_name("brotli"),
+        Err(Error::InvalidCompression(_))
+    ));
+}

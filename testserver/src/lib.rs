@@ -13,6 +13,11 @@
 //! | `x-status-details-bin` | the status details |
 //! | `x-echo-*` | copied into the response headers |
 //! | `x-trailer-*` | copied into the response trailers |
+//! | `x-response-compression: gzip` | compress the response messages (if the client accepts gzip) |
+//!
+//! The server accepts gzip-compressed requests; an OK unary response carries the request's
+//! `grpc-encoding` as [`RECEIVED_ENCODING_KEY`] and its `grpc-accept-encoding` as
+//! [`RECEIVED_ACCEPT_ENCODING_KEY`].
 //!
 //! An OK response also carries the request's `grpc-timeout`, if it had one, as
 //! [`RECEIVED_TIMEOUT_KEY`].
@@ -44,7 +49,8 @@ pub use ca::TestCa;
 pub use codec::BytesCodec;
 pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
-    ECHO_PREFIX, RECEIVED_TIMEOUT_KEY, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
+    ECHO_PREFIX, RECEIVED_ACCEPT_ENCODING_KEY, RECEIVED_ENCODING_KEY, RECEIVED_TIMEOUT_KEY,
+    RESPONSE_COMPRESSION_KEY, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
     STATUS_MESSAGE_KEY, TRAILER_PREFIX, UNARY_PATH,
 };
 pub use streaming::{

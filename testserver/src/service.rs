@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Request, Response, Status};
@@ -34,6 +35,14 @@ pub const STATUS_DETAILS_KEY: &str = "x-status-details-bin";
 pub const ECHO_PREFIX: &str = "x-echo-";
 /// Request metadata with keys starting with this prefix is copied into the response trailers.
 pub const TRAILER_PREFIX: &str = "x-trailer-";
+
+/// Request metadata: `gzip` has the server compress its response messages (when the client
+/// accepts gzip). The server always accepts gzip-compressed requests.
+pub const RESPONSE_COMPRESSION_KEY: &str = "x-response-compression";
+/// Response header carrying the `grpc-encoding` the request arrived with, if any.
+pub const RECEIVED_ENCODING_KEY: &str = "x-received-grpc-encoding";
+/// Response header carrying the `grpc-accept-encoding` the request arrived with, if any.
+pub const RECEIVED_ACCEPT_ENCODING_KEY: &str = "x-received-grpc-accept-encoding";
 
 /// Response header carrying the `grpc-timeout` the request arrived with, if any.
 pub const RECEIVED_TIMEOUT_KEY: &str = "x-received-grpc-timeout";
@@ -80,7 +89,15 @@ where
         Box::pin(async move {
             let mut grpc = Grpc::new(BytesCodec)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE);
+                .max_encoding_message_size(MAX_MESSAGE_SIZE)
+                .accept_compressed(CompressionEncoding::Gzip);
+            let compress = request
+                .headers()
+                .get(RESPONSE_COMPRESSION_KEY)
+                .is_some_and(|value| value.as_bytes() == b"gzip");
+            if compress {
+                grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+            }
             let counters = handler.counters.clone();
             let response = match request.uri().path() {
                 UNARY_PATH => grpc.unary(handler, request).await,
@@ -206,6 +223,14 @@ async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
     }
     let mut response = Response::new(message);
     copy_prefixed(&headers, ECHO_PREFIX, response.metadata_mut().as_mut());
+    for (received, key) in [
+        ("grpc-encoding", RECEIVED_ENCODING_KEY),
+        ("grpc-accept-encoding", RECEIVED_ACCEPT_ENCODING_KEY),
+    ] {
+        if let Some(value) = headers.get(received) {
+            response.metadata_mut().as_mut().insert(key, value.clone());
+        }
+    }
     if let Some(timeout) = headers.get("grpc-timeout") {
         response
             .metadata_mut()
