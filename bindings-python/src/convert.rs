@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use grpcpool_core::{CallOptions, Config, Metadata, MetadataValue, Response};
+use grpcpool_core::{CallOptions, Compression, Config, Metadata, MetadataValue, Response};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -94,10 +94,11 @@ pub(crate) fn config_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Conf
     Ok(config)
 }
 
-/// A call timeout in seconds, or none.
+/// Call options: a timeout in seconds, metadata, and a compression by name (`"gzip"`).
 pub(crate) fn call_options(
     timeout: Option<f64>,
     metadata: Option<&Bound<'_, PyAny>>,
+    compression: Option<&str>,
 ) -> PyResult<CallOptions> {
     let mut options = match timeout {
         Some(timeout) => CallOptions::with_timeout(seconds("timeout", timeout)?),
@@ -105,6 +106,11 @@ pub(crate) fn call_options(
     };
     if let Some(metadata) = metadata {
         options = options.metadata(metadata_from(metadata)?);
+    }
+    if let Some(name) = compression {
+        let compression = Compression::from_name(name)
+            .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        options = options.compression(compression);
     }
     Ok(options)
 }

@@ -34,7 +34,7 @@ impl NativeLease {
 #[pymethods]
 impl NativeLease {
     /// A unary call on the lease; returns the response tuple.
-    #[pyo3(signature = (method, request, timeout=None, metadata=None))]
+    #[pyo3(signature = (method, request, timeout=None, metadata=None, compression=None))]
     fn unary<'py>(
         &self,
         py: Python<'py>,
@@ -42,10 +42,11 @@ impl NativeLease {
         request: &Bound<'py, PyAny>,
         timeout: Option<f64>,
         metadata: Option<&Bound<'py, PyAny>>,
+        compression: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let lease = self.lease()?;
         let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata)?;
+        let options = call_options(timeout, metadata, compression)?;
         let call = self
             .state
             .pool
@@ -56,7 +57,7 @@ impl NativeLease {
     }
 
     /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
-    #[pyo3(signature = (done, method, request, timeout=None, metadata=None))]
+    #[pyo3(signature = (done, method, request, timeout=None, metadata=None, compression=None))]
     fn unary_start(
         &self,
         done: Py<PyAny>,
@@ -64,10 +65,11 @@ impl NativeLease {
         request: &Bound<'_, PyAny>,
         timeout: Option<f64>,
         metadata: Option<&Bound<'_, PyAny>>,
+        compression: Option<&str>,
     ) -> PyResult<NativeCall> {
         let lease = self.lease()?;
         let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata)?;
+        let options = call_options(timeout, metadata, compression)?;
         let call = self
             .state
             .pool
@@ -79,15 +81,16 @@ impl NativeLease {
 
     /// Opens a streaming call on the lease's connection. The stream takes the lease's slot
     /// over: the lease counts as released, and the slot returns when the stream ends.
-    #[pyo3(signature = (method, timeout=None, metadata=None))]
+    #[pyo3(signature = (method, timeout=None, metadata=None, compression=None))]
     fn open_stream(
         &self,
         method: &str,
         timeout: Option<f64>,
         metadata: Option<&Bound<'_, PyAny>>,
+        compression: Option<&str>,
     ) -> PyResult<NativeStream> {
         self.lease()?;
-        let options = call_options(timeout, metadata)?;
+        let options = call_options(timeout, metadata, compression)?;
         // Bad input is refused while the lease is still the caller's.
         self.state
             .pool

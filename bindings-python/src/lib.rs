@@ -210,7 +210,7 @@ impl NativePool {
     }
 
     /// A one-shot unary call; returns the response tuple.
-    #[pyo3(signature = (target, method, request, timeout=None, metadata=None, wait_for_ready=false))]
+    #[pyo3(signature = (target, method, request, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     #[allow(clippy::too_many_arguments)]
     fn unary<'py>(
         &self,
@@ -221,10 +221,11 @@ impl NativePool {
         timeout: Option<f64>,
         metadata: Option<&Bound<'py, PyAny>>,
         wait_for_ready: bool,
+        compression: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         self.state.check_open()?;
         let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
         let pool = &self.state.pool;
         let call = pool.prepare(method, request, options).map_err(to_py_err)?;
         let future = pool.unary_prepared(target, call).map_err(to_py_err)?;
@@ -261,7 +262,7 @@ impl NativePool {
     }
 
     /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
-    #[pyo3(signature = (done, target, method, request, timeout=None, metadata=None, wait_for_ready=false))]
+    #[pyo3(signature = (done, target, method, request, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     #[allow(clippy::too_many_arguments)]
     fn unary_start(
         &self,
@@ -272,10 +273,11 @@ impl NativePool {
         timeout: Option<f64>,
         metadata: Option<&Bound<'_, PyAny>>,
         wait_for_ready: bool,
+        compression: Option<&str>,
     ) -> PyResult<NativeCall> {
         self.state.check_open()?;
         let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
         let pool = &self.state.pool;
         let call = pool.prepare(method, request, options).map_err(to_py_err)?;
         let future = pool.unary_prepared(target, call).map_err(to_py_err)?;
@@ -283,7 +285,8 @@ impl NativePool {
     }
 
     /// Opens a streaming call on `target` (acquiring a slot for it); returns the stream.
-    #[pyo3(signature = (target, method, timeout=None, metadata=None, wait_for_ready=false))]
+    #[pyo3(signature = (target, method, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
+    #[allow(clippy::too_many_arguments)]
     fn open_stream(
         &self,
         py: Python<'_>,
@@ -292,16 +295,17 @@ impl NativePool {
         timeout: Option<f64>,
         metadata: Option<&Bound<'_, PyAny>>,
         wait_for_ready: bool,
+        compression: Option<&str>,
     ) -> PyResult<NativeStream> {
         self.state.check_open()?;
-        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
         let future = self.state.pool.open_stream(target, method, options);
         let stream = self.state.wait(py, future)?.map_err(to_py_err)?;
         Ok(NativeStream::new(Arc::clone(&self.state), stream))
     }
 
     /// `open_stream` for asyncio: `done` gets `(True, NativeStream)` or `(False, exception)`.
-    #[pyo3(signature = (done, target, method, timeout=None, metadata=None, wait_for_ready=false))]
+    #[pyo3(signature = (done, target, method, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     #[allow(clippy::too_many_arguments)]
     fn open_stream_start(
         &self,
@@ -311,9 +315,10 @@ impl NativePool {
         timeout: Option<f64>,
         metadata: Option<&Bound<'_, PyAny>>,
         wait_for_ready: bool,
+        compression: Option<&str>,
     ) -> PyResult<NativeCall> {
         self.state.check_open()?;
-        let options = call_options(timeout, metadata)?.wait_for_ready(wait_for_ready);
+        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
         let future = self.state.pool.open_stream(target, method, options);
         let state = Arc::clone(&self.state);
         self.state.start(future, done, move |py, stream| {

@@ -304,3 +304,56 @@ def test_asyncio_many_streams_at_once(server: str, pb: ModuleType) -> None:
             assert pool.stats()["leases_out"] == 0
 
     asyncio.run(main())
+
+
+@pytest.fixture
+def identity_only_server() -> Iterator[str]:
+    """A grpcio echo server (raw bytes) with every compression but identity disabled: a
+    gzip-compressed request fails there, which shows the client really compressed it."""
+    from concurrent import futures
+
+    handler = grpc.method_handlers_generic_handler(
+        "gptest.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}
+    )
+    srv = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4),
+        options=[("grpc.compression_enabled_algorithms_bitset", 1)],
+    )
+    srv.add_generic_rpc_handlers((handler,))
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop(grace=None)
+
+
+def test_gzip_compression_on_unary_and_streams(
+    pool: grpcpool.Pool, server: str, identity_only_server: str, protos: Tuple[ModuleType, ModuleType]
+) -> None:
+    pb2, pb2_grpc = protos
+    big = pb2.EchoRequest(text="gz", payload=b"a" * 300_000)
+    echo = "/gptest.Echo/Echo"
+    reply = pool.unary(server, echo, big, timeout=5.0, compression="gzip", response_type=pb2.EchoReply)
+    assert reply.payload == big.payload
+    streamed = pool.stream_unary(
+        server, CLIENT_STREAM, [big, big], timeout=5.0, compression="gzip", response_type=pb2.EchoReply
+    )
+    assert streamed.seen_metadata == ["600000"]
+    # A server that refuses gzip refuses these calls: they really were compressed.
+    assert pool.unary(identity_only_server, echo, b"abc", timeout=5.0) == b"abc"
+    refused = pool.unary_response(identity_only_server, echo, b"abc", timeout=5.0, compression="gzip")
+    assert refused.code is StatusCode.UNIMPLEMENTED, refused
+    assert "gzip" in refused.details.lower() or "compression" in refused.details.lower(), refused.details
+    with pytest.raises(ValueError, match="compression"):
+        pool.unary(server, echo, b"", compression="brotli")
+    # grpcio's per-call compression argument works through grpcpool.Channel.
+    stub = pb2_grpc.EchoStub(grpcpool.Channel(pool, server))
+    assert stub.Echo(big, timeout=5.0, compression=grpc.Compression.Gzip).payload == big.payload
+    assert [r.text for r in stub.Bidi(iter([big]), timeout=5.0, compression=grpc.Compression.Gzip)] == ["gz"]
+    with pytest.raises(NotImplementedError):
+        stub.Echo(big, compression=grpc.Compression.Deflate)
+    raw_stub = grpcpool.Channel(pool, identity_only_server).unary_unary(echo)
+    with pytest.raises(grpc.RpcError) as raised:
+        raw_stub(b"abc", timeout=5.0, compression=grpc.Compression.Gzip)
+    assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED

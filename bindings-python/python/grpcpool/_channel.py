@@ -58,6 +58,17 @@ def _as_grpc_code(code: StatusCode) -> Any:
     return code if grpc is None else grpc.StatusCode[code.name]
 
 
+def _compression_name(compression: Any) -> Optional[str]:
+    """grpcio's ``grpc.Compression`` (or a name) as grpcpool's compression name."""
+    if compression is None:
+        return None
+    name = getattr(compression, "name", compression)
+    names = {"NoCompression": None, "identity": None, "Gzip": "gzip", "gzip": "gzip"}
+    if name not in names:
+        raise NotImplementedError(f"compression {name}: grpcpool compresses with gzip only")
+    return names[name]
+
+
 class ChannelRpcError(RpcError, *_grpc_error_base()):  # type: ignore[misc]
     """The error a call through :class:`Channel` raises: a :class:`grpcpool.RpcError` that is also
     a ``grpc.RpcError`` and ``grpc.Call`` when grpcio is installed, whose ``code()`` is then a
@@ -132,8 +143,6 @@ class UnaryUnaryMultiCallable:
     ) -> Tuple[Any, Response]:
         if credentials is not None:
             raise ValueError("per-call credentials are not supported: set TLS on the grpcpool.Pool")
-        if compression is not None:
-            raise NotImplementedError("per-call compression is not supported by grpcpool yet")
         payload = self._serializer(request) if self._serializer is not None else request
         response = self._channel._pool.unary_response(
             self._channel._target,
@@ -141,6 +150,7 @@ class UnaryUnaryMultiCallable:
             payload,
             timeout=timeout,
             metadata=metadata,
+            compression=_compression_name(compression),
             wait_for_ready=bool(wait_for_ready),
         )
         if response.code is not StatusCode.OK:
@@ -210,13 +220,17 @@ class _StreamingMultiCallable:
     ) -> ChannelStream:
         if credentials is not None:
             raise ValueError("per-call credentials are not supported: set TLS on the grpcpool.Pool")
-        if compression is not None:
-            raise NotImplementedError("per-call compression is not supported by grpcpool yet")
+        compression_name = _compression_name(compression)
         pool = self._channel._pool
         deadline = deadline_after(timeout)
         try:
             native = pool._native.open_stream(
-                self._channel._target, self._method, timeout, metadata, bool(wait_for_ready)
+                self._channel._target,
+                self._method,
+                timeout,
+                metadata,
+                bool(wait_for_ready),
+                compression_name,
             )
         except _native.StatusError as error:
             code, message = error.args

@@ -53,6 +53,7 @@ class NativePool:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         wait_for_ready: bool = False,
+        compression: Optional[str] = None,
     ) -> _NativeResponse: ...
     def acquire_start(
         self,
@@ -71,6 +72,7 @@ class NativePool:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         wait_for_ready: bool = False,
+        compression: Optional[str] = None,
     ) -> NativeCall: ...
     def open_stream(
         self,
@@ -79,6 +81,7 @@ class NativePool:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         wait_for_ready: bool = False,
+        compression: Optional[str] = None,
     ) -> NativeStream: ...
     def open_stream_start(
         self,
@@ -88,6 +91,7 @@ class NativePool:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         wait_for_ready: bool = False,
+        compression: Optional[str] = None,
     ) -> NativeCall: ...
     def stats_json(self) -> str: ...
     def leaked_leases(self) -> List[Tuple[str, str, float]]: ...
@@ -103,6 +107,7 @@ class NativeLease:
         request: bytes,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
     ) -> _NativeResponse: ...
     def unary_start(
         self,
@@ -111,12 +116,14 @@ class NativeLease:
         request: bytes,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
     ) -> NativeCall: ...
     def open_stream(
         self,
         method: str,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
     ) -> NativeStream: ...
     def release(self) -> None: ...
     @property

@@ -80,6 +80,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
     ) -> bytes: ...
 
@@ -91,6 +92,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
     ) -> T: ...
 
@@ -101,6 +103,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Any:
         """Makes a unary call; returns the response body (decoded with ``response_type``).
@@ -108,7 +111,7 @@ class Lease:
         ``method`` is ``/package.Service/Method``; ``timeout`` is in seconds. A non-OK status
         raises :class:`RpcError`.
         """
-        raw = self._native.unary(method, _encode(request), timeout, metadata)
+        raw = self._native.unary(method, _encode(request), timeout, metadata, compression)
         return _body(raw, response_type)
 
     def unary_response(
@@ -118,9 +121,10 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
     ) -> Response:
         """Makes a unary call and returns the whole :class:`Response`, whatever its status."""
-        return Response._from_native(self._native.unary(method, _encode(request), timeout, metadata))
+        return Response._from_native(self._native.unary(method, _encode(request), timeout, metadata, compression))
 
     @overload
     def stream(
@@ -129,6 +133,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
     ) -> Stream[bytes]: ...
 
@@ -139,6 +144,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
     ) -> Stream[T]: ...
 
@@ -148,13 +154,14 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Stream[Any]:
         """Opens a streaming call on this lease's connection; write and read it (see
         :class:`grpcpool.Stream`). The stream takes the lease's slot over: the lease counts as
         released, and the slot returns to the pool when the stream ends."""
         deadline = deadline_after(timeout)
-        native = self._native.open_stream(method, timeout, metadata)
+        native = self._native.open_stream(method, timeout, metadata, compression)
         return Stream(native, response_type, deadline)
 
     def release(self) -> None:
@@ -278,6 +285,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> bytes: ...
@@ -291,6 +299,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> T: ...
@@ -303,6 +312,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Any:
@@ -310,7 +320,7 @@ class Pool:
         ``response_type``); a non-OK status, including an unreachable target, raises
         :class:`RpcError`."""
         raw = self._native.unary(
-            target, method, _encode(request), timeout, metadata, wait_for_ready
+            target, method, _encode(request), timeout, metadata, wait_for_ready, compression
         )
         return _body(raw, response_type)
 
@@ -322,11 +332,12 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         wait_for_ready: bool = False,
     ) -> Response:
         """A one-shot unary call returning the whole :class:`Response`, whatever its status."""
         raw = self._native.unary(
-            target, method, _encode(request), timeout, metadata, wait_for_ready
+            target, method, _encode(request), timeout, metadata, wait_for_ready, compression
         )
         return Response._from_native(raw)
 
@@ -338,6 +349,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> Stream[bytes]: ...
@@ -350,6 +362,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> Stream[T]: ...
@@ -361,6 +374,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Stream[Any]:
@@ -369,7 +383,9 @@ class Pool:
         raises :class:`RpcError`."""
         deadline = deadline_after(timeout)
         try:
-            native = self._native.open_stream(target, method, timeout, metadata, wait_for_ready)
+            native = self._native.open_stream(
+                target, method, timeout, metadata, wait_for_ready, compression
+            )
         except _native.StatusError as error:
             raise _status_error(error) from None
         return Stream(native, response_type, deadline)
@@ -383,6 +399,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> Stream[bytes]: ...
@@ -396,6 +413,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> Stream[T]: ...
@@ -408,6 +426,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Stream[Any]:
@@ -419,6 +438,7 @@ class Pool:
             method,
             timeout=timeout,
             metadata=metadata,
+            compression=compression,
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )
@@ -433,6 +453,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> bytes: ...
@@ -446,6 +467,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> T: ...
@@ -458,6 +480,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Any:
@@ -468,6 +491,7 @@ class Pool:
             method,
             timeout=timeout,
             metadata=metadata,
+            compression=compression,
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )
@@ -482,6 +506,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> Stream[bytes]: ...
@@ -495,6 +520,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> Stream[T]: ...
@@ -507,6 +533,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Stream[Any]:
@@ -517,6 +544,7 @@ class Pool:
             method,
             timeout=timeout,
             metadata=metadata,
+            compression=compression,
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )

@@ -86,6 +86,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
     ) -> bytes: ...
 
@@ -97,6 +98,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
     ) -> T: ...
 
@@ -107,11 +109,12 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Any:
         """Makes a unary call; returns the body (decoded with ``response_type``). A non-OK
         status raises :class:`grpcpool.RpcError`."""
-        raw = await self._start(method, request, timeout, metadata)
+        raw = await self._start(method, request, timeout, metadata, compression)
         return _body(raw, response_type)
 
     async def unary_response(
@@ -121,16 +124,22 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
     ) -> Response:
         """Makes a unary call and returns the whole :class:`grpcpool.Response`."""
-        return Response._from_native(await self._start(method, request, timeout, metadata))
+        return Response._from_native(await self._start(method, request, timeout, metadata, compression))
 
     async def _start(
-        self, method: str, request: Request, timeout: Optional[float], metadata: Optional[Metadata]
+        self,
+        method: str,
+        request: Request,
+        timeout: Optional[float],
+        metadata: Optional[Metadata],
+        compression: Optional[str],
     ) -> _NativeResponse:
         payload = _encode(request)
         raw: _NativeResponse = await _await(
-            lambda done: self._native.unary_start(done, method, payload, timeout, metadata)
+            lambda done: self._native.unary_start(done, method, payload, timeout, metadata, compression)
         )
         return raw
 
@@ -141,6 +150,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
     ) -> Stream[bytes]: ...
 
@@ -151,6 +161,7 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
     ) -> Stream[T]: ...
 
@@ -160,13 +171,14 @@ class Lease:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Stream[Any]:
         """Opens a streaming call on this lease's connection (see :class:`Stream`). The stream
         takes the lease's slot over: the lease counts as released, and the slot returns to the
         pool when the stream ends."""
         deadline = deadline_after(timeout)
-        native = self._native.open_stream(method, timeout, metadata)
+        native = self._native.open_stream(method, timeout, metadata, compression)
         return Stream(native, _await, response_type, deadline)
 
     def release(self) -> None:
@@ -215,6 +227,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> bytes: ...
@@ -228,6 +241,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> T: ...
@@ -240,12 +254,13 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Any:
         """A one-shot unary call: acquires, calls, releases. A non-OK status raises
         :class:`grpcpool.RpcError`."""
-        raw = await self._start(target, method, request, timeout, metadata, wait_for_ready)
+        raw = await self._start(target, method, request, timeout, metadata, wait_for_ready, compression)
         return _body(raw, response_type)
 
     async def unary_response(
@@ -256,10 +271,11 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         wait_for_ready: bool = False,
     ) -> Response:
         """A one-shot unary call returning the whole :class:`grpcpool.Response`."""
-        raw = await self._start(target, method, request, timeout, metadata, wait_for_ready)
+        raw = await self._start(target, method, request, timeout, metadata, wait_for_ready, compression)
         return Response._from_native(raw)
 
     async def _start(
@@ -270,11 +286,14 @@ class Pool:
         timeout: Optional[float],
         metadata: Optional[Metadata],
         wait_for_ready: bool,
+        compression: Optional[str],
     ) -> _NativeResponse:
         payload = _encode(request)
         native = self._sync._native
         raw: _NativeResponse = await _await(
-            lambda done: native.unary_start(done, target, method, payload, timeout, metadata, wait_for_ready)
+            lambda done: native.unary_start(
+                done, target, method, payload, timeout, metadata, wait_for_ready, compression
+            )
         )
         return raw
 
@@ -286,6 +305,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> Stream[bytes]: ...
@@ -298,6 +318,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> Stream[T]: ...
@@ -309,6 +330,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Stream[Any]:
@@ -317,7 +339,7 @@ class Pool:
         deadline = deadline_after(timeout)
         native: _native.NativeStream = await _await(
             lambda done: self._sync._native.open_stream_start(
-                done, target, method, timeout, metadata, wait_for_ready
+                done, target, method, timeout, metadata, wait_for_ready, compression
             )
         )
         return Stream(native, _await, response_type, deadline)
@@ -331,6 +353,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> Stream[bytes]: ...
@@ -344,6 +367,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> Stream[T]: ...
@@ -356,6 +380,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Stream[Any]:
@@ -367,6 +392,7 @@ class Pool:
             method,
             timeout=timeout,
             metadata=metadata,
+            compression=compression,
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )
@@ -383,6 +409,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> bytes: ...
@@ -396,6 +423,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> T: ...
@@ -408,6 +436,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Any:
@@ -418,6 +447,7 @@ class Pool:
             method,
             timeout=timeout,
             metadata=metadata,
+            compression=compression,
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )
@@ -449,6 +479,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: None = None,
         wait_for_ready: bool = False,
     ) -> Stream[bytes]: ...
@@ -462,6 +493,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Decoder[T],
         wait_for_ready: bool = False,
     ) -> Stream[T]: ...
@@ -474,6 +506,7 @@ class Pool:
         *,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        compression: Optional[str] = None,
         response_type: Optional[Decoder[Any]] = None,
         wait_for_ready: bool = False,
     ) -> Stream[Any]:
@@ -484,6 +517,7 @@ class Pool:
             method,
             timeout=timeout,
             metadata=metadata,
+            compression=compression,
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )
