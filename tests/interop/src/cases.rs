@@ -86,11 +86,11 @@ pub async fn run(name: &str, context: &Context<'_>) -> Outcome {
     }
 }
 
-fn options() -> CallOptions {
+pub(crate) fn options() -> CallOptions {
     CallOptions::with_timeout(Duration::from_secs(10))
 }
 
-fn expect(condition: bool, what: impl FnOnce() -> String) -> Outcome {
+pub(crate) fn expect(condition: bool, what: impl FnOnce() -> String) -> Outcome {
     if condition {
         Ok(())
     } else {
@@ -98,13 +98,13 @@ fn expect(condition: bool, what: impl FnOnce() -> String) -> Outcome {
     }
 }
 
-fn ok(response: &Response) -> Outcome {
+pub(crate) fn ok(response: &Response) -> Outcome {
     expect(response.code == Code::Ok, || {
         format!("status {}: {}", response.code, response.message)
     })
 }
 
-async fn unary(
+pub(crate) async fn unary(
     pool: &Pool,
     target: &str,
     method: &str,
@@ -121,7 +121,7 @@ async fn unary(
     .map_err(|error| error.to_string())
 }
 
-fn decode<T: Message + Default>(body: &Bytes) -> Result<T, String> {
+pub(crate) fn decode<T: Message + Default>(body: &Bytes) -> Result<T, String> {
     T::decode(body.clone()).map_err(|error| format!("decoding: {error}"))
 }
 
@@ -133,7 +133,7 @@ fn large_request() -> SimpleRequest {
     }
 }
 
-fn check_large(response: &Response) -> Outcome {
+pub(crate) fn check_large(response: &Response) -> Outcome {
     ok(response)?;
     let reply: SimpleResponse = decode(&response.body)?;
     let body = reply
@@ -204,7 +204,7 @@ fn output_size(message: &Bytes) -> Result<usize, String> {
     Ok(reply.payload.map(|payload| payload.body.len()).unwrap_or(0))
 }
 
-async fn open(
+pub(crate) async fn open(
     pool: &Pool,
     target: &str,
     method: &str,

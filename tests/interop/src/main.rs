@@ -13,6 +13,7 @@
 //! and last `N passed, M failed`, and exits non-zero on any failure.
 
 mod cases;
+mod compression;
 mod messages;
 
 use std::net::TcpStream;
@@ -223,7 +224,49 @@ fn run_transport(
             }
         }
     }
-    println!("core {label}: {passed} passed, {failed} failed");
+    let not_applicable = runtime.block_on(compression::unsupported_because(&pool, target));
+    match &not_applicable {
+        Some(reason) => {
+            for name in compression::CASES {
+                println!("  n/a  {label} {name}: {reason}");
+            }
+        }
+        None => {
+            for name in compression::CASES {
+                let started = Instant::now();
+                let outcome = runtime.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(60),
+                        compression::run(name, &pool, target),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err("no result within 60 s".to_owned()))
+                });
+                match outcome {
+                    Ok(()) => {
+                        passed += 1;
+                        println!(
+                            "  ok   {label} {name} ({} ms)",
+                            started.elapsed().as_millis()
+                        );
+                    }
+                    Err(reason) => {
+                        failed += 1;
+                        println!("  FAIL {label} {name}: {reason}");
+                    }
+                }
+            }
+        }
+    }
+    let skipped = if not_applicable.is_some() {
+        format!(
+            ", {} not applicable (the server cannot run the compression cases)",
+            compression::CASES.len()
+        )
+    } else {
+        String::new()
+    };
+    println!("core {label}: {passed} passed, {failed} failed{skipped}");
     (passed, failed)
 }
 
