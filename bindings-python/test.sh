@@ -42,3 +42,17 @@ echo "== mypy --strict"
 echo "== pytest"
 # Run from outside the source tree so the installed package, not python/, is imported.
 "$python" -m pytest -q -p no:cacheprovider bindings-python/tests
+
+echo "== examples/python/echo.py against grpcpool's echo server"
+cargo build --quiet --locked -p grpcpool-testserver --bin grpcpool-echo-server
+server_log="$(mktemp)"
+target/debug/grpcpool-echo-server --port 0 >"$server_log" &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true; rm -f "$server_log"' EXIT
+for _ in $(seq 1 100); do
+  grep -q LISTENING "$server_log" && break
+  sleep 0.1
+done
+port="$(awk '/LISTENING/ {print $2}' "$server_log")"
+"$python" examples/python/echo.py "http://127.0.0.1:$port" >/dev/null
+echo "example ran"
