@@ -1,4 +1,6 @@
-//! The clients compared: grpcpool, one plain tonic Channel, and a new connection per call.
+//! The Rust clients compared, each run as a driver process (`grpcpool-bench drive NAME ...`):
+//! grpcpool (async, blocking core, C ABI), plain tonic Channels, a new connection per call, and
+//! h2load as the lean-client limit.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use grpcpool_core::{CallOptions, Code, Config, Pool};
-use grpcpool_testserver::{BytesCodec, UNARY_PATH};
+use grpcpool_testserver::BytesCodec;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::measure::{self, Cell};
-use crate::server::ChildServer;
+use crate::driver::{DriveArgs, DriverReport};
+use crate::measure;
 
 /// Plaintext h2 or TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,203 +30,245 @@ impl Transport {
     }
 }
 
-/// Which client a cell measures.
-#[derive(Debug, Clone, Copy)]
-pub enum ClientKind {
-    /// grpcpool's async API, loops running on the pool's runtime.
-    Pool,
-    /// grpcpool's core from caller threads, each call a blocking `Pool::block_on`.
-    CoreBlocking,
-    /// The C ABI's blocking `grpcpool_unary` from caller threads, as a C program calls it.
-    CAbi,
-    Channel,
-    DialPerCall,
-    /// h2load (nghttp2) posting empty-ish gRPC frames on one connection: the lean-client limit.
-    H2load,
-}
+/// The clients this binary drives itself (`grpcpool-bench drive NAME ARGS`), each in a process
+/// of its own so its CPU and RSS figures are its own.
+pub const RUST_CLIENTS: [(&str, &str); 6] = [
+    (
+        "grpcpool",
+        "grpcpool's async API, loops on the pool's runtime",
+    ),
+    (
+        "core-blocking",
+        "grpcpool's core from caller threads, each call a blocking Pool::block_on",
+    ),
+    (
+        "c-abi-blocking",
+        "the C ABI's blocking grpcpool_unary from caller threads, as C calls it",
+    ),
+    (
+        "tonic-channel",
+        "plain tonic Channels (K of them, round-robin), the floor we build on",
+    ),
+    ("dial-per-call", "a new tonic connection for every call"),
+    (
+        "h2load",
+        "h2load (nghttp2) posting gRPC frames: the lean-client limit (mean latency only)",
+    ),
+];
 
-impl ClientKind {
-    pub const ALL: [ClientKind; 6] = [
-        ClientKind::Pool,
-        ClientKind::CoreBlocking,
-        ClientKind::CAbi,
-        ClientKind::Channel,
-        ClientKind::DialPerCall,
-        ClientKind::H2load,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ClientKind::Pool => "grpcpool",
-            ClientKind::CoreBlocking => "core-blocking",
-            ClientKind::CAbi => "c-abi-blocking",
-            ClientKind::Channel => "tonic-channel",
-            ClientKind::DialPerCall => "dial-per-call",
-            ClientKind::H2load => "h2load (mean)",
-        }
-    }
-}
-
-const REQUEST: &[u8] = b"0123456789abcdef0123456789abcdef";
-const WARM_UP: Duration = Duration::from_millis(300);
+const WARM_UP_CONCURRENCY_CAP: usize = 1024;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bounds each worker's loop by count as well as by time.
 const MAX_CALLS_PER_WORKER: usize = 2_000_000;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Measures one client at one concurrency.
-pub fn run(
-    kind: ClientKind,
-    server: &ChildServer,
-    concurrency: usize,
-    duration: Duration,
-) -> Result<Cell, BoxError> {
-    let transport = server.transport.name();
-    match kind {
-        ClientKind::H2load => h2load::run(server, concurrency, duration),
-        ClientKind::CoreBlocking => {
-            let pool = Pool::new(pool_config(server))?;
-            let target = server.target.as_str();
+/// What one client needs to reach the server.
+struct Target {
+    url: String,
+    method: String,
+    request: Bytes,
+    ca_pem: Option<String>,
+    server_name: Option<String>,
+    connections: usize,
+}
+
+/// `grpcpool-bench drive NAME ARGS`: runs one Rust client and prints its report line.
+pub fn drive(args: &[String]) -> Result<(), BoxError> {
+    let (name, rest) = args.split_first().ok_or("drive needs a client name")?;
+    if rest.iter().any(|arg| arg == "--check") {
+        return match name.as_str() {
+            "h2load" if !h2load::available() => {
+                Err("h2load is not installed (nghttp2-client)".into())
+            }
+            name if RUST_CLIENTS.iter().any(|(known, _)| *known == name) => Ok(()),
+            other => Err(format!("unknown client {other:?}").into()),
+        };
+    }
+    let args = DriveArgs::parse(rest)?;
+    let report = run(name, &args)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn run(name: &str, args: &DriveArgs) -> Result<DriverReport, BoxError> {
+    let target = Target {
+        url: args.target.clone(),
+        method: args.method.clone(),
+        request: Bytes::from(crate::driver::request(args.payload)),
+        ca_pem: match &args.tls_ca {
+            Some(path) => Some(std::fs::read_to_string(path)?),
+            None => None,
+        },
+        server_name: args.server_name.clone(),
+        connections: args.connections.max(1),
+    };
+    let concurrency = args.concurrency;
+    let warm_up = Duration::from_secs_f64(args.warmup);
+    let duration = Duration::from_secs_f64(args.seconds);
+    let target = Arc::new(target);
+    let (latencies, errors, wall, cpu) = match name {
+        "h2load" => return h2load::run(&target, concurrency, warm_up, duration),
+        "core-blocking" => {
+            let pool = Pool::new(pool_config(&target))?;
             let call = || {
                 let call = pool.unary(
-                    target,
-                    UNARY_PATH,
-                    Bytes::from_static(REQUEST),
+                    &target.url,
+                    &target.method,
+                    target.request.clone(),
                     CallOptions::with_timeout(CALL_TIMEOUT),
                 );
                 matches!(pool.block_on(call), Ok(Ok(response)) if response.code == Code::Ok)
             };
-            Ok(measure_threads(
-                kind,
-                transport,
-                concurrency,
-                duration,
-                call,
-            ))
+            measure_threads(concurrency, warm_up, duration, call)
         }
-        ClientKind::CAbi => {
-            let pool = c_abi::Pool::new(server)?;
+        "c-abi-blocking" => {
+            let pool = c_abi::Pool::new(&target)?;
             let call = || pool.unary();
-            Ok(measure_threads(
-                kind,
-                transport,
-                concurrency,
-                duration,
-                call,
-            ))
+            measure_threads(concurrency, warm_up, duration, call)
         }
-        ClientKind::Pool => {
-            let pool = Pool::new(pool_config(server))?;
+        "grpcpool" => {
+            let pool = Pool::new(pool_config(&target))?;
             let handle = pool.runtime_handle()?;
-            let target: Arc<str> = server.target.as_str().into();
+            let for_calls = Arc::clone(&target);
             let call = move || {
                 let pool = pool.clone();
-                let target = Arc::clone(&target);
+                let target = Arc::clone(&for_calls);
                 async move {
                     let response = pool
                         .unary(
-                            &target,
-                            UNARY_PATH,
-                            Bytes::from_static(REQUEST),
+                            &target.url,
+                            &target.method,
+                            target.request.clone(),
                             CallOptions::with_timeout(CALL_TIMEOUT),
                         )
                         .await;
                     matches!(response, Ok(response) if response.code == Code::Ok)
                 }
             };
-            Ok(handle.block_on(measure_load(kind, transport, concurrency, duration, call)))
+            handle.block_on(measure_load(concurrency, warm_up, duration, call))
         }
-        ClientKind::Channel | ClientKind::DialPerCall => {
+        "tonic-channel" | "dial-per-call" => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            let endpoint = endpoint(server)?;
+            let endpoint = endpoint(&target)?;
+            let per_call = name == "dial-per-call";
             runtime.block_on(async move {
-                if let ClientKind::Channel = kind {
-                    let channel = endpoint.connect().await?;
-                    let call = move || tonic_call(channel.clone());
-                    Ok(measure_load(kind, transport, concurrency, duration, call).await)
-                } else {
+                if per_call {
+                    let for_calls = Arc::clone(&target);
                     let call = move || {
                         let endpoint = endpoint.clone();
+                        let target = Arc::clone(&for_calls);
                         async move {
                             match endpoint.connect().await {
-                                Ok(channel) => tonic_call(channel).await,
+                                Ok(channel) => tonic_call(channel, &target).await,
                                 Err(_) => false,
                             }
                         }
                     };
-                    Ok(measure_load(kind, transport, concurrency, duration, call).await)
+                    Ok::<_, BoxError>(measure_load(concurrency, warm_up, duration, call).await)
+                } else {
+                    let mut channels = Vec::new();
+                    for _ in 0..target.connections {
+                        channels.push(endpoint.connect().await?);
+                    }
+                    let channels: Arc<[Channel]> = channels.into();
+                    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    let for_calls = Arc::clone(&target);
+                    let call = move || {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let channel = channels[index % channels.len()].clone();
+                        let target = Arc::clone(&for_calls);
+                        async move { tonic_call(channel, &target).await }
+                    };
+                    Ok(measure_load(concurrency, warm_up, duration, call).await)
                 }
-            })
+            })?
         }
+        other => return Err(format!("unknown client {other:?}").into()),
+    };
+    Ok(report(latencies, errors, wall, cpu))
+}
+
+/// The report for one counted window.
+fn report(latencies: Vec<Duration>, errors: u64, wall: Duration, cpu: Duration) -> DriverReport {
+    let cell = measure::summarize(latencies, wall, cpu);
+    DriverReport {
+        errors,
+        peak_rss_kib: measure::peak_rss_kib(),
+        ..cell
     }
 }
 
-fn pool_config(server: &ChildServer) -> Config {
+/// `K` connections exactly when the run asks for `K`: min = max = K, and streams per connection
+/// up to the servers' limit, so growth never adds connections the other clients do not get.
+fn pool_config(target: &Target) -> Config {
     let mut config = Config::default();
-    if let Some(ca) = &server.ca_pem {
+    config.min_connections_per_target = target.connections;
+    config.max_connections_per_target = target.connections;
+    config.streams_per_connection = 1000;
+    if let Some(ca) = &target.ca_pem {
         config.tls.ca_pem = Some(ca.clone().into_bytes());
-        config.tls.server_name_override = Some("localhost".to_owned());
+        config.tls.server_name_override = target.server_name.clone();
     }
     config
 }
 
-fn endpoint(server: &ChildServer) -> Result<Endpoint, BoxError> {
+fn endpoint(target: &Target) -> Result<Endpoint, BoxError> {
     // The same deadline as grpcpool's calls: grpc-timeout on the wire, enforced locally.
-    let mut endpoint = Endpoint::from_shared(server.target.clone())?
+    let mut endpoint = Endpoint::from_shared(target.url.clone())?
         .tcp_nodelay(true)
         .timeout(CALL_TIMEOUT);
-    if let Some(ca) = &server.ca_pem {
-        endpoint = endpoint.tls_config(
-            ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(ca))
-                .domain_name("localhost"),
-        )?;
+    if let Some(ca) = &target.ca_pem {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some(name) = &target.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        endpoint = endpoint.tls_config(tls)?;
     }
     Ok(endpoint)
 }
 
-async fn tonic_call(channel: Channel) -> bool {
+async fn tonic_call(channel: Channel, target: &Target) -> bool {
     let mut grpc = tonic::client::Grpc::new(channel);
     if grpc.ready().await.is_err() {
         return false;
     }
-    let path = http::uri::PathAndQuery::from_static(UNARY_PATH);
-    let mut request = tonic::Request::new(Bytes::from_static(REQUEST));
+    let Ok(path) = http::uri::PathAndQuery::try_from(target.method.as_str()) else {
+        return false;
+    };
+    let mut request = tonic::Request::new(target.request.clone());
     request.set_timeout(CALL_TIMEOUT);
     grpc.unary(request, path, BytesCodec).await.is_ok()
 }
 
-/// Warms up, then runs `concurrency` closed loops for `duration`, counting client CPU.
+type Measured = (Vec<Duration>, u64, Duration, Duration);
+
+/// Warms up, then runs `concurrency` closed loops for `duration`, counting this process's CPU.
 async fn measure_load<F, Fut>(
-    kind: ClientKind,
-    transport: &'static str,
     concurrency: usize,
+    warm_up: Duration,
     duration: Duration,
     call: F,
-) -> Cell
+) -> Measured
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
-    let _ = load(concurrency, WARM_UP, call.clone()).await;
+    let _ = load(
+        concurrency.min(WARM_UP_CONCURRENCY_CAP),
+        warm_up,
+        call.clone(),
+    )
+    .await;
     let cpu_before = measure::process_cpu();
     let started = Instant::now();
     let (latencies, errors) = load(concurrency, duration, call).await;
     let wall = started.elapsed();
     let cpu = measure::process_cpu().saturating_sub(cpu_before);
-    measure::cell(
-        kind.name(),
-        transport,
-        concurrency,
-        latencies,
-        errors,
-        wall,
-        cpu,
-    )
+    (latencies, errors, wall, cpu)
 }
 
 async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (Vec<Duration>, u64)
@@ -264,27 +308,18 @@ where
 
 /// Warms up, then runs `concurrency` OS threads of blocking calls for `duration`.
 fn measure_threads(
-    kind: ClientKind,
-    transport: &'static str,
     concurrency: usize,
+    warm_up: Duration,
     duration: Duration,
     call: impl Fn() -> bool + Sync,
-) -> Cell {
-    let _ = load_threads(concurrency, WARM_UP, &call);
+) -> Measured {
+    let _ = load_threads(concurrency, warm_up, &call);
     let cpu_before = measure::process_cpu();
     let started = Instant::now();
     let (latencies, errors) = load_threads(concurrency, duration, &call);
     let wall = started.elapsed();
     let cpu = measure::process_cpu().saturating_sub(cpu_before);
-    measure::cell(
-        kind.name(),
-        transport,
-        concurrency,
-        latencies,
-        errors,
-        wall,
-        cpu,
-    )
+    (latencies, errors, wall, cpu)
 }
 
 fn load_threads(
@@ -331,27 +366,38 @@ mod c_abi {
 
     use grpcpool::*;
 
-    use super::{BoxError, CALL_TIMEOUT, REQUEST};
-    use crate::server::ChildServer;
+    use bytes::Bytes;
+
+    use super::{BoxError, Target, CALL_TIMEOUT};
 
     pub struct Pool {
         pool: *mut grpcpool_pool_t,
         target: CString,
         method: CString,
+        request: Bytes,
     }
 
     // SAFETY: every grpcpool function taking a pool may be called from any thread at once.
     unsafe impl Sync for Pool {}
 
     impl Pool {
-        pub fn new(server: &ChildServer) -> Result<Pool, BoxError> {
+        pub fn new(target: &Target) -> Result<Pool, BoxError> {
             let config = grpcpool_config_new();
             let mut pool = std::ptr::null_mut();
+            let server_name = match &target.server_name {
+                Some(name) => Some(CString::new(name.clone())?),
+                None => None,
+            };
             // SAFETY: a fresh config, valid pointers and lengths, the config freed once.
             let result = unsafe {
-                if let Some(ca) = &server.ca_pem {
+                grpcpool_config_set_min_connections(config, target.connections as u32);
+                grpcpool_config_set_max_connections(config, target.connections as u32);
+                grpcpool_config_set_streams_per_connection(config, 1000);
+                if let Some(ca) = &target.ca_pem {
                     grpcpool_config_set_tls_ca_pem(config, ca.as_ptr(), ca.len());
-                    grpcpool_config_set_tls_server_name(config, c"localhost".as_ptr());
+                }
+                if let Some(name) = &server_name {
+                    grpcpool_config_set_tls_server_name(config, name.as_ptr());
                 }
                 let result = grpcpool_pool_new(config, &mut pool);
                 grpcpool_config_free(config);
@@ -362,8 +408,9 @@ mod c_abi {
             }
             Ok(Pool {
                 pool,
-                target: CString::new(server.target.clone())?,
-                method: CString::new(grpcpool_testserver::UNARY_PATH)?,
+                target: CString::new(target.url.clone())?,
+                method: CString::new(target.method.clone())?,
+                request: target.request.clone(),
             })
         }
 
@@ -376,8 +423,8 @@ mod c_abi {
                     self.pool,
                     self.target.as_ptr(),
                     self.method.as_ptr(),
-                    REQUEST.as_ptr(),
-                    REQUEST.len(),
+                    self.request.as_ptr(),
+                    self.request.len(),
                     std::ptr::null(),
                     0,
                     CALL_TIMEOUT.as_millis() as u32,
@@ -399,14 +446,14 @@ mod c_abi {
     }
 }
 
-/// The h2load reference row: its own process, CPU from the children's rusage.
+/// The h2load reference row: h2load in a child process, CPU from this process's children.
 mod h2load {
     use std::process::Command;
     use std::time::Duration;
 
-    use super::{BoxError, ClientKind, REQUEST, WARM_UP};
-    use crate::measure::{self, Cell};
-    use crate::server::ChildServer;
+    use super::{BoxError, Target};
+    use crate::driver::DriverReport;
+    use crate::measure;
 
     /// Whether h2load is installed (Debian's nghttp2-client); without it the row is skipped.
     pub fn available() -> bool {
@@ -414,21 +461,29 @@ mod h2load {
     }
 
     pub fn run(
-        server: &ChildServer,
+        target: &Target,
         concurrency: usize,
+        warm_up: Duration,
         duration: Duration,
-    ) -> Result<Cell, BoxError> {
+    ) -> Result<DriverReport, BoxError> {
         let body =
             std::env::temp_dir().join(format!("grpcpool-bench-h2load-{}.bin", std::process::id()));
-        let mut frame = vec![0u8, 0, 0, 0, REQUEST.len() as u8];
-        frame.extend_from_slice(REQUEST);
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(&(target.request.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&target.request);
         std::fs::write(&body, frame)?;
-        let url = format!("{}{}", server.target, grpcpool_testserver::UNARY_PATH);
+        let url = format!("{}{}", target.url, target.method);
+        let seconds = duration.as_secs_f64().round().max(1.0) as u64;
+        let connections = target.connections.max(1);
         let cpu_before = measure::children_cpu();
         let output = Command::new("h2load")
-            .args(["-c", "1", "-m", &concurrency.to_string()])
-            .args(["-D", &format!("{}", duration.as_secs().max(1))])
-            .args(["--warm-up-time", &format!("{}ms", WARM_UP.as_millis())])
+            .args(["-c", &connections.to_string()])
+            .args(["-m", &concurrency.div_ceil(connections).to_string()])
+            .args(["-D", &seconds.to_string()])
+            .args([
+                "--warm-up-time",
+                &format!("{}ms", warm_up.as_millis().max(1)),
+            ])
             .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
             .arg("-d")
             .arg(&body)
@@ -437,39 +492,37 @@ mod h2load {
         let cpu = measure::children_cpu().saturating_sub(cpu_before);
         let _ = std::fs::remove_file(&body);
         let text = String::from_utf8_lossy(&output.stdout);
-        let succeeded = text
-            .lines()
-            .find(|line| line.starts_with("requests:"))
-            .and_then(|line| line.split(", ").find(|part| part.ends_with("succeeded")))
-            .and_then(|part| part.split_whitespace().next())
-            .and_then(|count| count.parse::<u64>().ok())
-            .ok_or_else(|| format!("unexpected h2load output: {text}"))?;
+        let requests = |suffix: &str| {
+            text.lines()
+                .find(|line| line.starts_with("requests:"))
+                .and_then(|line| line.split(", ").find(|part| part.ends_with(suffix)))
+                .and_then(|part| part.split_whitespace().next())
+                .and_then(|count| count.parse::<u64>().ok())
+        };
+        let succeeded =
+            requests("succeeded").ok_or_else(|| format!("unexpected h2load output: {text}"))?;
+        let failed = requests("failed").unwrap_or(0);
         let mean = text
             .lines()
             .find(|line| line.trim_start().starts_with("time for request:"))
             .and_then(|line| line.split_whitespace().nth(5))
             .map(parse_micros)
             .unwrap_or(0.0);
-        let wall = duration.max(Duration::from_secs(1));
-        let mut cell = measure::cell(
-            ClientKind::H2load.name(),
-            server.transport.name(),
-            concurrency,
-            Vec::new(),
-            0,
-            wall,
-            cpu,
-        );
-        cell.calls = succeeded;
-        cell.qps = succeeded as f64 / wall.as_secs_f64();
-        cell.p50_us = mean;
-        cell.p99_us = f64::NAN;
-        cell.cpu_us_per_call = if succeeded == 0 {
-            0.0
-        } else {
-            cpu.as_secs_f64() * 1e6 / succeeded as f64
-        };
-        Ok(cell)
+        let wall = seconds as f64;
+        Ok(DriverReport {
+            calls: succeeded,
+            errors: failed,
+            seconds: wall,
+            qps: succeeded as f64 / wall,
+            p50_us: mean,
+            p99_us: None,
+            cpu_us_per_call: if succeeded == 0 {
+                0.0
+            } else {
+                cpu.as_secs_f64() * 1e6 / succeeded as f64
+            },
+            peak_rss_kib: measure::children_peak_rss_kib(),
+        })
     }
 
     /// "380us" or "1.16ms" as microseconds.
@@ -483,13 +536,5 @@ mod h2load {
         } else {
             0.0
         }
-    }
-}
-
-/// Whether a client can run here.
-pub fn available(kind: ClientKind) -> bool {
-    match kind {
-        ClientKind::H2load => h2load::available(),
-        _ => true,
     }
 }

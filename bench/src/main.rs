@@ -1,67 +1,145 @@
 //! Load harness comparing grpcpool with the clients users would pick instead.
 //!
-//! `grpcpool-bench [--quick] [--seconds N] [--rounds N] [--concurrency 1,16,128] [--transports plain,tls]`
-//! starts the echo server in a child process (so the client's CPU is the client's alone), then
-//! runs every client at every concurrency side by side and prints QPS, p50/p99 latency and
-//! client CPU microseconds per call, with the ratios the core issue sets targets for.
+//! `grpcpool-bench [--quick] [OPTIONS]` starts each server (the tonic echo server and the
+//! grpc-go interop server, plaintext and TLS) in a child process, then runs every client row
+//! (each a driver process speaking the protocol in `driver.rs`) at every cell of the matrix,
+//! in turn within each round, and writes JSON, CSV, a Markdown report and SVG plots.
+//! `grpcpool-bench drive CLIENT ARGS` is one of this binary's own driver rows;
+//! `grpcpool-bench serve ARGS` is the tonic server's child process.
 
+mod affinity;
 mod clients;
+mod driver;
 mod measure;
+mod report;
 mod server;
 
-use std::time::Duration;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use clients::{ClientKind, Transport};
+use clients::Transport;
+use measure::Cell;
+use server::{ChildServer, ServerKind};
+
+const USAGE: &str = "usage: grpcpool-bench [--quick] [--rounds N] [--seconds S] [--warmup S]
+       [--servers tonic,grpc-go] [--transports plain,tls] [--concurrency 1,16,128,512]
+       [--payloads 0,1024,65536] [--connections 1,4] [--clients NAME,...]
+       [--out DIR] [--docs FILE] [--no-pin]
+
+Without --quick: the full matrix (every client at concurrency 1, 16, 128, 512; payloads 0 B,
+1 KiB, 64 KiB and 4 connections on the tonic server in plaintext; 1 KiB over TLS and against
+the grpc-go server), 3 rounds. --quick: fewer cells, one round. Any of --servers, --transports,
+--concurrency, --payloads, --connections makes the matrix their full cross product instead.
+Results go to --out (default target/bench): results.json, results.csv, benchmarks.md and
+plots/*.svg; --docs FILE also writes the Markdown there (docs/benchmarks.md).
+
+  grpcpool-bench drive CLIENT --target URL --concurrency N --seconds S --payload BYTES
+       [--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]
+       runs one of this binary's client rows (grpcpool, core-blocking, c-abi-blocking,
+       tonic-channel, dial-per-call, h2load) and prints its JSON report line.";
+
+/// One client row: a driver command and how it is compared.
+struct Client {
+    name: String,
+    face: &'static str,
+    ours: bool,
+    /// Whether it can spread calls over K connections (else it runs at K = 1 only).
+    connections: bool,
+    command: Vec<String>,
+    available: Result<(), String>,
+}
+
+/// One cell of the matrix, run for every client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Group {
+    server: ServerKind,
+    transport: Transport,
+    concurrency: usize,
+    payload: usize,
+    connections: usize,
+}
 
 struct Options {
+    mode: &'static str,
     seconds: f64,
+    warmup: f64,
     rounds: usize,
-    concurrency: Vec<usize>,
-    transports: Vec<Transport>,
-    json: Option<String>,
+    servers: Option<Vec<ServerKind>>,
+    transports: Option<Vec<Transport>>,
+    concurrency: Option<Vec<usize>>,
+    payloads: Option<Vec<usize>>,
+    connections: Option<Vec<usize>>,
+    clients: Option<Vec<String>>,
+    out: PathBuf,
+    docs: Option<PathBuf>,
+    pin: bool,
+}
+
+fn list<T>(text: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    text.split(',').map(|item| parse(item.trim())).collect()
+}
+
+fn number(text: &str) -> Result<usize, String> {
+    text.parse().map_err(|_| format!("bad number {text:?}"))
 }
 
 fn parse_options() -> Result<Options, String> {
     let mut options = Options {
-        seconds: 2.0,
+        mode: "full",
+        seconds: 1.0,
+        warmup: 0.3,
         rounds: 3,
-        concurrency: vec![1, 16, 128],
-        transports: vec![Transport::Plaintext, Transport::Tls],
-        json: None,
+        servers: None,
+        transports: None,
+        concurrency: None,
+        payloads: None,
+        connections: None,
+        clients: None,
+        out: repo_root().join("target/bench"),
+        docs: None,
+        pin: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        let seconds = |text: String| -> Result<f64, String> {
+            text.parse().map_err(|_| format!("bad seconds {text:?}"))
+        };
         match arg.as_str() {
             "--quick" => {
-                options.seconds = 1.0;
+                options.mode = "quick";
+                options.seconds = 0.5;
+                options.warmup = 0.2;
                 options.rounds = 1;
             }
-            "--rounds" => {
-                options.rounds = value()?.parse().map_err(|_| "--rounds takes a number")?
-            }
-            "--seconds" => {
-                options.seconds = value()?.parse().map_err(|_| "--seconds takes a number")?
-            }
-            "--concurrency" => {
-                options.concurrency = value()?
-                    .split(',')
-                    .map(|n| n.parse().map_err(|_| format!("bad concurrency {n:?}")))
-                    .collect::<Result<_, _>>()?
+            "--rounds" => options.rounds = number(&value()?)?.max(1),
+            "--seconds" => options.seconds = seconds(value()?)?,
+            "--warmup" => options.warmup = seconds(value()?)?,
+            "--servers" => {
+                options.servers = Some(list(&value()?, |name| match name {
+                    "tonic" => Ok(ServerKind::Tonic),
+                    "grpc-go" | "go" => Ok(ServerKind::Go),
+                    other => Err(format!("unknown server {other:?}")),
+                })?)
             }
             "--transports" => {
-                options.transports = value()?
-                    .split(',')
-                    .map(|name| match name {
-                        "plain" | "plaintext" => Ok(Transport::Plaintext),
-                        "tls" => Ok(Transport::Tls),
-                        other => Err(format!("unknown transport {other:?}")),
-                    })
-                    .collect::<Result<_, _>>()?
+                options.transports = Some(list(&value()?, |name| match name {
+                    "plain" | "plaintext" => Ok(Transport::Plaintext),
+                    "tls" => Ok(Transport::Tls),
+                    other => Err(format!("unknown transport {other:?}")),
+                })?)
             }
-            "--json" => options.json = Some(value()?),
+            "--concurrency" => options.concurrency = Some(list(&value()?, number)?),
+            "--payloads" => options.payloads = Some(list(&value()?, number)?),
+            "--connections" => options.connections = Some(list(&value()?, number)?),
+            "--clients" => options.clients = Some(list(&value()?, |name| Ok(name.to_owned()))?),
+            "--out" => options.out = PathBuf::from(value()?),
+            "--docs" => options.docs = Some(PathBuf::from(value()?)),
+            "--no-pin" => options.pin = false,
             "--help" | "-h" => {
-                println!("usage: grpcpool-bench [--quick] [--seconds N] [--rounds N] [--concurrency 1,16,128] [--transports plain,tls] [--json FILE]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -70,50 +148,450 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::args().nth(1).as_deref() == Some("serve") {
-        return server::serve_child();
-    }
-    let options = parse_options()?;
-    let duration = Duration::from_secs_f64(options.seconds);
-    let mut cells = Vec::new();
-    for transport in &options.transports {
-        let server = server::ChildServer::start(*transport)?;
-        println!(
-            "\n{} server at {} (child process {}) {}",
-            transport.name(),
-            server.target,
-            server.pid(),
-            server.key_kind
-        );
-        for &concurrency in &options.concurrency {
-            // Clients take turns within each round, so drift on a shared machine hits all alike.
-            let mut rounds = Vec::new();
-            for _ in 0..options.rounds.max(1) {
-                for kind in ClientKind::ALL
-                    .into_iter()
-                    .filter(|kind| clients::available(*kind))
-                {
-                    rounds.push(
-                        clients::run(kind, &server, concurrency, duration)
-                            .map_err(|error| error.to_string())?,
-                    );
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The cells to run, in order.
+fn plan(options: &Options) -> Vec<Group> {
+    use ServerKind::{Go, Tonic};
+    use Transport::{Plaintext, Tls};
+    let group = |server, transport, concurrency, payload, connections| Group {
+        server,
+        transport,
+        concurrency,
+        payload,
+        connections,
+    };
+    let custom = options.servers.is_some()
+        || options.transports.is_some()
+        || options.concurrency.is_some()
+        || options.payloads.is_some()
+        || options.connections.is_some();
+    let mut out = Vec::new();
+    if custom {
+        for &server in options.servers.as_deref().unwrap_or(&[Tonic, Go]) {
+            for &transport in options.transports.as_deref().unwrap_or(&[Plaintext, Tls]) {
+                for &payload in options.payloads.as_deref().unwrap_or(&[1024]) {
+                    for &connections in options.connections.as_deref().unwrap_or(&[1]) {
+                        for &concurrency in options.concurrency.as_deref().unwrap_or(&[1, 16, 128])
+                        {
+                            out.push(group(server, transport, concurrency, payload, connections));
+                        }
+                    }
                 }
             }
-            for kind in ClientKind::ALL
-                .into_iter()
-                .filter(|kind| clients::available(*kind))
-            {
-                let cell = measure::median(rounds.iter().filter(|cell| cell.client == kind.name()));
+        }
+    } else if options.mode == "quick" {
+        for concurrency in [1, 16, 128] {
+            out.push(group(Tonic, Plaintext, concurrency, 1024, 1));
+        }
+        out.push(group(Tonic, Plaintext, 128, 1024, 4));
+        out.push(group(Tonic, Tls, 16, 1024, 1));
+        out.push(group(Go, Plaintext, 1, 1024, 1));
+        out.push(group(Go, Plaintext, 128, 1024, 1));
+        out.push(group(Go, Tls, 16, 1024, 1));
+    } else {
+        let all = [1, 16, 128, 512];
+        for payload in [0, 1024, 65536] {
+            for concurrency in all {
+                out.push(group(Tonic, Plaintext, concurrency, payload, 1));
+            }
+        }
+        for concurrency in [16, 128, 512] {
+            out.push(group(Tonic, Plaintext, concurrency, 1024, 4));
+        }
+        for (server, transport) in [(Tonic, Tls), (Go, Plaintext), (Go, Tls)] {
+            for concurrency in all {
+                out.push(group(server, transport, concurrency, 1024, 1));
+            }
+        }
+    }
+    out
+}
+
+/// Every client row, available here or not.
+fn clients(options: &Options) -> Vec<Client> {
+    let root = repo_root();
+    let exe = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for (name, _) in clients::RUST_CLIENTS {
+        let command = vec![exe.clone(), "drive".into(), name.into()];
+        out.push(Client {
+            name: name.into(),
+            face: if name == "c-abi-blocking" {
+                "c"
+            } else {
+                "rust"
+            },
+            ours: matches!(name, "grpcpool" | "core-blocking" | "c-abi-blocking"),
+            connections: name != "dial-per-call",
+            available: driver::check(&command),
+            command,
+        });
+    }
+    let go_driver = std::path::absolute(&options.out)
+        .unwrap_or_else(|_| options.out.clone())
+        .join("go-driver");
+    out.push(Client {
+        name: "grpc-go".into(),
+        face: "go",
+        ours: false,
+        connections: true,
+        available: build_go_driver(&root.join("bench/go"), &go_driver),
+        command: vec![go_driver.display().to_string()],
+    });
+    let python = root.join("target/python-venv/bin/python");
+    let script = root.join("bench/python/driver.py");
+    for (name, face, ours, client) in [
+        ("py-grpcpool-sync", "python-sync", true, "grpcpool-sync"),
+        ("py-grpcio-sync", "python-sync", false, "grpcio-sync"),
+        ("py-grpcpool-aio", "python-asyncio", true, "grpcpool-aio"),
+        ("py-grpc-aio", "python-asyncio", false, "grpc-aio"),
+    ] {
+        let command = vec![
+            python.display().to_string(),
+            script.display().to_string(),
+            "--client".into(),
+            client.into(),
+        ];
+        out.push(Client {
+            name: name.into(),
+            face,
+            ours,
+            connections: true,
+            available: if python.is_file() {
+                driver::check(&command)
+            } else {
+                Err("no venv at target/python-venv (run bash bindings-python/test.sh)".into())
+            },
+            command,
+        });
+    }
+    let node_script = root.join("bench/node/driver.js");
+    for (name, ours, client) in [
+        ("node-grpcpool", true, "grpcpool"),
+        ("node-grpc-js", false, "grpc-js"),
+    ] {
+        let command = vec![
+            "node".into(),
+            node_script.display().to_string(),
+            "--client".into(),
+            client.into(),
+        ];
+        out.push(Client {
+            name: name.into(),
+            face: "node",
+            ours,
+            connections: true,
+            available: if node_script.is_file() {
+                driver::check(&command)
+            } else {
+                Err("no bench/node/driver.js yet (the Node addon lands in bindings-node/)".into())
+            },
+            command,
+        });
+    }
+    if let Some(wanted) = &options.clients {
+        out.retain(|client| wanted.contains(&client.name));
+    }
+    out
+}
+
+/// Builds the grpc-go client driver with its pinned go.mod, once per output directory.
+fn build_go_driver(source: &Path, binary: &Path) -> Result<(), String> {
+    let newest_source = ["main.go", "go.mod", "go.sum"]
+        .iter()
+        .filter_map(|name| std::fs::metadata(source.join(name)).ok()?.modified().ok())
+        .max();
+    let built = std::fs::metadata(binary)
+        .ok()
+        .and_then(|meta| meta.modified().ok());
+    if let (Some(source), Some(built)) = (newest_source, built) {
+        if built >= source {
+            return Ok(());
+        }
+    }
+    let output = Command::new("go")
+        .args(["build", "-mod=readonly", "-o"])
+        .arg(binary)
+        .arg(".")
+        .current_dir(source)
+        .output()
+        .map_err(|error| format!("go is not installed ({error})"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let text = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "go build failed: {}",
+            text.lines().take(2).collect::<Vec<_>>().join(" | ")
+        ))
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `[#####-----] 12/40 cells, eta 35 s` on stderr.
+fn progress(done: usize, total: usize, started: Instant, what: &str) {
+    let width = 30;
+    let filled = (done * width).checked_div(total).unwrap_or(width);
+    let eta = if done == 0 {
+        "?".to_owned()
+    } else {
+        let per = started.elapsed().as_secs_f64() / done as f64;
+        format!("{:.0}", per * (total - done) as f64)
+    };
+    eprint!(
+        "\r\x1b[K[{}{}] {done}/{total} cells, eta {eta} s  {what}",
+        "#".repeat(filled),
+        "-".repeat(width - filled)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("serve") => return server::serve_child(),
+        Some("drive") => {
+            return clients::drive(&args[2..]).map_err(|error| error.to_string().into());
+        }
+        _ => {}
+    }
+    let options = parse_options()?;
+    std::fs::create_dir_all(options.out.join("plots"))?;
+    // Plots of an earlier run would sit beside this run's under the same names' pattern.
+    for entry in std::fs::read_dir(options.out.join("plots"))?.flatten() {
+        if entry.path().extension().is_some_and(|ext| ext == "svg") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let cpus = affinity::allowed_cpus();
+    let (server_cpu, client_cpu, pinned) = if options.pin && cpus.len() >= 2 {
+        (
+            Some(cpus[1]),
+            Some(cpus[0]),
+            format!(
+                "yes, server on CPU {}, client drivers on CPU {}",
+                cpus[1], cpus[0]
+            ),
+        )
+    } else {
+        (None, None, "no (one CPU, or --no-pin)".to_owned())
+    };
+    let mut meta = report::Meta {
+        mode: options.mode.into(),
+        cpus: cpus.len(),
+        pinned,
+        load_before: load_average(),
+        rounds: options.rounds,
+        seconds: options.seconds,
+        warmup: options.warmup,
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0),
+        ..report::Meta::default()
+    };
+    let clients = clients(&options);
+    for client in &clients {
+        if let Err(reason) = &client.available {
+            meta.not_available
+                .push(format!("{}: {reason}", client.name));
+        }
+    }
+    let groups = plan(&options);
+    let runnable = |group: &Group| {
+        clients
+            .iter()
+            .filter(|client| {
+                client.available.is_ok() && (group.connections == 1 || client.connections)
+            })
+            .count()
+    };
+    let total: usize = groups.iter().map(runnable).sum::<usize>() * options.rounds;
+    println!(
+        "grpcpool-bench {}: {} cells x {} clients, {} round(s) of {} s; load average {}; pinning: {}",
+        options.mode,
+        groups.len(),
+        clients.iter().filter(|client| client.available.is_ok()).count(),
+        options.rounds,
+        options.seconds,
+        meta.load_before,
+        meta.pinned
+    );
+    for note in &meta.not_available {
+        println!("  not available: {note}");
+    }
+    let started = Instant::now();
+    let mut done = 0;
+    let mut cells = Vec::new();
+    let mut servers: Vec<(ServerKind, Transport)> = Vec::new();
+    for group in &groups {
+        if !servers.contains(&(group.server, group.transport)) {
+            servers.push((group.server, group.transport));
+        }
+    }
+    let slack = Duration::from_secs(60);
+    for (kind, transport) in servers {
+        let server = match ChildServer::start(kind, transport, server_cpu) {
+            Ok(server) => server,
+            Err(error) => {
+                let note = format!(
+                    "{} server, {}: not available: {error}",
+                    kind.name(),
+                    transport.name()
+                );
+                println!("\n{note}");
+                meta.not_available.push(note);
+                for group in groups
+                    .iter()
+                    .filter(|g| g.server == kind && g.transport == transport)
+                {
+                    done += runnable(group) * options.rounds;
+                }
+                continue;
+            }
+        };
+        for group in groups
+            .iter()
+            .filter(|g| g.server == kind && g.transport == transport)
+        {
+            let args = driver::DriveArgs {
+                target: server.target.clone(),
+                concurrency: group.concurrency,
+                seconds: options.seconds,
+                warmup: options.warmup,
+                payload: group.payload,
+                connections: group.connections,
+                method: server.method.clone(),
+                tls_ca: server.ca_file.clone(),
+                server_name: server.server_name.clone(),
+            };
+            let eligible: Vec<&Client> = clients
+                .iter()
+                .filter(|client| group.connections == 1 || client.connections)
+                .collect();
+            let mut reports: Vec<Vec<driver::DriverReport>> = vec![Vec::new(); eligible.len()];
+            let mut failures: Vec<Option<String>> = vec![None; eligible.len()];
+            // Clients take turns within each round, so drift on a shared machine hits all alike.
+            for _ in 0..options.rounds {
+                for (index, client) in eligible.iter().enumerate() {
+                    if client.available.is_err() || failures[index].is_some() {
+                        continue;
+                    }
+                    progress(
+                        done,
+                        total,
+                        started,
+                        &format!(
+                            "{} {} c={} {}",
+                            kind.name(),
+                            transport.name(),
+                            group.concurrency,
+                            client.name
+                        ),
+                    );
+                    match driver::run(&client.command, &args, client_cpu, slack) {
+                        Ok(report) => reports[index].push(report),
+                        Err(error) => failures[index] = Some(format!("failed: {error}")),
+                    }
+                    done += 1;
+                }
+            }
+            eprint!("\r\x1b[K");
+            println!(
+                "\n{} server, {} {}, c={}, payload {} B, {} connection(s)",
+                kind.name(),
+                transport.name(),
+                server.key_kind,
+                group.concurrency,
+                group.payload,
+                group.connections
+            );
+            for (index, client) in eligible.iter().enumerate() {
+                let mut cell = Cell {
+                    server: kind.name().into(),
+                    transport: transport.name().into(),
+                    client: client.name.clone(),
+                    face: client.face.into(),
+                    ours: client.ours,
+                    concurrency: group.concurrency,
+                    payload: group.payload,
+                    connections: group.connections,
+                    ..Cell::default()
+                };
+                match (&client.available, &failures[index]) {
+                    (Err(_), _) => continue,
+                    (_, Some(failure)) => cell.note = Some(failure.clone()),
+                    _ => cell.fill(&reports[index]),
+                }
                 println!("  {}", cell.row());
                 cells.push(cell);
             }
         }
     }
-    println!("\n{}", measure::ratios(&cells));
-    if let Some(path) = options.json {
-        std::fs::write(&path, serde_json::to_string_pretty(&cells)?)?;
-        println!("results written to {path}");
+    eprintln!(
+        "\r\x1b[K[{}] {total}/{total} cells in {:.0} s",
+        "#".repeat(30),
+        started.elapsed().as_secs_f64()
+    );
+    meta.load_after = load_average();
+    let scale = None;
+    write_results(&options, &meta, &cells, &scale)?;
+    Ok(())
+}
+
+fn write_results(
+    options: &Options,
+    meta: &report::Meta,
+    cells: &[Cell],
+    scale: &Option<report::Scale>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let out = &options.out;
+    std::fs::write(out.join("results.json"), report::json(meta, cells, scale))?;
+    std::fs::write(out.join("results.csv"), report::csv(cells))?;
+    for (name, svg) in report::plots(cells) {
+        std::fs::write(out.join("plots").join(name), svg)?;
+    }
+    std::fs::write(
+        out.join("benchmarks.md"),
+        report::markdown(meta, cells, scale, "plots"),
+    )?;
+    let dir = out.display();
+    println!(
+        "\nload average before {}, after {}\nresults: {dir}/results.json, {dir}/results.csv, report {dir}/benchmarks.md, plots {dir}/plots/*.svg",
+        meta.load_before, meta.load_after,
+    );
+    if let Some(docs) = &options.docs {
+        // The report in docs/ points at plots copied beside it.
+        let directory = docs.parent().unwrap_or(Path::new("."));
+        let plots = directory.join("benchmarks");
+        std::fs::create_dir_all(&plots)?;
+        for (name, svg) in report::plots(cells) {
+            std::fs::write(plots.join(name), svg)?;
+        }
+        std::fs::write(docs, report::markdown(meta, cells, scale, "benchmarks"))?;
+        println!(
+            "report also written to {} (plots in {})",
+            docs.display(),
+            plots.display()
+        );
     }
     Ok(())
 }

@@ -1,83 +1,65 @@
-//! Closed-loop measurement: client CPU from getrusage, latency percentiles, ratios.
+//! Client CPU and peak RSS from getrusage, latency percentiles, and the median of rounds.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// One client at one concurrency over one transport.
-#[derive(Debug, Clone, Serialize)]
-pub struct Cell {
-    pub client: &'static str,
-    pub transport: &'static str,
-    pub concurrency: usize,
-    pub calls: u64,
-    pub errors: u64,
-    pub qps: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub cpu_us_per_call: f64,
-    pub rounds: usize,
-    pub spread_pct: f64,
+use crate::driver::DriverReport;
+
+fn usage(who: libc::c_int) -> libc::rusage {
+    // SAFETY: getrusage only writes the struct it is given.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut usage);
+        usage
+    }
 }
 
-impl Cell {
-    pub fn row(&self) -> String {
-        format!(
-            "{:<16} c={:<4} {:>9.0} qps (±{:>4.1}%)  p50 {:>8.1} us  p99 {:>8.1} us  cpu {:>6.1} us/call  ({} calls in {} rounds, {} errors)",
-            self.client,
-            self.concurrency,
-            self.qps,
-            self.spread_pct / 2.0,
-            self.p50_us,
-            self.p99_us,
-            self.cpu_us_per_call,
-            self.calls,
-            self.rounds,
-            self.errors
-        )
-    }
+fn cpu_of(usage: libc::rusage) -> Duration {
+    let time = |value: libc::timeval| {
+        Duration::from_secs(value.tv_sec as u64) + Duration::from_micros(value.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// User plus system CPU time of this process so far.
 pub fn process_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    #[allow(unsafe_code)]
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let time = |value: libc::timeval| {
-        Duration::from_secs(value.tv_sec as u64) + Duration::from_micros(value.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
+    cpu_of(usage(libc::RUSAGE_SELF))
 }
 
 /// User plus system CPU time of this process's finished children so far.
 pub fn children_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    #[allow(unsafe_code)]
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let time = |value: libc::timeval| {
-        Duration::from_secs(value.tv_sec as u64) + Duration::from_micros(value.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
+    cpu_of(usage(libc::RUSAGE_CHILDREN))
 }
 
-/// Builds a cell from per-call latencies, the wall time and the CPU time spent.
-pub fn cell(
-    client: &'static str,
-    transport: &'static str,
-    concurrency: usize,
-    mut latencies: Vec<Duration>,
-    errors: u64,
-    wall: Duration,
-    cpu: Duration,
-) -> Cell {
+/// Peak resident set of this process, KiB.
+pub fn peak_rss_kib() -> u64 {
+    usage(libc::RUSAGE_SELF).ru_maxrss.max(0) as u64
+}
+
+/// Peak resident set of the largest finished child, KiB.
+pub fn children_peak_rss_kib() -> u64 {
+    usage(libc::RUSAGE_CHILDREN).ru_maxrss.max(0) as u64
+}
+
+#[allow(dead_code)] // for the scale runs
+/// Resident set of this process now, KiB (from /proc/self/statm).
+pub fn current_rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    pages * page / 1024
+}
+
+/// The figures of one counted window: latency percentiles, QPS and CPU per call.
+pub fn summarize(mut latencies: Vec<Duration>, wall: Duration, cpu: Duration) -> DriverReport {
     latencies.sort_unstable();
     let calls = latencies.len() as u64;
     let percentile = |q: f64| {
@@ -87,108 +69,138 @@ pub fn cell(
         let index = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[index].as_secs_f64() * 1e6
     };
-    Cell {
-        client,
-        transport,
-        concurrency,
+    DriverReport {
         calls,
-        errors,
-        qps: calls as f64 / wall.as_secs_f64(),
+        errors: 0,
+        seconds: wall.as_secs_f64(),
+        qps: calls as f64 / wall.as_secs_f64().max(1e-9),
         p50_us: percentile(0.50),
-        p99_us: percentile(0.99),
+        p99_us: Some(percentile(0.99)),
         cpu_us_per_call: if calls == 0 {
             0.0
         } else {
             cpu.as_secs_f64() * 1e6 / calls as f64
         },
-        rounds: 1,
-        spread_pct: 0.0,
+        peak_rss_kib: 0,
     }
 }
 
-/// The median of each figure over several rounds of the same cell; `spread_pct` is the QPS range
-/// over the rounds as a percentage of the median.
-pub fn median<'a>(rounds: impl Iterator<Item = &'a Cell>) -> Cell {
-    let rounds: Vec<&Cell> = rounds.collect();
-    let mid = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or(0.0)
-    };
-    let pick = |field: fn(&Cell) -> f64| mid(rounds.iter().map(|cell| field(cell)).collect());
-    let mut cell = rounds
-        .first()
-        .map(|cell| (*cell).clone())
-        .unwrap_or_else(|| Cell {
-            client: "none",
-            transport: "none",
-            concurrency: 0,
-            calls: 0,
-            errors: 0,
-            qps: 0.0,
-            p50_us: 0.0,
-            p99_us: 0.0,
-            cpu_us_per_call: 0.0,
-            rounds: 0,
-            spread_pct: 0.0,
-        });
-    cell.qps = pick(|cell| cell.qps);
-    cell.p50_us = pick(|cell| cell.p50_us);
-    cell.p99_us = pick(|cell| cell.p99_us);
-    cell.cpu_us_per_call = pick(|cell| cell.cpu_us_per_call);
-    cell.calls = rounds.iter().map(|cell| cell.calls).sum();
-    cell.errors = rounds.iter().map(|cell| cell.errors).sum();
-    cell.rounds = rounds.len();
-    let (low, high) = rounds
-        .iter()
-        .fold((f64::MAX, 0.0_f64), |(low, high), cell| {
-            (low.min(cell.qps), high.max(cell.qps))
-        });
-    cell.spread_pct = if cell.qps > 0.0 {
-        (high - low) / cell.qps * 100.0
-    } else {
-        0.0
-    };
-    cell
+/// One client in one cell of the matrix: the medians of its rounds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Cell {
+    pub server: String,
+    pub transport: String,
+    pub client: String,
+    /// Which face the client belongs to (rust, c, python-sync, python-asyncio, go, node).
+    pub face: String,
+    /// Whether this is a grpcpool row (the others are the peers it is compared with).
+    pub ours: bool,
+    pub concurrency: usize,
+    pub payload: usize,
+    pub connections: usize,
+    pub rounds: usize,
+    pub calls: u64,
+    pub errors: u64,
+    pub qps: f64,
+    pub p50_us: f64,
+    pub p99_us: Option<f64>,
+    pub cpu_us_per_call: f64,
+    pub peak_rss_kib: u64,
+    /// QPS range over the rounds as a percentage of the median.
+    pub spread_pct: f64,
+    /// Why the cell has no figures (a driver that is not available here or failed).
+    pub note: Option<String>,
 }
 
-/// The ratios the core issue sets targets for, per transport and concurrency.
-pub fn ratios(cells: &[Cell]) -> String {
-    let find = |client: &str, transport: &str, concurrency: usize| {
-        cells.iter().find(|cell| {
-            cell.client == client && cell.transport == transport && cell.concurrency == concurrency
-        })
-    };
-    let mut out = String::from("ratios (pooled vs peers, same server, same run):\n");
-    let mut keys: Vec<(&str, usize)> = cells
-        .iter()
-        .map(|cell| (cell.transport, cell.concurrency))
-        .collect();
-    keys.dedup();
-    for (transport, concurrency) in keys {
-        let (Some(pool), Some(channel), Some(dial)) = (
-            find("grpcpool", transport, concurrency),
-            find("tonic-channel", transport, concurrency),
-            find("dial-per-call", transport, concurrency),
-        ) else {
-            continue;
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+impl Cell {
+    /// Fills the figures from the rounds' reports: medians, with the QPS spread.
+    pub fn fill(&mut self, rounds: &[DriverReport]) {
+        let pick = |field: fn(&DriverReport) -> f64| median(rounds.iter().map(field).collect());
+        self.rounds = rounds.len();
+        self.calls = rounds.iter().map(|report| report.calls).sum();
+        self.errors = rounds.iter().map(|report| report.errors).sum();
+        self.qps = pick(|report| report.qps);
+        self.p50_us = pick(|report| report.p50_us);
+        self.p99_us = rounds
+            .iter()
+            .all(|report| report.p99_us.is_some())
+            .then(|| pick(|report| report.p99_us.unwrap_or(0.0)));
+        self.cpu_us_per_call = pick(|report| report.cpu_us_per_call);
+        self.peak_rss_kib = pick(|report| report.peak_rss_kib as f64) as u64;
+        let (low, high) = rounds
+            .iter()
+            .fold((f64::MAX, 0.0_f64), |(low, high), report| {
+                (low.min(report.qps), high.max(report.qps))
+            });
+        self.spread_pct = if self.qps > 0.0 && !rounds.is_empty() {
+            (high - low) / self.qps * 100.0
+        } else {
+            0.0
         };
-        if let (Some(c_abi), Some(core)) = (
-            find("c-abi-blocking", transport, concurrency),
-            find("core-blocking", transport, concurrency),
-        ) {
-            out.push_str(&format!(
-                "  {transport:<9} c={concurrency:<4} cpu c-abi/core-blocking {:>5.3}   cpu c-abi/core-async {:>5.3}\n",
-                c_abi.cpu_us_per_call / core.cpu_us_per_call,
-                c_abi.cpu_us_per_call / pool.cpu_us_per_call,
-            ));
-        }
-        out.push_str(&format!(
-            "  {transport:<9} c={concurrency:<4} p50 dial/pool {:>5.2}x   cpu pool/channel {:>5.3}   qps pool/channel {:>5.3}   qps pool/dial {:>6.2}x\n",
-            dial.p50_us / pool.p50_us,
-            pool.cpu_us_per_call / channel.cpu_us_per_call,
-            pool.qps / channel.qps,
-            pool.qps / dial.qps,
-        ));
     }
-    out
+
+    /// One line for the console.
+    pub fn row(&self) -> String {
+        if let Some(note) = &self.note {
+            return format!("{:<22} {note}", self.client);
+        }
+        format!(
+            "{:<22} {:>9.0} qps (±{:>4.1}%)  p50 {:>8.1} us  p99 {:>9}  cpu {:>6.1} us/call  rss {:>7} KiB  ({} errors)",
+            self.client,
+            self.qps,
+            self.spread_pct / 2.0,
+            self.p50_us,
+            self.p99_us.map_or("-".to_owned(), |p99| format!("{p99:.1} us")),
+            self.cpu_us_per_call,
+            self.peak_rss_kib,
+            self.errors
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_takes_medians_and_spread() {
+        let report = |qps: f64, p99: Option<f64>| DriverReport {
+            calls: 10,
+            qps,
+            p50_us: qps / 10.0,
+            p99_us: p99,
+            cpu_us_per_call: 2.0,
+            peak_rss_kib: 100,
+            ..DriverReport::default()
+        };
+        let mut cell = Cell::default();
+        cell.fill(&[
+            report(90.0, Some(1.0)),
+            report(100.0, Some(2.0)),
+            report(110.0, Some(3.0)),
+        ]);
+        assert_eq!(
+            (cell.qps, cell.p50_us, cell.p99_us),
+            (100.0, 10.0, Some(2.0))
+        );
+        assert_eq!((cell.calls, cell.rounds, cell.spread_pct), (30, 3, 20.0));
+        cell.fill(&[report(90.0, None)]);
+        assert_eq!(cell.p99_us, None);
+    }
+
+    #[test]
+    fn summarize_percentiles() {
+        let latencies = (1..=100).map(Duration::from_micros).collect();
+        let report = summarize(latencies, Duration::from_secs(1), Duration::from_millis(1));
+        assert_eq!(
+            (report.calls, report.p50_us, report.p99_us),
+            (100, 50.0, Some(99.0))
+        );
+        assert_eq!(report.cpu_us_per_call, 10.0);
+    }
 }
