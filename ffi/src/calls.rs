@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::args::{self, grpcpool_metadata_entry_t, millis, non_null};
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
-use crate::handles::HandleTable;
+use crate::handles::{kind, HandleTable};
 use crate::leases::{self, grpcpool_lease_t};
 use crate::pool::{grpcpool_pool_t, pool_ref, InFlight};
 use crate::response::grpcpool_response_t;
@@ -47,7 +47,7 @@ struct CallEntry {
     state: Arc<CallState>,
 }
 
-static CALLS: HandleTable<CallEntry> = HandleTable::new();
+static CALLS: HandleTable<CallEntry> = HandleTable::new(kind::CALL);
 
 /// Runs `future` to completion on the pool's runtime, refusing on a grpcpool thread (a
 /// callback) where blocking would stall the pool.
@@ -205,10 +205,12 @@ where
         state: AtomicU8::new(RUNNING),
         cancel: Notify::new(),
     });
-    let handle = CALLS.insert(CallEntry {
-        pool_id,
-        state: Arc::clone(&state),
-    });
+    let handle = CALLS
+        .insert(CallEntry {
+            pool_id,
+            state: Arc::clone(&state),
+        })
+        .ok_or_else(|| FfiError::table_full("call"))?;
     if !out_call.is_null() {
         // SAFETY: non-NULL and writable per the contract; written before the call can finish.
         unsafe { args::write(out_call, handle) };

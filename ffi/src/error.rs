@@ -67,6 +67,13 @@ impl FfiError {
         FfiError::new(GRPCPOOL_NULL_ARGUMENT, format!("{what} is NULL"))
     }
 
+    pub(crate) fn table_full(what: &str) -> FfiError {
+        FfiError::new(
+            GRPCPOOL_INTERNAL,
+            format!("too many live {what} handles (16 million); free some"),
+        )
+    }
+
     pub(crate) fn stale(what: &str) -> FfiError {
         FfiError::new(
             GRPCPOOL_INVALID_HANDLE,

@@ -8,7 +8,7 @@ use grpcpool_core::{AcquireOptions, Lease};
 use crate::args::{self, millis, non_null};
 use crate::calls;
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
-use crate::handles::HandleTable;
+use crate::handles::{kind, HandleTable};
 use crate::pool::{grpcpool_pool_t, pool_ref, InFlight};
 
 /// A lease: a slot on one pooled connection. A generation-checked handle, never a pointer;
@@ -24,7 +24,7 @@ pub(crate) struct LeaseEntry {
     pub(crate) async_calls: Arc<InFlight>,
 }
 
-static LEASES: HandleTable<LeaseEntry> = HandleTable::new();
+static LEASES: HandleTable<LeaseEntry> = HandleTable::new(kind::LEASE);
 
 /// The lease behind a live handle.
 pub(crate) fn lookup(lease: grpcpool_lease_t) -> Result<LeaseEntry, FfiError> {
@@ -55,12 +55,14 @@ fn acquire(
         let mut options = AcquireOptions::with_timeout(millis(timeout_ms));
         options.site = Some(site.into());
         let lease = calls::block_on(&pool.pool, pool.pool.acquire_with(target, options))??;
-        let handle = LEASES.insert(LeaseEntry {
-            pool_id: pool.id,
-            pool: pool.pool.clone(),
-            lease: Arc::new(lease),
-            async_calls: Arc::clone(&pool.async_calls),
-        });
+        let handle = LEASES
+            .insert(LeaseEntry {
+                pool_id: pool.id,
+                pool: pool.pool.clone(),
+                lease: Arc::new(lease),
+                async_calls: Arc::clone(&pool.async_calls),
+            })
+            .ok_or_else(|| FfiError::table_full("lease"))?;
         // SAFETY: checked non-NULL above.
         unsafe { args::write(out, handle) };
         Ok(())
