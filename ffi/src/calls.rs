@@ -62,6 +62,26 @@ struct CallInput<'a> {
     options: CallOptions,
 }
 
+/// A call's options from C: its metadata, and a deadline `timeout_ms` from now (0: none).
+///
+/// # Safety
+/// `metadata` holds `metadata_len` entries (NULL if 0), as the exported functions require.
+pub(crate) unsafe fn call_options(
+    metadata: *const grpcpool_metadata_entry_t,
+    metadata_len: usize,
+    timeout_ms: u32,
+) -> Result<CallOptions, FfiError> {
+    // SAFETY: per the contract.
+    let metadata = unsafe { args::metadata(metadata, metadata_len)? };
+    let mut options = if timeout_ms > 0 {
+        CallOptions::with_timeout(millis(timeout_ms))
+    } else {
+        CallOptions::default()
+    };
+    options.metadata = metadata;
+    Ok(options)
+}
+
 /// # Safety
 /// The pointers follow the contract of the exported call functions.
 unsafe fn call_input<'a>(
@@ -77,13 +97,7 @@ unsafe fn call_input<'a>(
     // SAFETY: per the contract.
     let request = Bytes::copy_from_slice(unsafe { args::bytes(request, request_len, "request")? });
     // SAFETY: per the contract.
-    let metadata = unsafe { args::metadata(metadata, metadata_len)? };
-    let mut options = if timeout_ms > 0 {
-        CallOptions::with_timeout(millis(timeout_ms))
-    } else {
-        CallOptions::default()
-    };
-    options.metadata = metadata;
+    let options = unsafe { call_options(metadata, metadata_len, timeout_ms)? };
     Ok(CallInput {
         method,
         request,
@@ -179,7 +193,7 @@ pub unsafe extern "C" fn grpcpool_unary(
 }
 
 /// The C pointer that travels with an async call; only handed back to the caller's callback.
-struct UserData(*mut c_void);
+pub(crate) struct UserData(pub(crate) *mut c_void);
 
 // SAFETY: the library never dereferences it; passing it to the callback on another thread is
 // what the caller asked for by starting an async call.

@@ -1,6 +1,6 @@
 //! Tables of live handles. A handle packs a slot index with the slot's generation and the
 //! table's kind, so a released, completed or forged handle, or one of another kind (a lease
-//! handle given as a call), is recognised and refused instead of reaching freed memory.
+//! handle given as a stream), is recognised and refused instead of reaching freed memory.
 //!
 //! Layout: bits 32..64 the generation, bits 24..32 the kind, bits 0..24 the index plus one.
 
@@ -14,6 +14,17 @@ struct Slot<T> {
 struct Slots<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
+}
+
+/// What [`HandleTable::remove_if`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Removal<T> {
+    /// The value, out of the table: its handle is dead.
+    Taken(T),
+    /// The handle is live but the check refused; nothing changed.
+    Refused,
+    /// The handle is not live.
+    Stale,
 }
 
 /// A thread-safe table of values reachable by generation-checked `u64` handles; 0 is never issued.
@@ -30,6 +41,7 @@ const INDEX_MASK: u64 = (1 << 24) - 1;
 pub(crate) mod kind {
     pub(crate) const LEASE: u8 = 1;
     pub(crate) const CALL: u8 = 2;
+    pub(crate) const STREAM: u8 = 3;
 }
 
 impl<T: Clone> HandleTable<T> {
@@ -99,6 +111,29 @@ impl<T: Clone> HandleTable<T> {
         value
     }
 
+    /// Takes the value out if `may_take` allows it; otherwise the handle stays live.
+    pub(crate) fn remove_if(&self, handle: u64, may_take: impl FnOnce(&T) -> bool) -> Removal<T> {
+        let Some((index, generation)) = self.split(handle) else {
+            return Removal::Stale;
+        };
+        let mut table = self.inner.lock();
+        let Some(slot) = table.slots.get_mut(index) else {
+            return Removal::Stale;
+        };
+        match &slot.value {
+            Some(value) if slot.generation == generation => {
+                if !may_take(value) {
+                    return Removal::Refused;
+                }
+            }
+            _ => return Removal::Stale,
+        }
+        let value = slot.value.take();
+        slot.generation = slot.generation.wrapping_add(1).max(1);
+        table.free.push(index as u32);
+        value.map_or(Removal::Stale, Removal::Taken)
+    }
+
     /// Takes out every value `matches` selects.
     pub(crate) fn remove_where(&self, matches: impl Fn(&T) -> bool) -> Vec<T> {
         let mut table = self.inner.lock();
@@ -134,13 +169,26 @@ mod tests {
             assert_eq!(table.get(forged), None, "{forged:#x}");
         }
         // The same slot and generation in a table of another kind is another handle.
-        let (leases, calls) = (HandleTable::new(kind::LEASE), HandleTable::new(kind::CALL));
-        let (lease, call) = (leases.insert(1).unwrap(), calls.insert(2).unwrap());
-        assert_ne!(lease, call);
-        assert_eq!(lease & !(0xff << 24), call & !(0xff << 24));
-        assert_eq!(leases.get(call), None);
-        assert_eq!(calls.get(lease), None);
+        let (leases, streams) = (
+            HandleTable::new(kind::LEASE),
+            HandleTable::new(kind::STREAM),
+        );
+        let (lease, stream) = (leases.insert(1).unwrap(), streams.insert(2).unwrap());
+        assert_ne!(lease, stream);
+        assert_eq!(lease & !(0xff << 24), stream & !(0xff << 24));
+        assert_eq!(leases.get(stream), None);
+        assert_eq!(streams.get(lease), None);
+        assert_eq!(table.remove_if(second, |_| false), Removal::Refused);
+        assert_eq!(
+            table.get(second),
+            Some("b"),
+            "a refused removal leaves it live"
+        );
         assert_eq!(table.remove_where(|value| *value == "b"), vec!["b"]);
+        assert_eq!(table.remove_if(second, |_| true), Removal::Stale);
+        let third = table.insert("c").unwrap();
+        assert_eq!(table.remove_if(third, |_| true), Removal::Taken("c"));
+        assert_eq!(table.get(third), None);
         assert_eq!(table.get(second), None);
     }
 }
