@@ -833,51 +833,6 @@ grpcpool_result grpcpool_response_trailer(const grpcpool_response_t *response,
 void grpcpool_response_free(grpcpool_response_t *response);
 
 /**
- * Sends one message without waiting; otherwise as `grpcpool_stream_send`. The message is
- * copied now. Input is checked now: on an error result (`GRPCPOOL_BUSY` while another send is
- * in progress, `GRPCPOOL_MESSAGE_TOO_LARGE`, a stale handle) nothing started and the callback
- * will not run. On `GRPCPOOL_OK` the callback runs exactly once, on a grpcpool worker thread
- * (never on the calling thread, though possibly before this function has returned); a cancel
- * or `grpcpool_stream_free` makes a send waiting under flow control complete at once with
- * `GRPCPOOL_STREAM_CLOSED`.
- *
- * # Safety
- * `message` covers `message_len` readable bytes (NULL if 0); `callback` is a valid function.
- */
-grpcpool_result grpcpool_stream_send_async(grpcpool_stream_t stream,
-                                           const uint8_t *message,
-                                           size_t message_len,
-                                           grpcpool_stream_send_callback_t callback,
-                                           void *user_data);
-
-/**
- * Receives the next message without waiting; otherwise as `grpcpool_stream_recv`. On an error
- * result (`GRPCPOOL_BUSY` while another recv, headers or finish is in progress, a stale
- * handle) nothing started and the callback will not run. On `GRPCPOOL_OK` the callback runs
- * exactly once on a grpcpool worker thread, with the message or NULL at the end; a cancel or
- * `grpcpool_stream_free` makes it run at once with NULL.
- *
- * # Safety
- * `callback` is a valid function.
- */
-grpcpool_result grpcpool_stream_recv_async(grpcpool_stream_t stream,
-                                           grpcpool_stream_recv_callback_t callback,
-                                           void *user_data);
-
-/**
- * Half-closes, reads to the end and gives the final status, without waiting; otherwise as
- * `grpcpool_stream_finish`. On an error result (`GRPCPOOL_BUSY`, a stale handle) nothing
- * started and the callback will not run. On `GRPCPOOL_OK` the callback runs exactly once on a
- * grpcpool worker thread with the response.
- *
- * # Safety
- * `callback` is a valid function.
- */
-grpcpool_result grpcpool_stream_finish_async(grpcpool_stream_t stream,
-                                             grpcpool_stream_finish_callback_t callback,
-                                             void *user_data);
-
-/**
  * Opens a streaming call on a lease, without waiting. `method` is `/package.Service/Method`;
  * `metadata` is sent as request metadata; `timeout_ms` 0 means no deadline, otherwise the
  * whole call (every send and recv) must be over by then.
@@ -990,6 +945,51 @@ grpcpool_result grpcpool_stream_finish(grpcpool_stream_t stream, grpcpool_respon
  * functions ignore NULL. Not blocking: may be called from a callback.
  */
 grpcpool_result grpcpool_stream_free(grpcpool_stream_t stream);
+
+/**
+ * Sends one message without waiting; otherwise as `grpcpool_stream_send`. The message is
+ * copied now. Input is checked now: on an error result (`GRPCPOOL_BUSY` while another send is
+ * in progress, `GRPCPOOL_MESSAGE_TOO_LARGE`, a stale handle) nothing started and the callback
+ * will not run. On `GRPCPOOL_OK` the callback runs exactly once, on a grpcpool worker thread
+ * (never on the calling thread, though possibly before this function has returned); a cancel
+ * or `grpcpool_stream_free` makes a send waiting under flow control complete at once with
+ * `GRPCPOOL_STREAM_CLOSED`.
+ *
+ * # Safety
+ * `message` covers `message_len` readable bytes (NULL if 0); `callback` is a valid function.
+ */
+grpcpool_result grpcpool_stream_send_async(grpcpool_stream_t stream,
+                                           const uint8_t *message,
+                                           size_t message_len,
+                                           grpcpool_stream_send_callback_t callback,
+                                           void *user_data);
+
+/**
+ * Receives the next message without waiting; otherwise as `grpcpool_stream_recv`. On an error
+ * result (`GRPCPOOL_BUSY` while another recv, headers or finish is in progress, a stale
+ * handle) nothing started and the callback will not run. On `GRPCPOOL_OK` the callback runs
+ * exactly once on a grpcpool worker thread, with the message or NULL at the end; a cancel or
+ * `grpcpool_stream_free` makes it run at once with NULL.
+ *
+ * # Safety
+ * `callback` is a valid function.
+ */
+grpcpool_result grpcpool_stream_recv_async(grpcpool_stream_t stream,
+                                           grpcpool_stream_recv_callback_t callback,
+                                           void *user_data);
+
+/**
+ * Half-closes, reads to the end and gives the final status, without waiting; otherwise as
+ * `grpcpool_stream_finish`. On an error result (`GRPCPOOL_BUSY`, a stale handle) nothing
+ * started and the callback will not run. On `GRPCPOOL_OK` the callback runs exactly once on a
+ * grpcpool worker thread with the response.
+ *
+ * # Safety
+ * `callback` is a valid function.
+ */
+grpcpool_result grpcpool_stream_finish_async(grpcpool_stream_t stream,
+                                             grpcpool_stream_finish_callback_t callback,
+                                             void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -17,9 +17,9 @@ mod log;
 mod message;
 mod pool;
 mod response;
-mod stream_async;
 mod stream_state;
 mod streams;
+mod streams_async;
 
 use std::ffi::c_char;
 
@@ -41,14 +41,14 @@ pub use pool::{
     grpcpool_pool_stats_json, grpcpool_pool_t, grpcpool_string_free,
 };
 pub use response::*;
-pub use stream_async::{
-    grpcpool_stream_finish_async, grpcpool_stream_finish_callback_t, grpcpool_stream_recv_async,
-    grpcpool_stream_recv_callback_t, grpcpool_stream_send_async, grpcpool_stream_send_callback_t,
-};
 pub use streams::{
     grpcpool_lease_open_stream, grpcpool_open_stream, grpcpool_stream_cancel,
     grpcpool_stream_close_send, grpcpool_stream_finish, grpcpool_stream_free,
     grpcpool_stream_headers, grpcpool_stream_recv, grpcpool_stream_send, grpcpool_stream_t,
+};
+pub use streams_async::{
+    grpcpool_stream_finish_async, grpcpool_stream_finish_callback_t, grpcpool_stream_recv_async,
+    grpcpool_stream_recv_callback_t, grpcpool_stream_send_async, grpcpool_stream_send_callback_t,
 };
 
 /// Major version of the library these declarations describe.

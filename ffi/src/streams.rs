@@ -1,6 +1,6 @@
 //! Streaming calls from C: open on a lease or one-shot on a pool, then blocking send,
 //! half-close, recv, headers, cancel and finish on a generation-checked stream handle. The
-//! operations themselves are in `stream_state`, the callback flavours in `stream_async`.
+//! operations themselves are in `stream_state`, the callback flavours in `streams_async`.
 
 use std::ffi::c_char;
 use std::future::Future;
