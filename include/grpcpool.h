@@ -8,8 +8,9 @@
  *    On an error, grpcpool_last_error() gives this thread's message.
  *  - Out-parameters are written only on GRPCPOOL_OK.
  *  - Each object the library allocates has one _free function, which accepts NULL.
- *  - Leases and async calls are handles (uint64_t), checked on every use: a stale,
- *    double-released or forged handle gives GRPCPOOL_INVALID_HANDLE.
+ *  - Leases, async calls and streams are handles (uint64_t), checked on every use: a
+ *    stale, double-released or forged handle, or one of another kind, gives
+ *    GRPCPOOL_INVALID_HANDLE.
  *  - Every function may be called from any thread at the same time, except where its
  *    comment says otherwise (config setters; grpcpool_pool_free).
  *  - Blocking functions must not be called from a grpcpool callback; they return
@@ -123,6 +124,16 @@ typedef enum {
    * An internal error, such as the runtime failing to start.
    */
   GRPCPOOL_INTERNAL = 16,
+  /**
+   * The stream already has an operation of this kind in progress (a second send while one
+   * waits, or a second recv, headers or finish while one waits); nothing happened.
+   */
+  GRPCPOOL_BUSY = 17,
+  /**
+   * The stream is closed for sending: half-closed, cancelled, or the call has ended
+   * (`grpcpool_stream_finish` gives its status).
+   */
+  GRPCPOOL_STREAM_CLOSED = 18,
 } grpcpool_result;
 
 /**
@@ -131,6 +142,19 @@ typedef enum {
  * when the pool is made. Not for use from two threads at once.
  */
 typedef struct grpcpool_config_t grpcpool_config_t;
+
+/**
+ * One message received on a stream. Read it with `grpcpool_message_bytes`; free it with
+ * `grpcpool_message_free`. Safe to read from several threads at once.
+ */
+typedef struct grpcpool_message_t grpcpool_message_t;
+
+/**
+ * A list of metadata entries (a stream's response headers). Read it with
+ * `grpcpool_metadata_count` and `grpcpool_metadata_get`; free it with `grpcpool_metadata_free`.
+ * Safe to read from several threads at once.
+ */
+typedef struct grpcpool_metadata_t grpcpool_metadata_t;
 
 /**
  * A connection pool. Every function taking it may be called from any thread at once, except
@@ -209,6 +233,42 @@ typedef struct {
    */
   size_t len;
 } grpcpool_bytes_t;
+
+/**
+ * A streaming call (server-, client- or bidirectional streaming): a generation-checked handle,
+ * never a pointer. It holds its connection slot until the call ends, and lives until
+ * `grpcpool_stream_free`; a freed, forged or pool-freed handle gives
+ * `GRPCPOOL_INVALID_HANDLE`.
+ */
+typedef uint64_t grpcpool_stream_t;
+
+/**
+ * Receives the outcome of `grpcpool_stream_send_async`, exactly once, on a grpcpool worker
+ * thread: `GRPCPOOL_OK` once the message is handed to the connection, else the failure
+ * (`GRPCPOOL_STREAM_CLOSED` when sending was over; `grpcpool_last_error()` inside the callback
+ * gives the message). `user_data` is the pointer given to the send, for the caller's context.
+ * The callback must return quickly and must not call blocking grpcpool functions (they fail with
+ * `GRPCPOOL_BLOCKING_IN_CALLBACK`); it may start the next async operation on the stream.
+ */
+typedef void (*grpcpool_stream_send_callback_t)(void *user_data, grpcpool_result result);
+
+/**
+ * Receives the outcome of `grpcpool_stream_recv_async`, exactly once, on a grpcpool worker
+ * thread: the next message, which now belongs to the callback (free it with
+ * `grpcpool_message_free`), or NULL at the end of the stream (`grpcpool_stream_finish_async`
+ * then gives the status). `user_data` is the pointer given to the recv. The callback must
+ * return quickly and must not call blocking grpcpool functions; it may start the next
+ * async recv.
+ */
+typedef void (*grpcpool_stream_recv_callback_t)(void *user_data, grpcpool_message_t *message);
+
+/**
+ * Receives the final status of `grpcpool_stream_finish_async`, exactly once, on a grpcpool
+ * worker thread. `response` is never NULL and now belongs to the callback: free it with
+ * `grpcpool_response_free`. `user_data` is the pointer given to the finish. The callback must
+ * return quickly and must not call blocking grpcpool functions; it may free the stream.
+ */
+typedef void (*grpcpool_stream_finish_callback_t)(void *user_data, grpcpool_response_t *response);
 
 #ifdef __cplusplus
 extern "C" {
@@ -592,6 +652,50 @@ grpcpool_result grpcpool_set_log_callback(grpcpool_log_callback_t callback,
                                           int32_t max_level);
 
 /**
+ * The message's bytes (the encoded message, without gRPC framing); empty for NULL. They stay
+ * valid until the message is freed.
+ *
+ * # Safety
+ * `message` is NULL or a live message.
+ */
+grpcpool_bytes_t grpcpool_message_bytes(const grpcpool_message_t *message);
+
+/**
+ * Frees a message. NULL is ignored.
+ *
+ * # Safety
+ * `message` is NULL or a message from this library, not used again.
+ */
+void grpcpool_message_free(grpcpool_message_t *message);
+
+/**
+ * The number of entries; 0 for NULL.
+ *
+ * # Safety
+ * `metadata` is NULL or a live metadata list.
+ */
+size_t grpcpool_metadata_count(const grpcpool_metadata_t *metadata);
+
+/**
+ * The entry at `index` (0-based, in arrival order). Binary (`-bin`) values are decoded. The
+ * pointers written to `*out` stay valid until the list is freed.
+ *
+ * # Safety
+ * `metadata` is NULL or a live metadata list; `out` is NULL or writable.
+ */
+grpcpool_result grpcpool_metadata_get(const grpcpool_metadata_t *metadata,
+                                      size_t index,
+                                      grpcpool_metadata_entry_t *out);
+
+/**
+ * Frees a metadata list. NULL is ignored.
+ *
+ * # Safety
+ * `metadata` is NULL or a list from this library, not used again.
+ */
+void grpcpool_metadata_free(grpcpool_metadata_t *metadata);
+
+/**
  * Makes a pool. `config` may be NULL for the defaults; it is copied and may be freed after.
  * On success `*out` holds the pool; free it with `grpcpool_pool_free`.
  *
@@ -614,8 +718,10 @@ grpcpool_result grpcpool_pool_shutdown(const grpcpool_pool_t *pool,
 
 /**
  * Frees a pool. Async calls still running are cancelled and their callbacks run (with
- * CANCELLED) before this returns, however long a callback takes; leases still held become
- * invalid handles. NULL is ignored.
+ * CANCELLED) before this returns, however long a callback takes; streams not yet freed are
+ * cancelled (the server sees it) and their pending async operations complete (recv with the
+ * end, send with `GRPCPOOL_STREAM_CLOSED`, finish with CANCELLED) before this returns; leases
+ * and streams still held become invalid handles. NULL is ignored.
  *
  * # Safety
  * `pool` is NULL or a live pool, not used again afterwards, and this is not called from a
@@ -725,6 +831,165 @@ grpcpool_result grpcpool_response_trailer(const grpcpool_response_t *response,
  * `response` is NULL or a response from this library, not used again.
  */
 void grpcpool_response_free(grpcpool_response_t *response);
+
+/**
+ * Opens a streaming call on a lease, without waiting. `method` is `/package.Service/Method`;
+ * `metadata` is sent as request metadata; `timeout_ms` 0 means no deadline, otherwise the
+ * whole call (every send and recv) must be over by then.
+ *
+ * On `GRPCPOOL_OK` the lease handle is consumed (it is now invalid: the stream holds its slot
+ * and gives it back when the call ends), and `*out` holds the stream, to be freed with
+ * `grpcpool_stream_free`. Bad input (`GRPCPOOL_INVALID_METHOD`, `GRPCPOOL_INVALID_METADATA`,
+ * NULL) and `GRPCPOOL_BUSY` (calls on the lease are still running: async ones, or blocking
+ * ones on other threads) leave the lease valid. `GRPCPOOL_UNAVAILABLE` means the lease had lost its connection; it is consumed.
+ * Not blocking: may be called from a callback.
+ *
+ * # Safety
+ * `method` is NULL or NUL-terminated; `metadata` holds `metadata_len` entries (NULL if 0);
+ * `out` is NULL or writable.
+ */
+grpcpool_result grpcpool_lease_open_stream(grpcpool_lease_t lease,
+                                           const char *method,
+                                           const grpcpool_metadata_entry_t *metadata,
+                                           size_t metadata_len,
+                                           uint32_t timeout_ms,
+                                           grpcpool_stream_t *out);
+
+/**
+ * Acquires a slot on `target` and opens a streaming call on it; the stream gives the slot back
+ * when the call ends. Blocking while it waits for a slot: up to the call's timeout, or the
+ * config's acquire timeout when `timeout_ms` is 0 (the call then has no deadline).
+ * Unlike `grpcpool_unary` there is no response to carry a failure to start, so an unreachable
+ * target is `GRPCPOOL_UNAVAILABLE`, no slot in time `GRPCPOOL_ACQUIRE_TIMEOUT` and a shut-down
+ * pool `GRPCPOOL_POOL_CLOSED`. On `GRPCPOOL_OK`, `*out` holds the stream; free it with
+ * `grpcpool_stream_free`. Not from a callback (`GRPCPOOL_BLOCKING_IN_CALLBACK`).
+ *
+ * # Safety
+ * As `grpcpool_lease_open_stream`; `pool` is NULL or live; `target` is NULL or NUL-terminated.
+ */
+grpcpool_result grpcpool_open_stream(const grpcpool_pool_t *pool,
+                                     const char *target,
+                                     const char *method,
+                                     const grpcpool_metadata_entry_t *metadata,
+                                     size_t metadata_len,
+                                     uint32_t timeout_ms,
+                                     grpcpool_stream_t *out);
+
+/**
+ * Sends one message (`message_len` bytes, copied; NULL allowed when 0), waiting while HTTP/2
+ * flow control holds the previous one back. `GRPCPOOL_STREAM_CLOSED` once sending is over:
+ * after `grpcpool_stream_close_send`, a cancel, the deadline, or the call's end (then
+ * `grpcpool_stream_finish` gives the status). `GRPCPOOL_MESSAGE_TOO_LARGE` above the config's
+ * max send size. One send at a time per stream (`GRPCPOOL_BUSY` otherwise); it may run while
+ * another thread receives. A cancel from another thread wakes it. Not from a callback.
+ *
+ * # Safety
+ * `message` covers `message_len` readable bytes (NULL if 0).
+ */
+grpcpool_result grpcpool_stream_send(grpcpool_stream_t stream,
+                                     const uint8_t *message,
+                                     size_t message_len);
+
+/**
+ * Half-closes: tells the server no more messages come (after a send in progress, if any).
+ * Receiving goes on. Closing again is harmless. Not blocking: may be called from a callback.
+ */
+grpcpool_result grpcpool_stream_close_send(grpcpool_stream_t stream);
+
+/**
+ * Waits for the next message. On `GRPCPOOL_OK`, `*out` holds it (free it with
+ * `grpcpool_message_free`), or is NULL at the end of the stream: the call is over, and
+ * `grpcpool_stream_finish` gives its status (OK, an error from the server, CANCELLED, or
+ * DEADLINE_EXCEEDED). One recv, headers or finish at a time per stream (`GRPCPOOL_BUSY`
+ * otherwise). A cancel from any thread wakes it with the end. Not from a callback.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+grpcpool_result grpcpool_stream_recv(grpcpool_stream_t stream, grpcpool_message_t **out);
+
+/**
+ * Waits for the response headers (initial metadata). On `GRPCPOOL_OK`, `*out` holds them
+ * (free with `grpcpool_metadata_free`), or is NULL when the call ended without sending any
+ * (`grpcpool_stream_finish` says why). Counts as a recv for `GRPCPOOL_BUSY`. Not from a callback.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+grpcpool_result grpcpool_stream_headers(grpcpool_stream_t stream, grpcpool_metadata_t **out);
+
+/**
+ * Cancels the call: the server sees it cancelled (RST_STREAM CANCEL), the slot returns, a recv
+ * or send waiting on any thread wakes (recv with the end, send with `GRPCPOOL_STREAM_CLOSED`),
+ * and the final status is CANCELLED (1). On a call already over it does nothing. The handle
+ * stays valid until `grpcpool_stream_free`. Not blocking: may be called from a callback.
+ */
+grpcpool_result grpcpool_stream_cancel(grpcpool_stream_t stream);
+
+/**
+ * Half-closes, reads to the end (dropping messages not yet read) and gives the final status:
+ * on `GRPCPOOL_OK`, `*out` holds a response (free it with `grpcpool_response_free`) with the
+ * status code and message, the headers and the trailers; its body is empty. Calling it again
+ * gives the same status. Counts as a recv for `GRPCPOOL_BUSY`. Not from a callback.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+grpcpool_result grpcpool_stream_finish(grpcpool_stream_t stream, grpcpool_response_t **out);
+
+/**
+ * Frees a stream handle. A call not yet over is cancelled first (the server sees the cancel)
+ * and its slot returns; operations waiting on other threads wake as for a cancel, and async
+ * ones still run their callback once. A handle already freed, from a freed pool, or never
+ * issued gives `GRPCPOOL_INVALID_HANDLE`; 0 (never a live handle) is ignored, as `_free`
+ * functions ignore NULL. Not blocking: may be called from a callback.
+ */
+grpcpool_result grpcpool_stream_free(grpcpool_stream_t stream);
+
+/**
+ * Sends one message without waiting; otherwise as `grpcpool_stream_send`. The message is
+ * copied now. Input is checked now: on an error result (`GRPCPOOL_BUSY` while another send is
+ * in progress, `GRPCPOOL_MESSAGE_TOO_LARGE`, a stale handle) nothing started and the callback
+ * will not run. On `GRPCPOOL_OK` the callback runs exactly once, on a grpcpool worker thread
+ * (never on the calling thread, though possibly before this function has returned); a cancel
+ * or `grpcpool_stream_free` makes a send waiting under flow control complete at once with
+ * `GRPCPOOL_STREAM_CLOSED`.
+ *
+ * # Safety
+ * `message` covers `message_len` readable bytes (NULL if 0); `callback` is a valid function.
+ */
+grpcpool_result grpcpool_stream_send_async(grpcpool_stream_t stream,
+                                           const uint8_t *message,
+                                           size_t message_len,
+                                           grpcpool_stream_send_callback_t callback,
+                                           void *user_data);
+
+/**
+ * Receives the next message without waiting; otherwise as `grpcpool_stream_recv`. On an error
+ * result (`GRPCPOOL_BUSY` while another recv, headers or finish is in progress, a stale
+ * handle) nothing started and the callback will not run. On `GRPCPOOL_OK` the callback runs
+ * exactly once on a grpcpool worker thread, with the message or NULL at the end; a cancel or
+ * `grpcpool_stream_free` makes it run at once with NULL.
+ *
+ * # Safety
+ * `callback` is a valid function.
+ */
+grpcpool_result grpcpool_stream_recv_async(grpcpool_stream_t stream,
+                                           grpcpool_stream_recv_callback_t callback,
+                                           void *user_data);
+
+/**
+ * Half-closes, reads to the end and gives the final status, without waiting; otherwise as
+ * `grpcpool_stream_finish`. On an error result (`GRPCPOOL_BUSY`, a stale handle) nothing
+ * started and the callback will not run. On `GRPCPOOL_OK` the callback runs exactly once on a
+ * grpcpool worker thread with the response.
+ *
+ * # Safety
+ * `callback` is a valid function.
+ */
+grpcpool_result grpcpool_stream_finish_async(grpcpool_stream_t stream,
+                                             grpcpool_stream_finish_callback_t callback,
+                                             void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,7 +1,7 @@
 /*
  * grpcpool.hpp: a small header-only C++17 wrapper over the C API in grpcpool.h.
  *
- * RAII for the config, the pool, leases and responses; failures of the C API are thrown as
+ * RAII for the config, the pool, leases, streams and responses; failures of the C API are thrown as
  * grpcpool::Error carrying the grpcpool_result and the library's message. A non-OK gRPC status
  * is not an exception: it is a Response whose ok() is false, as in the C API.
  *
@@ -11,9 +11,20 @@
  *       lease.unary("/pkg.Service/Method", request, {{"x-request-id", "42"}}, std::chrono::seconds(2));
  *   if (!response.ok()) std::cerr << response.code() << ": " << response.message() << "\n";
  *
+ * Streaming calls: Pool::open_stream or Lease::open_stream give a Stream to send(), recv(),
+ * close_send() and finish() (the final status as a Response):
+ *
+ *   grpcpool::Stream stream = pool.open_stream(target, "/pkg.Service/Chat", {}, std::chrono::seconds(5));
+ *   stream.send(request);
+ *   stream.close_send();
+ *   while (std::optional<std::string> reply = stream.recv()) handle(*reply);
+ *   grpcpool::Response status = stream.finish();
+ *
  * Thread safety is that of the C API: a Pool may be used from many threads at once; a Config
  * is not for two threads at once; Lease and Response objects may be shared for reading but are
- * not synchronised for moves or release.
+ * not synchronised for moves or release. One thread may send() on a Stream while another
+ * recv()s; cancel() works from any thread; a second concurrent send(), or recv() beside
+ * recv()/headers()/finish(), throws GRPCPOOL_BUSY.
  */
 #ifndef GRPCPOOL_HPP
 #define GRPCPOOL_HPP
@@ -22,6 +33,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -267,6 +279,84 @@ class Response {
   grpcpool_response_t* response_;
 };
 
+/// A streaming call, freed (and cancelled, if not over) when the Stream is destroyed. Movable,
+/// not copyable; a moved-from Stream's methods throw GRPCPOOL_INVALID_HANDLE, as do those of a
+/// Stream whose Pool was freed. A non-OK status is not an exception: finish() returns it.
+class Stream {
+ public:
+  /// Takes ownership of a C stream handle.
+  explicit Stream(grpcpool_stream_t handle) noexcept : handle_(handle) {}
+  /// Frees the stream, cancelling a call not yet over; never throws.
+  ~Stream() { grpcpool_stream_free(handle_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  /// Takes over `other`'s stream.
+  Stream(Stream&& other) noexcept : handle_(std::exchange(other.handle_, 0)) {}
+  /// Frees this stream (cancelling it if not over) and takes over `other`'s.
+  Stream& operator=(Stream&& other) noexcept {
+    if (this != &other) {
+      grpcpool_stream_free(handle_);
+      handle_ = std::exchange(other.handle_, 0);
+    }
+    return *this;
+  }
+
+  /// Sends one message, waiting under flow control. False once the stream is closed for
+  /// sending (half-closed, cancelled, past its deadline, or ended: finish() says why); throws
+  /// Error for anything else (GRPCPOOL_MESSAGE_TOO_LARGE, GRPCPOOL_BUSY...).
+  bool send(std::string_view message) const {
+    grpcpool_result result = grpcpool_stream_send(handle_, detail::bytes(message), message.size());
+    if (result == GRPCPOOL_STREAM_CLOSED) return false;
+    detail::check(result);
+    return true;
+  }
+
+  /// Half-closes: no more messages go to the server; receiving goes on.
+  void close_send() const { detail::check(grpcpool_stream_close_send(handle_)); }
+
+  /// The next message, or std::nullopt at the end of the stream (then finish() gives the status).
+  std::optional<std::string> recv() const {
+    grpcpool_message_t* message = nullptr;
+    detail::check(grpcpool_stream_recv(handle_, &message));
+    if (message == nullptr) return std::nullopt;
+    std::unique_ptr<grpcpool_message_t, void (*)(grpcpool_message_t*)> owned(message, grpcpool_message_free);
+    grpcpool_bytes_t bytes = grpcpool_message_bytes(message);
+    return std::string(reinterpret_cast<const char*>(bytes.data), bytes.len);
+  }
+
+  /// The response headers once they come; std::nullopt if the call ended without any.
+  std::optional<Metadata> headers() const {
+    grpcpool_metadata_t* headers = nullptr;
+    detail::check(grpcpool_stream_headers(handle_, &headers));
+    if (headers == nullptr) return std::nullopt;
+    std::unique_ptr<grpcpool_metadata_t, void (*)(grpcpool_metadata_t*)> owned(headers, grpcpool_metadata_free);
+    Metadata out;
+    for (size_t i = 0, n = grpcpool_metadata_count(headers); i < n; i++) {
+      grpcpool_metadata_entry_t entry;
+      detail::check(grpcpool_metadata_get(headers, i, &entry));
+      out.emplace_back(entry.key, std::string(reinterpret_cast<const char*>(entry.value), entry.value_len));
+    }
+    return out;
+  }
+
+  /// Cancels the call (the server sees it); a recv() or send() waiting on another thread wakes.
+  void cancel() const { detail::check(grpcpool_stream_cancel(handle_)); }
+
+  /// Half-closes, reads to the end (dropping unread messages) and returns the final status,
+  /// headers and trailers. Calling it again returns the same status.
+  Response finish() const {
+    grpcpool_response_t* response = nullptr;
+    detail::check(grpcpool_stream_finish(handle_, &response));
+    return Response(response);
+  }
+
+  /// The C stream handle (0 once moved from), for the async functions of the C API.
+  grpcpool_stream_t handle() const noexcept { return handle_; }
+
+ private:
+  grpcpool_stream_t handle_;
+};
+
 /// A lease: a slot on one pooled connection, released when the Lease is destroyed (or by
 /// release()). Movable, not copyable. A Lease may outlive its Pool: it is then dead, and
 /// release() throws GRPCPOOL_INVALID_HANDLE while the destructor quietly does nothing.
@@ -304,6 +394,26 @@ class Lease {
                                        entries.empty() ? nullptr : entries.data(), entries.size(),
                                        detail::to_ms(timeout), &response));
     return Response(response);
+  }
+
+  /// Opens a streaming call on this lease, which it consumes: afterwards held() is false and
+  /// the Stream holds the slot until the call ends. A zero timeout means no deadline. Throws
+  /// Error for bad input (the lease stays held) or GRPCPOOL_BUSY while async calls started on
+  /// the lease still run.
+  Stream open_stream(const std::string& method, const Metadata& metadata = {},
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+    auto entries = detail::entries(metadata);
+    grpcpool_stream_t stream = 0;
+    grpcpool_result result = grpcpool_lease_open_stream(handle_, method.c_str(),
+                                                        entries.empty() ? nullptr : entries.data(),
+                                                        entries.size(), detail::to_ms(timeout), &stream);
+    if (result == GRPCPOOL_OK || result == GRPCPOOL_UNAVAILABLE) {
+      // Consumed either way: on UNAVAILABLE the lease had lost its connection.
+      held_ = false;
+      handle_ = 0;
+    }
+    detail::check(result);
+    return Stream(stream);
   }
 
   /// Releases the lease now; calls still running on it finish first. Throws Error
@@ -367,6 +477,19 @@ class Pool {
                                  entries.empty() ? nullptr : entries.data(), entries.size(),
                                  detail::to_ms(timeout), &response));
     return Response(response);
+  }
+
+  /// Acquires a slot on `target` and opens a streaming call on it, waiting up to `timeout` for
+  /// the slot (the config's acquire timeout when zero, and the call then has no deadline).
+  /// Throws Error: GRPCPOOL_UNAVAILABLE, GRPCPOOL_ACQUIRE_TIMEOUT, GRPCPOOL_INVALID_METHOD...
+  Stream open_stream(const std::string& target, const std::string& method, const Metadata& metadata = {},
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    auto entries = detail::entries(metadata);
+    grpcpool_stream_t stream = 0;
+    detail::check(grpcpool_open_stream(pool_, target.c_str(), method.c_str(),
+                                       entries.empty() ? nullptr : entries.data(), entries.size(),
+                                       detail::to_ms(timeout), &stream));
+    return Stream(stream);
   }
 
   /// The pool's statistics as a JSON object (totals and one entry per target).

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use crate::args::{self, grpcpool_metadata_entry_t, millis, non_null};
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
-use crate::handles::HandleTable;
+use crate::handles::{kind, HandleTable};
 use crate::leases::{self, grpcpool_lease_t};
 use crate::pool::{grpcpool_pool_t, pool_ref, InFlight};
 use crate::response::grpcpool_response_t;
@@ -47,7 +47,7 @@ struct CallEntry {
     state: Arc<CallState>,
 }
 
-static CALLS: HandleTable<CallEntry> = HandleTable::new();
+static CALLS: HandleTable<CallEntry> = HandleTable::new(kind::CALL);
 
 /// Runs `future` to completion on the pool's runtime, refusing on a grpcpool thread (a
 /// callback) where blocking would stall the pool.
@@ -60,6 +60,26 @@ struct CallInput<'a> {
     method: &'a str,
     request: Bytes,
     options: CallOptions,
+}
+
+/// A call's options from C: its metadata, and a deadline `timeout_ms` from now (0: none).
+///
+/// # Safety
+/// `metadata` holds `metadata_len` entries (NULL if 0), as the exported functions require.
+pub(crate) unsafe fn call_options(
+    metadata: *const grpcpool_metadata_entry_t,
+    metadata_len: usize,
+    timeout_ms: u32,
+) -> Result<CallOptions, FfiError> {
+    // SAFETY: per the contract.
+    let metadata = unsafe { args::metadata(metadata, metadata_len)? };
+    let mut options = if timeout_ms > 0 {
+        CallOptions::with_timeout(millis(timeout_ms))
+    } else {
+        CallOptions::default()
+    };
+    options.metadata = metadata;
+    Ok(options)
 }
 
 /// # Safety
@@ -77,13 +97,7 @@ unsafe fn call_input<'a>(
     // SAFETY: per the contract.
     let request = Bytes::copy_from_slice(unsafe { args::bytes(request, request_len, "request")? });
     // SAFETY: per the contract.
-    let metadata = unsafe { args::metadata(metadata, metadata_len)? };
-    let mut options = if timeout_ms > 0 {
-        CallOptions::with_timeout(millis(timeout_ms))
-    } else {
-        CallOptions::default()
-    };
-    options.metadata = metadata;
+    let options = unsafe { call_options(metadata, metadata_len, timeout_ms)? };
     Ok(CallInput {
         method,
         request,
@@ -179,7 +193,7 @@ pub unsafe extern "C" fn grpcpool_unary(
 }
 
 /// The C pointer that travels with an async call; only handed back to the caller's callback.
-struct UserData(*mut c_void);
+pub(crate) struct UserData(pub(crate) *mut c_void);
 
 // SAFETY: the library never dereferences it; passing it to the callback on another thread is
 // what the caller asked for by starting an async call.
@@ -205,10 +219,12 @@ where
         state: AtomicU8::new(RUNNING),
         cancel: Notify::new(),
     });
-    let handle = CALLS.insert(CallEntry {
-        pool_id,
-        state: Arc::clone(&state),
-    });
+    let handle = CALLS
+        .insert(CallEntry {
+            pool_id,
+            state: Arc::clone(&state),
+        })
+        .ok_or_else(|| FfiError::table_full("call"))?;
     if !out_call.is_null() {
         // SAFETY: non-NULL and writable per the contract; written before the call can finish.
         unsafe { args::write(out_call, handle) };

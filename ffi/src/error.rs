@@ -44,6 +44,12 @@ pub enum grpcpool_result {
     GRPCPOOL_PANIC = 15,
     /// An internal error, such as the runtime failing to start.
     GRPCPOOL_INTERNAL = 16,
+    /// The stream already has an operation of this kind in progress (a second send while one
+    /// waits, or a second recv, headers or finish while one waits); nothing happened.
+    GRPCPOOL_BUSY = 17,
+    /// The stream is closed for sending: half-closed, cancelled, or the call has ended
+    /// (`grpcpool_stream_finish` gives its status).
+    GRPCPOOL_STREAM_CLOSED = 18,
 }
 
 use grpcpool_result::*;
@@ -67,6 +73,13 @@ impl FfiError {
         FfiError::new(GRPCPOOL_NULL_ARGUMENT, format!("{what} is NULL"))
     }
 
+    pub(crate) fn table_full(what: &str) -> FfiError {
+        FfiError::new(
+            GRPCPOOL_INTERNAL,
+            format!("too many live {what} handles (16 million); free some"),
+        )
+    }
+
     pub(crate) fn stale(what: &str) -> FfiError {
         FfiError::new(
             GRPCPOOL_INVALID_HANDLE,
@@ -88,6 +101,7 @@ impl From<Error> for FfiError {
             Error::Unavailable { .. } => GRPCPOOL_UNAVAILABLE,
             Error::PoolClosed => GRPCPOOL_POOL_CLOSED,
             Error::BlockingInAsync => GRPCPOOL_BLOCKING_IN_CALLBACK,
+            Error::StreamClosed => GRPCPOOL_STREAM_CLOSED,
             _ => GRPCPOOL_INTERNAL,
         };
         FfiError::new(result, error.to_string())
@@ -152,7 +166,7 @@ pub extern "C" fn grpcpool_last_error() -> *const c_char {
 /// number this library does not know (from a newer header, say). The string is static.
 #[no_mangle]
 pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
-    const NAMES: [(grpcpool_result, &std::ffi::CStr); 17] = [
+    const NAMES: [(grpcpool_result, &std::ffi::CStr); 19] = [
         (GRPCPOOL_OK, c"GRPCPOOL_OK"),
         (GRPCPOOL_NULL_ARGUMENT, c"GRPCPOOL_NULL_ARGUMENT"),
         (GRPCPOOL_INVALID_ARGUMENT, c"GRPCPOOL_INVALID_ARGUMENT"),
@@ -173,6 +187,8 @@ pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
         ),
         (GRPCPOOL_PANIC, c"GRPCPOOL_PANIC"),
         (GRPCPOOL_INTERNAL, c"GRPCPOOL_INTERNAL"),
+        (GRPCPOOL_BUSY, c"GRPCPOOL_BUSY"),
+        (GRPCPOOL_STREAM_CLOSED, c"GRPCPOOL_STREAM_CLOSED"),
     ];
     NAMES
         .iter()

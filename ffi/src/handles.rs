@@ -1,6 +1,8 @@
-//! Tables of live handles. A handle packs a slot index with the slot's generation, so a
-//! released, completed or forged handle is recognised and refused instead of reaching freed
-//! memory.
+//! Tables of live handles. A handle packs a slot index with the slot's generation and the
+//! table's kind, so a released, completed or forged handle, or one of another kind (a lease
+//! handle given as a stream), is recognised and refused instead of reaching freed memory.
+//!
+//! Layout: bits 32..64 the generation, bits 24..32 the kind, bits 0..24 the index plus one.
 
 use parking_lot::Mutex;
 
@@ -14,19 +16,38 @@ struct Slots<T> {
     free: Vec<u32>,
 }
 
+/// What [`HandleTable::remove_if`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Removal<T> {
+    /// The value, out of the table: its handle is dead.
+    Taken(T),
+    /// The handle is live but the check refused; nothing changed.
+    Refused,
+    /// The handle is not live.
+    Stale,
+}
+
 /// A thread-safe table of values reachable by generation-checked `u64` handles; 0 is never issued.
 pub(crate) struct HandleTable<T> {
+    kind: u8,
     inner: Mutex<Slots<T>>,
 }
 
-fn split(handle: u64) -> Option<(usize, u32)> {
-    let index = (handle & 0xffff_ffff).checked_sub(1)?;
-    Some((usize::try_from(index).ok()?, (handle >> 32) as u32))
+/// Most slots a table has: the index field holds the index plus one in 24 bits.
+const MAX_SLOTS: usize = (1 << 24) - 1;
+const INDEX_MASK: u64 = (1 << 24) - 1;
+
+/// Which kind of handle each table issues: distinct and non-zero.
+pub(crate) mod kind {
+    pub(crate) const LEASE: u8 = 1;
+    pub(crate) const CALL: u8 = 2;
+    pub(crate) const STREAM: u8 = 3;
 }
 
 impl<T: Clone> HandleTable<T> {
-    pub(crate) const fn new() -> HandleTable<T> {
+    pub(crate) const fn new(kind: u8) -> HandleTable<T> {
         HandleTable {
+            kind,
             inner: Mutex::new(Slots {
                 slots: Vec::new(),
                 free: Vec::new(),
@@ -34,27 +55,41 @@ impl<T: Clone> HandleTable<T> {
         }
     }
 
-    /// Stores `value` and returns its handle.
-    pub(crate) fn insert(&self, value: T) -> u64 {
+    fn split(&self, handle: u64) -> Option<(usize, u32)> {
+        if (handle >> 24) & 0xff != u64::from(self.kind) {
+            return None;
+        }
+        let index = (handle & INDEX_MASK).checked_sub(1)?;
+        Some((usize::try_from(index).ok()?, (handle >> 32) as u32))
+    }
+
+    /// Stores `value` and returns its handle; `None` when the table is full (16 million live
+    /// handles of one kind).
+    pub(crate) fn insert(&self, value: T) -> Option<u64> {
         let mut table = self.inner.lock();
         let index = match table.free.pop() {
             Some(index) => index,
-            None => {
+            None if table.slots.len() < MAX_SLOTS => {
                 table.slots.push(Slot {
                     generation: 1,
                     value: None,
                 });
                 (table.slots.len() - 1) as u32
             }
+            None => return None,
         };
         let slot = &mut table.slots[index as usize];
         slot.value = Some(value);
-        (u64::from(slot.generation) << 32) | (u64::from(index) + 1)
+        Some(
+            (u64::from(slot.generation) << 32)
+                | (u64::from(self.kind) << 24)
+                | (u64::from(index) + 1),
+        )
     }
 
     /// The value behind a live handle.
     pub(crate) fn get(&self, handle: u64) -> Option<T> {
-        let (index, generation) = split(handle)?;
+        let (index, generation) = self.split(handle)?;
         let table = self.inner.lock();
         let slot = table.slots.get(index)?;
         (slot.generation == generation)
@@ -64,7 +99,7 @@ impl<T: Clone> HandleTable<T> {
 
     /// Takes the value out; the handle is dead from now on.
     pub(crate) fn remove(&self, handle: u64) -> Option<T> {
-        let (index, generation) = split(handle)?;
+        let (index, generation) = self.split(handle)?;
         let mut table = self.inner.lock();
         let slot = table.slots.get_mut(index)?;
         if slot.generation != generation || slot.value.is_none() {
@@ -74,6 +109,29 @@ impl<T: Clone> HandleTable<T> {
         slot.generation = slot.generation.wrapping_add(1).max(1);
         table.free.push(index as u32);
         value
+    }
+
+    /// Takes the value out if `may_take` allows it; otherwise the handle stays live.
+    pub(crate) fn remove_if(&self, handle: u64, may_take: impl FnOnce(&T) -> bool) -> Removal<T> {
+        let Some((index, generation)) = self.split(handle) else {
+            return Removal::Stale;
+        };
+        let mut table = self.inner.lock();
+        let Some(slot) = table.slots.get_mut(index) else {
+            return Removal::Stale;
+        };
+        match &slot.value {
+            Some(value) if slot.generation == generation => {
+                if !may_take(value) {
+                    return Removal::Refused;
+                }
+            }
+            _ => return Removal::Stale,
+        }
+        let value = slot.value.take();
+        slot.generation = slot.generation.wrapping_add(1).max(1);
+        table.free.push(index as u32);
+        value.map_or(Removal::Stale, Removal::Taken)
     }
 
     /// Takes out every value `matches` selects.
@@ -99,18 +157,38 @@ mod tests {
 
     #[test]
     fn stale_and_forged_handles_are_refused() {
-        let table = HandleTable::new();
-        let first = table.insert("a");
+        let table = HandleTable::new(kind::LEASE);
+        let first = table.insert("a").unwrap();
         assert_eq!(table.get(first), Some("a"));
         assert_eq!(table.remove(first), Some("a"));
         assert_eq!(table.remove(first), None, "double release");
-        let second = table.insert("b");
+        let second = table.insert("b").unwrap();
         assert_ne!(first, second, "a reused slot gets a new generation");
         assert_eq!(table.get(first), None);
         for forged in [0, 1, u64::MAX, second ^ (1 << 40), second + 7] {
             assert_eq!(table.get(forged), None, "{forged:#x}");
         }
+        // The same slot and generation in a table of another kind is another handle.
+        let (leases, streams) = (
+            HandleTable::new(kind::LEASE),
+            HandleTable::new(kind::STREAM),
+        );
+        let (lease, stream) = (leases.insert(1).unwrap(), streams.insert(2).unwrap());
+        assert_ne!(lease, stream);
+        assert_eq!(lease & !(0xff << 24), stream & !(0xff << 24));
+        assert_eq!(leases.get(stream), None);
+        assert_eq!(streams.get(lease), None);
+        assert_eq!(table.remove_if(second, |_| false), Removal::Refused);
+        assert_eq!(
+            table.get(second),
+            Some("b"),
+            "a refused removal leaves it live"
+        );
         assert_eq!(table.remove_where(|value| *value == "b"), vec!["b"]);
+        assert_eq!(table.remove_if(second, |_| true), Removal::Stale);
+        let third = table.insert("c").unwrap();
+        assert_eq!(table.remove_if(third, |_| true), Removal::Taken("c"));
+        assert_eq!(table.get(third), None);
         assert_eq!(table.get(second), None);
     }
 }

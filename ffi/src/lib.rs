@@ -2,8 +2,8 @@
 //! generated `include/grpcpool.h`.
 //!
 //! Conventions (model: rustls-ffi): every export runs inside one panic boundary and checks its
-//! pointers; results are a stable enum; out-parameters are written only on success; leases and
-//! async calls are generation-checked handles; each library object has one `_free` that accepts
+//! pointers; results are a stable enum; out-parameters are written only on success; leases,
+//! async calls and streams are generation-checked handles; each library object has one `_free` that accepts
 //! NULL. A non-OK gRPC status is a response, not an error.
 #![allow(unsafe_code)]
 
@@ -14,8 +14,12 @@ mod error;
 mod handles;
 mod leases;
 mod log;
+mod message;
 mod pool;
 mod response;
+mod stream_state;
+mod streams;
+mod streams_async;
 
 use std::ffi::c_char;
 
@@ -28,11 +32,24 @@ pub use config::*;
 pub use error::{grpcpool_last_error, grpcpool_result, grpcpool_result_name};
 pub use leases::{grpcpool_acquire, grpcpool_acquire_at, grpcpool_lease_t, grpcpool_release};
 pub use log::{grpcpool_log_callback_t, grpcpool_set_log_callback};
+pub use message::{
+    grpcpool_message_bytes, grpcpool_message_free, grpcpool_message_t, grpcpool_metadata_count,
+    grpcpool_metadata_free, grpcpool_metadata_get, grpcpool_metadata_t,
+};
 pub use pool::{
     grpcpool_pool_free, grpcpool_pool_leaks_json, grpcpool_pool_new, grpcpool_pool_shutdown,
     grpcpool_pool_stats_json, grpcpool_pool_t, grpcpool_string_free,
 };
 pub use response::*;
+pub use streams::{
+    grpcpool_lease_open_stream, grpcpool_open_stream, grpcpool_stream_cancel,
+    grpcpool_stream_close_send, grpcpool_stream_finish, grpcpool_stream_free,
+    grpcpool_stream_headers, grpcpool_stream_recv, grpcpool_stream_send, grpcpool_stream_t,
+};
+pub use streams_async::{
+    grpcpool_stream_finish_async, grpcpool_stream_finish_callback_t, grpcpool_stream_recv_async,
+    grpcpool_stream_recv_callback_t, grpcpool_stream_send_async, grpcpool_stream_send_callback_t,
+};
 
 /// Major version of the library these declarations describe.
 pub const GRPCPOOL_VERSION_MAJOR: u32 = 0;

@@ -12,6 +12,7 @@ use crate::calls;
 use crate::config::grpcpool_config_t;
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
 use crate::leases;
+use crate::streams;
 
 /// A connection pool. Every function taking it may be called from any thread at once, except
 /// `grpcpool_pool_free`, which must be the last use and must not run in a callback.
@@ -22,7 +23,7 @@ pub struct grpcpool_pool_t {
     pub(crate) async_calls: Arc<InFlight>,
 }
 
-/// Counts a pool's async calls whose callback has not run yet.
+/// Counts a pool's async calls and async stream operations whose callback has not run yet.
 #[derive(Default)]
 pub(crate) struct InFlight {
     count: Mutex<usize>,
@@ -38,6 +39,12 @@ impl InFlight {
         let mut count = self.count.lock();
         *count = count.saturating_sub(1);
         self.changed.notify_all();
+    }
+
+    /// How many have not run yet.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        *self.count.lock()
     }
 
     /// Waits until every callback has run.
@@ -113,8 +120,10 @@ pub unsafe extern "C" fn grpcpool_pool_shutdown(
 }
 
 /// Frees a pool. Async calls still running are cancelled and their callbacks run (with
-/// CANCELLED) before this returns, however long a callback takes; leases still held become
-/// invalid handles. NULL is ignored.
+/// CANCELLED) before this returns, however long a callback takes; streams not yet freed are
+/// cancelled (the server sees it) and their pending async operations complete (recv with the
+/// end, send with `GRPCPOOL_STREAM_CLOSED`, finish with CANCELLED) before this returns; leases
+/// and streams still held become invalid handles. NULL is ignored.
 ///
 /// # Safety
 /// `pool` is NULL or a live pool, not used again afterwards, and this is not called from a
@@ -128,6 +137,7 @@ pub unsafe extern "C" fn grpcpool_pool_free(pool: *mut grpcpool_pool_t) {
     let pool = unsafe { Box::from_raw(pool) };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         calls::cancel_all(pool.id);
+        streams::cancel_all(pool.id);
         if tokio::runtime::Handle::try_current().is_err() {
             pool.async_calls.wait_idle();
         }

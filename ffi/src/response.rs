@@ -18,7 +18,7 @@ pub struct grpcpool_response_t {
     trailers: Vec<(CString, bytes::Bytes)>,
 }
 
-fn entries(metadata: &Metadata) -> Vec<(CString, bytes::Bytes)> {
+pub(crate) fn entries(metadata: &Metadata) -> Vec<(CString, bytes::Bytes)> {
     metadata
         .iter()
         .filter_map(|(key, value)| {

@@ -26,6 +26,9 @@ trap cleanup EXIT
 start_server() {
   local var=$1; shift
   local out="$build/server-$var.out"
+  # The background job truncates $out only when it gets to run: a file left by the previous
+  # run would hand us its (dead) port first.
+  rm -f "$out"
   "$server_bin" "$@" >"$out" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do

@@ -1,6 +1,8 @@
 // The header-only C++ wrapper (include/grpcpool.hpp) against the echo server: echo, metadata,
-// statuses, leases released by scope, moves, and grpcpool::Error with the right code.
+// statuses, leases released by scope, moves, grpcpool::Error with the right code, and streams.
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -14,6 +16,8 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string kEcho = "/grpcpool.test.Echo/Unary";
+const std::string kBidi = "/grpcpool.test.Echo/Bidi";
+const std::string kServerStream = "/grpcpool.test.Echo/ServerStream";
 
 // The value of `key` in `metadata`, or "<missing>".
 std::string find(const grpcpool::Metadata& metadata, const std::string& key) {
@@ -153,6 +157,94 @@ void check_errors(const grpcpool::Pool& pool, const std::string& target) {
   expect_error(GRPCPOOL_POOL_CLOSED, [&] { closing.acquire(target, 1s); }, "acquire after shutdown");
 }
 
+void check_streams(const grpcpool::Pool& pool, const std::string& target, const std::string& limited) {
+  check_section("C++: streams: bidi with headers and trailers, on a lease, two threads, cancel, RAII");
+  grpcpool::Stream stream =
+      pool.open_stream(target, kBidi, {{"x-echo-who", "cpp"}, {"x-trailer-end", "bye"}}, 10s);
+  CHECK(stream.handle() != 0, "no stream");
+  std::optional<grpcpool::Metadata> headers = stream.headers();
+  CHECK(headers && find(*headers, "x-echo-who") == "cpp", "stream headers");
+  for (const char* text : {"one", "two", ""}) {
+    CHECK(stream.send(text), "send %s", text);
+    std::optional<std::string> reply = stream.recv();
+    CHECK(reply && *reply == text, "echo of \"%s\"", text);
+  }
+  stream.close_send();
+  CHECK(!stream.send("late"), "send after close_send is false");
+  CHECK(!stream.recv(), "end after half-close");
+  grpcpool::Response status = stream.finish();
+  CHECK(status.ok(), "status %d", status.code());
+  CHECK(find(status.trailers(), "x-trailer-end") == "bye", "trailer");
+  CHECK(find(status.headers(), "x-echo-who") == "cpp", "headers in the final response");
+
+  // On a lease: it is consumed, and the stream holds the slot.
+  grpcpool::Pool one(grpcpool::Config().max_connections(1));
+  grpcpool::Lease lease = one.acquire(limited, 10s);
+  grpcpool::Stream on_lease = lease.open_stream(kServerStream, {{"x-count", "2"}}, 10s);
+  CHECK(!lease.held() && lease.handle() == 0, "the lease is not consumed");
+  CHECK(on_lease.send("s") && (on_lease.close_send(), true), "send on the lease's stream");
+  int received = 0;
+  while (on_lease.recv()) received++;
+  CHECK(received == 2, "%d server-stream messages", received);
+  CHECK(on_lease.finish().ok(), "lease stream status");
+  expect_error(GRPCPOOL_INVALID_METHOD, [&] { grpcpool::Lease l = one.acquire(limited, 10s); l.open_stream("bad"); },
+               "open_stream with a bad method");
+
+  // Destroyed mid-call: cancelled, and both slots of the limited server come back.
+  {
+    grpcpool::Stream a = one.open_stream(limited, kBidi, {}, 10s);
+    grpcpool::Stream b = one.open_stream(limited, kBidi, {}, 10s);
+    CHECK(a.send("x") && a.recv() == std::optional<std::string>("x"), "a echo");
+    expect_error(GRPCPOOL_ACQUIRE_TIMEOUT, [&] { one.open_stream(limited, kBidi, {}, 200ms); }, "third stream");
+  }
+  {
+    grpcpool::Stream a = one.open_stream(limited, kBidi, {}, 5s);
+    grpcpool::Stream b = one.open_stream(limited, kBidi, {}, 5s);
+    CHECK(b.send("y") && b.recv() == std::optional<std::string>("y"), "slots back after destruction");
+  }
+
+  // Moves: the moved-from Stream is dead; the new one works.
+  grpcpool::Stream first = pool.open_stream(target, kBidi, {}, 10s);
+  grpcpool::Stream second = std::move(first);
+  CHECK(first.handle() == 0, "moved-from handle");
+  expect_error(GRPCPOOL_INVALID_HANDLE, [&] { first.send("x"); }, "send on a moved-from Stream");
+  CHECK(second.send("moved") && second.recv() == std::optional<std::string>("moved"), "moved stream");
+  second = pool.open_stream(target, kBidi, {}, 10s);  // the old one is freed (cancelled) here
+  CHECK(second.send("again") && second.recv() == std::optional<std::string>("again"), "move-assigned stream");
+
+  // One thread sends while another receives; then cancel wakes a blocked recv.
+  const int count = check_env_flag("GRPCPOOL_TEST_LIGHT") ? 20 : 300;
+  grpcpool::Stream duplex = pool.open_stream(target, kBidi, {}, 60s);
+  std::atomic<int> in_order{0};
+  std::thread receiver([&] {
+    for (int i = 0;; i++) {
+      std::optional<std::string> message = duplex.recv();
+      if (!message) break;
+      if (*message == "m" + std::to_string(i)) in_order++;
+    }
+  });
+  std::thread sender([&] {
+    for (int i = 0; i < count; i++) duplex.send("m" + std::to_string(i));
+    duplex.close_send();
+  });
+  sender.join();
+  receiver.join();
+  CHECK(in_order == count, "%d of %d in order", in_order.load(), count);
+  CHECK(duplex.finish().ok(), "duplex status");
+
+  grpcpool::Stream waiting = pool.open_stream(target, kBidi, {}, 60s);
+  std::atomic<bool> ended{false};
+  std::thread blocked([&] { ended = !waiting.recv().has_value(); });
+  std::this_thread::sleep_for(200ms);
+  expect_error(GRPCPOOL_BUSY, [&] { waiting.recv(); }, "a second recv");
+  auto cancelled_at = std::chrono::steady_clock::now();
+  waiting.cancel();
+  blocked.join();
+  CHECK(ended && std::chrono::steady_clock::now() - cancelled_at < 2s, "cancel woke the recv");
+  CHECK(waiting.finish().code() == 1, "CANCELLED");
+  expect_error(GRPCPOOL_INVALID_METHOD, [&] { pool.open_stream(target, "no-slash"); }, "bad method");
+}
+
 void check_tls(const std::string& tls_target, const std::string& ca_file) {
   check_section("C++: TLS with our CA and server name");
   grpcpool::Pool pool(grpcpool::Config().tls_ca_file(ca_file).tls_server_name("localhost"));
@@ -173,6 +265,7 @@ int main() {
     check_status(pool, target);
     check_lease_scope(limited);
     check_errors(pool, target);
+    check_streams(pool, target, limited);
     check_tls(tls_target, ca_file);
   } catch (const grpcpool::Error& error) {
     CHECK(false, "unexpected grpcpool::Error %s: %s", error.name(), error.what());

@@ -197,7 +197,7 @@ fn status_details(metadata: &MetadataMap) -> Result<Bytes, Status> {
 }
 
 /// Copies the entries of `from` whose key starts with `prefix` into `to`.
-fn copy_prefixed(from: &HeaderMap, prefix: &str, to: &mut HeaderMap) {
+pub(crate) fn copy_prefixed(from: &HeaderMap, prefix: &str, to: &mut HeaderMap) {
     for (name, value) in from {
         if name.as_str().starts_with(prefix) {
             to.append(name.clone(), value.clone());

@@ -6,6 +6,8 @@
 //! - [`BIDI_PATH`]: answers each request message as it arrives; ends when the client does.
 //!
 //! `x-status-code` and `x-status-message` end any of them with that status after the messages.
+//! As for the unary method, `x-echo-*` request metadata comes back in the response headers and
+//! `x-trailer-*` in the trailers (whatever the status).
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -16,7 +18,10 @@ use futures_util::{Stream, StreamExt};
 use tonic::server::{ClientStreamingService, ServerStreamingService, StreamingService};
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::service::{CallCounters, STATUS_CODE_KEY, STATUS_MESSAGE_KEY};
+use crate::body::ExtraTrailers;
+use crate::service::{
+    copy_prefixed, CallCounters, ECHO_PREFIX, STATUS_CODE_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX,
+};
 
 /// Path of the server-streaming echo method.
 pub const SERVER_STREAM_PATH: &str = "/grpcpool.test.Echo/ServerStream";
@@ -60,6 +65,24 @@ fn final_status(request_metadata: &tonic::metadata::MetadataMap) -> Result<Optio
     Ok(Some(Status::new(Code::from_i32(code as i32), message)))
 }
 
+/// A response carrying the request's `x-echo-*` entries as headers and its `x-trailer-*`
+/// entries as extra trailers.
+fn echoing<T>(request_metadata: &tonic::metadata::MetadataMap, message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    let request_headers = request_metadata.as_ref();
+    copy_prefixed(
+        request_headers,
+        ECHO_PREFIX,
+        response.metadata_mut().as_mut(),
+    );
+    let mut trailers = http::HeaderMap::new();
+    copy_prefixed(request_headers, TRAILER_PREFIX, &mut trailers);
+    if !trailers.is_empty() {
+        response.extensions_mut().insert(ExtraTrailers(trailers));
+    }
+    response
+}
+
 fn count(counters: &CallCounters) {
     counters.total.fetch_add(1, Ordering::Relaxed);
     counters.connection.fetch_add(1, Ordering::Relaxed);
@@ -80,6 +103,7 @@ impl ServerStreamingService<Bytes> for ServerStream {
             let copies = number(request.metadata(), COUNT_KEY, 3)?.min(100_000);
             let interval = Duration::from_millis(number(request.metadata(), INTERVAL_MS_KEY, 0)?);
             let ending = final_status(request.metadata())?;
+            let metadata = request.metadata().clone();
             let message = request.into_inner();
             let messages = futures_util::stream::unfold(0u64, move |sent| {
                 let message = message.clone();
@@ -94,8 +118,9 @@ impl ServerStreamingService<Bytes> for ServerStream {
                 }
             });
             let ending = futures_util::stream::iter(ending.map(Err));
-            Ok(Response::new(
-                Box::pin(messages.chain(ending)) as MessageStream
+            Ok(echoing(
+                &metadata,
+                Box::pin(messages.chain(ending)) as MessageStream,
             ))
         })
     }
@@ -113,14 +138,21 @@ impl ClientStreamingService<Bytes> for ClientStream {
         count(&self.0);
         Box::pin(async move {
             let ending = final_status(request.metadata())?;
+            let metadata = request.metadata().clone();
             let mut messages = request.into_inner();
             let mut joined = BytesMut::new();
             while let Some(message) = messages.message().await? {
                 joined.extend_from_slice(&message);
             }
             match ending {
-                Some(status) => Err(status),
-                None => Ok(Response::new(joined.freeze())),
+                // Trailers-only, as the unary method's errors: both kinds travel together.
+                Some(mut status) => {
+                    let map = status.metadata_mut().as_mut();
+                    copy_prefixed(metadata.as_ref(), ECHO_PREFIX, map);
+                    copy_prefixed(metadata.as_ref(), TRAILER_PREFIX, map);
+                    Err(status)
+                }
+                None => Ok(echoing(&metadata, joined.freeze())),
             }
         })
     }
@@ -139,10 +171,12 @@ impl StreamingService<Bytes> for Bidi {
         count(&self.0);
         Box::pin(async move {
             let ending = final_status(request.metadata())?;
+            let metadata = request.metadata().clone();
             let messages = request.into_inner();
             let ending = futures_util::stream::iter(ending.map(Err));
-            Ok(Response::new(
-                Box::pin(messages.chain(ending)) as MessageStream
+            Ok(echoing(
+                &metadata,
+                Box::pin(messages.chain(ending)) as MessageStream,
             ))
         })
     }
