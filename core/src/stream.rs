@@ -1,6 +1,7 @@
 //! Streaming calls: a handle to send messages (under HTTP/2 flow control), half-close, read
 //! the response headers and messages, cancel, and get the final status with trailers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +40,8 @@ pub struct Stream {
     state: State,
     /// The caller cancelled: CANCELLED stands even past the deadline.
     cancelled_here: bool,
+    /// Set when the call is over, so a taken [`StreamSender`] stops at once too.
+    ended: Arc<AtomicBool>,
     _active: OwnedActiveStream,
 }
 
@@ -94,6 +97,7 @@ impl Lease {
             cancel,
             state: State::Opening(head),
             cancelled_here: false,
+            ended: Arc::new(AtomicBool::new(false)),
             _active: OwnedActiveStream::new(connection),
             lease: self,
         })
@@ -115,6 +119,10 @@ impl Stream {
         let Some(sender) = &self.sender else {
             return Err(Error::StreamClosed);
         };
+        if past(self.deadline) {
+            self.expire();
+            return Err(Error::StreamClosed);
+        }
         match self
             .shared
             .until_opt(self.deadline, sender.send(message))
@@ -141,6 +149,7 @@ impl Stream {
         let sender = self.sender.take()?;
         Some(StreamSender {
             sender: Some(sender),
+            ended: Arc::clone(&self.ended),
             shared: Arc::clone(&self.shared),
             deadline: self.deadline,
             max_send: self.max_send,
@@ -282,11 +291,17 @@ impl Stream {
             response.message = format!("deadline exceeded ({})", response.message);
         }
         self.sender = None;
+        self.ended.store(true, Ordering::Release);
         self.lease.pool().counters.call_finished(response.code);
         // The call is over: its slot goes back now, not when the handle is dropped.
         self.lease.give_back_slot();
         self.state = State::Ended(response);
     }
+}
+
+/// Whether `deadline` has passed.
+fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|deadline| Instant::now() >= deadline)
 }
 
 impl Drop for Stream {
@@ -302,6 +317,7 @@ impl Drop for Stream {
 /// flow control while the stream reads elsewhere. Dropping it half-closes the call.
 pub struct StreamSender {
     sender: Option<mpsc::Sender<Bytes>>,
+    ended: Arc<AtomicBool>,
     shared: Arc<Shared>,
     deadline: Option<Instant>,
     max_send: usize,
@@ -322,6 +338,11 @@ impl StreamSender {
         let Some(sender) = &self.sender else {
             return Err(Error::StreamClosed);
         };
+        // The call may be over before the request body is dropped: don't take more messages.
+        if self.ended.load(Ordering::Acquire) || past(self.deadline) {
+            self.sender = None;
+            return Err(Error::StreamClosed);
+        }
         match self
             .shared
             .until_opt(self.deadline, sender.send(message))
@@ -342,7 +363,8 @@ impl StreamSender {
 
     /// Whether sending is over (closed here, or the call ended).
     pub fn is_closed(&self) -> bool {
-        self.sender.as_ref().is_none_or(|sender| sender.is_closed())
+        self.ended.load(Ordering::Acquire)
+            || self.sender.as_ref().is_none_or(|sender| sender.is_closed())
     }
 }
 

@@ -221,22 +221,48 @@ async fn a_taken_sender_sends_from_another_task_while_the_stream_reads() {
     assert_eq!(sizes, (0..200).collect::<Vec<_>>());
     assert_eq!(stream.finish().await.code, Code::Ok);
 
-    // After the call ends, a kept sender reports StreamClosed instead of hanging.
+    // After the call ends, a kept sender refuses the very next message.
     let mut stream = pool
         .open_stream(&server.target(), BIDI_PATH, within(5))
         .await
         .unwrap();
     let mut sender = stream.take_sender().unwrap();
+    sender.send(vec![0u8; 10]).await.unwrap();
     stream.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Err(error) = sender.send(vec![0u8; 10]).await {
-                return error;
-            }
-        }
-    })
-    .await
-    .expect("a sender of an ended call stops");
-    assert!(matches!(outcome, Error::StreamClosed));
     assert!(sender.is_closed());
+    assert!(matches!(
+        sender.send(vec![0u8; 10]).await,
+        Err(Error::StreamClosed)
+    ));
+
+    // Past the deadline neither half takes a message, even with room in the channel.
+    let mut stream = pool
+        .open_stream(
+            &server.target(),
+            BIDI_PATH,
+            CallOptions::with_timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    let mut sender = stream.take_sender().unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(matches!(
+        sender.send(vec![1u8]).await,
+        Err(Error::StreamClosed)
+    ));
+    assert_eq!(stream.finish().await.code, Code::DeadlineExceeded);
+    let mut stream = pool
+        .open_stream(
+            &server.target(),
+            BIDI_PATH,
+            CallOptions::with_timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(matches!(
+        stream.send(vec![1u8]).await,
+        Err(Error::StreamClosed)
+    ));
+    assert_eq!(stream.finish().await.code, Code::DeadlineExceeded);
 }
