@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::convert::{call_options, request_bytes, response_object, response_to_py};
-use crate::{to_py_err, LeaseReleasedError, NativeCall, NativeStream, PoolState};
+use crate::{to_py_err, CompletionQueue, LeaseReleasedError, NativeCall, NativeStream, PoolState};
 
 /// A native lease.
 #[pyclass(module = "grpcpool._native", frozen)]
@@ -57,10 +57,12 @@ impl NativeLease {
     }
 
     /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
-    #[pyo3(signature = (done, method, request, timeout=None, metadata=None, compression=None))]
+    #[pyo3(signature = (queue, token, method, request, timeout=None, metadata=None, compression=None))]
+    #[allow(clippy::too_many_arguments)]
     fn unary_start(
         &self,
-        done: Py<PyAny>,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
         method: &str,
         request: &Bound<'_, PyAny>,
         timeout: Option<f64>,
@@ -76,7 +78,7 @@ impl NativeLease {
             .prepare(method, request, options)
             .map_err(to_py_err)?;
         let future = async move { Ok(lease.call(call).await) };
-        self.state.start(future, done, response_object)
+        self.state.start(future, queue, token, response_object)
     }
 
     /// Opens a streaming call on the lease's connection. The stream takes the lease's slot

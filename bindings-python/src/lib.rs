@@ -35,11 +35,13 @@ pyo3::create_exception!(
     "Internal: an acquire failed with a gRPC status; args are (code, message)."
 );
 
+mod completions;
 mod convert;
 mod lease;
 mod log;
 mod stream;
 
+use completions::CompletionQueue;
 use convert::{call_options, config_from, request_bytes, response_object, response_to_py, seconds};
 use lease::NativeLease;
 use stream::NativeStream;
@@ -127,13 +129,14 @@ impl PoolState {
 }
 
 impl PoolState {
-    /// Starts `future` on the pool's runtime for asyncio and returns at once. When it ends,
-    /// `done` is called (on a grpcpool thread, with the GIL) with `(True, value)` or
-    /// `(False, exception)`; the Python side hands that to its event loop.
+    /// Starts `future` on the pool's runtime for asyncio and returns at once. Its outcome goes
+    /// to `queue` with `token` (the asyncio future waiting for it), and the event loop turns it
+    /// into `(True, value)` or `(False, exception)` when it drains the queue.
     fn start<F, T>(
         &self,
         future: F,
-        done: Py<PyAny>,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
         convert: impl FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
     ) -> PyResult<NativeCall>
     where
@@ -141,21 +144,21 @@ impl PoolState {
         T: Send + 'static,
     {
         let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
+        let queue = queue.clone().unbind();
         let task = runtime.spawn(async move {
             let output = future.await;
-            Python::attach(|py| {
-                let outcome = match output
-                    .map_err(to_py_err)
-                    .and_then(|value| convert(py, value))
-                {
-                    Ok(value) => (true, value),
-                    Err(error) => (false, error.into_value(py).into_any()),
-                };
-                // A closed event loop refuses the result; nobody is waiting for it then.
-                if let Err(error) = done.call1(py, (outcome,)) {
-                    error.write_unraisable(py, None);
-                }
-            });
+            queue.get().push(
+                token,
+                Box::new(move |py| {
+                    match output
+                        .map_err(to_py_err)
+                        .and_then(|value| convert(py, value))
+                    {
+                        Ok(value) => (true, value),
+                        Err(error) => (false, error.into_value(py).into_any()),
+                    }
+                }),
+            );
         });
         Ok(NativeCall {
             task: task.abort_handle(),
@@ -248,10 +251,11 @@ impl NativePool {
     }
 
     /// `acquire` for asyncio: `done` gets `(True, NativeLease)` or `(False, exception)`.
-    #[pyo3(signature = (done, target, timeout=None, wait_for_ready=false, site=None))]
+    #[pyo3(signature = (queue, token, target, timeout=None, wait_for_ready=false, site=None))]
     fn acquire_start(
         &self,
-        done: Py<PyAny>,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
         target: &str,
         timeout: Option<f64>,
         wait_for_ready: bool,
@@ -265,7 +269,7 @@ impl NativePool {
         let future = self.state.pool.acquire_with(target, options);
         let state = Arc::clone(&self.state);
         let target = target.to_owned();
-        self.state.start(future, done, move |py, lease| {
+        self.state.start(future, queue, token, move |py, lease| {
             let lease = NativeLease {
                 state,
                 lease: Mutex::new(Some(Arc::new(lease))),
@@ -276,11 +280,12 @@ impl NativePool {
     }
 
     /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
-    #[pyo3(signature = (done, target, method, request, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
+    #[pyo3(signature = (queue, token, target, method, request, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     #[allow(clippy::too_many_arguments)]
     fn unary_start(
         &self,
-        done: Py<PyAny>,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
         target: &str,
         method: &str,
         request: &Bound<'_, PyAny>,
@@ -295,7 +300,7 @@ impl NativePool {
         let pool = &self.state.pool;
         let call = pool.prepare(method, request, options).map_err(to_py_err)?;
         let future = pool.unary_prepared(target, call).map_err(to_py_err)?;
-        self.state.start(future, done, response_object)
+        self.state.start(future, queue, token, response_object)
     }
 
     /// Opens a streaming call on `target` (acquiring a slot for it); returns the stream.
@@ -319,11 +324,12 @@ impl NativePool {
     }
 
     /// `open_stream` for asyncio: `done` gets `(True, NativeStream)` or `(False, exception)`.
-    #[pyo3(signature = (done, target, method, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
+    #[pyo3(signature = (queue, token, target, method, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     #[allow(clippy::too_many_arguments)]
     fn open_stream_start(
         &self,
-        done: Py<PyAny>,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
         target: &str,
         method: &str,
         timeout: Option<f64>,
@@ -335,7 +341,7 @@ impl NativePool {
         let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
         let future = self.state.pool.open_stream(target, method, options);
         let state = Arc::clone(&self.state);
-        self.state.start(future, done, move |py, stream| {
+        self.state.start(future, queue, token, move |py, stream| {
             Ok(Py::new(py, NativeStream::new(state, stream))?.into_any())
         })
     }
@@ -396,8 +402,8 @@ impl NativePool {
 mod _native {
     #[pymodule_export]
     use super::{
-        LeaseReleasedError, NativeCall, NativeLease, NativePool, NativeStream, PoolClosedError,
-        StatusError,
+        CompletionQueue, LeaseReleasedError, NativeCall, NativeLease, NativePool, NativeStream,
+        PoolClosedError, StatusError,
     };
 
     #[pymodule_init]

@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use tokio::sync::Notify;
 
 use crate::convert::{metadata_to_py, request_bytes, response_object, response_to_py};
-use crate::{NativeCall, PoolState};
+use crate::{CompletionQueue, NativeCall, PoolState};
 
 /// The reading side: the stream itself while the call runs, its outcome once it ended.
 enum Reader {
@@ -421,10 +421,15 @@ impl NativeStream {
     }
 
     /// `send` for asyncio: `done` gets `(True, bool)` or `(False, exception)`.
-    fn send_start(&self, done: Py<PyAny>, message: &Bound<'_, PyAny>) -> PyResult<NativeCall> {
+    fn send_start(
+        &self,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<NativeCall> {
         let message = request_bytes(message)?;
         let future = self.shared.send(message)?;
-        self.state()?.start(future, done, |py, sent| {
+        self.state()?.start(future, queue, token, |py, sent| {
             Ok(sent.into_pyobject(py)?.to_owned().into_any().unbind())
         })
     }
@@ -442,9 +447,14 @@ impl NativeStream {
     }
 
     /// `read` for asyncio: `done` gets `(True, bytes or None)` or `(False, exception)`.
-    fn read_start(&self, done: Py<PyAny>) -> PyResult<NativeCall> {
+    fn read_start(
+        &self,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
+    ) -> PyResult<NativeCall> {
         let future = self.shared.read()?;
-        self.state()?.start(future.map(Ok), done, message_object)
+        self.state()?
+            .start(future.map(Ok), queue, token, message_object)
     }
 
     /// The response headers, waiting for them; `None` if the call ended without any.
@@ -455,9 +465,14 @@ impl NativeStream {
     }
 
     /// `headers` for asyncio.
-    fn headers_start(&self, done: Py<PyAny>) -> PyResult<NativeCall> {
+    fn headers_start(
+        &self,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
+    ) -> PyResult<NativeCall> {
         let future = self.shared.headers()?;
-        self.state()?.start(future.map(Ok), done, headers_object)
+        self.state()?
+            .start(future.map(Ok), queue, token, headers_object)
     }
 
     /// Half-closes, reads to the end (dropping unread messages) and returns the response
@@ -469,9 +484,14 @@ impl NativeStream {
     }
 
     /// `finish` for asyncio.
-    fn finish_start(&self, done: Py<PyAny>) -> PyResult<NativeCall> {
+    fn finish_start(
+        &self,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
+    ) -> PyResult<NativeCall> {
         let future = self.shared.finish()?;
-        self.state()?.start(future.map(Ok), done, response_object)
+        self.state()?
+            .start(future.map(Ok), queue, token, response_object)
     }
 
     /// Cancels the call; a read waiting on it returns `None` and the status is CANCELLED.

@@ -33,8 +33,10 @@ T = TypeVar("T")
 #: Requests for a streaming call: an iterable or an async iterable.
 Requests = Union[Iterable[Request], AsyncIterable[Request]]
 
-#: Starts a native operation with a `done` callback; see ``aio._await``.
-_Await = Callable[[Callable[[Callable[[Tuple[bool, Any]], None]], _native.NativeCall]], Any]
+#: Starts a native asyncio operation: its outcome goes to the queue, for the future given.
+_Start = Callable[[_native.CompletionQueue, "asyncio.Future[Any]"], _native.NativeCall]
+#: Runs a start function and awaits its outcome; see ``aio._await``.
+_Await = Callable[[_Start], Any]
 
 
 class Stream(Generic[T]):
@@ -65,7 +67,7 @@ class Stream(Generic[T]):
         the call ended with an error, :class:`grpcpool.StreamClosedError` once it takes no
         more requests."""
         payload = encode_request(request)
-        if not await self._call(lambda done: self._native.send_start(done, payload)):
+        if not await self._call(lambda queue, token: self._native.send_start(queue, token, payload)):
             raw = self._native.status()
             if raw is not None and raw[0] != 0:
                 raise self._error(Response._from_native(raw))
@@ -78,7 +80,7 @@ class Stream(Generic[T]):
     async def read(self) -> Optional[T]:
         """The next response (decoded with ``response_type``), or ``None`` after the last; a
         non-OK status raises :class:`grpcpool.RpcError` instead."""
-        data: Optional[bytes] = await self._call(lambda done: self._native.read_start(done))
+        data: Optional[bytes] = await self._call(lambda queue, token: self._native.read_start(queue, token))
         if data is None:
             raw = self._native.status()
             if raw is not None:
@@ -101,14 +103,14 @@ class Stream(Generic[T]):
     async def initial_metadata(self) -> MetadataTuple:
         """The response headers, once they come; empty if the call ended without any."""
         headers: Optional[MetadataTuple] = await self._call(
-            lambda done: self._native.headers_start(done)
+            lambda queue, token: self._native.headers_start(queue, token)
         )
         return () if headers is None else headers
 
     async def finish(self) -> Response:
         """Half-closes, waits for the end (dropping responses not read) and returns the status,
         headers and trailers as a :class:`grpcpool.Response`."""
-        raw = await self._call(lambda done: self._native.finish_start(done))
+        raw = await self._call(lambda queue, token: self._native.finish_start(queue, token))
         return self._outcome(Response._from_native(raw))
 
     async def code(self) -> StatusCode:
@@ -141,7 +143,7 @@ class Stream(Generic[T]):
             return None
         return max(0.0, self._deadline - time.monotonic())
 
-    async def _call(self, start: Callable[[Callable[[Tuple[bool, Any]], None]], _native.NativeCall]) -> Any:
+    async def _call(self, start: _Start) -> Any:
         try:
             return await self._await(start)
         except asyncio.CancelledError:
@@ -188,7 +190,7 @@ class Stream(Generic[T]):
 
     async def _send(self, request: Request) -> bool:
         payload = encode_request(request)
-        sent: bool = await self._await(lambda done: self._native.send_start(done, payload))
+        sent: bool = await self._await(lambda queue, token: self._native.send_start(queue, token, payload))
         return sent
 
     def _feed(self, requests: Requests) -> None:

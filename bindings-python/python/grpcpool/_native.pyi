@@ -5,23 +5,29 @@ from typing import Any, Callable, List, Optional, Tuple
 from ._types import Metadata, MetadataTuple
 
 _NativeResponse = Tuple[int, str, bytes, MetadataTuple, MetadataTuple, bytes]
-#: What an asyncio call's `done` callback receives: (True, value) or (False, exception).
-_Outcome = Tuple[bool, Any]
-_Done = Callable[[_Outcome], None]
+#: An asyncio future, settled by the event loop when it drains a CompletionQueue.
+_Token = Any
+
+class CompletionQueue:
+    """Outcomes of asyncio calls for one event loop, drained when fileno() is readable."""
+
+    def __init__(self) -> None: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> List[Tuple[Any, bool, Any]]: ...
 
 class NativeCall:
     def cancel(self) -> None: ...
 
 class NativeStream:
     def send(self, message: bytes) -> bool: ...
-    def send_start(self, done: _Done, message: bytes) -> NativeCall: ...
+    def send_start(self, queue: CompletionQueue, token: _Token, message: bytes) -> NativeCall: ...
     def close_send(self) -> None: ...
     def read(self) -> Optional[bytes]: ...
-    def read_start(self, done: _Done) -> NativeCall: ...
+    def read_start(self, queue: CompletionQueue, token: _Token) -> NativeCall: ...
     def headers(self) -> Optional[MetadataTuple]: ...
-    def headers_start(self, done: _Done) -> NativeCall: ...
+    def headers_start(self, queue: CompletionQueue, token: _Token) -> NativeCall: ...
     def finish(self) -> _NativeResponse: ...
-    def finish_start(self, done: _Done) -> NativeCall: ...
+    def finish_start(self, queue: CompletionQueue, token: _Token) -> NativeCall: ...
     def cancel(self) -> None: ...
     def status(self) -> Optional[_NativeResponse]: ...
     @property
@@ -57,7 +63,8 @@ class NativePool:
     ) -> _NativeResponse: ...
     def acquire_start(
         self,
-        done: _Done,
+        queue: CompletionQueue,
+        token: _Token,
         target: str,
         timeout: Optional[float] = None,
         wait_for_ready: bool = False,
@@ -65,7 +72,8 @@ class NativePool:
     ) -> NativeCall: ...
     def unary_start(
         self,
-        done: _Done,
+        queue: CompletionQueue,
+        token: _Token,
         target: str,
         method: str,
         request: bytes,
@@ -85,7 +93,8 @@ class NativePool:
     ) -> NativeStream: ...
     def open_stream_start(
         self,
-        done: _Done,
+        queue: CompletionQueue,
+        token: _Token,
         target: str,
         method: str,
         timeout: Optional[float] = None,
@@ -111,7 +120,8 @@ class NativeLease:
     ) -> _NativeResponse: ...
     def unary_start(
         self,
-        done: _Done,
+        queue: CompletionQueue,
+        token: _Token,
         method: str,
         request: bytes,
         timeout: Optional[float] = None,

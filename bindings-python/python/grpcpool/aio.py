@@ -16,6 +16,7 @@ cancels the RPC (its HTTP/2 stream is reset).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from types import TracebackType
 from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, overload
 
@@ -33,28 +34,43 @@ __all__ = ["Pool", "Lease", "Stream"]
 T = TypeVar("T")
 
 
-def _settle(future: "asyncio.Future[Any]", outcome: Tuple[bool, Any]) -> None:
-    if future.done():
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    elif isinstance(value, _native.StatusError):
-        future.set_exception(_status_error(value))
-    else:
-        future.set_exception(value)
+#: Starts a native asyncio call: its outcome goes to the queue, for the future given.
+Start = Callable[[_native.CompletionQueue, "asyncio.Future[Any]"], _native.NativeCall]
+
+#: Each event loop's completion queue, watched by that loop.
+_QUEUES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _native.CompletionQueue]" = (
+    weakref.WeakKeyDictionary()
+)
 
 
-async def _await(start: Callable[[Callable[[Tuple[bool, Any]], None]], _native.NativeCall]) -> Any:
+def _drain(queue: _native.CompletionQueue) -> None:
+    """On the event loop: settles every call that finished since the last drain."""
+    for future, ok, value in queue.drain():
+        if future.done():
+            continue  # cancelled while the outcome was on its way
+        if ok:
+            future.set_result(value)
+        elif isinstance(value, _native.StatusError):
+            future.set_exception(_status_error(value))
+        else:
+            future.set_exception(value)
+
+
+def _queue_for(loop: asyncio.AbstractEventLoop) -> _native.CompletionQueue:
+    """The loop's completion queue, made and watched on first use."""
+    queue = _QUEUES.get(loop)
+    if queue is None:
+        queue = _native.CompletionQueue()
+        loop.add_reader(queue.fileno(), _drain, queue)
+        _QUEUES[loop] = queue
+    return queue
+
+
+async def _await(start: Start) -> Any:
     """Starts a native call whose outcome comes back on this loop; cancelling cancels it."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-
-    def done(outcome: Tuple[bool, Any]) -> None:
-        # On a grpcpool thread: hand the outcome to the loop.
-        loop.call_soon_threadsafe(_settle, future, outcome)
-
-    call = start(done)
+    call = start(_queue_for(loop), future)
     try:
         return await future
     except asyncio.CancelledError:
@@ -139,7 +155,7 @@ class Lease:
     ) -> _NativeResponse:
         payload = _encode(request)
         raw: _NativeResponse = await _await(
-            lambda done: self._native.unary_start(done, method, payload, timeout, metadata, compression)
+            lambda queue, token: self._native.unary_start(queue, token, method, payload, timeout, metadata, compression)
         )
         return raw
 
@@ -214,7 +230,7 @@ class Pool:
         """Acquires a lease on ``target``, waiting up to ``timeout`` seconds for a slot."""
         site = _caller_site()
         native: _native.NativeLease = await _await(
-            lambda done: self._sync._native.acquire_start(done, target, timeout, wait_for_ready, site)
+            lambda queue, token: self._sync._native.acquire_start(queue, token, target, timeout, wait_for_ready, site)
         )
         return Lease(native)
 
@@ -291,8 +307,8 @@ class Pool:
         payload = _encode(request)
         native = self._sync._native
         raw: _NativeResponse = await _await(
-            lambda done: native.unary_start(
-                done, target, method, payload, timeout, metadata, wait_for_ready, compression
+            lambda queue, token: native.unary_start(
+                queue, token, target, method, payload, timeout, metadata, wait_for_ready, compression
             )
         )
         return raw
@@ -338,8 +354,8 @@ class Pool:
         ends. An unreachable target raises :class:`grpcpool.RpcError`."""
         deadline = deadline_after(timeout)
         native: _native.NativeStream = await _await(
-            lambda done: self._sync._native.open_stream_start(
-                done, target, method, timeout, metadata, wait_for_ready, compression
+            lambda queue, token: self._sync._native.open_stream_start(
+                queue, token, target, method, timeout, metadata, wait_for_ready, compression
             )
         )
         return Stream(native, _await, response_type, deadline)
