@@ -43,7 +43,6 @@ pub fn children_peak_rss_kib() -> u64 {
     usage(libc::RUSAGE_CHILDREN).ru_maxrss.max(0) as u64
 }
 
-#[allow(dead_code)] // for the scale runs
 /// Resident set of this process now, KiB (from /proc/self/statm).
 pub fn current_rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
