@@ -262,7 +262,10 @@ fn clients(options: &Options) -> Vec<Client> {
         available: build_go_driver(&root.join("bench/go"), &go_driver),
         command: vec![go_driver.display().to_string()],
     });
-    let python = root.join("target/python-venv/bin/python");
+    // The venv bindings-python/test.sh makes; GRPCPOOL_BENCH_PYTHON names another interpreter.
+    let python = std::env::var_os("GRPCPOOL_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-venv/bin/python"));
     let script = root.join("bench/python/driver.py");
     for (name, face, ours, client) in [
         ("py-grpcpool-sync", "python-sync", true, "grpcpool-sync"),
@@ -284,7 +287,10 @@ fn clients(options: &Options) -> Vec<Client> {
             available: if python.is_file() {
                 driver::check(&command)
             } else {
-                Err("no venv at target/python-venv (run bash bindings-python/test.sh)".into())
+                Err(format!(
+                    "no Python at {} (run bash bindings-python/test.sh, or set GRPCPOOL_BENCH_PYTHON)",
+                    python.display()
+                ))
             },
             command,
         });
