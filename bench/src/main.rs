@@ -251,6 +251,18 @@ fn clients(options: &Options) -> Vec<Client> {
             command,
         });
     }
+    let c_driver = std::path::absolute(&options.out)
+        .unwrap_or_else(|_| options.out.clone())
+        .join("c-driver");
+    out.push(Client {
+        name: "c-pthreads".into(),
+        face: "c",
+        ours: true,
+        connections: true,
+        available: build_c_driver(&root, &c_driver)
+            .and_then(|binary| driver::check(&[binary.display().to_string()])),
+        command: vec![c_driver.join("driver").display().to_string()],
+    });
     let go_driver = std::path::absolute(&options.out)
         .unwrap_or_else(|_| options.out.clone())
         .join("go-driver");
@@ -323,6 +335,76 @@ fn clients(options: &Options) -> Vec<Client> {
         out.retain(|client| wanted.contains(&client.name));
     }
     out
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+/// Builds bench/c/driver.c with `cc` against target/release/libgrpcpool.so (made with cargo
+/// when missing) into `directory`; returns the driver's path.
+fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    Command::new(&compiler)
+        .arg("--version")
+        .output()
+        .map_err(|error| format!("no C compiler ({compiler}: {error})"))?;
+    let library = root.join("target/release/libgrpcpool.so");
+    if !library.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        println!("building target/release/libgrpcpool.so for the C row (cargo build --release -p grpcpool-ffi)");
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--quiet",
+                "-p",
+                "grpcpool-ffi",
+                "--lib",
+            ])
+            .current_dir(root)
+            .status()
+            .map_err(|error| format!("cargo: {error}"))?;
+        if !status.success() || !library.is_file() {
+            return Err("cargo build --release -p grpcpool-ffi failed".into());
+        }
+    }
+    // The library's soname carries the major version; the build tree has only the plain name.
+    let lib_dir = directory.join("lib");
+    std::fs::create_dir_all(&lib_dir).map_err(|error| error.to_string())?;
+    for name in ["libgrpcpool.so", "libgrpcpool.so.0"] {
+        let link = lib_dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&library, &link).map_err(|error| error.to_string())?;
+    }
+    let source = root.join("bench/c/driver.c");
+    let binary = directory.join("driver");
+    let newest = modified(&source).max(modified(&library));
+    if modified(&binary).is_some_and(|built| Some(built) >= newest) {
+        return Ok(binary);
+    }
+    let output = Command::new(&compiler)
+        .args(["-std=c11", "-O2", "-Wall", "-Wextra"])
+        .arg(format!("-I{}", root.join("include").display()))
+        .arg(&source)
+        .arg("-o")
+        .arg(&binary)
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg("-lgrpcpool")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .output()
+        .map_err(|error| format!("{compiler}: {error}"))?;
+    if output.status.success() {
+        Ok(binary)
+    } else {
+        let text = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "{compiler} failed: {}",
+            text.lines().take(2).collect::<Vec<_>>().join(" | ")
+        ))
+    }
 }
 
 /// Builds the grpc-go client driver with its pinned go.mod, once per output directory.
