@@ -725,7 +725,7 @@ fn run_scale(
     });
     scale.load = format!("before {load_before}, after {}", load_average());
     for (figure, value) in report::scale_rows(&scale) {
-        println!("  {figure:<50} {value}");
+        println!("  {figure:<58} {value}");
     }
     if let Some(note) = &scale.note {
         println!("  note: {note}");

@@ -37,6 +37,9 @@ pub struct Scale {
     pub rss_after_warm_kib: u64,
     /// RSS growth over the warm-up per connection opened (per-target state included).
     pub rss_idle_connections_kib_each: f64,
+    /// Heap in use (glibc mallinfo2) growth per connection opened; 0 where unknown.
+    #[serde(default)]
+    pub heap_idle_connection_kib_each: f64,
     /// Closed loops of calls spread round-robin over every target.
     pub spread_concurrency: usize,
     pub spread_qps: f64,
@@ -47,6 +50,9 @@ pub struct Scale {
     /// Leases held at once on one target, and the RSS growth per lease.
     pub leases: usize,
     pub rss_leases_kib_each: f64,
+    /// Heap in use growth per held lease, bytes; 0 where unknown.
+    #[serde(default)]
+    pub heap_lease_bytes_each: f64,
     /// Calls started at once on one target, how many came back OK and how long all took.
     pub in_flight: usize,
     pub in_flight_ok: u64,
@@ -61,6 +67,9 @@ pub struct Scale {
     pub held_seconds: f64,
     pub held_peak_in_flight: u64,
     pub rss_in_flight_kib_each: f64,
+    /// Heap in use growth per call in flight at the sampled peak; 0 where unknown.
+    #[serde(default)]
+    pub heap_in_flight_kib_each: f64,
     /// Peak RSS of the client process over every phase.
     pub in_flight_peak_rss_kib: u64,
     /// Load average before and after the scale run.
@@ -275,7 +284,8 @@ pub fn markdown(meta: &Meta, cells: &[Cell], scale: &Option<Scale>, plots_dir: &
             "grpcpool's Rust core in a client process of its own against the tonic echo server \
              (one child process listening on many loopback ports), plaintext, 1 KiB requests. RSS \
              deltas are read from /proc/self/statm around each phase, so they include allocator \
-             slack and per-target state; read them as orders of magnitude.\n\n",
+             slack and per-target state; the heap figures (glibc's mallinfo2, bytes allocated and not \
+             freed) are the finer measure. Read both as orders of magnitude.\n\n",
         );
         if !scale.load.is_empty() {
             let _ = writeln!(out, "Load average around the scale run: {}.\n", scale.load);
@@ -295,6 +305,13 @@ pub fn markdown(meta: &Meta, cells: &[Cell], scale: &Option<Scale>, plots_dir: &
 /// The scale figures as (figure, value with unit) rows, for the report and the CSV.
 pub fn scale_rows(scale: &Scale) -> Vec<(String, String)> {
     let connections = scale.targets * scale.connections_per_target;
+    let heap = |value: f64, unit: &str| {
+        if value > 0.0 {
+            format!(" (heap {value:.1} {unit})")
+        } else {
+            String::new()
+        }
+    };
     vec![
         (
             "targets x connections each (ready / asked)".into(),
@@ -308,45 +325,56 @@ pub fn scale_rows(scale: &Scale) -> Vec<(String, String)> {
             format!("{:.2} s", scale.warm_seconds),
         ),
         (
-            "client RSS with every connection idle".into(),
+            "client RSS, every connection open and idle".into(),
             fmt_rss(scale.rss_after_warm_kib),
         ),
         (
-            "RSS per idle connection".into(),
-            format!("{:.1} KiB", scale.rss_idle_connections_kib_each),
+            "memory per idle connection: RSS (heap)".into(),
+            format!(
+                "{:.1} KiB{}",
+                scale.rss_idle_connections_kib_each,
+                heap(scale.heap_idle_connection_kib_each, "KiB")
+            ),
         ),
         (
             format!(
-                "QPS spread over every target (c = {})",
+                "calls spread over every target, c = {}: QPS",
                 scale.spread_concurrency
             ),
             format!("{:.0}", scale.spread_qps),
         ),
         (
-            "  p50 / p99 of those calls".into(),
+            "calls spread over every target: p50 / p99".into(),
             format!("{:.0} / {:.0} µs", scale.spread_p50_us, scale.spread_p99_us),
         ),
         (
-            "  client CPU per call / errors".into(),
+            "calls spread over every target: CPU per call / errors".into(),
             format!(
                 "{:.1} µs / {}",
                 scale.spread_cpu_us_per_call, scale.spread_errors
             ),
         ),
         (
-            format!("RSS per held lease ({} held at once)", scale.leases),
-            format!("{:.2} KiB", scale.rss_leases_kib_each),
+            format!(
+                "memory per held lease, {} held at once: RSS (heap)",
+                scale.leases
+            ),
+            format!(
+                "{:.2} KiB{}",
+                scale.rss_leases_kib_each,
+                heap(scale.heap_lease_bytes_each, "B")
+            ),
         ),
         (
-            "calls started at once on one target (OK)".into(),
+            "burst: calls started at once on one target (OK)".into(),
             format!("{} ({})", scale.in_flight, scale.in_flight_ok),
         ),
         (
-            "  time until all completed".into(),
+            "burst: time until all completed".into(),
             format!("{:.2} s", scale.in_flight_seconds),
         ),
         (
-            "  p50 / p99 of those calls".into(),
+            "burst: p50 / p99".into(),
             format!(
                 "{:.0} / {:.0} µs",
                 scale.in_flight_p50_us, scale.in_flight_p99_us
@@ -354,22 +382,26 @@ pub fn scale_rows(scale: &Scale) -> Vec<(String, String)> {
         ),
         (
             format!(
-                "the same, each held {} ms by the server (OK)",
+                "held burst, each call held {} ms by the server (OK)",
                 scale.held_ms
             ),
             format!("{} ({})", scale.in_flight, scale.held_ok),
         ),
         (
-            "  most in flight at once (pool stats, sampled)".into(),
+            "held burst: most in flight at once (pool stats, sampled)".into(),
             scale.held_peak_in_flight.to_string(),
         ),
         (
-            "  time until all completed".into(),
+            "held burst: time until all completed".into(),
             format!("{:.2} s", scale.held_seconds),
         ),
         (
-            "  RSS per call in flight".into(),
-            format!("{:.2} KiB", scale.rss_in_flight_kib_each),
+            "memory per call in flight: RSS (heap)".into(),
+            format!(
+                "{:.2} KiB{}",
+                scale.rss_in_flight_kib_each,
+                heap(scale.heap_in_flight_kib_each, "KiB")
+            ),
         ),
         (
             "peak RSS of the client process".into(),
@@ -661,7 +693,7 @@ mod tests {
         assert!(text.contains("## Scale"), "{text}");
         assert!(text.contains("| 200 x 2 (400 / 400) |"), "{text}");
         assert!(
-            text.contains("| RSS per idle connection | 24.0 KiB |"),
+            text.contains("| memory per idle connection: RSS (heap) | 24.0 KiB |"),
             "{text}"
         );
         assert!(text.contains("Note: a note"));

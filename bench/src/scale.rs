@@ -249,6 +249,16 @@ fn kib_each(before: u64, after: u64, count: usize) -> f64 {
     after.saturating_sub(before) as f64 / count as f64
 }
 
+/// Heap growth since `before` per item, in bytes (0 without mallinfo2).
+fn heap_each(before: Option<u64>, count: usize) -> f64 {
+    match (before, measure::heap_in_use_bytes()) {
+        (Some(before), Some(after)) if count > 0 => {
+            after.saturating_sub(before) as f64 / count as f64
+        }
+        _ => 0.0,
+    }
+}
+
 fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     let targets: Vec<String> = args
         .ports
@@ -283,6 +293,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     wait_until(PHASE_LIMIT, || ready() >= PER_TARGET as u64);
     let baseline_ready = ready();
     let rss_before = measure::current_rss_kib();
+    let heap_before = measure::heap_in_use_bytes();
     let started = Instant::now();
     let acquires: Vec<_> = targets[1..]
         .iter()
@@ -310,12 +321,10 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     // Settle: connection tasks finish their first allocations.
     std::thread::sleep(Duration::from_millis(200));
     let rss_after = measure::current_rss_kib();
+    let opened = scale.connections_ready.saturating_sub(baseline_ready) as usize;
     scale.rss_after_warm_kib = rss_after;
-    scale.rss_idle_connections_kib_each = kib_each(
-        rss_before,
-        rss_after,
-        scale.connections_ready.saturating_sub(baseline_ready) as usize,
-    );
+    scale.rss_idle_connections_kib_each = kib_each(rss_before, rss_after, opened);
+    scale.heap_idle_connection_kib_each = heap_each(heap_before, opened) / 1024.0;
 
     // Calls spread over every target, round-robin.
     let next = Arc::new(AtomicUsize::new(0));
@@ -359,6 +368,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     let slots = BURST_CONNECTIONS * BURST_STREAMS as usize;
     let leases = args.leases.min(slots);
     let rss_before = measure::current_rss_kib();
+    let heap_before = measure::heap_in_use_bytes();
     let held: Vec<_> = burst.block_on(async {
         let mut held = Vec::with_capacity(leases);
         for _ in 0..leases {
@@ -372,6 +382,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     let rss_held = measure::current_rss_kib();
     scale.leases = held.len();
     scale.rss_leases_kib_each = kib_each(rss_before, rss_held, held.len());
+    scale.heap_lease_bytes_each = heap_each(heap_before, held.len());
     drop(held);
 
     let in_flight = args.in_flight.min(slots);
@@ -393,6 +404,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
         HOLD.as_millis().to_string(),
     );
     let rss_before = measure::current_rss_kib();
+    let heap_before = measure::heap_in_use_bytes().unwrap_or(0);
     let held = fire(timeout.clone().metadata(metadata))?;
     scale.held_ms = HOLD.as_millis() as u64;
     scale.held_ok = held.ok;
@@ -400,6 +412,11 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     scale.held_peak_in_flight = held.peak_in_flight;
     scale.rss_in_flight_kib_each =
         kib_each(rss_before, held.peak_rss_kib, held.peak_in_flight as usize);
+    if held.peak_heap_bytes > 0 && held.peak_in_flight > 0 {
+        scale.heap_in_flight_kib_each = held.peak_heap_bytes.saturating_sub(heap_before) as f64
+            / held.peak_in_flight as f64
+            / 1024.0;
+    }
     scale.in_flight_peak_rss_kib = measure::peak_rss_kib();
     if !notes.is_empty() {
         scale.note = Some(notes.join("; "));
@@ -417,6 +434,8 @@ struct Burst {
     peak_in_flight: u64,
     /// The highest RSS sampled meanwhile.
     peak_rss_kib: u64,
+    /// The most heap in use sampled meanwhile (0 without mallinfo2).
+    peak_heap_bytes: u64,
 }
 
 /// Starts `count` calls at once on `target` and waits for all of them.
@@ -430,12 +449,14 @@ fn fire(
 ) -> Result<Burst, BoxError> {
     let peak = Arc::new(AtomicU64::new(0));
     let peak_rss = Arc::new(AtomicU64::new(0));
+    let peak_heap = Arc::new(AtomicU64::new(0));
     let sampling = Arc::new(AtomicU64::new(1));
     let sampler = {
-        let (pool, peak, peak_rss, sampling) = (
+        let (pool, peak, peak_rss, peak_heap, sampling) = (
             pool.clone(),
             Arc::clone(&peak),
             Arc::clone(&peak_rss),
+            Arc::clone(&peak_heap),
             Arc::clone(&sampling),
         );
         std::thread::spawn(move || {
@@ -443,6 +464,8 @@ fn fire(
             while sampling.load(Ordering::Relaxed) == 1 && Instant::now() < deadline {
                 peak.fetch_max(pool.stats().streams_in_flight, Ordering::Relaxed);
                 peak_rss.fetch_max(measure::current_rss_kib(), Ordering::Relaxed);
+                let heap = measure::heap_in_use_bytes().unwrap_or(0);
+                peak_heap.fetch_max(heap, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_micros(500));
             }
         })
@@ -481,6 +504,7 @@ fn fire(
         p99_us: percentile(&latencies, 0.99),
         peak_in_flight: peak.load(Ordering::Relaxed),
         peak_rss_kib: peak_rss.load(Ordering::Relaxed),
+        peak_heap_bytes: peak_heap.load(Ordering::Relaxed),
     })
 }
 
