@@ -244,10 +244,10 @@ async fn tonic_call(channel: Channel, target: &Target) -> bool {
     grpc.unary(request, path, BytesCodec).await.is_ok()
 }
 
-type Measured = (Vec<Duration>, u64, Duration, Duration);
+pub(crate) type Measured = (Vec<Duration>, u64, Duration, Duration);
 
 /// Warms up, then runs `concurrency` closed loops for `duration`, counting this process's CPU.
-async fn measure_load<F, Fut>(
+pub(crate) async fn measure_load<F, Fut>(
     concurrency: usize,
     warm_up: Duration,
     duration: Duration,

@@ -189,6 +189,30 @@ pub fn run(
     serde_json::from_str(line).map_err(|error| format!("bad report {line:?}: {error}"))
 }
 
+/// Runs `command` (bounded by `limit`) and parses the last JSON line it prints as `T`.
+pub fn run_json<T: serde::de::DeserializeOwned>(
+    mut command: Command,
+    limit: Duration,
+) -> Result<T, Box<dyn std::error::Error + Send + Sync>> {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (stdout, stderr, status) = wait_bounded(child, limit)?;
+    let stdout = String::from_utf8_lossy(&stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.trim_start().starts_with('{'))
+        .ok_or_else(|| {
+            let stderr = String::from_utf8_lossy(&stderr);
+            let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            format!("no report ({status}): {tail}")
+        })?;
+    Ok(serde_json::from_str(line)?)
+}
+
 /// Asks a driver whether it can run here: `Ok` or the reason it cannot.
 pub fn check(command: &[String]) -> Result<(), String> {
     let (program, leading) = command.split_first().ok_or("empty driver command")?;

@@ -12,6 +12,7 @@ mod clients;
 mod driver;
 mod measure;
 mod report;
+mod scale;
 mod server;
 
 use std::io::Write as _;
@@ -26,14 +27,19 @@ use server::{ChildServer, ServerKind};
 const USAGE: &str = "usage: grpcpool-bench [--quick] [--rounds N] [--seconds S] [--warmup S]
        [--servers tonic,grpc-go] [--transports plain,tls] [--concurrency 1,16,128,512]
        [--payloads 0,1024,65536] [--connections 1,4] [--clients NAME,...]
-       [--out DIR] [--docs FILE] [--no-pin]
+       [--out DIR] [--docs FILE] [--no-pin] [--no-scale | --scale-only]
 
 Without --quick: the full matrix (every client at concurrency 1, 16, 128, 512; payloads 0 B,
 1 KiB, 64 KiB and 4 connections on the tonic server in plaintext; 1 KiB over TLS and against
 the grpc-go server), 3 rounds. --quick: fewer cells, one round. Any of --servers, --transports,
 --concurrency, --payloads, --connections makes the matrix their full cross product instead.
 Results go to --out (default target/bench): results.json, results.csv, benchmarks.md and
-plots/*.svg; --docs FILE also writes the Markdown there (docs/benchmarks.md).
+plots/*.svg (and scale.csv); --docs FILE also writes the Markdown there (docs/benchmarks.md).
+
+Then the scale run (skip it with --no-scale, or run only it with --scale-only): grpcpool's
+core against 1,000 loopback listeners with 2 connections each (warm-up time, QPS spread over
+them, RSS per idle connection), 10,000 leases held and 10,000 calls started at once on one
+target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
 
   grpcpool-bench drive CLIENT --target URL --concurrency N --seconds S --payload BYTES
        [--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]
@@ -75,6 +81,9 @@ struct Options {
     out: PathBuf,
     docs: Option<PathBuf>,
     pin: bool,
+    /// Whether to run the scale phases after the matrix, and only them.
+    scale: bool,
+    scale_only: bool,
 }
 
 fn list<T>(text: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
@@ -100,6 +109,8 @@ fn parse_options() -> Result<Options, String> {
         out: repo_root().join("target/bench"),
         docs: None,
         pin: true,
+        scale: true,
+        scale_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -138,6 +149,8 @@ fn parse_options() -> Result<Options, String> {
             "--out" => options.out = PathBuf::from(value()?),
             "--docs" => options.docs = Some(PathBuf::from(value()?)),
             "--no-pin" => options.pin = false,
+            "--no-scale" => options.scale = false,
+            "--scale-only" => options.scale_only = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -172,6 +185,9 @@ fn plan(options: &Options) -> Vec<Group> {
         || options.payloads.is_some()
         || options.connections.is_some();
     let mut out = Vec::new();
+    if options.scale_only {
+        return out;
+    }
     if custom {
         for &server in options.servers.as_deref().unwrap_or(&[Tonic, Go]) {
             for &transport in options.transports.as_deref().unwrap_or(&[Plaintext, Tls]) {
@@ -235,6 +251,18 @@ fn clients(options: &Options) -> Vec<Client> {
             command,
         });
     }
+    let c_driver = std::path::absolute(&options.out)
+        .unwrap_or_else(|_| options.out.clone())
+        .join("c-driver");
+    out.push(Client {
+        name: "c-pthreads".into(),
+        face: "c",
+        ours: true,
+        connections: true,
+        available: build_c_driver(&root, &c_driver)
+            .and_then(|binary| driver::check(&[binary.display().to_string()])),
+        command: vec![c_driver.join("driver").display().to_string()],
+    });
     let go_driver = std::path::absolute(&options.out)
         .unwrap_or_else(|_| options.out.clone())
         .join("go-driver");
@@ -246,7 +274,10 @@ fn clients(options: &Options) -> Vec<Client> {
         available: build_go_driver(&root.join("bench/go"), &go_driver),
         command: vec![go_driver.display().to_string()],
     });
-    let python = root.join("target/python-venv/bin/python");
+    // The venv bindings-python/test.sh makes; GRPCPOOL_BENCH_PYTHON names another interpreter.
+    let python = std::env::var_os("GRPCPOOL_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-venv/bin/python"));
     let script = root.join("bench/python/driver.py");
     for (name, face, ours, client) in [
         ("py-grpcpool-sync", "python-sync", true, "grpcpool-sync"),
@@ -268,7 +299,10 @@ fn clients(options: &Options) -> Vec<Client> {
             available: if python.is_file() {
                 driver::check(&command)
             } else {
-                Err("no venv at target/python-venv (run bash bindings-python/test.sh)".into())
+                Err(format!(
+                    "no Python at {} (run bash bindings-python/test.sh, or set GRPCPOOL_BENCH_PYTHON)",
+                    python.display()
+                ))
             },
             command,
         });
@@ -301,6 +335,76 @@ fn clients(options: &Options) -> Vec<Client> {
         out.retain(|client| wanted.contains(&client.name));
     }
     out
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+/// Builds bench/c/driver.c with `cc` against target/release/libgrpcpool.so (made with cargo
+/// when missing) into `directory`; returns the driver's path.
+fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    Command::new(&compiler)
+        .arg("--version")
+        .output()
+        .map_err(|error| format!("no C compiler ({compiler}: {error})"))?;
+    let library = root.join("target/release/libgrpcpool.so");
+    if !library.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        println!("building target/release/libgrpcpool.so for the C row (cargo build --release -p grpcpool-ffi)");
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--quiet",
+                "-p",
+                "grpcpool-ffi",
+                "--lib",
+            ])
+            .current_dir(root)
+            .status()
+            .map_err(|error| format!("cargo: {error}"))?;
+        if !status.success() || !library.is_file() {
+            return Err("cargo build --release -p grpcpool-ffi failed".into());
+        }
+    }
+    // The library's soname carries the major version; the build tree has only the plain name.
+    let lib_dir = directory.join("lib");
+    std::fs::create_dir_all(&lib_dir).map_err(|error| error.to_string())?;
+    for name in ["libgrpcpool.so", "libgrpcpool.so.0"] {
+        let link = lib_dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&library, &link).map_err(|error| error.to_string())?;
+    }
+    let source = root.join("bench/c/driver.c");
+    let binary = directory.join("driver");
+    let newest = modified(&source).max(modified(&library));
+    if modified(&binary).is_some_and(|built| Some(built) >= newest) {
+        return Ok(binary);
+    }
+    let output = Command::new(&compiler)
+        .args(["-std=c11", "-O2", "-Wall", "-Wextra"])
+        .arg(format!("-I{}", root.join("include").display()))
+        .arg(&source)
+        .arg("-o")
+        .arg(&binary)
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg("-lgrpcpool")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .output()
+        .map_err(|error| format!("{compiler}: {error}"))?;
+    if output.status.success() {
+        Ok(binary)
+    } else {
+        let text = String::from_utf8_lossy(&output.stderr);
+        Err(format!(
+            "{compiler} failed: {}",
+            text.lines().take(2).collect::<Vec<_>>().join(" | ")
+        ))
+    }
 }
 
 /// Builds the grpc-go client driver with its pinned go.mod, once per output directory.
@@ -368,6 +472,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("serve") => return server::serve_child(),
+        Some("serve-many") => {
+            return scale::serve_many(&args[2..]).map_err(|error| error.to_string().into());
+        }
+        Some("scale-client") => {
+            return scale::scale_client(&args[2..]).map_err(|error| error.to_string().into());
+        }
         Some("drive") => {
             return clients::drive(&args[2..]).map_err(|error| error.to_string().into());
         }
@@ -408,7 +518,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(0),
         ..report::Meta::default()
     };
-    let clients = clients(&options);
+    // A scale-only run needs no client rows, nor their builds and checks.
+    let clients = if options.scale_only {
+        Vec::new()
+    } else {
+        clients(&options)
+    };
     for client in &clients {
         if let Err(reason) = &client.available {
             meta.not_available
@@ -551,10 +666,77 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "#".repeat(30),
         started.elapsed().as_secs_f64()
     );
+    let scale = if options.scale || options.scale_only {
+        Some(run_scale(&options, server_cpu, client_cpu))
+    } else {
+        None
+    };
     meta.load_after = load_average();
-    let scale = None;
     write_results(&options, &meta, &cells, &scale)?;
     Ok(())
+}
+
+/// The scale run: a many-listener server child and one scale client process.
+fn run_scale(
+    options: &Options,
+    server_cpu: Option<usize>,
+    client_cpu: Option<usize>,
+) -> report::Scale {
+    let (targets, in_flight, leases, seconds) = if options.mode == "quick" {
+        (200, 2_000, 2_000, 1.0)
+    } else {
+        (1_000, 10_000, 10_000, 2.0)
+    };
+    println!(
+        "\nscale: {targets} targets x 2 connections, {leases} leases, {in_flight} calls at once on one target"
+    );
+    let load_before = load_average();
+    let started = Instant::now();
+    let result = scale::ManyServer::start(targets, server_cpu).and_then(|server| {
+        let mut note = None;
+        if server.ports.len() < targets {
+            note = Some(format!(
+                "the server's RLIMIT_NOFILE fits {} of {targets} listeners",
+                server.ports.len()
+            ));
+        }
+        let args = scale::ScaleArgs {
+            ports: server.ports.clone(),
+            in_flight,
+            leases,
+            seconds,
+        };
+        let exe = std::env::current_exe()?;
+        let mut command = Command::new(exe);
+        command.arg("scale-client").args(args.to_args());
+        if let Some(cpu) = client_cpu {
+            affinity::pin_command(&mut command, cpu);
+        }
+        let mut scale = driver::run_json::<report::Scale>(command, Duration::from_secs(90))?;
+        if let Some(note) = note {
+            scale.note = Some(match scale.note.take() {
+                Some(other) => format!("{note}; {other}"),
+                None => note,
+            });
+        }
+        Ok(scale)
+    });
+    let mut scale = result.unwrap_or_else(|error| report::Scale {
+        targets,
+        in_flight,
+        leases,
+        note: Some(format!("scale run failed: {error}")),
+        ..report::Scale::default()
+    });
+    scale.load = format!("before {load_before}, after {}", load_average());
+    for (figure, value) in report::scale_rows(&scale) {
+        println!("  {figure:<58} {value}");
+    }
+    if let Some(note) = &scale.note {
+        println!("  note: {note}");
+    }
+    println!("  ({:.0} s)", started.elapsed().as_secs_f64());
+    scale
 }
 
 fn write_results(
@@ -566,6 +748,12 @@ fn write_results(
     let out = &options.out;
     std::fs::write(out.join("results.json"), report::json(meta, cells, scale))?;
     std::fs::write(out.join("results.csv"), report::csv(cells))?;
+    match scale {
+        Some(scale) => std::fs::write(out.join("scale.csv"), report::scale_csv(scale))?,
+        None => {
+            let _ = std::fs::remove_file(out.join("scale.csv"));
+        }
+    }
     for (name, svg) in report::plots(cells) {
         std::fs::write(out.join("plots").join(name), svg)?;
     }

@@ -43,7 +43,6 @@ pub fn children_peak_rss_kib() -> u64 {
     usage(libc::RUSAGE_CHILDREN).ru_maxrss.max(0) as u64
 }
 
-#[allow(dead_code)] // for the scale runs
 /// Resident set of this process now, KiB (from /proc/self/statm).
 pub fn current_rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -56,6 +55,23 @@ pub fn current_rss_kib() -> u64 {
     #[allow(unsafe_code)]
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
     pages * page / 1024
+}
+
+/// Heap bytes allocated and not freed, over every malloc arena (glibc's mallinfo2); `None`
+/// where the C library has no such call. Unlike RSS it does not hide allocations that reuse
+/// memory freed earlier, nor count pages the allocator keeps.
+pub fn heap_in_use_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 has no preconditions and returns a plain struct.
+        #[allow(unsafe_code)]
+        let info = unsafe { libc::mallinfo2() };
+        Some((info.uordblks + info.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
 }
 
 /// The figures of one counted window: latency percentiles, QPS and CPU per call.

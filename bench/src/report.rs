@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::measure::Cell;
 
@@ -24,18 +24,57 @@ pub struct Meta {
 }
 
 /// Scale figures: many targets, many calls in flight, memory per connection and per lease.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scale {
+    /// Targets (loopback listeners of the tonic server) warmed.
     pub targets: usize,
     pub connections_per_target: usize,
+    /// Connections ready once warm-up ended.
     pub connections_ready: u64,
+    /// From the first acquire on the second target to every connection ready.
+    pub warm_seconds: f64,
+    /// The client's RSS with every connection open and idle.
+    pub rss_after_warm_kib: u64,
+    /// RSS growth over the warm-up per connection opened (per-target state included).
     pub rss_idle_connections_kib_each: f64,
+    /// Heap in use (glibc mallinfo2) growth per connection opened; 0 where unknown.
+    #[serde(default)]
+    pub heap_idle_connection_kib_each: f64,
+    /// Closed loops of calls spread round-robin over every target.
+    pub spread_concurrency: usize,
+    pub spread_qps: f64,
+    pub spread_p50_us: f64,
+    pub spread_p99_us: f64,
+    pub spread_cpu_us_per_call: f64,
+    pub spread_errors: u64,
+    /// Leases held at once on one target, and the RSS growth per lease.
     pub leases: usize,
     pub rss_leases_kib_each: f64,
+    /// Heap in use growth per held lease, bytes; 0 where unknown.
+    #[serde(default)]
+    pub heap_lease_bytes_each: f64,
+    /// Calls started at once on one target, how many came back OK and how long all took.
     pub in_flight: usize,
     pub in_flight_ok: u64,
     pub in_flight_seconds: f64,
+    pub in_flight_p50_us: f64,
+    pub in_flight_p99_us: f64,
+    /// The same number of calls again, each held `held_ms` by the server so all are in flight
+    /// at once: how many came back OK, how long all took, the most the pool reported in
+    /// flight (sampled every 0.5 ms) and the RSS growth per call in flight.
+    pub held_ms: u64,
+    pub held_ok: u64,
+    pub held_seconds: f64,
+    pub held_peak_in_flight: u64,
+    pub rss_in_flight_kib_each: f64,
+    /// Heap in use growth per call in flight at the sampled peak; 0 where unknown.
+    #[serde(default)]
+    pub heap_in_flight_kib_each: f64,
+    /// Peak RSS of the client process over every phase.
     pub in_flight_peak_rss_kib: u64,
+    /// Load average before and after the scale run.
+    #[serde(default)]
+    pub load: String,
     pub note: Option<String>,
 }
 
@@ -240,24 +279,149 @@ pub fn markdown(meta: &Meta, cells: &[Cell], scale: &Option<Scale>, plots_dir: &
         }
     }
     if let Some(scale) = scale {
-        out.push_str("## Scale and memory (grpcpool's Rust core, one process)\n\n");
-        if let Some(note) = &scale.note {
-            let _ = writeln!(out, "{note}\n");
-        }
-        let _ = writeln!(
-            out,
-            "| figure | value |\n|---|---:|\n| targets (listeners of the tonic server) | {} |\n| connections asked per target | {} |\n| connections ready | {} |\n| RSS per idle connection | {:.1} KiB |\n| leases held at once | {} |\n| RSS per held lease | {:.2} KiB |\n| calls in flight at once | {} |\n| of those OK | {} |\n| time for all of them | {:.2} s |\n| peak RSS of the process | {} |\n",
-            scale.targets,
-            scale.connections_per_target,
-            scale.connections_ready,
-            scale.rss_idle_connections_kib_each,
-            scale.leases,
-            scale.rss_leases_kib_each,
-            scale.in_flight,
-            scale.in_flight_ok,
-            scale.in_flight_seconds,
-            fmt_rss(scale.in_flight_peak_rss_kib),
+        out.push_str("## Scale\n\n");
+        out.push_str(
+            "grpcpool's Rust core in a client process of its own against the tonic echo server \
+             (one child process listening on many loopback ports), plaintext, 1 KiB requests. RSS \
+             deltas are read from /proc/self/statm around each phase, so they include allocator \
+             slack and per-target state; the heap figures (glibc's mallinfo2, bytes allocated and not \
+             freed) are the finer measure. Read both as orders of magnitude.\n\n",
         );
+        if !scale.load.is_empty() {
+            let _ = writeln!(out, "Load average around the scale run: {}.\n", scale.load);
+        }
+        if let Some(note) = &scale.note {
+            let _ = writeln!(out, "Note: {note}\n");
+        }
+        out.push_str("| figure | value |\n|---|---:|\n");
+        for (figure, value) in scale_rows(scale) {
+            let _ = writeln!(out, "| {figure} | {value} |");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The scale figures as (figure, value with unit) rows, for the report and the CSV.
+pub fn scale_rows(scale: &Scale) -> Vec<(String, String)> {
+    let connections = scale.targets * scale.connections_per_target;
+    let heap = |value: f64, unit: &str| {
+        if value > 0.0 {
+            format!(" (heap {value:.1} {unit})")
+        } else {
+            String::new()
+        }
+    };
+    vec![
+        (
+            "targets x connections each (ready / asked)".into(),
+            format!(
+                "{} x {} ({} / {connections})",
+                scale.targets, scale.connections_per_target, scale.connections_ready
+            ),
+        ),
+        (
+            "time to warm every connection".into(),
+            format!("{:.2} s", scale.warm_seconds),
+        ),
+        (
+            "client RSS, every connection open and idle".into(),
+            fmt_rss(scale.rss_after_warm_kib),
+        ),
+        (
+            "memory per idle connection: RSS (heap)".into(),
+            format!(
+                "{:.1} KiB{}",
+                scale.rss_idle_connections_kib_each,
+                heap(scale.heap_idle_connection_kib_each, "KiB")
+            ),
+        ),
+        (
+            format!(
+                "calls spread over every target, c = {}: QPS",
+                scale.spread_concurrency
+            ),
+            format!("{:.0}", scale.spread_qps),
+        ),
+        (
+            "calls spread over every target: p50 / p99".into(),
+            format!("{:.0} / {:.0} µs", scale.spread_p50_us, scale.spread_p99_us),
+        ),
+        (
+            "calls spread over every target: CPU per call / errors".into(),
+            format!(
+                "{:.1} µs / {}",
+                scale.spread_cpu_us_per_call, scale.spread_errors
+            ),
+        ),
+        (
+            format!(
+                "memory per held lease, {} held at once: RSS (heap)",
+                scale.leases
+            ),
+            format!(
+                "{:.2} KiB{}",
+                scale.rss_leases_kib_each,
+                heap(scale.heap_lease_bytes_each, "B")
+            ),
+        ),
+        (
+            "burst: calls started at once on one target (OK)".into(),
+            format!("{} ({})", scale.in_flight, scale.in_flight_ok),
+        ),
+        (
+            "burst: time until all completed".into(),
+            format!("{:.2} s", scale.in_flight_seconds),
+        ),
+        (
+            "burst: p50 / p99".into(),
+            format!(
+                "{:.0} / {:.0} µs",
+                scale.in_flight_p50_us, scale.in_flight_p99_us
+            ),
+        ),
+        (
+            format!(
+                "held burst, each call held {} ms by the server (OK)",
+                scale.held_ms
+            ),
+            format!("{} ({})", scale.in_flight, scale.held_ok),
+        ),
+        (
+            "held burst: most in flight at once (pool stats, sampled)".into(),
+            scale.held_peak_in_flight.to_string(),
+        ),
+        (
+            "held burst: time until all completed".into(),
+            format!("{:.2} s", scale.held_seconds),
+        ),
+        (
+            "memory per call in flight: RSS (heap)".into(),
+            format!(
+                "{:.2} KiB{}",
+                scale.rss_in_flight_kib_each,
+                heap(scale.heap_in_flight_kib_each, "KiB")
+            ),
+        ),
+        (
+            "peak RSS of the client process".into(),
+            fmt_rss(scale.in_flight_peak_rss_kib),
+        ),
+    ]
+}
+
+/// The scale figures as CSV: one row per field, machine-readable names and plain numbers.
+pub fn scale_csv(scale: &Scale) -> String {
+    let mut out = String::from("figure,value\n");
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(scale) {
+        for (name, value) in fields {
+            let value = match value {
+                serde_json::Value::String(text) => format!("\"{}\"", text.replace('"', "'")),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(out, "{name},{value}");
+        }
     }
     out
 }
@@ -513,6 +677,36 @@ mod tests {
         assert!(text.contains("| **grpcpool** | 8000"));
         assert!(text.contains("not available: no node"));
         assert!(text.contains("plots/qps-tonic-plaintext-0b-k1.svg"));
+    }
+
+    #[test]
+    fn scale_goes_to_markdown_and_csv() {
+        let scale = Scale {
+            targets: 200,
+            connections_per_target: 2,
+            connections_ready: 400,
+            rss_idle_connections_kib_each: 24.0,
+            note: Some("a note".into()),
+            ..Scale::default()
+        };
+        let text = markdown(&Meta::default(), &sample(), &Some(scale.clone()), "plots");
+        assert!(text.contains("## Scale"), "{text}");
+        assert!(text.contains("| 200 x 2 (400 / 400) |"), "{text}");
+        assert!(
+            text.contains("| memory per idle connection: RSS (heap) | 24.0 KiB |"),
+            "{text}"
+        );
+        assert!(text.contains("Note: a note"));
+        let csv = scale_csv(&scale);
+        assert!(csv.starts_with("figure,value\n"));
+        assert!(csv.contains("\ntargets,200\n"), "{csv}");
+        assert!(csv.contains("\nnote,\"a note\"\n"), "{csv}");
+        let back: Scale = serde_json::from_str(&json(&Meta::default(), &[], &Some(scale.clone())))
+            .map(|value: serde_json::Value| {
+                serde_json::from_value(value["scale"].clone()).unwrap_or_default()
+            })
+            .unwrap_or_default();
+        assert_eq!(back, scale);
     }
 
     #[test]

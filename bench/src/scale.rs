@@ -1,0 +1,542 @@
+//! Scale and memory: many targets, many calls in flight on one target, and what an idle
+//! connection and a held lease cost in resident memory.
+//!
+//! `grpcpool-bench serve-many --listeners N --max-streams M` is the server: N tonic echo
+//! listeners in one child process (one per loopback port), printing `LISTENING p1,p2,...`.
+//! `grpcpool-bench scale-client --ports p1,p2,... --in-flight M --leases L --seconds S` is the
+//! client, a process of its own so its RSS deltas are grpcpool's: it warms 2 connections on
+//! every target, calls spread over all of them, then holds L leases and fires M calls at once
+//! on the first target, and prints one JSON line ([`crate::report::Scale`]).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use grpcpool_core::{CallOptions, Code, Config, Pool};
+use grpcpool_testserver::{ServerOptions, TestServer};
+
+use crate::measure;
+use crate::report::Scale;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// File descriptors kept free for everything that is not a listener or a connection.
+const FD_MARGIN: u64 = 256;
+/// Connections per target in the many-targets run.
+const PER_TARGET: usize = 2;
+/// Closed loops in the spread-over-targets run.
+const SPREAD_CONCURRENCY: usize = 128;
+/// Connections (min = max) of the pool that holds leases and fires the in-flight calls.
+const BURST_CONNECTIONS: usize = 4;
+/// Streams each of those connections takes; the server advertises more than this.
+const BURST_STREAMS: u32 = 2_600;
+/// The request of every scale call: a 1 KiB SimpleRequest, as in the matrix.
+const PAYLOAD: usize = 1024;
+/// How long the server holds each call of the held burst.
+const HOLD: Duration = Duration::from_millis(300);
+/// No phase waits longer than this for connections or calls.
+const PHASE_LIMIT: Duration = Duration::from_secs(20);
+
+/// Raises this process's RLIMIT_NOFILE soft limit to its hard limit; returns the soft limit now.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+        limit.rlim_cur as u64
+    }
+}
+
+/// How many of `wanted` targets fit in `fd_limit` descriptors at `per_target` descriptors each.
+pub fn targets_that_fit(wanted: usize, fd_limit: u64, per_target: u64) -> usize {
+    let room = fd_limit.saturating_sub(FD_MARGIN) / per_target.max(1);
+    wanted.min(room as usize)
+}
+
+/// `grpcpool-bench serve-many --listeners N [--max-streams M]`: N echo listeners, until killed.
+pub fn serve_many(args: &[String]) -> Result<(), BoxError> {
+    let mut listeners = 1000;
+    let mut max_streams = 4096;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--listeners" => listeners = value.parse()?,
+            "--max-streams" => max_streams = value.parse()?,
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    // A listener and the PER_TARGET connections accepted on it.
+    let listeners = targets_that_fit(listeners, raise_fd_limit(), 1 + PER_TARGET as u64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut servers = Vec::with_capacity(listeners);
+        for _ in 0..listeners {
+            servers.push(
+                TestServer::start(ServerOptions {
+                    max_concurrent_streams: Some(max_streams),
+                    ..ServerOptions::default()
+                })
+                .await?,
+            );
+        }
+        let ports: Vec<String> = servers.iter().map(|s| s.port().to_string()).collect();
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "LISTENING {}", ports.join(","))?;
+        stdout.flush()?;
+        std::future::pending::<()>().await;
+        Ok::<(), BoxError>(())
+    })
+}
+
+/// The many-listener server child, killed on drop.
+pub struct ManyServer {
+    child: Child,
+    pub ports: Vec<u16>,
+}
+
+impl ManyServer {
+    pub fn start(listeners: usize, cpu: Option<usize>) -> Result<ManyServer, BoxError> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["serve-many", "--listeners", &listeners.to_string()])
+            .args(["--max-streams", &(BURST_STREAMS + 500).to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(cpu) = cpu {
+            crate::affinity::pin_command(&mut command, cpu);
+        }
+        let mut child = command.spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the server")?;
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let ports: Option<Vec<u16>> = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .map(|list| list.split(',').filter_map(|p| p.parse().ok()).collect());
+        match (read, ports) {
+            (Ok(_), Some(ports)) if !ports.is_empty() => Ok(ManyServer { child, ports }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("unexpected serve-many output {:?}", line.trim()).into())
+            }
+        }
+    }
+}
+
+impl Drop for ManyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a scale run is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaleArgs {
+    pub ports: Vec<u16>,
+    pub in_flight: usize,
+    pub leases: usize,
+    pub seconds: f64,
+}
+
+impl ScaleArgs {
+    pub fn to_args(&self) -> Vec<String> {
+        let ports: Vec<String> = self.ports.iter().map(u16::to_string).collect();
+        vec![
+            "--ports".into(),
+            ports.join(","),
+            "--in-flight".into(),
+            self.in_flight.to_string(),
+            "--leases".into(),
+            self.leases.to_string(),
+            "--seconds".into(),
+            self.seconds.to_string(),
+        ]
+    }
+
+    pub fn parse(args: &[String]) -> Result<ScaleArgs, String> {
+        let mut out = ScaleArgs {
+            ports: Vec::new(),
+            in_flight: 2_000,
+            leases: 2_000,
+            seconds: 1.0,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            let bad = || format!("bad value {value:?} for {arg}");
+            match arg.as_str() {
+                "--ports" => {
+                    out.ports = value
+                        .split(',')
+                        .map(|port| port.parse().map_err(|_| bad()))
+                        .collect::<Result<_, _>>()?
+                }
+                "--in-flight" => out.in_flight = value.parse().map_err(|_| bad())?,
+                "--leases" => out.leases = value.parse().map_err(|_| bad())?,
+                "--seconds" => out.seconds = value.parse().map_err(|_| bad())?,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if out.ports.is_empty() {
+            return Err("--ports is required".into());
+        }
+        Ok(out)
+    }
+}
+
+/// `grpcpool-bench scale-client ARGS`: runs the scale phases and prints the JSON line.
+pub fn scale_client(args: &[String]) -> Result<(), BoxError> {
+    let mut args = ScaleArgs::parse(args)?;
+    let mut notes = Vec::new();
+    let fd_limit = raise_fd_limit();
+    let fit = targets_that_fit(args.ports.len(), fd_limit, PER_TARGET as u64);
+    if fit < args.ports.len() {
+        notes.push(format!(
+            "client RLIMIT_NOFILE {fd_limit} fits {fit} of {} targets",
+            args.ports.len()
+        ));
+        args.ports.truncate(fit);
+    }
+    let scale = run(&args, &mut notes)?;
+    println!("{}", serde_json::to_string(&scale)?);
+    Ok(())
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1e6
+}
+
+fn kib_each(before: u64, after: u64, count: usize) -> f64 {
+    if count == 0 {
+        return 0.0;
+    }
+    after.saturating_sub(before) as f64 / count as f64
+}
+
+/// Heap growth since `before` per item, in bytes (0 without mallinfo2).
+fn heap_each(before: Option<u64>, count: usize) -> f64 {
+    match (before, measure::heap_in_use_bytes()) {
+        (Some(before), Some(after)) if count > 0 => {
+            after.saturating_sub(before) as f64 / count as f64
+        }
+        _ => 0.0,
+    }
+}
+
+fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
+    let targets: Vec<String> = args
+        .ports
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect();
+    let method = grpcpool_testserver::UNARY_PATH;
+    let request = Bytes::from(crate::driver::request(PAYLOAD));
+    let timeout = CallOptions::with_timeout(Duration::from_secs(10));
+    let mut scale = Scale {
+        targets: targets.len(),
+        connections_per_target: PER_TARGET,
+        leases: args.leases,
+        in_flight: args.in_flight,
+        spread_concurrency: SPREAD_CONCURRENCY,
+        ..Scale::default()
+    };
+
+    // Many targets: PER_TARGET connections each, kept open (min = max).
+    let mut config = Config::default();
+    config.min_connections_per_target = PER_TARGET;
+    config.max_connections_per_target = PER_TARGET;
+    let pool = Pool::new(config)?;
+    let handle = pool.runtime_handle()?;
+    // The runtime and the first target's connections are in the baseline.
+    let ready = || pool.stats().connections.ready;
+    let first =
+        pool.block_on(pool.unary(&targets[0], method, request.clone(), timeout.clone()))??;
+    if first.code != Code::Ok {
+        return Err(format!("first call failed: {:?}", first.code).into());
+    }
+    wait_until(PHASE_LIMIT, || ready() >= PER_TARGET as u64);
+    let baseline_ready = ready();
+    let rss_before = measure::current_rss_kib();
+    let heap_before = measure::heap_in_use_bytes();
+    let started = Instant::now();
+    let acquires: Vec<_> = targets[1..]
+        .iter()
+        .map(|target| handle.spawn(pool.acquire(target, PHASE_LIMIT)))
+        .collect();
+    let mut failed = 0;
+    for acquire in acquires {
+        if !matches!(handle.block_on(acquire), Ok(Ok(_))) {
+            failed += 1;
+        }
+    }
+    let wanted = (targets.len() * PER_TARGET) as u64;
+    if !wait_until(PHASE_LIMIT, || ready() >= wanted) {
+        notes.push(format!(
+            "only {} of {wanted} connections ready after {} s",
+            ready(),
+            PHASE_LIMIT.as_secs()
+        ));
+    }
+    scale.warm_seconds = started.elapsed().as_secs_f64();
+    if failed > 0 {
+        notes.push(format!("{failed} warm-up acquires failed"));
+    }
+    scale.connections_ready = ready();
+    // Settle: connection tasks finish their first allocations.
+    std::thread::sleep(Duration::from_millis(200));
+    let rss_after = measure::current_rss_kib();
+    let opened = scale.connections_ready.saturating_sub(baseline_ready) as usize;
+    scale.rss_after_warm_kib = rss_after;
+    scale.rss_idle_connections_kib_each = kib_each(rss_before, rss_after, opened);
+    scale.heap_idle_connection_kib_each = heap_each(heap_before, opened) / 1024.0;
+
+    // Calls spread over every target, round-robin.
+    let next = Arc::new(AtomicUsize::new(0));
+    let all: Arc<[String]> = targets.clone().into();
+    let for_calls = pool.clone();
+    let spread_request = request.clone();
+    let call = move || {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let call = for_calls.unary(
+            &all[index % all.len()],
+            method,
+            spread_request.clone(),
+            CallOptions::with_timeout(Duration::from_secs(10)),
+        );
+        async move { matches!(call.await, Ok(response) if response.code == Code::Ok) }
+    };
+    let seconds = Duration::from_secs_f64(args.seconds);
+    let (latencies, errors, wall, cpu) = handle.block_on(crate::clients::measure_load(
+        SPREAD_CONCURRENCY,
+        Duration::from_millis(200),
+        seconds,
+        call,
+    ));
+    let spread = measure::summarize(latencies, wall, cpu);
+    scale.spread_qps = spread.qps;
+    scale.spread_p50_us = spread.p50_us;
+    scale.spread_p99_us = spread.p99_us.unwrap_or(0.0);
+    scale.spread_cpu_us_per_call = spread.cpu_us_per_call;
+    scale.spread_errors = errors;
+
+    // Leases and a burst on one target, from a pool whose connections are all open first.
+    let mut config = Config::default();
+    config.min_connections_per_target = BURST_CONNECTIONS;
+    config.max_connections_per_target = BURST_CONNECTIONS;
+    config.streams_per_connection = BURST_STREAMS;
+    let burst = Pool::new(config)?;
+    let target = targets[0].clone();
+    burst.block_on(burst.unary(&target, method, request.clone(), timeout.clone()))??;
+    let burst_ready = || burst.stats().connections.ready;
+    wait_until(PHASE_LIMIT, || burst_ready() >= BURST_CONNECTIONS as u64);
+    let slots = BURST_CONNECTIONS * BURST_STREAMS as usize;
+    let leases = args.leases.min(slots);
+    let rss_before = measure::current_rss_kib();
+    let heap_before = measure::heap_in_use_bytes();
+    let held: Vec<_> = burst.block_on(async {
+        let mut held = Vec::with_capacity(leases);
+        for _ in 0..leases {
+            match burst.acquire(&target, PHASE_LIMIT).await {
+                Ok(lease) => held.push(lease),
+                Err(_) => break,
+            }
+        }
+        held
+    })?;
+    let rss_held = measure::current_rss_kib();
+    scale.leases = held.len();
+    scale.rss_leases_kib_each = kib_each(rss_before, rss_held, held.len());
+    scale.heap_lease_bytes_each = heap_each(heap_before, held.len());
+    drop(held);
+
+    let in_flight = args.in_flight.min(slots);
+    if in_flight < args.in_flight {
+        notes.push(format!("in flight capped at the pool's {slots} slots"));
+    }
+    let fire = |options: CallOptions| fire(&burst, &target, method, &request, in_flight, options);
+    // As fast as the server answers: how long all take, and their latencies.
+    let free = fire(timeout.clone())?;
+    scale.in_flight = in_flight;
+    scale.in_flight_ok = free.ok;
+    scale.in_flight_seconds = free.seconds;
+    scale.in_flight_p50_us = free.p50_us;
+    scale.in_flight_p99_us = free.p99_us;
+    // Held HOLD_MS by the server, so that every call is in flight at the same time.
+    let mut metadata = grpcpool_core::Metadata::new();
+    metadata.insert_ascii(
+        grpcpool_testserver::SLEEP_MS_KEY,
+        HOLD.as_millis().to_string(),
+    );
+    let rss_before = measure::current_rss_kib();
+    let heap_before = measure::heap_in_use_bytes().unwrap_or(0);
+    let held = fire(timeout.clone().metadata(metadata))?;
+    scale.held_ms = HOLD.as_millis() as u64;
+    scale.held_ok = held.ok;
+    scale.held_seconds = held.seconds;
+    scale.held_peak_in_flight = held.peak_in_flight;
+    scale.rss_in_flight_kib_each =
+        kib_each(rss_before, held.peak_rss_kib, held.peak_in_flight as usize);
+    if held.peak_heap_bytes > 0 && held.peak_in_flight > 0 {
+        scale.heap_in_flight_kib_each = held.peak_heap_bytes.saturating_sub(heap_before) as f64
+            / held.peak_in_flight as f64
+            / 1024.0;
+    }
+    scale.in_flight_peak_rss_kib = measure::peak_rss_kib();
+    if !notes.is_empty() {
+        scale.note = Some(notes.join("; "));
+    }
+    Ok(scale)
+}
+
+/// What one burst of calls came to.
+struct Burst {
+    ok: u64,
+    seconds: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// The most streams the pool reported in flight, sampled every 0.5 ms.
+    peak_in_flight: u64,
+    /// The highest RSS sampled meanwhile.
+    peak_rss_kib: u64,
+    /// The most heap in use sampled meanwhile (0 without mallinfo2).
+    peak_heap_bytes: u64,
+}
+
+/// Starts `count` calls at once on `target` and waits for all of them.
+fn fire(
+    pool: &Pool,
+    target: &str,
+    method: &str,
+    request: &Bytes,
+    count: usize,
+    options: CallOptions,
+) -> Result<Burst, BoxError> {
+    let peak = Arc::new(AtomicU64::new(0));
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let peak_heap = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicU64::new(1));
+    let sampler = {
+        let (pool, peak, peak_rss, peak_heap, sampling) = (
+            pool.clone(),
+            Arc::clone(&peak),
+            Arc::clone(&peak_rss),
+            Arc::clone(&peak_heap),
+            Arc::clone(&sampling),
+        );
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + PHASE_LIMIT;
+            while sampling.load(Ordering::Relaxed) == 1 && Instant::now() < deadline {
+                peak.fetch_max(pool.stats().streams_in_flight, Ordering::Relaxed);
+                peak_rss.fetch_max(measure::current_rss_kib(), Ordering::Relaxed);
+                let heap = measure::heap_in_use_bytes().unwrap_or(0);
+                peak_heap.fetch_max(heap, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        })
+    };
+    let started = Instant::now();
+    let outcomes: Vec<(bool, Duration)> = pool.block_on(async {
+        let calls: Vec<_> = (0..count)
+            .map(|_| {
+                let call = pool.unary(target, method, request.clone(), options.clone());
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let ok = matches!(call.await, Ok(response) if response.code == Code::Ok);
+                    (ok, started.elapsed())
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(calls.len());
+        for call in calls {
+            out.push(call.await.unwrap_or((false, Duration::ZERO)));
+        }
+        out
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    sampling.store(0, Ordering::Relaxed);
+    let _ = sampler.join();
+    let mut latencies: Vec<Duration> = outcomes
+        .iter()
+        .filter(|(ok, _)| *ok)
+        .map(|(_, latency)| *latency)
+        .collect();
+    latencies.sort_unstable();
+    Ok(Burst {
+        ok: latencies.len() as u64,
+        seconds,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        peak_in_flight: peak.load(Ordering::Relaxed),
+        peak_rss_kib: peak_rss.load(Ordering::Relaxed),
+        peak_heap_bytes: peak_heap.load(Ordering::Relaxed),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let args = ScaleArgs {
+            ports: vec![1, 2, 3],
+            in_flight: 10,
+            leases: 20,
+            seconds: 0.5,
+        };
+        assert_eq!(ScaleArgs::parse(&args.to_args()), Ok(args));
+        assert!(ScaleArgs::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn targets_fit_the_fd_limit() {
+        assert_eq!(targets_that_fit(1000, 20_000, 3), 1000);
+        assert_eq!(targets_that_fit(1000, 1024, 3), 256);
+        assert_eq!(targets_that_fit(1000, 100, 3), 0);
+    }
+
+    #[test]
+    fn percentiles_and_deltas() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&sorted, 0.5), 50.0);
+        assert_eq!(percentile(&sorted, 0.99), 99.0);
+        assert_eq!(kib_each(100, 300, 100), 2.0);
+        assert_eq!(kib_each(300, 100, 100), 0.0);
+    }
+}
