@@ -13,6 +13,8 @@ export declare class NativeLease {
    * lease counts as released, and the stream gives the slot back when it ends.
    */
   openStream(method: string, timeoutMs?: number | undefined | null, metadata?: Array<MetadataEntry> | undefined | null): NativeStream | Failure
+  /** Drops the cancellable call `id` if it is still running (resetting its stream). */
+  cancel(id: number): void
   /** Returns the slot to the pool. Releasing twice does nothing. */
   release(): void
   /** Whether the lease was released. */
