@@ -7,6 +7,7 @@ const assert = require('node:assert/strict');
 const { Pool, GrpcError, Status, Metadata } = require('..');
 const { startEchoServer } = require('./helpers/echo_server');
 const { METHOD, encode, decode } = require('./helpers/codec');
+const { waitFor } = require('./helpers/wait');
 
 describe('unary calls', () => {
   let server;
@@ -140,10 +141,13 @@ describe('unary calls', () => {
       const held = await small.acquire(narrow.target);
       const controller = new AbortController();
       const waiting = small.acquire(narrow.target, { timeoutMs: 5000, signal: controller.signal });
-      setTimeout(() => controller.abort(), 50);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Released in the same tick as the abort: the slot may reach the cancelled waiter
+      // before its task is dropped, and must come back to the pool all the same.
+      controller.abort();
+      held.release();
       const error = await waiting.then(() => assert.fail('resolved'), (e) => e);
       assert.equal(error.code, Status.CANCELLED);
-      held.release();
       const again = await small.acquire(narrow.target, { timeoutMs: 1000 });
       again.release();
     } finally {
@@ -179,13 +183,3 @@ describe('unary calls', () => {
     assert.equal(typeof stats.callsFailed.NOT_FOUND, 'number');
   });
 });
-
-async function waitFor(condition, ms = 3000) {
-  const until = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > until) assert.fail('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-module.exports = { waitFor };

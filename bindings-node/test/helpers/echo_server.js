@@ -68,7 +68,7 @@ async function startEchoServer(options = {}) {
         call.write({ message: call.request.message, index });
       }
       const failed = failure(call.request, echoed(call.metadata));
-      if (failed) return call.destroy(Object.assign(new Error(failed.details), failed));
+      if (failed) return call.emit('error', failed);
       call.end(echoed(call.metadata));
     },
     clientStream(call, callback) {
@@ -96,7 +96,7 @@ async function startEchoServer(options = {}) {
       });
       call.on('end', () => {
         const failed = failure(last, echoed(call.metadata));
-        if (failed) return call.destroy(Object.assign(new Error(failed.details), failed));
+        if (failed) return call.emit('error', failed);
         call.end(echoed(call.metadata));
       });
     },
