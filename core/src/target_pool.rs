@@ -113,9 +113,7 @@ impl TargetPool {
                 return Err(Error::PoolClosed);
             }
             if !wait_for_ready {
-                if let Err(error) = self.fail_fast() {
-                    return Err(error);
-                }
+                self.fail_fast()?;
             }
             let next = self
                 .shared
