@@ -8,6 +8,7 @@
 //
 //   cargo build --release -p grpcpool-node
 //   node bench/node/unary_vs_grpcjs.js [--seconds 3] [--rounds 3] [--concurrency 1,64] [--json]
+//                                      [--worker-threads N]  (the pool's runtime threads)
 //
 // Needs bindings-node's dev dependencies (npm ci in bindings-node, as test.sh does).
 
@@ -23,7 +24,7 @@ const PAYLOAD = Buffer.from('0123456789abcdef0123456789abcdef');
 const MAX_CALLS_PER_LOOP = 10_000_000;
 
 function parseArgs(argv) {
-  const args = { seconds: 3, rounds: 3, concurrency: [1, 64], json: false, addon: path.join(ROOT, 'target', 'release', 'libgrpcpool_node.so') };
+  const args = { seconds: 3, rounds: 3, concurrency: [1, 64], json: false, workerThreads: undefined, addon: path.join(ROOT, 'target', 'release', 'libgrpcpool_node.so') };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
     if (flag === '--json') args.json = true;
@@ -31,6 +32,7 @@ function parseArgs(argv) {
     else if (flag === '--rounds') args.rounds = Math.min(Number(argv[++i]), 20);
     else if (flag === '--concurrency') args.concurrency = argv[++i].split(',').map(Number);
     else if (flag === '--addon') args.addon = argv[++i];
+    else if (flag === '--worker-threads') args.workerThreads = Number(argv[++i]);
     else throw new Error(`unknown flag ${flag}`);
   }
   return args;
@@ -85,7 +87,7 @@ async function main() {
   const grpc = require(require.resolve('@grpc/grpc-js', { paths: [PACKAGE] }));
   const { child, port } = await startServer();
   const target = `127.0.0.1:${port}`;
-  const pool = new Pool();
+  const pool = new Pool(args.workerThreads === undefined ? {} : { workerThreads: args.workerThreads });
   const identity = (bytes) => bytes;
   const grpcClient = new grpc.Client(target, grpc.credentials.createInsecure());
   const clients = {

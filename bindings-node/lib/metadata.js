@@ -94,6 +94,11 @@ class Metadata {
     return copy;
   }
 
+  /** Shows the entries in console.log and util.inspect. */
+  [Symbol.for('nodejs.util.inspect.custom')](depth, options, inspect) {
+    return `Metadata ${inspect(this.toJSON(), options)}`;
+  }
+
   /** `[key, value]` pairs in order, one per value. */
   *[Symbol.iterator]() {
     for (const [key, values] of this.#entries) {
