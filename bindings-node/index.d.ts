@@ -2,11 +2,11 @@
 // native.d.ts, which napi-rs generates from the addon's Rust (scripts/gen-types.sh); this
 // file declares the JavaScript layer over it (lib/).
 
-import type { PoolOptions, PoolStats, TargetStats, ConnectionCounts } from './native';
+import type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease } from './native';
 import { Status } from './native';
 
 export { Status };
-export type { PoolOptions, PoolStats, TargetStats, ConnectionCounts };
+export type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease };
 
 /** Request metadata: a Metadata, or key -> string (Buffer for `-bin` keys), or arrays of them. */
 export type MetadataInit = Metadata | Record<string, string | Uint8Array | Array<string | Uint8Array>>;
@@ -109,6 +109,8 @@ export declare class Pool implements AsyncDisposable {
   openStream(target: string, method: string, options?: PoolCallOptions): Promise<Stream>;
   /** A snapshot of the pool's counters. */
   stats(): PoolStats;
+  /** Leases held longer than `leaseLeakThresholdMs` now, with where they were acquired. */
+  leakedLeases(): LeakedLease[];
   /** Stops new work, waits up to `graceMs` for slots in use, closes every connection; resolves with the slots still in use. */
   close(options?: { graceMs?: number }): Promise<number>;
   /** Whether `close` has been called. */

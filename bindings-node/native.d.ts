@@ -49,6 +49,8 @@ export declare class NativePool {
   cancel(id: number): void
   /** A snapshot of every target's counters. */
   stats(): PoolStats
+  /** Leases held longer than the leak threshold now. */
+  leakedLeases(): Array<LeakedLease>
   /**
    * Stops new work, waits up to `graceMs` (default 5000) for slots in use, then closes every
    * connection; completes with `count`, the slots still in use when it gave up. Closing
@@ -146,6 +148,16 @@ export interface Failure {
   code: number
   /** What happened, for people. */
   message: string
+}
+
+/** A lease held past the leak threshold. */
+export interface LeakedLease {
+  /** The lease's target. */
+  target: string
+  /** Where it was acquired (the caller's source location, or the `site` given to `acquire`). */
+  site: string
+  /** How long it has been held, in milliseconds. */
+  heldMs: number
 }
 
 /** One metadata entry: a string value, or bytes for keys ending in `-bin`. */

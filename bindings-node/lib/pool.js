@@ -46,8 +46,8 @@ class Pool {
       const o = checkOptions('acquire options', options, ACQUIRE_KEYS);
       const timeoutMs = checkMillis('timeoutMs', o.timeoutMs);
       const waitForReady = checkBoolean('waitForReady', o.waitForReady);
-      if (o.site !== undefined) checkString('site', o.site);
-      return this.#native.acquire(id, target, timeoutMs, waitForReady, o.site, cancellable);
+      const site = o.site === undefined ? callerSite() : checkString('site', o.site);
+      return this.#native.acquire(id, target, timeoutMs, waitForReady, site, cancellable);
     }, (completion) => new Lease(this, completion.lease), options, this.#cancel);
   }
 
@@ -83,6 +83,11 @@ class Pool {
     }, (completion) => new Stream(this, completion.stream, signal), options, this.#cancel);
   }
 
+  /** Leases held longer than `leaseLeakThresholdMs` now: `[{ target, site, heldMs }]`. */
+  leakedLeases() {
+    return this.#native.leakedLeases();
+  }
+
   /** A snapshot of the pool's counters (see PoolStats in native.d.ts). */
   stats() {
     return this.#native.stats();
@@ -110,6 +115,14 @@ class Pool {
   async [Symbol.asyncDispose]() {
     await this.close();
   }
+}
+
+/** Where user code called `acquire` (file:line:column), for leak reports. */
+function callerSite() {
+  const holder = {};
+  Error.captureStackTrace(holder, Pool.prototype.acquire);
+  const frame = holder.stack.split('\n', 3)[1];
+  return frame === undefined ? 'unknown' : frame.trim().replace(/^at /, '');
 }
 
 module.exports = { Pool, POOL_OPTION_KEYS };

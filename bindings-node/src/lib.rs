@@ -30,6 +30,6 @@ pub use failure::Failure;
 pub use lease::NativeLease;
 pub use options::PoolOptions;
 pub use pool::NativePool;
-pub use stats::{ConnectionCounts, PoolStats, TargetStats};
+pub use stats::{ConnectionCounts, LeakedLease, PoolStats, TargetStats};
 pub use status::Status;
 pub use stream::NativeStream;

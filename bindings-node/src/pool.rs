@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::lease::NativeLease;
 use crate::options::PoolOptions;
 use crate::pool_state::PoolState;
-use crate::stats::PoolStats;
+use crate::stats::{LeakedLease, PoolStats};
 use crate::stream::NativeStream;
 
 /// The native pool. Each asynchronous method takes an `id` and returns at once: a `Failure`
@@ -150,6 +150,17 @@ impl NativePool {
     #[napi]
     pub fn stats(&self) -> PoolStats {
         self.state.pool.stats().into()
+    }
+
+    /// Leases held longer than the leak threshold now.
+    #[napi]
+    pub fn leaked_leases(&self) -> Vec<LeakedLease> {
+        self.state
+            .pool
+            .leaked_leases()
+            .into_iter()
+            .map(LeakedLease::from)
+            .collect()
     }
 
     /// Stops new work, waits up to `graceMs` (default 5000) for slots in use, then closes every

@@ -81,6 +81,27 @@ pub struct PoolStats {
     pub leaks_detected: f64,
 }
 
+/// A lease held past the leak threshold.
+#[napi(object)]
+pub struct LeakedLease {
+    /// The lease's target.
+    pub target: String,
+    /// Where it was acquired (the caller's source location, or the `site` given to `acquire`).
+    pub site: String,
+    /// How long it has been held, in milliseconds.
+    pub held_ms: f64,
+}
+
+impl From<grpcpool_core::LeakReport> for LeakedLease {
+    fn from(report: grpcpool_core::LeakReport) -> LeakedLease {
+        LeakedLease {
+            target: report.target,
+            site: report.site,
+            held_ms: report.held_for.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
 /// A counter as a JavaScript number (exact below 2^53).
 fn number(count: u64) -> f64 {
     count as f64

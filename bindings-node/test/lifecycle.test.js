@@ -112,6 +112,25 @@ describe('pool lifecycle', () => {
     }
   });
 
+  it('reports leases held past the leak threshold with where they were acquired', async () => {
+    const pool = new Pool({ leaseLeakThresholdMs: 50 });
+    try {
+      const lease = await pool.acquire(server.target);
+      const named = await pool.acquire(server.target, { site: 'the cache warmer' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const leaked = pool.leakedLeases();
+      assert.equal(leaked.length, 2);
+      assert.ok(leaked.some((report) => /lifecycle\.test\.js:\d+/.test(report.site)), JSON.stringify(leaked));
+      assert.ok(leaked.some((report) => report.site === 'the cache warmer'));
+      assert.ok(leaked.every((report) => report.heldMs >= 50 && report.target === server.target));
+      lease.release();
+      named.release();
+      assert.deepEqual(pool.leakedLeases(), []);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('an idle open pool, and a closed one, do not keep the event loop alive', async () => {
     const open = await runChild(`
       const { Pool } = require('.');
