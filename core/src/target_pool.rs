@@ -97,26 +97,30 @@ impl TargetPool {
             self.fail_fast()?;
         }
         let deadline = started.checked_add(timeout);
-        let mut grant = self.waiting.push();
+        // Dropped with the acquire (a caller that cancels it), the place in the queue gives
+        // back a slot granted meanwhile, which would otherwise stay reserved for good.
+        let mut grant = QueuePlace {
+            pool: self,
+            grant: self.waiting.push(),
+        };
         // A slot may have come free between the attempt above and joining the queue.
         self.serve_waiters();
         loop {
             let mut changed = pin!(self.waiting.changed());
             changed.as_mut().enable();
             if self.shared.is_closed() {
-                return self.abandon(grant, Error::PoolClosed);
+                // Dropping the place gives back a slot granted meanwhile.
+                return Err(Error::PoolClosed);
             }
             if !wait_for_ready {
-                if let Err(error) = self.fail_fast() {
-                    return self.abandon(grant, error);
-                }
+                self.fail_fast()?;
             }
             let next = self
                 .shared
                 .until_opt(deadline, async {
                     tokio::select! {
                         biased;
-                        granted = &mut grant => Some(granted),
+                        granted = &mut grant.grant => Some(granted),
                         _ = changed => None,
                     }
                 })
@@ -130,8 +134,8 @@ impl TargetPool {
                 Some(None) => continue,
                 None => {
                     // The deadline: a slot granted at the last instant still counts.
-                    grant.close();
-                    if let Ok(connection) = grant.try_recv() {
+                    grant.grant.close();
+                    if let Ok(connection) = grant.grant.try_recv() {
                         self.counters.acquire_wait.record(micros(started.elapsed()));
                         return Ok(connection);
                     }
@@ -146,15 +150,6 @@ impl TargetPool {
                 }
             }
         }
-    }
-
-    /// Leaves the queue with `error`, returning a slot that was granted meanwhile.
-    fn abandon(&self, mut grant: Grant, error: Error) -> Result<Arc<Connection>, Error> {
-        grant.close();
-        if let Ok(connection) = grant.try_recv() {
-            self.release(&connection);
-        }
-        Err(error)
     }
 
     /// Gives free slots to waiters, oldest first, while there are both.
@@ -299,5 +294,21 @@ impl TargetPool {
         stats.keepalive_time_ms = self.keepalive_ms.load(Ordering::Relaxed);
         self.counters.snapshot_into(&mut stats);
         stats
+    }
+}
+
+/// A waiter's place in the queue. Dropped before it took its grant (the acquire failed, timed
+/// out or was cancelled by dropping it), it releases a slot granted to it meanwhile.
+struct QueuePlace<'a> {
+    pool: &'a TargetPool,
+    grant: Grant,
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.grant.close();
+        if let Ok(connection) = self.grant.try_recv() {
+            self.pool.release(&connection);
+        }
     }
 }

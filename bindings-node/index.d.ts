@@ -1,0 +1,201 @@
+// Types of the npm package `grpcpool`. The settings, statistics and status codes come from
+// native.d.ts, which napi-rs generates from the addon's Rust (scripts/gen-types.sh); this
+// file declares the JavaScript layer over it (lib/).
+
+import type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease } from './native';
+import { Status } from './native';
+
+export { Status };
+export type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease };
+
+/** Request metadata: a Metadata, or key -> string (Buffer for `-bin` keys), or arrays of them. */
+export type MetadataInit = Metadata | Record<string, string | Uint8Array | Array<string | Uint8Array>>;
+
+/** Message bytes. */
+export type Bytes = Buffer | Uint8Array;
+
+/** gRPC metadata, read as @grpc/grpc-js's Metadata. Keys are lower case. */
+export declare class Metadata implements Iterable<[string, string | Buffer]> {
+  constructor(init?: Record<string, string | Uint8Array | Array<string | Uint8Array>>);
+  /** Replaces the values of `key`. */
+  set(key: string, value: string | Uint8Array): this;
+  /** Adds a value to `key`. */
+  add(key: string, value: string | Uint8Array): this;
+  /** Removes every value of `key`. */
+  remove(key: string): void;
+  /** Every value of `key`, in order. */
+  get(key: string): Array<string | Buffer>;
+  /** The first value of each key. */
+  getMap(): Record<string, string | Buffer>;
+  /** Every key with all its values. */
+  toJSON(): Record<string, Array<string | Buffer>>;
+  /** A copy. */
+  clone(): Metadata;
+  [Symbol.iterator](): Iterator<[string, string | Buffer]>;
+}
+
+/** A call ended with a non-OK status (as @grpc/grpc-js's ServiceError). */
+export declare class GrpcError extends Error {
+  constructor(code: Status | number, details: string, metadata?: Metadata, extra?: { headers?: Metadata; statusDetails?: Buffer; cause?: unknown });
+  /** The gRPC status code. */
+  readonly code: Status | number;
+  /** The status message. */
+  readonly details: string;
+  /** The trailing metadata. */
+  readonly metadata: Metadata;
+  /** The response headers (initial metadata). */
+  readonly headers: Metadata;
+  /** The `grpc-status-details-bin` bytes, if the server sent any. */
+  readonly statusDetails: Buffer | undefined;
+}
+
+/** Options of a call on a lease. */
+export interface CallOptions {
+  /** The deadline, in milliseconds from now. */
+  timeoutMs?: number;
+  /** Request metadata. */
+  metadata?: MetadataInit;
+  /** Aborting cancels the call (it rejects with a CANCELLED GrpcError). */
+  signal?: AbortSignal;
+}
+
+/** Options of a one-shot call or stream on a pool. */
+export interface PoolCallOptions extends CallOptions {
+  /** Wait for a connection while the target is unreachable instead of failing fast. */
+  waitForReady?: boolean;
+}
+
+/** Options of `Pool.acquire`. */
+export interface AcquireOptions {
+  /** How long to wait for a slot (default: the pool's `acquireTimeoutMs`). */
+  timeoutMs?: number;
+  /** Wait for a connection while the target is unreachable instead of failing fast. */
+  waitForReady?: boolean;
+  /** Where the lease is taken, for leak reports. */
+  site?: string;
+  /** Aborting gives up the wait (it rejects with a CANCELLED GrpcError). */
+  signal?: AbortSignal;
+}
+
+/** A call's whole outcome. */
+export interface CallResponse {
+  /** The status code (0 is OK). */
+  code: Status | number;
+  /** The status message. */
+  details: string;
+  /** Response headers. */
+  headers: Metadata;
+  /** Response trailers. */
+  trailers: Metadata;
+  /** The response message (empty unless the status is OK). */
+  body: Buffer;
+  /** The `grpc-status-details-bin` bytes, if any. */
+  statusDetails: Buffer | undefined;
+}
+
+/** The final status of a stream. */
+export type StreamStatus = Omit<CallResponse, 'body'>;
+
+/** A pool of gRPC connections to any number of targets. */
+export declare class Pool implements AsyncDisposable {
+  constructor(options?: PoolOptions);
+  /** Acquires a lease on `target` (`http://host:port`, `https://host:port`, `unix:/path`, `dns:///name:port`). */
+  acquire(target: string, options?: AcquireOptions): Promise<Lease>;
+  /** A one-shot unary call (acquire, call, release); resolves with the response body. */
+  unary(target: string, method: string, request: Bytes, options?: PoolCallOptions): Promise<Buffer>;
+  /** As `unary`, resolving with the whole outcome for any status. */
+  unaryResponse(target: string, method: string, request: Bytes, options?: PoolCallOptions): Promise<CallResponse>;
+  /** Acquires a lease and opens a streaming call on it. */
+  openStream(target: string, method: string, options?: PoolCallOptions): Promise<Stream>;
+  /** A snapshot of the pool's counters. */
+  stats(): PoolStats;
+  /** Leases held longer than `leaseLeakThresholdMs` now, with where they were acquired. */
+  leakedLeases(): LeakedLease[];
+  /** Stops new work, waits up to `graceMs` for slots in use, closes every connection; resolves with the slots still in use. */
+  close(options?: { graceMs?: number }): Promise<number>;
+  /** Whether `close` has been called. */
+  readonly closed: boolean;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A slot on a pooled connection; release it, or let `using` / `await using` do it. */
+export declare class Lease implements Disposable, AsyncDisposable {
+  private constructor();
+  /** A unary call on the lease's connection; resolves with the response body. */
+  unary(method: string, request: Bytes, options?: CallOptions): Promise<Buffer>;
+  /** As `unary`, resolving with the whole outcome for any status. */
+  unaryResponse(method: string, request: Bytes, options?: CallOptions): Promise<CallResponse>;
+  /** Opens a streaming call; the stream takes the lease over (the lease reads as released). */
+  openStream(method: string, options?: CallOptions): Promise<Stream>;
+  /** Returns the slot to the pool. Releasing twice does nothing. */
+  release(): void;
+  /** Whether the lease was released. */
+  readonly released: boolean;
+  /** The target the lease is for. */
+  readonly target: string;
+  /** The address of the connection the lease holds ("" once released). */
+  readonly address: string;
+  [Symbol.dispose](): void;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A streaming call: write requests, read responses (an async iterable of Buffers). */
+export declare class Stream implements AsyncIterable<Buffer>, AsyncDisposable {
+  private constructor();
+  /** Sends a request message; resolves once flow control took it. */
+  write(message: Bytes): Promise<void>;
+  /** Half-closes: no more requests. */
+  end(): void;
+  /** The response headers. */
+  headers(): Promise<Metadata>;
+  /** The next response, or null at the end of an OK call; rejects with a GrpcError otherwise. */
+  read(): Promise<Buffer | null>;
+  /** Half-closes, reads to the end and resolves with the final status, whatever the code. */
+  finish(): Promise<StreamStatus>;
+  /** Cancels the call. */
+  cancel(): void;
+  /** Whether the final status was read. */
+  readonly ended: boolean;
+  [Symbol.asyncIterator](): AsyncIterator<Buffer>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A streaming call of a generated client: decoded responses, typed requests. */
+export interface ResponseStream<Request = any, Response = any> extends AsyncIterable<Response> {
+  /** Sends one request. */
+  write(request: Request): Promise<void>;
+  /** Half-closes. */
+  end(): Promise<void>;
+  /** The response headers. */
+  headers(): Promise<Metadata>;
+  /** Cancels the call. */
+  cancel(): void;
+  /** The final status after reading to the end. */
+  finish(): Promise<StreamStatus>;
+}
+
+/** A method definition as @grpc/proto-loader makes them. */
+export interface MethodDefinition {
+  path: string;
+  requestStream: boolean;
+  responseStream: boolean;
+  requestSerialize(message: any): Buffer;
+  responseDeserialize(bytes: Buffer): any;
+  originalName?: string;
+}
+
+/** A service definition as @grpc/proto-loader makes them (or a grpc-js client constructor with `.service`). */
+export type ServiceDefinition = Record<string, MethodDefinition> | { service: Record<string, MethodDefinition> };
+
+/** A generated client method, by kind. */
+export type ClientMethod =
+  | ((request: any, options?: PoolCallOptions) => Promise<any>)
+  | ((request: any, options?: PoolCallOptions) => ResponseStream)
+  | ((requests: Iterable<any> | AsyncIterable<any>, options?: PoolCallOptions) => Promise<any>)
+  | ((requests?: Iterable<any> | AsyncIterable<any>, options?: PoolCallOptions) => ResponseStream);
+
+/** A generated client: unary and client-streaming methods return Promises, server-streaming and bidi methods ResponseStreams. */
+export type Client = Record<string, any>;
+
+/** A client for `service` on `target`, making its calls through `pool`. */
+export declare function createClient(pool: Pool, target: string, service: ServiceDefinition): Client;

@@ -1,0 +1,12 @@
+'use strict';
+// grpcpool: pooled, multiplexed gRPC connections for Node, on grpcpool's Rust engine.
+
+const { Pool } = require('./lib/pool');
+const { Lease } = require('./lib/lease');
+const { Stream } = require('./lib/stream');
+const { GrpcError } = require('./lib/errors');
+const { Status } = require('./lib/status');
+const { Metadata } = require('./lib/metadata');
+const { createClient } = require('./lib/client');
+
+module.exports = { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient };

@@ -1,0 +1,128 @@
+'use strict';
+// Pool: the object a program makes once; leases, one-shot calls and streams come from it.
+
+const native = require('./native');
+const { begin, settle } = require('./completions');
+const { checkString, checkBytes, checkOptions, checkMillis, checkBoolean } = require('./check');
+const { callOptions, POOL_CALL_KEYS } = require('./call_options');
+const { bodyOf, responseOf } = require('./responses');
+const { Lease } = require('./lease');
+const { Stream } = require('./stream');
+
+/** Every pool setting (see PoolOptions in native.d.ts). */
+const POOL_OPTION_KEYS = [
+  'minConnectionsPerTarget', 'maxConnectionsPerTarget', 'streamsPerConnection',
+  'connectTimeoutMs', 'keepaliveTimeMs', 'keepaliveTimeoutMs', 'keepaliveWhileIdle',
+  'tcpNodelay', 'tcpKeepaliveMs', 'idleTimeoutMs', 'maxConnectionAgeMs',
+  'backoffInitialMs', 'backoffMultiplier', 'backoffJitter', 'backoffMaxMs',
+  'acquireTimeoutMs', 'leaseLeakThresholdMs', 'initialStreamWindowSize',
+  'initialConnectionWindowSize', 'maxSendMessageSize', 'maxReceiveMessageSize',
+  'dnsRefreshIntervalMs', 'workerThreads', 'tlsCaPem', 'tlsClientCertPem', 'tlsClientKeyPem',
+  'tlsServerName',
+];
+
+const ACQUIRE_KEYS = ['timeoutMs', 'waitForReady', 'site', 'signal'];
+
+/** A pool of gRPC connections to any number of targets. */
+class Pool {
+  #native;
+
+  /** @param {import('../native').PoolOptions} [options] every core setting, all optional */
+  constructor(options) {
+    const checked = checkOptions('pool options', options, POOL_OPTION_KEYS);
+    try {
+      this.#native = new native.NativePool(checked, settle);
+    } catch (error) {
+      const refused = new TypeError(error.message);
+      refused.code = 'ERR_INVALID_ARG_VALUE';
+      throw refused;
+    }
+  }
+
+  /** Acquires a lease on `target`: `{ timeoutMs, waitForReady, site, signal }`. */
+  acquire(target, options) {
+    return begin(this, (id, cancellable) => {
+      checkString('target', target);
+      const o = checkOptions('acquire options', options, ACQUIRE_KEYS);
+      const timeoutMs = checkMillis('timeoutMs', o.timeoutMs);
+      const waitForReady = checkBoolean('waitForReady', o.waitForReady);
+      const site = o.site === undefined ? callerSite() : checkString('site', o.site);
+      return this.#native.acquire(id, target, timeoutMs, waitForReady, site, cancellable);
+    }, (completion) => new Lease(this, completion.lease), options, this.#cancel);
+  }
+
+  /** A one-shot unary call (acquire, call, release); resolves with the response body. */
+  unary(target, method, request, options) {
+    return this.#unary(target, method, request, options, false, bodyOf);
+  }
+
+  /** As `unary`, resolving with `{ code, details, headers, trailers, body }` for any status. */
+  unaryResponse(target, method, request, options) {
+    return this.#unary(target, method, request, options, true, responseOf);
+  }
+
+  #unary(target, method, request, options, full, convert) {
+    return begin(this, (id, cancellable) => {
+      checkString('target', target);
+      checkString('method', method);
+      checkBytes('request', request);
+      const o = callOptions(options, POOL_CALL_KEYS);
+      return this.#native.unary(id, target, method, request, o.timeoutMs, o.metadata, o.waitForReady, full, cancellable);
+    }, convert, options, this.#cancel);
+  }
+
+  /** Acquires a lease on `target` and opens a streaming call on it; resolves with a Stream. */
+  openStream(target, method, options) {
+    let signal;
+    return begin(this, (id, cancellable) => {
+      checkString('target', target);
+      checkString('method', method);
+      const o = callOptions(options, POOL_CALL_KEYS);
+      signal = o.signal;
+      return this.#native.openStream(id, target, method, o.timeoutMs, o.metadata, o.waitForReady, cancellable);
+    }, (completion) => new Stream(this, completion.stream, signal), options, this.#cancel);
+  }
+
+  /** Leases held longer than `leaseLeakThresholdMs` now: `[{ target, site, heldMs }]`. */
+  leakedLeases() {
+    return this.#native.leakedLeases();
+  }
+
+  /** A snapshot of the pool's counters (see PoolStats in native.d.ts). */
+  stats() {
+    return this.#native.stats();
+  }
+
+  /**
+   * Stops new work, waits up to `graceMs` (default 5000) for leases and calls in use, then
+   * closes every connection. Resolves with the slots still in use when it gave up.
+   */
+  close(options) {
+    return begin(this, (id) => {
+      const o = checkOptions('close options', options, ['graceMs']);
+      return this.#native.close(id, checkMillis('graceMs', o.graceMs));
+    }, (completion) => completion.count);
+  }
+
+  /** Whether `close` has been called. */
+  get closed() {
+    return this.#native.closed;
+  }
+
+  #cancel = (id) => this.#native.cancel(id);
+
+  /** Closes the pool at the end of an `await using` scope. */
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+/** Where user code called `acquire` (file:line:column), for leak reports. */
+function callerSite() {
+  const holder = {};
+  Error.captureStackTrace(holder, Pool.prototype.acquire);
+  const frame = holder.stack.split('\n', 3)[1];
+  return frame === undefined ? 'unknown' : frame.trim().replace(/^at /, '');
+}
+
+module.exports = { Pool, POOL_OPTION_KEYS };

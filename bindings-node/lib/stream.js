@@ -1,0 +1,131 @@
+'use strict';
+// Stream: one streaming call (server-, client- or bidirectional streaming). Write requests
+// with write()/end(), read responses with read() or `for await`; the final status ends it.
+
+const { begin } = require('./completions');
+const { checkBytes } = require('./check');
+const { Metadata } = require('./metadata');
+const { errorFromResult } = require('./errors');
+const { callResponse } = require('./responses');
+
+/**
+ * A streaming call. Responses are an async iterable of Buffers; a non-OK final status makes
+ * the iteration (or `read()`) reject with a GrpcError. Read from one place at a time.
+ */
+class Stream {
+  #native;
+  #pool;
+  #result;
+  #detach;
+
+  /** @internal Made by Pool.openStream and Lease.openStream. */
+  constructor(pool, nativeStream, signal) {
+    this.#pool = pool;
+    this.#native = nativeStream;
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        nativeStream.cancel();
+      } else {
+        const onAbort = () => this.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.#detach = () => signal.removeEventListener('abort', onAbort);
+      }
+    }
+  }
+
+  /**
+   * Sends a request message; resolves once HTTP/2 flow control took it. Rejects with
+   * ERR_GRPCPOOL_STREAM_CLOSED once sending is over (after end(), a cancel, or the call's end:
+   * reading then gives the status).
+   */
+  write(message) {
+    return begin(this, (id) => this.#native.send(id, checkBytes('message', message)), () => undefined);
+  }
+
+  /** Half-closes: no more requests (after those already written). Reading goes on. */
+  end() {
+    this.#native.closeSend();
+  }
+
+  /** The response headers, once they arrive (empty if the call ended without any). */
+  headers() {
+    return begin(this, (id) => this.#native.headers(id), (completion) => Metadata.fromEntries(completion.metadata));
+  }
+
+  /**
+   * The next response message, or null at the end of an OK call; rejects with a GrpcError
+   * when the call ended with another status.
+   */
+  read() {
+    return begin(this, (id) => this.#native.recv(id), (completion) => {
+      if (completion.body !== undefined) {
+        return completion.body;
+      }
+      this.#ended(completion.result);
+      if (completion.result.code !== 0) {
+        throw errorFromResult(completion.result);
+      }
+      return null;
+    });
+  }
+
+  /**
+   * Half-closes, reads to the end (dropping unread messages) and resolves with the final
+   * status `{ code, details, headers, trailers }`, whatever the code.
+   */
+  async finish() {
+    this.end();
+    while (this.#result === undefined) {
+      try {
+        await this.read();
+      } catch (error) {
+        if (this.#result === undefined) {
+          throw error;
+        }
+      }
+    }
+    return callResponse(this.#result);
+  }
+
+  /** Cancels the call: the server sees it cancelled and the status is CANCELLED. */
+  cancel() {
+    this.#native.cancel();
+  }
+
+  /** Whether the call has ended (its final status was read). */
+  get ended() {
+    return this.#result !== undefined;
+  }
+
+  /** The response messages; leaving the loop early cancels the call. */
+  async *[Symbol.asyncIterator]() {
+    try {
+      for (;;) {
+        const message = await this.read();
+        if (message === null) {
+          return;
+        }
+        yield message;
+      }
+    } finally {
+      if (this.#result === undefined) {
+        this.cancel();
+      }
+    }
+  }
+
+  /** Cancels the call, if it is still going, at the end of an `await using` scope. */
+  async [Symbol.asyncDispose]() {
+    if (this.#result === undefined) {
+      this.cancel();
+    }
+  }
+
+  #ended(result) {
+    this.#result = result;
+    this.#detach?.();
+    this.#pool = undefined;
+  }
+}
+
+module.exports = { Stream };

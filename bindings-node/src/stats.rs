@@ -1,0 +1,168 @@
+//! The pool's counters as plain JavaScript objects.
+
+use napi_derive::napi;
+
+/// Connections of one target by state.
+#[napi(object)]
+pub struct ConnectionCounts {
+    /// Dials in progress.
+    pub connecting: f64,
+    /// Open and taking new calls.
+    pub ready: f64,
+    /// Finishing their calls before they close.
+    pub draining: f64,
+}
+
+/// A snapshot of one target's counters.
+#[napi(object)]
+pub struct TargetStats {
+    /// The target as given to `acquire`.
+    pub target: String,
+    /// Connections by state.
+    pub connections: ConnectionCounts,
+    /// Slots reserved by leases and calls now.
+    pub streams_in_flight: f64,
+    /// Leases not yet released.
+    pub leases_out: f64,
+    /// Leases handed out since the target was first used.
+    pub leases_acquired: f64,
+    /// Calls begun.
+    pub calls_started: f64,
+    /// Calls that ended with OK.
+    pub calls_succeeded: f64,
+    /// Calls that ended with another status, by status name.
+    pub calls_failed: std::collections::HashMap<String, f64>,
+    /// Calls moved to another connection because theirs died before the server saw them.
+    pub transparent_retries: f64,
+    /// Connections established.
+    pub connects: f64,
+    /// Connection attempts that failed.
+    pub connect_failures: f64,
+    /// GOAWAY frames received.
+    pub goaways_received: f64,
+    /// Connections established to replace one that was lost.
+    pub reconnects: f64,
+    /// Connections closed because a keepalive ping went unanswered.
+    pub keepalive_timeouts: f64,
+    /// The keepalive interval now in force in milliseconds (0 = off).
+    pub keepalive_time_ms: f64,
+    /// Leases reported as leaked: held past the threshold, or collected unreleased.
+    pub leaks_detected: f64,
+    /// Acquires that gave up waiting.
+    pub acquire_timeouts: f64,
+}
+
+/// A snapshot of the whole pool: every target and their sums.
+#[napi(object)]
+pub struct PoolStats {
+    /// One entry per target used, sorted by target.
+    pub targets: Vec<TargetStats>,
+    /// Connections by state, over all targets.
+    pub connections: ConnectionCounts,
+    /// Slots reserved now, over all targets.
+    pub streams_in_flight: f64,
+    /// Leases not yet released, over all targets.
+    pub leases_out: f64,
+    /// Calls begun, over all targets.
+    pub calls_started: f64,
+    /// Calls that ended with OK, over all targets.
+    pub calls_succeeded: f64,
+    /// Calls that ended otherwise, by status name, over all targets.
+    pub calls_failed: std::collections::HashMap<String, f64>,
+    /// Connections established, over all targets.
+    pub connects: f64,
+    /// Connection attempts that failed, over all targets.
+    pub connect_failures: f64,
+    /// GOAWAY frames received, over all targets.
+    pub goaways_received: f64,
+    /// Reconnections, over all targets.
+    pub reconnects: f64,
+    /// Leaks reported, over all targets.
+    pub leaks_detected: f64,
+}
+
+/// A lease held past the leak threshold.
+#[napi(object)]
+pub struct LeakedLease {
+    /// The lease's target.
+    pub target: String,
+    /// Where it was acquired (the caller's source location, or the `site` given to `acquire`).
+    pub site: String,
+    /// How long it has been held, in milliseconds.
+    pub held_ms: f64,
+}
+
+impl From<grpcpool_core::LeakReport> for LeakedLease {
+    fn from(report: grpcpool_core::LeakReport) -> LeakedLease {
+        LeakedLease {
+            target: report.target,
+            site: report.site,
+            held_ms: report.held_for.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// A counter as a JavaScript number (exact below 2^53).
+fn number(count: u64) -> f64 {
+    count as f64
+}
+
+fn connections(counts: &grpcpool_core::ConnectionCounts) -> ConnectionCounts {
+    ConnectionCounts {
+        connecting: number(counts.connecting),
+        ready: number(counts.ready),
+        draining: number(counts.draining),
+    }
+}
+
+fn failed(
+    failed: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::HashMap<String, f64> {
+    failed
+        .iter()
+        .map(|(name, count)| (name.clone(), number(*count)))
+        .collect()
+}
+
+impl From<grpcpool_core::PoolStats> for PoolStats {
+    fn from(stats: grpcpool_core::PoolStats) -> PoolStats {
+        PoolStats {
+            targets: stats.targets.iter().map(TargetStats::from).collect(),
+            connections: connections(&stats.connections),
+            streams_in_flight: number(stats.streams_in_flight),
+            leases_out: number(stats.leases_out),
+            calls_started: number(stats.calls_started),
+            calls_succeeded: number(stats.calls_succeeded),
+            calls_failed: failed(&stats.calls_failed),
+            connects: number(stats.connects),
+            connect_failures: number(stats.connect_failures),
+            goaways_received: number(stats.goaways_received),
+            reconnects: number(stats.reconnects),
+            leaks_detected: number(stats.leaks_detected),
+        }
+    }
+}
+
+impl From<&grpcpool_core::TargetStats> for TargetStats {
+    fn from(stats: &grpcpool_core::TargetStats) -> TargetStats {
+        TargetStats {
+            target: stats.target.clone(),
+            connections: connections(&stats.connections),
+            streams_in_flight: number(stats.streams_in_flight),
+            leases_out: number(stats.leases_out),
+            leases_acquired: number(stats.leases_acquired),
+            calls_started: number(stats.calls_started),
+            calls_succeeded: number(stats.calls_succeeded),
+            calls_failed: failed(&stats.calls_failed),
+            transparent_retries: number(stats.transparent_retries),
+            connects: number(stats.connects),
+            connect_failures: number(stats.connect_failures),
+            goaways_received: number(stats.goaways_received),
+            reconnects: number(stats.reconnects),
+            keepalive_timeouts: number(stats.keepalive_timeouts),
+            keepalive_time_ms: number(stats.keepalive_time_ms),
+            leaks_detected: number(stats.leaks_detected),
+            acquire_timeouts: number(stats.acquire_timeouts),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Tests the Node package: installs the dev tools (npm ci, from the committed lockfile), builds
+# the addon (debug) with the package's own install script, checks that the generated
+# native.d.ts is current, type-checks the public types with tsc --strict, compiles the
+# `await using` test with tsc, then runs node --test against real @grpc/grpc-js servers.
+# Needs only Node (18+; 20 here), npm and Rust. GRPCPOOL_NODE_PACK_CHECK=1 also installs the
+# package from `npm pack`'s tarball into a scratch project and makes a call with it (slow: a
+# full build of the bundled sources).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== npm ci (dev tools)"
+npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+echo "== building the addon (debug) with scripts/install.js"
+GRPCPOOL_NODE_PROFILE=debug node scripts/install.js
+
+echo "== native.d.ts is current"
+bash scripts/gen-types.sh --check
+
+echo "== tsc --noEmit --strict (index.d.ts, native.d.ts, test/ts/usage.ts)"
+node_modules/.bin/tsc -p tsconfig.json
+
+echo "== tsc: compiling the await using test"
+rm -rf test/build
+node_modules/.bin/tsc -p test/ts/tsconfig.json
+
+if [ "${GRPCPOOL_NODE_PACK_CHECK:-0}" = 1 ]; then
+  echo "== npm pack, then npm install of the tarball"
+  bash scripts/pack-check.sh
+fi
+
+echo "== node --test"
+node --expose-gc --test test/*.test.js test/build/*.test.js

@@ -1,0 +1,62 @@
+// Type-checked with `tsc --noEmit --strict` (never run): the public types accept the
+// documented usage and refuse misuse.
+
+import { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, type PoolStats, type CallResponse } from '../../index';
+
+export async function usage(target: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+  const pool = new Pool({ maxConnectionsPerTarget: 4, keepaliveTimeMs: 60000, tlsCaPem: 'PEM', workerThreads: 2 });
+  const lease: Lease = await pool.acquire(target, { timeoutMs: 1000, waitForReady: false, site: 'here', signal });
+  try {
+    const body: Buffer = await lease.unary('/pkg.Service/Method', Buffer.from(bytes), { timeoutMs: 2000, metadata: { k: 'v', 'k-bin': Buffer.from([1]) }, signal });
+    void body;
+    const response: CallResponse = await lease.unaryResponse('/pkg.Service/Method', bytes, { metadata: new Metadata().set('k', 'v') });
+    const headers: Array<string | Buffer> = response.headers.get('k');
+    void headers;
+  } finally {
+    lease.release();
+  }
+  {
+    using scoped = await pool.acquire(target);
+    void scoped.address;
+  }
+  {
+    await using scoped = await pool.acquire(target);
+    void scoped.target;
+  }
+  const once: Buffer = await pool.unary(target, '/pkg.Service/Method', bytes, { waitForReady: true });
+  void once;
+  const stream: Stream = await pool.openStream(target, '/pkg.Service/Bidi', { timeoutMs: 1000 });
+  await stream.write(bytes);
+  stream.end();
+  for await (const message of stream) {
+    const chunk: Buffer = message;
+    void chunk;
+  }
+  const status = await stream.finish();
+  const code: number = status.code;
+  void code;
+  const stats: PoolStats = pool.stats();
+  const leaks: number = stats.leaksDetected;
+  void leaks;
+  try {
+    await pool.unary(target, '/pkg.Service/Method', bytes);
+  } catch (error) {
+    if (error instanceof GrpcError && error.code === Status.DEADLINE_EXCEEDED) {
+      const details: string = error.details;
+      const trailers: Metadata = error.metadata;
+      void details;
+      void trailers;
+    }
+  }
+  const client = createClient(pool, target, { Method: { path: '/p.S/Method', requestStream: false, responseStream: false, requestSerialize: () => Buffer.alloc(0), responseDeserialize: (b: Buffer) => b } });
+  void client;
+  const left: number = await pool.close({ graceMs: 100 });
+  void left;
+
+  // @ts-expect-error a string is not bytes
+  await pool.unary(target, '/pkg.Service/Method', 'text');
+  // @ts-expect-error an unknown pool setting
+  new Pool({ maxConnections: 4 });
+  // @ts-expect-error timeoutMs is a number of milliseconds
+  await pool.acquire(target, { timeoutMs: '1s' });
+}
