@@ -2,7 +2,8 @@
 # Runs every test of grpcpool: formatting, lints, generated files, the Rust workspace's unit and
 # integration tests against in-process tonic servers, and the C ABI's C/C++ programs under
 # AddressSanitizer and valgrind, plus the `make install` + pkg-config path, and the gRPC
-# interop cases against the grpc-go interop server, and the Python package against grpcio.
+# interop cases against the grpc-go interop server, the Python package against grpcio and the
+# Node package against @grpc/grpc-js.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,9 @@ bash tests/c/install_check.sh
 
 echo "== Python: the grpcpool wheel, mypy --strict and pytest against a grpcio server"
 bash bindings-python/test.sh
+
+echo "== Node: the grpcpool addon, tsc --strict and node --test against a grpc-js server"
+bash bindings-node/test.sh
 
 echo "== gRPC interop cases against the grpc-go interop server"
 bash tests/interop/run.sh

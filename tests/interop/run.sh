@@ -2,8 +2,8 @@
 # The gRPC interop cases through grpcpool against the grpc-go interop server: installs the
 # server with `go install` (pinned) when it is missing, then runs tests/interop's client, which
 # runs every case through the Rust core and the listed ones through the other faces' clients
-# (C through include/grpcpool.h; Python, which needs the venv bindings-python/test.sh makes),
-# prints each case and
+# (C through include/grpcpool.h; Python, which needs the venv bindings-python/test.sh makes;
+# Node, which needs the addon and dev tools bindings-node/test.sh builds), prints each case and
 # "N passed, N failed" per face and transport, and fails on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +33,12 @@ if [ ! -x "$python" ]; then
   exit 1
 fi
 faces+=(--face "python=$PWD/$python $PWD/tests/interop/python/client.py")
+
+if [ ! -d bindings-node/node_modules ] || [ ! -e bindings-node/grpcpool.node ]; then
+  echo "the Node face needs the addon: run bindings-node/test.sh first" >&2
+  exit 1
+fi
+faces+=(--face "node=node $PWD/tests/interop/node/client.js")
 
 cargo build --quiet --locked -p grpcpool-interop
 GRPCPOOL_INTEROP_SERVER="$server" target/debug/grpcpool-interop "${faces[@]}"
