@@ -447,3 +447,36 @@ async fn wait_for_ready_with_no_minimum_connects_when_the_server_appears() {
     let response = waiting.await.unwrap().unwrap();
     assert_eq!(response.code, Code::Ok, "{}", response.message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_dropped_after_its_slot_was_granted_gives_the_slot_back() {
+    let server = TestServer::start(ServerOptions {
+        max_concurrent_streams: Some(1),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = quick_config();
+    config.max_connections_per_target = 1;
+    config.streams_per_connection = 1;
+    let pool = pool(config);
+    let target = server.target();
+    let held = pool.acquire(&target, Duration::from_secs(2)).await.unwrap();
+
+    // A waiter joins the queue (polled until it waits), the slot is handed to it on release,
+    // and then the waiter is dropped without ever being polled again (a cancelled task).
+    let mut waiter = Box::pin(pool.acquire(&target, Duration::from_secs(10)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), &mut waiter)
+            .await
+            .is_err(),
+        "the waiter queues while the only slot is held"
+    );
+    drop(held);
+    drop(waiter);
+
+    // The slot came back: the next acquire gets it at once.
+    let next = pool.acquire(&target, Duration::from_millis(500)).await;
+    assert!(next.is_ok(), "the slot stayed reserved: {next:?}");
+    assert_eq!(pool.stats().leases_out, 1);
+}
