@@ -307,13 +307,24 @@ fn clients(options: &Options) -> Vec<Client> {
             command,
         });
     }
+    // bench/node/driver.js, run by `node` on PATH or the program GRPCPOOL_BENCH_NODE names; the
+    // grpcpool row loads target/release/libgrpcpool_node.so, the grpc-js row bindings-node's
+    // node_modules (the driver's --check says which is missing; nothing is built here).
+    let node = std::env::var_os("GRPCPOOL_BENCH_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("node"));
+    let node_found = Command::new(&node)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|output| output.status.success());
     let node_script = root.join("bench/node/driver.js");
     for (name, ours, client) in [
         ("node-grpcpool", true, "grpcpool"),
         ("node-grpc-js", false, "grpc-js"),
     ] {
         let command = vec![
-            "node".into(),
+            node.display().to_string(),
             node_script.display().to_string(),
             "--client".into(),
             client.into(),
@@ -323,10 +334,15 @@ fn clients(options: &Options) -> Vec<Client> {
             face: "node",
             ours,
             connections: true,
-            available: if node_script.is_file() {
-                driver::check(&command)
+            available: if !node_found {
+                Err(format!(
+                    "no {} to run (install Node 18+, or set GRPCPOOL_BENCH_NODE)",
+                    node.display()
+                ))
+            } else if !node_script.is_file() {
+                Err(format!("no {}", node_script.display()))
             } else {
-                Err("no bench/node/driver.js yet (the Node addon lands in bindings-node/)".into())
+                driver::check(&command)
             },
             command,
         });

@@ -211,6 +211,15 @@ pub fn markdown(meta: &Meta, cells: &[Cell], scale: &Option<Scale>, plots_dir: &
          grpcpool QPS / peer QPS (above 1: grpcpool faster) and `cpu ×` = grpcpool CPU per call / \
          peer CPU per call (below 1: grpcpool cheaper).\n\n",
     );
+    if cells
+        .iter()
+        .any(|cell| cell.face == "node" && cell.note.is_none())
+    {
+        out.push_str(
+            "The Node rows warm up past that until 5,000 calls are done (at most 4 s): V8 \
+             optimizes their JavaScript only after thousands of calls (bench/node/driver.js).\n\n",
+        );
+    }
     if !meta.not_available.is_empty() {
         out.push_str("Not available in this run:\n\n");
         for note in &meta.not_available {
@@ -677,6 +686,18 @@ mod tests {
         assert!(text.contains("| **grpcpool** | 8000"));
         assert!(text.contains("not available: no node"));
         assert!(text.contains("plots/qps-tonic-plaintext-0b-k1.svg"));
+        assert!(!text.contains("The Node rows warm up"));
+    }
+
+    #[test]
+    fn markdown_notes_the_node_warm_up_when_node_rows_ran() {
+        let mut cells = sample();
+        cells.push(Cell {
+            face: "node".into(),
+            ..cell("node-grpcpool", true, 16, 5000.0)
+        });
+        let text = markdown(&Meta::default(), &cells, &None, "plots");
+        assert!(text.contains("The Node rows warm up past that"), "{text}");
     }
 
     #[test]
