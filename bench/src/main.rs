@@ -308,8 +308,9 @@ fn clients(options: &Options) -> Vec<Client> {
         });
     }
     // bench/node/driver.js, run by `node` on PATH or the program GRPCPOOL_BENCH_NODE names; the
-    // grpcpool row loads target/release/libgrpcpool_node.so, the grpc-js row bindings-node's
-    // node_modules (the driver's --check says which is missing; nothing is built here).
+    // grpcpool row loads target/release/libgrpcpool_node.so (rebuilt below when the package's
+    // tools are installed), the grpc-js row bindings-node's node_modules (the driver's --check
+    // says which is missing).
     let node = std::env::var_os("GRPCPOOL_BENCH_NODE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("node"));
@@ -319,6 +320,13 @@ fn clients(options: &Options) -> Vec<Client> {
         .output()
         .is_ok_and(|output| output.status.success());
     let node_script = root.join("bench/node/driver.js");
+    // The addon row measures the current sources: rebuild the release addon (a no-op when
+    // current) wherever the Node package's tools are installed.
+    let node_build = if node_found && root.join("bindings-node/node_modules").is_dir() {
+        cargo_build_release(&root, "grpcpool-node")
+    } else {
+        Ok(())
+    };
     for (name, ours, client) in [
         ("node-grpcpool", true, "grpcpool"),
         ("node-grpc-js", false, "grpc-js"),
@@ -341,6 +349,8 @@ fn clients(options: &Options) -> Vec<Client> {
                 ))
             } else if !node_script.is_file() {
                 Err(format!("no {}", node_script.display()))
+            } else if let Err(error) = &node_build {
+                Err(error.clone())
             } else {
                 driver::check(&command)
             },
@@ -357,8 +367,32 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).ok()?.modified().ok()
 }
 
-/// Builds bench/c/driver.c with `cc` against target/release/libgrpcpool.so (made with cargo
-/// when missing) into `directory`; returns the driver's path.
+/// `cargo build --release --locked -p PACKAGE --lib` in `root`: quick when nothing changed.
+fn cargo_build_release(root: &Path, package: &str) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("cargo build --release -p {package} (for its benchmark row)");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "-p",
+            package,
+            "--lib",
+        ])
+        .current_dir(root)
+        .status()
+        .map_err(|error| format!("cargo: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo build --release -p {package} failed"))
+    }
+}
+
+/// Builds bench/c/driver.c with `cc` against target/release/libgrpcpool.so (rebuilt with cargo
+/// first, a no-op when current) into `directory`; returns the driver's path.
 fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     Command::new(&compiler)
@@ -366,25 +400,10 @@ fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
         .output()
         .map_err(|error| format!("no C compiler ({compiler}: {error})"))?;
     let library = root.join("target/release/libgrpcpool.so");
+    // Built every time (a no-op when current), so the row never measures stale sources.
+    cargo_build_release(root, "grpcpool-ffi")?;
     if !library.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        println!("building target/release/libgrpcpool.so for the C row (cargo build --release -p grpcpool-ffi)");
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--quiet",
-                "-p",
-                "grpcpool-ffi",
-                "--lib",
-            ])
-            .current_dir(root)
-            .status()
-            .map_err(|error| format!("cargo: {error}"))?;
-        if !status.success() || !library.is_file() {
-            return Err("cargo build --release -p grpcpool-ffi failed".into());
-        }
+        return Err(format!("cargo built no {}", library.display()));
     }
     // The library's soname carries the major version; the build tree has only the plain name.
     let lib_dir = directory.join("lib");
