@@ -7,6 +7,7 @@ microseconds per call (getrusage), medians over the rounds, and the ratios issue
 targets for. Run with the venv bindings-python/test.sh makes:
 
     target/python-venv/bin/python bench/python/sync_vs_grpcio.py [--seconds 2] [--rounds 3]
+        [--server sync|aio] [--pin]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import resource
 import statistics
 import threading
@@ -29,8 +31,14 @@ METHOD = "/bench.Echo/Unary"
 PAYLOAD = b"0123456789abcdef0123456789abcdef"
 
 
-def serve(port_queue: "multiprocessing.Queue[int]") -> None:
-    """A grpcio server echoing raw bytes, until killed."""
+def serve(port_queue: "multiprocessing.Queue[int]", kind: str = "sync", cpu: int = -1) -> None:
+    """A grpcio server echoing raw bytes, until killed: grpcio's thread-pool server (`sync`) or
+    its asyncio server (`aio`, less CPU per call), pinned to `cpu` when it is not -1."""
+    if cpu >= 0:
+        os.sched_setaffinity(0, {cpu})
+    if kind == "aio":
+        asyncio.run(serve_aio(port_queue))
+        return
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo",
         {"Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: request)},
@@ -41,6 +49,23 @@ def serve(port_queue: "multiprocessing.Queue[int]") -> None:
     server.start()
     port_queue.put(port)
     server.wait_for_termination()
+
+
+async def serve_aio(port_queue: "multiprocessing.Queue[int]") -> None:
+    import grpc.aio
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(echo)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    port_queue.put(port)
+    await server.wait_for_termination()
 
 
 def cpu_seconds() -> float:
@@ -128,11 +153,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", default="1,32")
     parser.add_argument("--tasks", type=int, default=256)
+    parser.add_argument(
+        "--server",
+        choices=("sync", "aio"),
+        default="sync",
+        help="grpcio's thread-pool server, or its asyncio server (less CPU per call)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server on CPU 1, this client on CPU 0 (needs 2 CPUs)",
+    )
     args = parser.parse_args()
 
+    pinned = args.pin and len(os.sched_getaffinity(0)) >= 2
     queue: "multiprocessing.Queue[int]" = multiprocessing.Queue()
-    server = multiprocessing.Process(target=serve, args=(queue,), daemon=True)
+    server = multiprocessing.Process(
+        target=serve, args=(queue, args.server, 1 if pinned else -1), daemon=True
+    )
     server.start()
+    if pinned:
+        os.sched_setaffinity(0, {0})
+    print(f"server: grpcio {args.server}{', pinned: server CPU 1, client CPU 0' if pinned else ''}")
     target_port = queue.get(timeout=30)
     target = f"http://127.0.0.1:{target_port}"
 
