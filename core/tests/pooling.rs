@@ -7,9 +7,24 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grpcpool_core::{Code, Error, Metadata};
+use grpcpool_core::{Code, Error, Metadata, Pool};
 use grpcpool_testserver::{ServerOptions, TestServer};
 use support::{echo, eventually, metadata, pool, quick_config};
+
+/// A server allowing `slots` concurrent streams, and a pool held to one connection to it: so
+/// exactly `slots` leases can be out at once.
+async fn one_connection_with_slots(slots: u32) -> (TestServer, Pool) {
+    let server = TestServer::start(ServerOptions {
+        max_concurrent_streams: Some(slots),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = quick_config();
+    config.max_connections_per_target = 1;
+    config.streams_per_connection = slots;
+    (server, pool(config))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sequential_calls_use_exactly_one_connection() {
@@ -145,16 +160,7 @@ async fn equal_loads_are_spread_not_collapsed_onto_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquire_times_out_when_saturated_and_waiters_are_served_in_order() {
-    let server = TestServer::start(ServerOptions {
-        max_concurrent_streams: Some(2),
-        ..ServerOptions::default()
-    })
-    .await
-    .unwrap();
-    let mut config = quick_config();
-    config.max_connections_per_target = 1;
-    config.streams_per_connection = 2;
-    let pool = pool(config);
+    let (server, pool) = one_connection_with_slots(2).await;
     let target = server.target();
 
     let first = pool.acquire(&target, Duration::from_secs(2)).await.unwrap();
@@ -284,16 +290,7 @@ async fn shutdown_lets_calls_finish_then_refuses_new_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_waiters_are_served_in_arrival_order_even_against_newcomers() {
-    let server = TestServer::start(ServerOptions {
-        max_concurrent_streams: Some(1),
-        ..ServerOptions::default()
-    })
-    .await
-    .unwrap();
-    let mut config = quick_config();
-    config.max_connections_per_target = 1;
-    config.streams_per_connection = 1;
-    let pool = pool(config);
+    let (server, pool) = one_connection_with_slots(1).await;
     let target = server.target();
     let held = pool.acquire(&target, Duration::from_secs(2)).await.unwrap();
 
@@ -450,16 +447,7 @@ async fn wait_for_ready_with_no_minimum_connects_when_the_server_appears() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_dropped_after_its_slot_was_granted_gives_the_slot_back() {
-    let server = TestServer::start(ServerOptions {
-        max_concurrent_streams: Some(1),
-        ..ServerOptions::default()
-    })
-    .await
-    .unwrap();
-    let mut config = quick_config();
-    config.max_connections_per_target = 1;
-    config.streams_per_connection = 1;
-    let pool = pool(config);
+    let (server, pool) = one_connection_with_slots(1).await;
     let target = server.target();
     let held = pool.acquire(&target, Duration::from_secs(2)).await.unwrap();
 

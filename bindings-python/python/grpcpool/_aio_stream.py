@@ -13,7 +13,6 @@ from typing import (
     Generic,
     Iterable,
     Optional,
-    Tuple,
     Type,
     TypeVar,
     Union,
@@ -21,7 +20,7 @@ from typing import (
 
 from . import _native
 from ._errors import RpcError, StreamClosedError
-from ._stream import deadline_after
+from ._stream import deadline_after, outcome_with, rpc_error
 from ._response import Request, Response, decode_message, encode_request
 from ._status import StatusCode
 from ._types import Decoder, MetadataTuple
@@ -152,23 +151,10 @@ class Stream(Generic[T]):
             raise
 
     def _outcome(self, response: Response) -> Response:
-        error = self._request_error
-        if error is not None and response.code is StatusCode.CANCELLED:
-            return Response(
-                StatusCode.UNKNOWN,
-                f"Exception iterating requests: {error!r}",
-                b"",
-                response.headers,
-                response.trailers,
-                b"",
-            )
-        return response
+        return outcome_with(response, self._request_error)
 
     def _error(self, response: Response) -> RpcError:
-        error = RpcError(response)
-        if self._request_error is not None:
-            error.__cause__ = self._request_error
-        return error
+        return rpc_error(RpcError, response, self._request_error)
 
     async def _send_all(self, requests: Requests) -> None:
         """Writes every request, then half-closes; a failing iterator cancels the call."""

@@ -16,8 +16,6 @@ from ._response import Request, Response, _NativeResponse, encode_request, respo
 from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
 from ._types import Decoder, Metadata, MetadataTuple, PathLike
 
-_encode = encode_request
-_body = response_body
 
 __all__ = ["Pool", "Lease", "Response"]
 
@@ -111,8 +109,8 @@ class Lease:
         ``method`` is ``/package.Service/Method``; ``timeout`` is in seconds. A non-OK status
         raises :class:`RpcError`.
         """
-        raw = self._native.unary(method, _encode(request), timeout, metadata, compression)
-        return _body(raw, response_type)
+        raw = self._native.unary(method, encode_request(request), timeout, metadata, compression)
+        return response_body(raw, response_type)
 
     def unary_response(
         self,
@@ -124,7 +122,7 @@ class Lease:
         compression: Optional[str] = None,
     ) -> Response:
         """Makes a unary call and returns the whole :class:`Response`, whatever its status."""
-        return Response._from_native(self._native.unary(method, _encode(request), timeout, metadata, compression))
+        return Response._from_native(self._native.unary(method, encode_request(request), timeout, metadata, compression))
 
     @overload
     def stream(
@@ -320,9 +318,9 @@ class Pool:
         ``response_type``); a non-OK status, including an unreachable target, raises
         :class:`RpcError`."""
         raw = self._native.unary(
-            target, method, _encode(request), timeout, metadata, wait_for_ready, compression
+            target, method, encode_request(request), timeout, metadata, wait_for_ready, compression
         )
-        return _body(raw, response_type)
+        return response_body(raw, response_type)
 
     def unary_response(
         self,
@@ -337,7 +335,7 @@ class Pool:
     ) -> Response:
         """A one-shot unary call returning the whole :class:`Response`, whatever its status."""
         raw = self._native.unary(
-            target, method, _encode(request), timeout, metadata, wait_for_ready, compression
+            target, method, encode_request(request), timeout, metadata, wait_for_ready, compression
         )
         return Response._from_native(raw)
 
@@ -432,7 +430,7 @@ class Pool:
     ) -> Stream[Any]:
         """A server-streaming call: sends ``request``; iterate the returned stream for the
         responses (a non-OK status raises :class:`RpcError` where they end)."""
-        payload = _encode(request)
+        payload = encode_request(request)
         stream = self.stream(
             target,
             method,

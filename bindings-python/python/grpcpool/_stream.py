@@ -18,6 +18,49 @@ __all__ = ["Stream", "deadline_after", "unary_stream_call", "stream_unary_call",
 T = TypeVar("T")
 
 
+def outcome_with(response: Response, request_error: Optional[BaseException]) -> Response:
+    """A stream's status as the caller sees it: cancelled because its request iterator raised,
+    it reports UNKNOWN with that exception, as grpcio does."""
+    if request_error is not None and response.code is StatusCode.CANCELLED:
+        return Response(
+            StatusCode.UNKNOWN,
+            f"Exception iterating requests: {request_error!r}",
+            b"",
+            response.headers,
+            response.trailers,
+            b"",
+        )
+    return response
+
+
+def rpc_error(
+    error_type: Type[RpcError], response: Response, request_error: Optional[BaseException]
+) -> RpcError:
+    """The exception for a failed stream, chained to a failing request iterator's exception."""
+    error = error_type(response)
+    if request_error is not None:
+        error.__cause__ = request_error
+    return error
+
+
+def single_reply(message: Optional[T], response: Response, fail: Callable[[Response], RpcError]) -> T:
+    """A client-streaming call's one reply, or the error for its status (or for no reply)."""
+    if response.code is not StatusCode.OK:
+        raise fail(response)
+    if message is None:
+        raise fail(
+            Response(
+                StatusCode.INTERNAL,
+                "the server ended the call without a response message",
+                b"",
+                response.headers,
+                response.trailers,
+                b"",
+            )
+        )
+    return message
+
+
 def deadline_after(timeout: Optional[float]) -> Optional[float]:
     """The ``time.monotonic()`` instant ``timeout`` seconds from now; None without a timeout."""
     return None if timeout is None else time.monotonic() + timeout
@@ -157,17 +200,7 @@ class Stream(Generic[T]):
 
     def _outcome(self, response: Response) -> Response:
         """The status as the caller sees it: a failing request iterator reports UNKNOWN."""
-        error = self._request_error
-        if error is not None and response.code is StatusCode.CANCELLED:
-            return Response(
-                StatusCode.UNKNOWN,
-                f"Exception iterating requests: {error!r}",
-                b"",
-                response.headers,
-                response.trailers,
-                b"",
-            )
-        return response
+        return outcome_with(response, self._request_error)
 
     def _check_status(self) -> None:
         raw = self._native.status()
@@ -180,10 +213,7 @@ class Stream(Generic[T]):
 
     def _error(self, response: Response) -> RpcError:
         """The exception for a failed call (:class:`grpcpool.Channel` raises its own kind)."""
-        error = self._error_type(response)
-        if self._request_error is not None:
-            error.__cause__ = self._request_error
-        return error
+        return rpc_error(self._error_type, response, self._request_error)
 
     # -- feeding requests from an iterator ---------------------------------------------------
 
@@ -239,20 +269,7 @@ def stream_unary_call(stream: Stream[T], requests: Iterable[Request]) -> Tuple[T
         stream._send_all(requests)
         message = stream.read()
         response = stream.finish()
-        if response.code is not StatusCode.OK:
-            raise stream._error(response)
-        if message is None:
-            raise stream._error(
-                Response(
-                    StatusCode.INTERNAL,
-                    "the server ended the call without a response message",
-                    b"",
-                    response.headers,
-                    response.trailers,
-                    b"",
-                )
-            )
-        return message, response
+        return single_reply(message, response, stream._error), response
 
 
 def stream_stream_call(stream: Stream[T], requests: Iterable[Request]) -> Stream[T]:

@@ -22,11 +22,10 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, overload
 
 from . import _native
 from ._pool import Pool as _SyncPool
-from ._pool import _body, _caller_site, _encode, _status_error
-from ._response import Request, Response, _NativeResponse
+from ._pool import _caller_site, _status_error
+from ._response import Request, Response, _NativeResponse, encode_request, response_body
 from ._aio_stream import Requests, Stream
-from ._stream import deadline_after
-from ._status import StatusCode
+from ._stream import deadline_after, single_reply
 from ._types import Decoder, Metadata
 
 __all__ = ["Pool", "Lease", "Stream"]
@@ -131,7 +130,7 @@ class Lease:
         """Makes a unary call; returns the body (decoded with ``response_type``). A non-OK
         status raises :class:`grpcpool.RpcError`."""
         raw = await self._start(method, request, timeout, metadata, compression)
-        return _body(raw, response_type)
+        return response_body(raw, response_type)
 
     async def unary_response(
         self,
@@ -153,7 +152,7 @@ class Lease:
         metadata: Optional[Metadata],
         compression: Optional[str],
     ) -> _NativeResponse:
-        payload = _encode(request)
+        payload = encode_request(request)
         raw: _NativeResponse = await _await(
             lambda queue, token: self._native.unary_start(queue, token, method, payload, timeout, metadata, compression)
         )
@@ -277,7 +276,7 @@ class Pool:
         """A one-shot unary call: acquires, calls, releases. A non-OK status raises
         :class:`grpcpool.RpcError`."""
         raw = await self._start(target, method, request, timeout, metadata, wait_for_ready, compression)
-        return _body(raw, response_type)
+        return response_body(raw, response_type)
 
     async def unary_response(
         self,
@@ -304,7 +303,7 @@ class Pool:
         wait_for_ready: bool,
         compression: Optional[str],
     ) -> _NativeResponse:
-        payload = _encode(request)
+        payload = encode_request(request)
         native = self._sync._native
         raw: _NativeResponse = await _await(
             lambda queue, token: native.unary_start(
@@ -402,7 +401,7 @@ class Pool:
     ) -> Stream[Any]:
         """A server-streaming call: sends ``request``; ``async for`` over the returned stream
         gives the responses (a non-OK status raises where they end)."""
-        payload = _encode(request)
+        payload = encode_request(request)
         stream = await self.stream(
             target,
             method,
@@ -471,20 +470,7 @@ class Pool:
             await stream._send_all(requests)
             message = await stream.read()
             response = await stream.finish()
-            if response.code is not StatusCode.OK:
-                raise stream._error(response)
-            if message is None:
-                raise stream._error(
-                    Response(
-                        StatusCode.INTERNAL,
-                        "the server ended the call without a response message",
-                        b"",
-                        response.headers,
-                        response.trailers,
-                        b"",
-                    )
-                )
-            return message
+            return single_reply(message, response, stream._error)
 
     @overload
     async def stream_stream(

@@ -21,7 +21,7 @@ const SIZES = [[27182, 31415], [8, 9], [1828, 2653], [45904, 58979]];
 const SPECIAL_MESSAGE = '\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \u{1f608}\t\n';
 const SERVICE = '/grpc.testing.TestService/';
 
-const definition = protoLoader.loadSync(path.join(__dirname, 'test.proto'), { defaults: true });
+const definition = protoLoader.loadSync(path.join(__dirname, '..', 'grpc_testing.proto'), { defaults: true });
 const methods = definition['grpc.testing.TestService'];
 const encode = (method, message) => methods[method].requestSerialize(message);
 const decode = (method, bytes) => methods[method].responseDeserialize(bytes);

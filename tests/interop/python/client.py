@@ -4,7 +4,7 @@ Run by tests/interop's runner with the venv that bindings-python/test.sh makes (
 grpcio-tools and protobuf installed). Environment: GRPCPOOL_INTEROP_TARGET (http:// or
 https://127.0.0.1:PORT); for TLS also GRPCPOOL_INTEROP_CA_FILE and
 GRPCPOOL_INTEROP_SERVER_NAME. Prints one line per case, then "N passed, M failed"; exits 1 on
-any failure. The grpc.testing messages are generated from messages.proto beside this file.
+any failure. The grpc.testing messages are generated from ../grpc_testing.proto.
 """
 
 from __future__ import annotations
@@ -40,17 +40,17 @@ def expect(condition: bool, what: str) -> None:
 
 
 def generated_messages() -> ModuleType:
-    """grpc.testing's messages, generated now by grpcio-tools from messages.proto."""
+    """grpc.testing's messages, generated now by grpcio-tools from grpc_testing.proto."""
     out = Path(tempfile.mkdtemp(prefix="grpcpool-interop-py-"))
-    source = Path(__file__).with_name("messages.proto")
+    source = Path(__file__).resolve().parent.parent / "grpc_testing.proto"
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", f"-I{source.parent}", f"--python_out={out}", str(source)],
         check=True,
     )
     sys.path.insert(0, str(out))
-    import messages_pb2  # type: ignore[import-not-found]
+    import grpc_testing_pb2  # type: ignore[import-not-found]
 
-    module: ModuleType = messages_pb2
+    module: ModuleType = grpc_testing_pb2
     return module
 
 
