@@ -248,8 +248,25 @@ pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
         },
         None => attempts(lease, &call).await,
     };
+    let response = closed_under(&pool.shared, response);
     pool.counters.call_finished(response.code);
     response
+}
+
+/// A call cut off because the pool shut its connections says so, instead of showing the
+/// transport error the shutdown caused (a broken pipe, a reset).
+pub(crate) fn closed_under(shared: &crate::shared::Shared, response: Response) -> Response {
+    if response.is_ok() || response.code == Code::DeadlineExceeded || !shared.is_closed() {
+        return response;
+    }
+    Response {
+        code: Code::Unavailable,
+        message: format!(
+            "pool closed while the call was in flight ({})",
+            response.message
+        ),
+        ..response
+    }
 }
 
 async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {

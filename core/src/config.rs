@@ -23,7 +23,9 @@ pub struct TlsConfig {
 
 /// Every setting of a [`Pool`](crate::Pool).
 ///
-/// Start from `Config::default()` and change fields; [`Config::validate`] runs when a pool is made.
+/// Start from `Config::default()` and change fields (or [`Config::set`] by name);
+/// [`Config::validate`] runs when a pool is made. [`SETTINGS`](crate::SETTINGS) declares each
+/// setting for the faces: its type, unit, default and what turns it off.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -80,6 +82,7 @@ pub struct Config {
     /// How often host names in targets are resolved again. Default 30 s.
     pub dns_refresh_interval: Duration,
     /// Worker threads of the internal runtime; 0 means one per core, at most 4. Default 0.
+    /// At most 256.
     pub worker_threads: usize,
     /// TLS settings for `https://` targets.
     pub tls: TlsConfig,
@@ -119,6 +122,10 @@ impl Default for Config {
 /// The longest duration a setting may hold: long enough to mean "never", short enough that
 /// adding it to the current time cannot overflow.
 const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The most worker threads a pool's runtime may have: far above any use (the pool's work is
+/// network waits), low enough that a typo is refused instead of exhausting the process.
+pub(crate) const MAX_WORKER_THREADS: usize = 256;
 
 /// HTTP/2 caps a flow-control window at 2^31 - 1 bytes.
 const MAX_WINDOW: u32 = (1 << 31) - 1;
@@ -179,6 +186,11 @@ impl Config {
             if duration.is_some_and(|duration| duration > MAX_DURATION) {
                 return fail(&format!("{name} may be at most 10 years"));
             }
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return fail(&format!(
+                "worker_threads may be at most {MAX_WORKER_THREADS} (0: one per core, at most 4)"
+            ));
         }
         if self.max_send_message_size == 0 || self.max_receive_message_size == 0 {
             return fail("message size limits must be above zero");

@@ -80,26 +80,87 @@ pub enum Error {
     /// final status says why).
     #[error("the stream is closed for sending")]
     StreamClosed,
-    /// The internal runtime could not be started.
+    /// An operation of the same kind is already waiting on this stream (a second send, or a
+    /// second recv, headers or finish); nothing happened.
+    #[error("{0}")]
+    Busy(&'static str),
+    /// The internal runtime could not be started (its threads were refused, say).
     #[error("could not start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
 }
 
+/// What kind of failure an [`Error`] is: the one classification every face maps, each in one
+/// module. Deliberately exhaustive (unlike `Error`), so that a new kind fails to compile in a
+/// face that does not map it instead of falling into a catch-all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The target string could not be parsed.
+    InvalidTarget,
+    /// The method path is malformed.
+    InvalidMethod,
+    /// A metadata key or value is not allowed.
+    InvalidMetadata,
+    /// The compression is not one the core supports.
+    InvalidCompression,
+    /// A message is larger than the pool's limit.
+    MessageTooLarge,
+    /// A setting is unknown, of the wrong type or out of range.
+    InvalidConfig,
+    /// TLS material could not be loaded.
+    Tls,
+    /// No slot became free in time.
+    AcquireTimeout,
+    /// The target cannot be reached now.
+    Unavailable,
+    /// The pool is closed.
+    PoolClosed,
+    /// A blocking call from async code.
+    BlockingInAsync,
+    /// The stream is closed for sending.
+    StreamClosed,
+    /// An operation of the same kind is already waiting on the stream.
+    Busy,
+    /// The runtime could not start.
+    Runtime,
+}
+
 impl Error {
+    /// The kind of failure, for the faces' error maps.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidTarget { .. } => ErrorKind::InvalidTarget,
+            Error::InvalidMethod { .. } => ErrorKind::InvalidMethod,
+            Error::InvalidMetadata { .. } => ErrorKind::InvalidMetadata,
+            Error::InvalidCompression(_) => ErrorKind::InvalidCompression,
+            Error::MessageTooLarge { .. } => ErrorKind::MessageTooLarge,
+            Error::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Error::Tls(_) => ErrorKind::Tls,
+            Error::AcquireTimeout { .. } => ErrorKind::AcquireTimeout,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::PoolClosed => ErrorKind::PoolClosed,
+            Error::BlockingInAsync => ErrorKind::BlockingInAsync,
+            Error::StreamClosed => ErrorKind::StreamClosed,
+            Error::Busy(_) => ErrorKind::Busy,
+            Error::Runtime(_) => ErrorKind::Runtime,
+        }
+    }
+
     /// The gRPC status code that best describes this error, for bindings that raise one kind of error.
     pub fn code(&self) -> Code {
-        match self {
-            Error::InvalidTarget { .. }
-            | Error::InvalidMethod { .. }
-            | Error::InvalidMetadata { .. }
-            | Error::InvalidCompression(_)
-            | Error::InvalidConfig(_)
-            | Error::Tls(_) => Code::InvalidArgument,
-            Error::MessageTooLarge { .. } => Code::ResourceExhausted,
-            Error::AcquireTimeout { .. } => Code::DeadlineExceeded,
-            Error::Unavailable { .. } | Error::PoolClosed => Code::Unavailable,
-            Error::BlockingInAsync | Error::StreamClosed => Code::FailedPrecondition,
-            Error::Runtime(_) => Code::Internal,
+        match self.kind() {
+            ErrorKind::InvalidTarget
+            | ErrorKind::InvalidMethod
+            | ErrorKind::InvalidMetadata
+            | ErrorKind::InvalidCompression
+            | ErrorKind::InvalidConfig
+            | ErrorKind::Tls => Code::InvalidArgument,
+            ErrorKind::MessageTooLarge => Code::ResourceExhausted,
+            ErrorKind::AcquireTimeout => Code::DeadlineExceeded,
+            ErrorKind::Unavailable | ErrorKind::PoolClosed => Code::Unavailable,
+            ErrorKind::BlockingInAsync | ErrorKind::StreamClosed | ErrorKind::Busy => {
+                Code::FailedPrecondition
+            }
+            ErrorKind::Runtime => Code::Internal,
         }
     }
 }

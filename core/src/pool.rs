@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::Location;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct Pool {
 struct PoolInner {
     config: Arc<Config>,
     runtime: LazyRuntime,
+    /// Set by [`Pool::close`]: no new acquire, call or stream from then on.
+    closed: AtomicBool,
     shared: OnceLock<Arc<Shared>>,
     /// Serialises the first start of the runtime and the shared state.
     starting: Mutex<()>,
@@ -74,6 +77,7 @@ impl Pool {
             inner: Arc::new(PoolInner {
                 config: Arc::new(config),
                 runtime,
+                closed: AtomicBool::new(false),
                 shared: OnceLock::new(),
                 starting: Mutex::new(()),
                 targets: RwLock::new(HashMap::new()),
@@ -240,19 +244,38 @@ impl Pool {
             .collect()
     }
 
-    /// Stops new acquires, waits up to `grace` for slots in use to be released, then closes every
-    /// connection. Returns the number of slots still in use when it gave up (0 on a clean stop).
-    pub async fn shutdown(&self, grace: Duration) -> u64 {
+    /// Closes the pool to new work, now and from any thread: acquires, calls and streams
+    /// started from now on fail with [`Error::PoolClosed`], and acquires waiting for a slot wake
+    /// with it. Work in flight goes on; [`Pool::shutdown`] waits for it and closes connections.
+    pub fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let Some(shared) = self.inner.shared.get() else {
-            return 0;
+            return;
         };
         shared.mark_closed();
-        let targets: Vec<Arc<TargetPool>> = self.inner.targets.read().values().cloned().collect();
-        for pool in &targets {
+        for pool in self.inner.targets.read().values() {
             // Waiters see the pool closed; upkeep stops.
             pool.waiting.state_changed();
             pool.maintenance.notify_one();
         }
+    }
+
+    /// Whether [`Pool::close`] (or [`Pool::shutdown`]) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the pool ([`Pool::close`]), waits up to `grace` for slots in use to be released,
+    /// then closes every connection. Returns the number of slots still in use when it gave up
+    /// (0 on a clean stop).
+    pub async fn shutdown(&self, grace: Duration) -> u64 {
+        self.close();
+        let Some(shared) = self.inner.shared.get() else {
+            return 0;
+        };
+        let targets: Vec<Arc<TargetPool>> = self.inner.targets.read().values().cloned().collect();
         let deadline = Instant::now()
             .checked_add(grace)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600));
@@ -293,6 +316,9 @@ impl Pool {
         if let Some(shared) = self.inner.shared.get() {
             return Ok(shared);
         }
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
         let handle = self.inner.runtime.handle()?;
         let config = Arc::clone(&self.inner.config);
         let shared = Arc::new(Shared::new(
@@ -300,10 +326,18 @@ impl Pool {
             Dialer::new(config),
             handle,
         ));
-        Ok(self.inner.shared.get_or_init(|| shared))
+        let shared = self.inner.shared.get_or_init(|| shared);
+        if self.is_closed() {
+            // A close that came while the runtime started saw no shared state to mark.
+            shared.mark_closed();
+        }
+        Ok(shared)
     }
 
     fn target_pool(&self, text: &str) -> Result<Arc<TargetPool>, Error> {
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
         let shared = self.shared()?;
         if shared.is_closed() {
             return Err(Error::PoolClosed);

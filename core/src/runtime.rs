@@ -1,5 +1,7 @@
 //! The pool's own tokio runtime, made on first use and shut down with the pool.
 
+use std::sync::{Arc, Condvar, Mutex as StdMutex};
+
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, Runtime};
 
@@ -25,12 +27,25 @@ impl LazyRuntime {
         if let Some(runtime) = runtime.as_ref() {
             return Ok(runtime.handle().clone());
         }
-        let started = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.worker_threads)
-            .thread_name("grpcpool-worker")
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
+        // tokio panics when the OS refuses a worker thread, and its cleanup then waits forever
+        // for threads that never started: ask the OS for the threads first.
+        probe_threads(self.worker_threads).map_err(Error::Runtime)?;
+        let worker_threads = self.worker_threads;
+        let building = std::panic::catch_unwind(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(worker_threads)
+                .thread_name("grpcpool-worker")
+                .enable_all()
+                .build()
+        });
+        let started = match building {
+            Ok(built) => built.map_err(Error::Runtime)?,
+            Err(_) => {
+                return Err(Error::Runtime(std::io::Error::other(
+                    "the runtime's worker threads could not start",
+                )))
+            }
+        };
         let handle = started.handle().clone();
         *runtime = Some(started);
         Ok(handle)
@@ -48,4 +63,41 @@ impl LazyRuntime {
             }
         }
     }
+}
+
+/// Starts `count` threads that wait to be let go, then lets them go: `Err` with the OS's answer
+/// when it refuses one (a process or user thread limit, say).
+fn probe_threads(count: usize) -> std::io::Result<()> {
+    let release = Arc::new((StdMutex::new(false), Condvar::new()));
+    let mut started = Vec::with_capacity(count);
+    let mut refused = None;
+    for _ in 0..count {
+        let release = Arc::clone(&release);
+        let spawned = std::thread::Builder::new()
+            .name("grpcpool-probe".to_owned())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let (let_go, signal) = &*release;
+                let mut let_go = let_go.lock().unwrap_or_else(|poison| poison.into_inner());
+                while !*let_go {
+                    let_go = signal
+                        .wait(let_go)
+                        .unwrap_or_else(|poison| poison.into_inner());
+                }
+            });
+        match spawned {
+            Ok(thread) => started.push(thread),
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+        }
+    }
+    let (let_go, signal) = &*release;
+    *let_go.lock().unwrap_or_else(|poison| poison.into_inner()) = true;
+    signal.notify_all();
+    for thread in started {
+        let _ = thread.join();
+    }
+    refused.map_or(Ok(()), Err)
 }

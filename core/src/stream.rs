@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::codec::Streaming;
 
 use crate::body::CancelSignal;
-use crate::call::{failure_response, PreparedCall, Response};
+use crate::call::{closed_under, failure_response, PreparedCall, Response};
 use crate::codec::RawCodec;
 use crate::connection::OwnedActiveStream;
 use crate::shared::Shared;
@@ -289,6 +289,9 @@ impl Stream {
         if expired && response.code != Code::Ok && !self.cancelled_here {
             response.code = Code::DeadlineExceeded;
             response.message = format!("deadline exceeded ({})", response.message);
+        }
+        if !self.cancelled_here {
+            response = closed_under(&self.shared, response);
         }
         self.sender = None;
         self.ended.store(true, Ordering::Release);
