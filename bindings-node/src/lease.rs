@@ -145,7 +145,7 @@ impl NativeLease {
             }
         };
         drop(slot);
-        let stream = lease
+        let stream = Arc::new(lease)
             .open_stream(method, options)
             .map_err(Failure::from_error)?;
         Ok(NativeStream::new(Arc::clone(&self.state), stream))

@@ -112,7 +112,9 @@ impl NativeLease {
             }
         };
         drop(slot);
-        let stream = lease.open_stream(method, options).map_err(to_py_err)?;
+        let stream = Arc::new(lease)
+            .open_stream(method, options)
+            .map_err(to_py_err)?;
         Ok(NativeStream::new(Arc::clone(&self.state), stream))
     }
 

@@ -188,6 +188,14 @@ impl PreparedCall {
         self.deadline
     }
 
+    /// How long acquiring a slot for this call may wait: until its deadline, or
+    /// `Config::acquire_timeout` when it has none.
+    pub(crate) fn acquire_wait(&self, config: &Config) -> Duration {
+        self.deadline.map_or(config.acquire_timeout, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        })
+    }
+
     pub(crate) fn wait_for_ready(&self) -> bool {
         self.wait_for_ready
     }
@@ -321,10 +329,7 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
 /// Gets the lease a new slot within the call's deadline; the failure as a status.
 async fn reacquire(lease: &Lease, call: &PreparedCall) -> Result<Arc<Connection>, Response> {
     let pool = lease.pool();
-    let wait = call
-        .deadline
-        .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-        .unwrap_or(pool.shared.config.acquire_timeout);
+    let wait = call.acquire_wait(&pool.shared.config);
     match pool.acquire(wait, call.wait_for_ready).await {
         Ok(connection) => {
             lease.take_slot(Arc::clone(&connection));

@@ -1,5 +1,6 @@
 //! A lease: one reserved slot on one connection, returned when the lease is dropped.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +20,17 @@ pub struct Lease {
     /// The slot; `None` only while a retry looks for a new one (or found none).
     connection: Mutex<Option<Arc<Connection>>>,
     record: u64,
+    /// Calls and streams in flight on the lease; a stream opens only when there are none.
+    in_use: AtomicUsize,
+}
+
+/// One call's use of a lease, ended when dropped.
+pub(crate) struct InUse<'a>(&'a Lease);
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.end_use();
+    }
 }
 
 impl Lease {
@@ -33,6 +45,7 @@ impl Lease {
             pool,
             connection: Mutex::new(Some(connection)),
             record,
+            in_use: AtomicUsize::new(0),
         }
     }
 
@@ -51,7 +64,27 @@ impl Lease {
 
     /// Makes a call checked earlier by [`Pool::prepare`](crate::Pool::prepare).
     pub async fn call(&self, call: PreparedCall) -> Response {
+        self.in_use.fetch_add(1, Ordering::AcqRel);
+        let _in_use = InUse(self);
         call::run(self, call).await
+    }
+
+    /// Marks the lease used by a stream, or [`Error::Busy`] while anything else uses it.
+    /// The stream ends the use with [`Lease::end_use`].
+    pub(crate) fn begin_stream(&self) -> Result<InUse<'_>, Error> {
+        self.in_use
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| {
+                Error::Busy(
+                    "the lease has calls or a stream in flight: open the stream once they are done",
+                )
+            })?;
+        Ok(InUse(self))
+    }
+
+    /// Ends one use begun by a call or a stream.
+    pub(crate) fn end_use(&self) {
+        self.in_use.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// The target this lease is for.
@@ -71,9 +104,10 @@ impl Lease {
     /// Releases the slot now; the same as dropping the lease.
     pub fn release(self) {}
 
-    /// Releases the slot and counts the lease as leaked, for bindings whose lease objects were
-    /// garbage-collected without an explicit release. Logs a warning naming where it was taken.
-    pub fn release_as_leaked(self) {
+    /// Counts the lease as leaked, for bindings whose lease objects were garbage-collected
+    /// without an explicit release, and logs a warning naming where it was taken. The slot
+    /// returns when the last reference to the lease (a stream's, say) is dropped.
+    pub fn release_as_leaked(&self) {
         if let Some(site) = self.pool.leases.report(self.record) {
             Counters::bump(&self.pool.counters.leaks_detected);
             tracing::warn!(target = %self.pool.target.text, acquired_at = %site, "lease dropped without release");

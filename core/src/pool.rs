@@ -164,11 +164,7 @@ impl Pool {
     ) -> Result<impl Future<Output = Result<Response, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
         let target_pool = self.target_pool(target)?;
-        let timeout = call
-            .deadline()
-            .map_or(self.inner.config.acquire_timeout, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            });
+        let timeout = call.acquire_wait(&self.inner.config);
         Ok(async move {
             match target_pool.acquire(timeout, call.wait_for_ready()).await {
                 Ok(connection) => {
@@ -197,28 +193,37 @@ impl Pool {
         method: &str,
         options: CallOptions,
     ) -> impl Future<Output = Result<Stream, Error>> + Send + 'static {
-        // Bad input is reported before a slot is taken.
-        let checked = self
-            .prepare(method, Bytes::new(), options.clone())
-            .map(drop);
-        let timeout = options
-            .deadline
-            .map_or(self.inner.config.acquire_timeout, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            });
-        let acquire = self.acquire_with(
-            target,
-            AcquireOptions {
-                timeout: Some(timeout),
-                wait_for_ready: options.wait_for_ready,
-                site: None,
-            },
-        );
-        let method = method.to_owned();
-        async move {
-            checked?;
-            acquire.await?.open_stream(&method, options)
-        }
+        let started = self
+            .prepare_stream(method, options)
+            .and_then(|call| self.open_stream_prepared(target, call));
+        async move { started?.await }
+    }
+
+    /// Checks a streaming call's method and metadata against this pool's settings, so that
+    /// bad input is reported before anything starts.
+    pub fn prepare_stream(
+        &self,
+        method: &str,
+        options: CallOptions,
+    ) -> Result<PreparedCall, Error> {
+        self.prepare(method, Bytes::new(), options)
+    }
+
+    /// The one-shot stream for a prepared call: the target is checked now; the returned future
+    /// acquires (waiting until the call's deadline, or `Config::acquire_timeout`) and opens.
+    #[track_caller]
+    pub fn open_stream_prepared(
+        &self,
+        target: &str,
+        call: PreparedCall,
+    ) -> Result<impl Future<Output = Result<Stream, Error>> + Send + 'static, Error> {
+        let site = AcquireSite::Code(Location::caller());
+        let target_pool = self.target_pool(target)?;
+        let timeout = call.acquire_wait(&self.inner.config);
+        Ok(async move {
+            let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
+            Arc::new(Lease::new(target_pool, connection, site)).open_stream_prepared(call)
+        })
     }
 
     /// A snapshot of every target's counters.

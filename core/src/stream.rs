@@ -15,6 +15,7 @@ use crate::codec::RawCodec;
 use crate::connection::OwnedActiveStream;
 use crate::shared::Shared;
 use crate::stats::Counters;
+use crate::target_pool::TargetPool;
 use crate::{CallOptions, Code, Error, Lease, Metadata};
 
 type Head = Result<tonic::Response<Streaming<Bytes>>, tonic::Status>;
@@ -31,7 +32,10 @@ enum Next {
 /// Send with [`Stream::send`], finish sending with [`Stream::close_send`], read with
 /// [`Stream::recv`] until it returns `None`, then [`Stream::finish`] gives the status.
 pub struct Stream {
-    lease: Lease,
+    /// The lease whose slot the call uses; let go when the call ends, so the slot returns
+    /// then unless the lease's holder still has it.
+    lease: Option<Arc<Lease>>,
+    pool: Arc<TargetPool>,
     shared: Arc<Shared>,
     sender: Option<mpsc::Sender<Bytes>>,
     cancel: CancelSignal,
@@ -58,12 +62,25 @@ enum State {
 }
 
 impl Lease {
-    /// Opens a streaming call on this lease's connection; the stream keeps the lease's slot.
-    /// `Err` only for bad input (method, metadata); a call that fails to start ends with a status.
-    pub fn open_stream(self, method: &str, options: CallOptions) -> Result<Stream, Error> {
-        let config = &self.pool().shared.config;
-        let call = PreparedCall::new(config, method, Bytes::new(), options)?;
-        let shared = Arc::clone(&self.pool().shared);
+    /// Opens a streaming call on this lease's connection, using the lease's slot until the
+    /// call ends; the lease stays the caller's and may be used again afterwards. Refused with
+    /// [`Error::Busy`] while calls or another stream are in flight on the lease. `Err` also
+    /// for bad input (method, metadata); a call that fails to start ends with a status.
+    pub fn open_stream(
+        self: &Arc<Self>,
+        method: &str,
+        options: CallOptions,
+    ) -> Result<Stream, Error> {
+        let call = PreparedCall::new(&self.pool().shared.config, method, Bytes::new(), options)?;
+        self.open_stream_prepared(call)
+    }
+
+    /// Opens a streaming call checked earlier by [`Pool::prepare_stream`](crate::Pool::prepare_stream).
+    pub fn open_stream_prepared(self: &Arc<Self>, call: PreparedCall) -> Result<Stream, Error> {
+        let in_use = self.begin_stream()?;
+        let pool = Arc::clone(self.pool());
+        let config = &pool.shared.config;
+        let shared = Arc::clone(&pool.shared);
         let connection = self.connection().ok_or_else(|| Error::Unavailable {
             target: self.target().to_owned(),
             reason: "the lease lost its connection".to_owned(),
@@ -88,7 +105,9 @@ impl Lease {
             };
             let _ = head_sender.send(outcome);
         });
-        Counters::bump(&self.pool().counters.calls_started);
+        Counters::bump(&pool.counters.calls_started);
+        // The stream now owns the lease's use; it ends with the call.
+        std::mem::forget(in_use);
         Ok(Stream {
             max_send: config.max_send_message_size,
             deadline: call.deadline(),
@@ -99,7 +118,8 @@ impl Lease {
             cancelled_here: false,
             ended: Arc::new(AtomicBool::new(false)),
             _active: OwnedActiveStream::new(connection),
-            lease: self,
+            lease: Some(Arc::clone(self)),
+            pool,
         })
     }
 }
@@ -233,9 +253,24 @@ impl Stream {
         }
     }
 
-    /// The lease the stream runs on.
-    pub fn lease(&self) -> &Lease {
-        &self.lease
+    /// The lease the stream runs on, until the call ends.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.lease.as_deref()
+    }
+
+    /// The call's deadline, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The largest message [`Stream::send`] takes.
+    pub(crate) fn max_send(&self) -> usize {
+        self.max_send
+    }
+
+    /// The pool's runtime, which the call runs on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.shared.runtime
     }
 
     /// Waits for the response head if it has not come yet.
@@ -295,9 +330,12 @@ impl Stream {
         }
         self.sender = None;
         self.ended.store(true, Ordering::Release);
-        self.lease.pool().counters.call_finished(response.code);
-        // The call is over: its slot goes back now, not when the handle is dropped.
-        self.lease.give_back_slot();
+        self.pool.counters.call_finished(response.code);
+        // The call is over: the lease is free for other use, and its slot goes back now if
+        // nobody else holds the lease, not when the handle is dropped.
+        if let Some(lease) = self.lease.take() {
+            lease.end_use();
+        }
         self.state = State::Ended(response);
     }
 }
@@ -383,6 +421,7 @@ impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
             .field("lease", &self.lease)
+            .field("target", &self.pool.target.text)
             .finish()
     }
 }

@@ -1,8 +1,9 @@
-//! `grpcpool_config_t`: every core setting, set one by one from C.
+//! `grpcpool_config_t`: every core setting, set from C by name (`grpcpool_config_set`, any
+//! setting of core's table) or with a typed setter. Typed setters go through the same table.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
 
-use grpcpool_core::Config;
+use grpcpool_core::{Config, SettingValue, SETTINGS};
 
 use crate::args::{self, millis, non_null};
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
@@ -49,6 +50,76 @@ fn with_config(
     })
 }
 
+/// Sets the setting `name` of core's table to `value`.
+fn set(config: *mut grpcpool_config_t, name: &str, value: SettingValue) -> grpcpool_result {
+    with_config(config, |config| Ok(config.set(name, value)?))
+}
+
+fn integer(value: u32) -> SettingValue {
+    SettingValue::Integer(value.into())
+}
+
+fn duration_ms(value: u32) -> SettingValue {
+    SettingValue::Duration(millis(value))
+}
+
+/// Sets any pool setting by its name in the settings table (the README lists them all, and
+/// `grpcpool_settings_json` describes them), from text: a whole number, a number, `true` or
+/// `false`, a duration with its unit (`250ms`, `20s`, `5m`, `1h`; `0` or `off` turns off a
+/// setting that can be turned off), PEM text, or a string. An unknown name or a value of the
+/// wrong form is `GRPCPOOL_INVALID_CONFIG`, and the config is unchanged; ranges are checked
+/// by `grpcpool_pool_new`.
+///
+/// # Safety
+/// `config` is NULL or a live config; `name` and `value` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set(
+    config: *mut grpcpool_config_t,
+    name: *const c_char,
+    value: *const c_char,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let name = unsafe { args::text(name, "name")? };
+        // SAFETY: per the function's contract.
+        let value = unsafe { args::text(value, "value")? };
+        Ok(config.set_text(name, value)?)
+    })
+}
+
+/// Describes every pool setting as JSON: an array of objects with `name`, `type`
+/// (`integer`, `number`, `duration`, `bool`, `pem`, `text`), `max` (integers), `unit`,
+/// `summary`, `why`, `off` (what 0 turns off, or null), `per_target`, and `default` (as text
+/// `grpcpool_config_set` takes, or null when unset). On `GRPCPOOL_OK`, `*out_json` holds it;
+/// free it with `grpcpool_string_free`.
+///
+/// # Safety
+/// `out_json` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_settings_json(out_json: *mut *mut c_char) -> grpcpool_result {
+    ffi_boundary!({
+        non_null(out_json, "out_json")?;
+        let described: Vec<serde_json::Value> = SETTINGS
+            .iter()
+            .map(|setting| {
+                let mut entry = serde_json::to_value(setting).unwrap_or_default();
+                let default = setting.default_value().map(|value| setting.format(&value));
+                if let Some(fields) = entry.as_object_mut() {
+                    fields.insert("default".to_owned(), default.into());
+                }
+                entry
+            })
+            .collect();
+        let json = serde_json::Value::Array(described).to_string();
+        let json = CString::new(json).map_err(|_| {
+            FfiError::new(grpcpool_result::GRPCPOOL_INTERNAL, "a setting holds a NUL")
+        })?;
+        // SAFETY: checked non-NULL above.
+        unsafe { args::write(out_json, json.into_raw()) };
+        Ok(())
+    })
+}
+
 /// Connections kept open per target once used (default 1).
 ///
 /// # Safety
@@ -58,10 +129,7 @@ pub unsafe extern "C" fn grpcpool_config_set_min_connections(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.min_connections_per_target = value as usize;
-        Ok(())
-    })
+    set(config, "min_connections_per_target", integer(value))
 }
 
 /// Most connections per target (default 4).
@@ -73,10 +141,7 @@ pub unsafe extern "C" fn grpcpool_config_set_max_connections(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.max_connections_per_target = value as usize;
-        Ok(())
-    })
+    set(config, "max_connections_per_target", integer(value))
 }
 
 /// Streams in flight per connection before another is opened (default 64).
@@ -88,10 +153,7 @@ pub unsafe extern "C" fn grpcpool_config_set_streams_per_connection(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.streams_per_connection = value;
-        Ok(())
-    })
+    set(config, "streams_per_connection", integer(value))
 }
 
 /// Connect, TLS and HTTP/2 handshake time limit in ms (default 20000).
@@ -103,10 +165,7 @@ pub unsafe extern "C" fn grpcpool_config_set_connect_timeout_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.connect_timeout = millis(value);
-        Ok(())
-    })
+    set(config, "connect_timeout", duration_ms(value))
 }
 
 /// Keepalive ping interval in ms; 0 sends no pings (default 300000).
@@ -118,10 +177,7 @@ pub unsafe extern "C" fn grpcpool_config_set_keepalive_time_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.keepalive_time = (value > 0).then(|| millis(value));
-        Ok(())
-    })
+    set(config, "keepalive_time", duration_ms(value))
 }
 
 /// How long a ping may go unanswered, in ms (default 20000).
@@ -133,10 +189,7 @@ pub unsafe extern "C" fn grpcpool_config_set_keepalive_timeout_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.keepalive_timeout = millis(value);
-        Ok(())
-    })
+    set(config, "keepalive_timeout", duration_ms(value))
 }
 
 /// Whether to ping connections with no call in flight (default false).
@@ -148,13 +201,10 @@ pub unsafe extern "C" fn grpcpool_config_set_keepalive_while_idle(
     config: *mut grpcpool_config_t,
     value: bool,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.keepalive_while_idle = value;
-        Ok(())
-    })
+    set(config, "keepalive_while_idle", SettingValue::Bool(value))
 }
 
-/// TCP_NODELAY (default true).
+/// Sets TCP_NODELAY (default true).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
@@ -163,10 +213,7 @@ pub unsafe extern "C" fn grpcpool_config_set_tcp_nodelay(
     config: *mut grpcpool_config_t,
     value: bool,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.tcp_nodelay = value;
-        Ok(())
-    })
+    set(config, "tcp_nodelay", SettingValue::Bool(value))
 }
 
 /// TCP keepalive idle time in ms; 0 leaves the OS default (default 60000).
@@ -178,13 +225,10 @@ pub unsafe extern "C" fn grpcpool_config_set_tcp_keepalive_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.tcp_keepalive = (value > 0).then(|| millis(value));
-        Ok(())
-    })
+    set(config, "tcp_keepalive", duration_ms(value))
 }
 
-/// Unused connections above the minimum close after this many ms (default 120000).
+/// Connections above the minimum idle this long are closed, in ms (default 120000).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
@@ -193,13 +237,10 @@ pub unsafe extern "C" fn grpcpool_config_set_idle_timeout_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.idle_timeout = millis(value);
-        Ok(())
-    })
+    set(config, "idle_timeout", duration_ms(value))
 }
 
-/// Connections are replaced after this many ms (±10%); 0 never (default 1800000).
+/// Connections older than this are replaced, in ms; 0 never (default 1800000).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
@@ -208,13 +249,10 @@ pub unsafe extern "C" fn grpcpool_config_set_max_connection_age_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.max_connection_age = (value > 0).then(|| millis(value));
-        Ok(())
-    })
+    set(config, "max_connection_age", duration_ms(value))
 }
 
-/// Default acquire wait in ms, used by one-shot calls without a timeout (default 10000).
+/// How long an acquire waits when given no timeout, in ms (default 10000).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
@@ -223,13 +261,10 @@ pub unsafe extern "C" fn grpcpool_config_set_acquire_timeout_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.acquire_timeout = millis(value);
-        Ok(())
-    })
+    set(config, "acquire_timeout", duration_ms(value))
 }
 
-/// A lease held longer than this many ms is reported as a leak (default 60000).
+/// A lease held longer than this is reported as a leak, in ms (default 60000).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
@@ -238,10 +273,7 @@ pub unsafe extern "C" fn grpcpool_config_set_lease_leak_threshold_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.lease_leak_threshold = millis(value);
-        Ok(())
-    })
+    set(config, "lease_leak_threshold", duration_ms(value))
 }
 
 /// HTTP/2 initial stream window in bytes (default 2 MiB).
@@ -253,10 +285,7 @@ pub unsafe extern "C" fn grpcpool_config_set_initial_stream_window_size(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.initial_stream_window_size = value;
-        Ok(())
-    })
+    set(config, "initial_stream_window_size", integer(value))
 }
 
 /// HTTP/2 initial connection window in bytes (default 8 MiB).
@@ -268,40 +297,31 @@ pub unsafe extern "C" fn grpcpool_config_set_initial_connection_window_size(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.initial_connection_window_size = value;
-        Ok(())
-    })
+    set(config, "initial_connection_window_size", integer(value))
 }
 
-/// Largest request in bytes (default 4 MiB).
+/// Largest request accepted, in bytes (default 4 MiB).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn grpcpool_config_set_max_send_message_size(
     config: *mut grpcpool_config_t,
-    value: usize,
+    value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.max_send_message_size = value;
-        Ok(())
-    })
+    set(config, "max_send_message_size", integer(value))
 }
 
-/// Largest response in bytes (default 4 MiB).
+/// Largest response accepted, in bytes (default 4 MiB).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
 #[no_mangle]
 pub unsafe extern "C" fn grpcpool_config_set_max_receive_message_size(
     config: *mut grpcpool_config_t,
-    value: usize,
+    value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.max_receive_message_size = value;
-        Ok(())
-    })
+    set(config, "max_receive_message_size", integer(value))
 }
 
 /// How often host names are resolved again, in ms (default 30000).
@@ -313,13 +333,10 @@ pub unsafe extern "C" fn grpcpool_config_set_dns_refresh_ms(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.dns_refresh_interval = millis(value);
-        Ok(())
-    })
+    set(config, "dns_refresh_interval", duration_ms(value))
 }
 
-/// Worker threads of the pool's runtime; 0 = one per core, at most 4 (default 0).
+/// Worker threads of the pool's runtime; 0 = one per core, at most 4 (default 0; at most 256).
 ///
 /// # Safety
 /// `config` is NULL or a live config from `grpcpool_config_new`.
@@ -328,10 +345,7 @@ pub unsafe extern "C" fn grpcpool_config_set_worker_threads(
     config: *mut grpcpool_config_t,
     value: u32,
 ) -> grpcpool_result {
-    with_config(config, |config| {
-        config.worker_threads = value as usize;
-        Ok(())
-    })
+    set(config, "worker_threads", integer(value))
 }
 
 /// Reconnect backoff: first delay, growth factor, jitter fraction and cap (defaults 1000 ms,
@@ -348,12 +362,13 @@ pub unsafe extern "C" fn grpcpool_config_set_backoff(
     max_ms: u32,
 ) -> grpcpool_result {
     with_config(config, |config| {
-        let mut backoff = config.backoff.clone();
-        backoff.initial = millis(initial_ms);
-        backoff.multiplier = multiplier;
-        backoff.jitter = jitter;
-        backoff.max = millis(max_ms);
-        config.backoff = backoff;
+        // All four or none: a bad one leaves the config unchanged.
+        let mut changed = config.clone();
+        changed.set("backoff_initial", duration_ms(initial_ms))?;
+        changed.set("backoff_multiplier", SettingValue::Number(multiplier))?;
+        changed.set("backoff_jitter", SettingValue::Number(jitter))?;
+        changed.set("backoff_max", duration_ms(max_ms))?;
+        *config = changed;
         Ok(())
     })
 }

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 
-use grpcpool_core::Error;
+use grpcpool_core::{Error, ErrorKind};
 
 /// The outcome of a grpcpool call. Numbers are stable; new codes are only ever appended.
 #[repr(C)]
@@ -42,7 +42,7 @@ pub enum grpcpool_result {
     GRPCPOOL_BLOCKING_IN_CALLBACK = 14,
     /// The library hit an internal panic; the operation did not happen. Please report it.
     GRPCPOOL_PANIC = 15,
-    /// An internal error, such as the runtime failing to start.
+    /// An internal error (a handle table full, say).
     GRPCPOOL_INTERNAL = 16,
     /// The stream already has an operation of this kind in progress (a second send while one
     /// waits, or a second recv, headers or finish while one waits); nothing happened.
@@ -50,6 +50,9 @@ pub enum grpcpool_result {
     /// The stream is closed for sending: half-closed, cancelled, or the call has ended
     /// (`grpcpool_stream_finish` gives its status).
     GRPCPOOL_STREAM_CLOSED = 18,
+    /// The pool's internal runtime could not start (the OS refused its threads, say); the
+    /// message says why. Nothing happened; a later call tries again.
+    GRPCPOOL_RUNTIME_ERROR = 19,
 }
 
 use grpcpool_result::*;
@@ -90,19 +93,22 @@ impl FfiError {
 
 impl From<Error> for FfiError {
     fn from(error: Error) -> FfiError {
-        let result = match &error {
-            Error::InvalidTarget { .. } => GRPCPOOL_INVALID_TARGET,
-            Error::InvalidMethod { .. } => GRPCPOOL_INVALID_METHOD,
-            Error::InvalidMetadata { .. } => GRPCPOOL_INVALID_METADATA,
-            Error::MessageTooLarge { .. } => GRPCPOOL_MESSAGE_TOO_LARGE,
-            Error::InvalidConfig(_) => GRPCPOOL_INVALID_CONFIG,
-            Error::Tls(_) => GRPCPOOL_TLS_ERROR,
-            Error::AcquireTimeout { .. } => GRPCPOOL_ACQUIRE_TIMEOUT,
-            Error::Unavailable { .. } => GRPCPOOL_UNAVAILABLE,
-            Error::PoolClosed => GRPCPOOL_POOL_CLOSED,
-            Error::BlockingInAsync => GRPCPOOL_BLOCKING_IN_CALLBACK,
-            Error::StreamClosed => GRPCPOOL_STREAM_CLOSED,
-            _ => GRPCPOOL_INTERNAL,
+        // By kind, with no catch-all: a new kind must be given its code here.
+        let result = match error.kind() {
+            ErrorKind::InvalidTarget => GRPCPOOL_INVALID_TARGET,
+            ErrorKind::InvalidMethod => GRPCPOOL_INVALID_METHOD,
+            ErrorKind::InvalidMetadata => GRPCPOOL_INVALID_METADATA,
+            ErrorKind::InvalidCompression => GRPCPOOL_INVALID_ARGUMENT,
+            ErrorKind::MessageTooLarge => GRPCPOOL_MESSAGE_TOO_LARGE,
+            ErrorKind::InvalidConfig => GRPCPOOL_INVALID_CONFIG,
+            ErrorKind::Tls => GRPCPOOL_TLS_ERROR,
+            ErrorKind::AcquireTimeout => GRPCPOOL_ACQUIRE_TIMEOUT,
+            ErrorKind::Unavailable => GRPCPOOL_UNAVAILABLE,
+            ErrorKind::PoolClosed => GRPCPOOL_POOL_CLOSED,
+            ErrorKind::BlockingInAsync => GRPCPOOL_BLOCKING_IN_CALLBACK,
+            ErrorKind::StreamClosed => GRPCPOOL_STREAM_CLOSED,
+            ErrorKind::Busy => GRPCPOOL_BUSY,
+            ErrorKind::Runtime => GRPCPOOL_RUNTIME_ERROR,
         };
         FfiError::new(result, error.to_string())
     }
@@ -166,7 +172,7 @@ pub extern "C" fn grpcpool_last_error() -> *const c_char {
 /// number this library does not know (from a newer header, say). The string is static.
 #[no_mangle]
 pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
-    const NAMES: [(grpcpool_result, &std::ffi::CStr); 19] = [
+    const NAMES: [(grpcpool_result, &std::ffi::CStr); 20] = [
         (GRPCPOOL_OK, c"GRPCPOOL_OK"),
         (GRPCPOOL_NULL_ARGUMENT, c"GRPCPOOL_NULL_ARGUMENT"),
         (GRPCPOOL_INVALID_ARGUMENT, c"GRPCPOOL_INVALID_ARGUMENT"),
@@ -189,6 +195,7 @@ pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
         (GRPCPOOL_INTERNAL, c"GRPCPOOL_INTERNAL"),
         (GRPCPOOL_BUSY, c"GRPCPOOL_BUSY"),
         (GRPCPOOL_STREAM_CLOSED, c"GRPCPOOL_STREAM_CLOSED"),
+        (GRPCPOOL_RUNTIME_ERROR, c"GRPCPOOL_RUNTIME_ERROR"),
     ];
     NAMES
         .iter()

@@ -115,7 +115,7 @@ pub unsafe extern "C" fn grpcpool_lease_open_stream(
         let taken = leases::take_for_stream(lease)?;
         debug_assert_eq!(taken.pool_id, pool_id);
         let deadline = options.deadline;
-        let stream = taken.lease.open_stream(method, options)?;
+        let stream = Arc::new(taken.lease).open_stream(method, options)?;
         let handle = register(
             pool_id,
             runtime,
