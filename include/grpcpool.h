@@ -53,6 +53,13 @@
 #define GRPCPOOL_VERSION_PATCH 0
 
 /**
+ * A `timeout_ms` meaning "no deadline". Every other value is a deadline that many ms after
+ * the call starts; 0 means the deadline is now (the call ends with DEADLINE_EXCEEDED without
+ * being sent), as in grpcio and grpc-js.
+ */
+#define GRPCPOOL_NO_TIMEOUT UINT32_MAX
+
+/**
  * The outcome of a grpcpool call. Numbers are stable; new codes are only ever appended.
  */
 typedef enum {
@@ -121,7 +128,7 @@ typedef enum {
    */
   GRPCPOOL_PANIC = 15,
   /**
-   * An internal error, such as the runtime failing to start.
+   * An internal error (a handle table full, say).
    */
   GRPCPOOL_INTERNAL = 16,
   /**
@@ -134,7 +141,20 @@ typedef enum {
    * (`grpcpool_stream_finish` gives its status).
    */
   GRPCPOOL_STREAM_CLOSED = 18,
+  /**
+   * The pool's internal runtime could not start (the OS refused its threads, say); the
+   * message says why. Nothing happened; a later call tries again.
+   */
+  GRPCPOOL_RUNTIME_ERROR = 19,
 } grpcpool_result;
+
+/**
+ * Per-call options for the `_with` call functions: made by `grpcpool_call_options_new` with
+ * no deadline, no metadata, fail-fast and no compression; changed by the setters; read (and
+ * copied) by each call, so one options object may serve many calls, and may be freed after
+ * the call has started. Not for use from two threads at once while it is being changed.
+ */
+typedef struct grpcpool_call_options_t grpcpool_call_options_t;
 
 /**
  * Pool settings. Made by `grpcpool_config_new` with the documented defaults, changed by the
@@ -281,7 +301,79 @@ extern "C" {
 const char *grpcpool_version(void);
 
 /**
- * Makes a unary call on a lease and waits for it. `timeout_ms` 0 means no deadline.
+ * A new options object with every default. Never NULL; free it with
+ * `grpcpool_call_options_free`.
+ */
+grpcpool_call_options_t *grpcpool_call_options_new(void);
+
+/**
+ * Frees an options object. NULL is ignored.
+ *
+ * # Safety
+ * `options` is NULL or came from `grpcpool_call_options_new` and is not used again.
+ */
+void grpcpool_call_options_free(grpcpool_call_options_t *options);
+
+/**
+ * The call's deadline, `timeout_ms` after it starts; 0 means now (DEADLINE_EXCEEDED without
+ * sending), `GRPCPOOL_NO_TIMEOUT` none (the default).
+ *
+ * # Safety
+ * `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_call_options_set_timeout_ms(grpcpool_call_options_t *options,
+                                                     uint32_t timeout_ms);
+
+/**
+ * Whether the call waits for a connection while the target cannot be reached (until its
+ * deadline) instead of failing fast with UNAVAILABLE (default false).
+ *
+ * # Safety
+ * `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_call_options_set_wait_for_ready(grpcpool_call_options_t *options,
+                                                         bool wait);
+
+/**
+ * Compresses request messages: `"gzip"`, or `"identity"` (the default) for none. Another
+ * name is `GRPCPOOL_INVALID_ARGUMENT`. gzip responses are always accepted.
+ *
+ * # Safety
+ * `options` is NULL or a live options object; `name` is NULL or NUL-terminated.
+ */
+grpcpool_result grpcpool_call_options_set_compression(grpcpool_call_options_t *options,
+                                                      const char *name);
+
+/**
+ * Adds one request metadata entry (`value_len` bytes, copied; NULL allowed when 0). Keys
+ * ending in `-bin` take any bytes, others printable ASCII; keys and values are checked by
+ * the call (`GRPCPOOL_INVALID_METADATA`).
+ *
+ * # Safety
+ * `options` is NULL or a live options object; `key` is NULL or NUL-terminated; `value`
+ * covers `value_len` readable bytes.
+ */
+grpcpool_result grpcpool_call_options_add_metadata(grpcpool_call_options_t *options,
+                                                   const char *key,
+                                                   const uint8_t *value,
+                                                   size_t value_len);
+
+/**
+ * Sets a per-call option by its name in core's table, from text: `timeout` (`250ms`, `2s`;
+ * `0` is now), `wait_for_ready` (`true`/`false`) or `compression` (`gzip`, `identity`).
+ * An unknown name or a bad value is `GRPCPOOL_INVALID_CONFIG`; metadata is added with
+ * `grpcpool_call_options_add_metadata`.
+ *
+ * # Safety
+ * `options` is NULL or a live options object; `name` and `value` are NULL or NUL-terminated.
+ */
+grpcpool_result grpcpool_call_options_set(grpcpool_call_options_t *options,
+                                          const char *name,
+                                          const char *value);
+
+/**
+ * Makes a unary call on a lease and waits for it; `timeout_ms` is the deadline after the
+ * call starts (`GRPCPOOL_NO_TIMEOUT`: none; 0: now, so DEADLINE_EXCEEDED without sending).
  * On `GRPCPOOL_OK`, `*out` holds the response, whatever its gRPC status: check
  * `grpcpool_response_code`. Other results mean the call was not made (bad input, stale lease).
  *
@@ -299,10 +391,25 @@ grpcpool_result grpcpool_lease_unary(grpcpool_lease_t lease,
                                      grpcpool_response_t **out);
 
 /**
+ * `grpcpool_lease_unary` with every per-call option; `options` NULL means the defaults (no
+ * deadline, no metadata, fail fast, no compression). The options are read now.
+ *
+ * # Safety
+ * As `grpcpool_lease_unary`; `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_lease_unary_with(grpcpool_lease_t lease,
+                                          const char *method,
+                                          const uint8_t *request,
+                                          size_t request_len,
+                                          const grpcpool_call_options_t *options,
+                                          grpcpool_response_t **out);
+
+/**
  * Acquires, calls and releases in one go, waiting for the outcome. The acquire waits up to
- * the call's timeout (or the config's acquire timeout when `timeout_ms` is 0). A target that
- * cannot be reached, or no free slot in time, is a response with status UNAVAILABLE (14) or
- * DEADLINE_EXCEEDED (4), as from any gRPC client; a shut-down pool is `GRPCPOOL_POOL_CLOSED`.
+ * the call's timeout (or the config's acquire timeout with `GRPCPOOL_NO_TIMEOUT`). A target
+ * that cannot be reached, or no free slot in time, is a response with status UNAVAILABLE (14)
+ * or DEADLINE_EXCEEDED (4), as from any gRPC client; a shut-down pool is
+ * `GRPCPOOL_POOL_CLOSED`.
  *
  * # Safety
  * As `grpcpool_lease_unary`; `pool` is NULL or live; `target` is NULL or NUL-terminated.
@@ -316,6 +423,21 @@ grpcpool_result grpcpool_unary(const grpcpool_pool_t *pool,
                                size_t metadata_len,
                                uint32_t timeout_ms,
                                grpcpool_response_t **out);
+
+/**
+ * `grpcpool_unary` with every per-call option; `options` NULL means the defaults. With
+ * wait-for-ready, a target that cannot be reached is waited for until the deadline.
+ *
+ * # Safety
+ * As `grpcpool_unary`; `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_unary_with(const grpcpool_pool_t *pool,
+                                    const char *target,
+                                    const char *method,
+                                    const uint8_t *request,
+                                    size_t request_len,
+                                    const grpcpool_call_options_t *options,
+                                    grpcpool_response_t **out);
 
 /**
  * Starts a unary call on a lease without waiting. Input is checked now: on an error result
@@ -335,6 +457,22 @@ grpcpool_result grpcpool_lease_unary_async(grpcpool_lease_t lease,
                                            grpcpool_unary_callback_t callback,
                                            void *user_data,
                                            grpcpool_call_t *out_call);
+
+/**
+ * `grpcpool_lease_unary_async` with every per-call option; `options` NULL means the
+ * defaults. The options are read now.
+ *
+ * # Safety
+ * As `grpcpool_lease_unary_async`; `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_lease_unary_async_with(grpcpool_lease_t lease,
+                                                const char *method,
+                                                const uint8_t *request,
+                                                size_t request_len,
+                                                const grpcpool_call_options_t *options,
+                                                grpcpool_unary_callback_t callback,
+                                                void *user_data,
+                                                grpcpool_call_t *out_call);
 
 /**
  * Starts a one-shot call (acquire, call, release) without waiting; otherwise as
@@ -358,6 +496,22 @@ grpcpool_result grpcpool_unary_async(const grpcpool_pool_t *pool,
                                      grpcpool_call_t *out_call);
 
 /**
+ * `grpcpool_unary_async` with every per-call option; `options` NULL means the defaults.
+ *
+ * # Safety
+ * As `grpcpool_unary_async`; `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_unary_async_with(const grpcpool_pool_t *pool,
+                                          const char *target,
+                                          const char *method,
+                                          const uint8_t *request,
+                                          size_t request_len,
+                                          const grpcpool_call_options_t *options,
+                                          grpcpool_unary_callback_t callback,
+                                          void *user_data,
+                                          grpcpool_call_t *out_call);
+
+/**
  * Cancels an async call. Its callback then runs exactly once with status CANCELLED (1).
  * A call whose callback has already run (or is running) gives `GRPCPOOL_INVALID_HANDLE`.
  */
@@ -376,6 +530,31 @@ grpcpool_config_t *grpcpool_config_new(void);
  * `config` is NULL or came from `grpcpool_config_new` and is not used again.
  */
 void grpcpool_config_free(grpcpool_config_t *config);
+
+/**
+ * Sets any pool setting by its name in the settings table (the README lists them all, and
+ * `grpcpool_settings_json` describes them), from text: a whole number, a number, `true` or
+ * `false`, a duration with its unit (`250ms`, `20s`, `5m`, `1h`; `0` or `off` turns off a
+ * setting that can be turned off), PEM text, or a string. An unknown name or a value of the
+ * wrong form is `GRPCPOOL_INVALID_CONFIG`, and the config is unchanged; ranges are checked
+ * by `grpcpool_pool_new`.
+ *
+ * # Safety
+ * `config` is NULL or a live config; `name` and `value` are NULL or NUL-terminated strings.
+ */
+grpcpool_result grpcpool_config_set(grpcpool_config_t *config, const char *name, const char *value);
+
+/**
+ * Describes every pool setting as JSON: an array of objects with `name`, `type`
+ * (`integer`, `number`, `duration`, `bool`, `pem`, `text`), `max` (integers), `unit`,
+ * `summary`, `why`, `off` (what 0 turns off, or null), `per_target`, and `default` (as text
+ * `grpcpool_config_set` takes, or null when unset). On `GRPCPOOL_OK`, `*out_json` holds it;
+ * free it with `grpcpool_string_free`.
+ *
+ * # Safety
+ * `out_json` is NULL or writable.
+ */
+grpcpool_result grpcpool_settings_json(char **out_json);
 
 /**
  * Connections kept open per target once used (default 1).
@@ -435,7 +614,7 @@ grpcpool_result grpcpool_config_set_keepalive_timeout_ms(grpcpool_config_t *conf
 grpcpool_result grpcpool_config_set_keepalive_while_idle(grpcpool_config_t *config, bool value);
 
 /**
- * TCP_NODELAY (default true).
+ * Sets TCP_NODELAY (default true).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
@@ -451,7 +630,7 @@ grpcpool_result grpcpool_config_set_tcp_nodelay(grpcpool_config_t *config, bool 
 grpcpool_result grpcpool_config_set_tcp_keepalive_ms(grpcpool_config_t *config, uint32_t value);
 
 /**
- * Unused connections above the minimum close after this many ms (default 120000).
+ * Connections above the minimum idle this long are closed, in ms (default 120000).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
@@ -459,7 +638,7 @@ grpcpool_result grpcpool_config_set_tcp_keepalive_ms(grpcpool_config_t *config, 
 grpcpool_result grpcpool_config_set_idle_timeout_ms(grpcpool_config_t *config, uint32_t value);
 
 /**
- * Connections are replaced after this many ms (±10%); 0 never (default 1800000).
+ * Connections older than this are replaced, in ms; 0 never (default 1800000).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
@@ -468,7 +647,7 @@ grpcpool_result grpcpool_config_set_max_connection_age_ms(grpcpool_config_t *con
                                                           uint32_t value);
 
 /**
- * Default acquire wait in ms, used by one-shot calls without a timeout (default 10000).
+ * How long an acquire waits when given no timeout, in ms (default 10000).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
@@ -476,7 +655,7 @@ grpcpool_result grpcpool_config_set_max_connection_age_ms(grpcpool_config_t *con
 grpcpool_result grpcpool_config_set_acquire_timeout_ms(grpcpool_config_t *config, uint32_t value);
 
 /**
- * A lease held longer than this many ms is reported as a leak (default 60000).
+ * A lease held longer than this is reported as a leak, in ms (default 60000).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
@@ -503,21 +682,22 @@ grpcpool_result grpcpool_config_set_initial_connection_window_size(grpcpool_conf
                                                                    uint32_t value);
 
 /**
- * Largest request in bytes (default 4 MiB).
+ * Largest request accepted, in bytes (default 4 MiB).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
  */
-grpcpool_result grpcpool_config_set_max_send_message_size(grpcpool_config_t *config, size_t value);
+grpcpool_result grpcpool_config_set_max_send_message_size(grpcpool_config_t *config,
+                                                          uint32_t value);
 
 /**
- * Largest response in bytes (default 4 MiB).
+ * Largest response accepted, in bytes (default 4 MiB).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
  */
 grpcpool_result grpcpool_config_set_max_receive_message_size(grpcpool_config_t *config,
-                                                             size_t value);
+                                                             uint32_t value);
 
 /**
  * How often host names are resolved again, in ms (default 30000).
@@ -528,7 +708,7 @@ grpcpool_result grpcpool_config_set_max_receive_message_size(grpcpool_config_t *
 grpcpool_result grpcpool_config_set_dns_refresh_ms(grpcpool_config_t *config, uint32_t value);
 
 /**
- * Worker threads of the pool's runtime; 0 = one per core, at most 4 (default 0).
+ * Worker threads of the pool's runtime; 0 = one per core, at most 4 (default 0; at most 256).
  *
  * # Safety
  * `config` is NULL or a live config from `grpcpool_config_new`.
@@ -637,8 +817,9 @@ grpcpool_result grpcpool_acquire_at(const grpcpool_pool_t *pool,
                                     grpcpool_lease_t *out);
 
 /**
- * Releases a lease: its slot returns to the pool (after calls still running on it end).
- * A handle already released, from a freed pool, or never issued gives `GRPCPOOL_INVALID_HANDLE`.
+ * Releases a lease: its slot returns to the pool (after calls and a stream still running on
+ * it end). A handle already released, from a freed pool, or never issued gives
+ * `GRPCPOOL_INVALID_HANDLE`.
  */
 grpcpool_result grpcpool_release(grpcpool_lease_t lease);
 
@@ -834,15 +1015,15 @@ void grpcpool_response_free(grpcpool_response_t *response);
 
 /**
  * Opens a streaming call on a lease, without waiting. `method` is `/package.Service/Method`;
- * `metadata` is sent as request metadata; `timeout_ms` 0 means no deadline, otherwise the
- * whole call (every send and recv) must be over by then.
+ * `metadata` is sent as request metadata; the whole call (every send and recv) must be over
+ * `timeout_ms` after it starts (`GRPCPOOL_NO_TIMEOUT`: no deadline).
  *
- * On `GRPCPOOL_OK` the lease handle is consumed (it is now invalid: the stream holds its slot
- * and gives it back when the call ends), and `*out` holds the stream, to be freed with
- * `grpcpool_stream_free`. Bad input (`GRPCPOOL_INVALID_METHOD`, `GRPCPOOL_INVALID_METADATA`,
- * NULL) and `GRPCPOOL_BUSY` (calls on the lease are still running: async ones, or blocking
- * ones on other threads) leave the lease valid. `GRPCPOOL_UNAVAILABLE` means the lease had lost its connection; it is consumed.
- * Not blocking: may be called from a callback.
+ * The stream uses the lease's slot until the call ends; the lease stays valid and the
+ * caller's (release it as usual: the slot returns once both the lease is released and the
+ * call is over). On `GRPCPOOL_OK`, `*out` holds the stream, to be freed with
+ * `grpcpool_stream_free`. `GRPCPOOL_BUSY` while calls or another stream run on the lease;
+ * `GRPCPOOL_UNAVAILABLE` when the lease lost its connection. Not blocking: may be called
+ * from a callback.
  *
  * # Safety
  * `method` is NULL or NUL-terminated; `metadata` holds `metadata_len` entries (NULL if 0);
@@ -858,7 +1039,7 @@ grpcpool_result grpcpool_lease_open_stream(grpcpool_lease_t lease,
 /**
  * Acquires a slot on `target` and opens a streaming call on it; the stream gives the slot back
  * when the call ends. Blocking while it waits for a slot: up to the call's timeout, or the
- * config's acquire timeout when `timeout_ms` is 0 (the call then has no deadline).
+ * config's acquire timeout with `GRPCPOOL_NO_TIMEOUT` (the call then has no deadline).
  * Unlike `grpcpool_unary` there is no response to carry a failure to start, so an unreachable
  * target is `GRPCPOOL_UNAVAILABLE`, no slot in time `GRPCPOOL_ACQUIRE_TIMEOUT` and a shut-down
  * pool `GRPCPOOL_POOL_CLOSED`. On `GRPCPOOL_OK`, `*out` holds the stream; free it with
@@ -874,6 +1055,31 @@ grpcpool_result grpcpool_open_stream(const grpcpool_pool_t *pool,
                                      size_t metadata_len,
                                      uint32_t timeout_ms,
                                      grpcpool_stream_t *out);
+
+/**
+ * `grpcpool_lease_open_stream` with every per-call option; `options` NULL means the
+ * defaults. The options are read now.
+ *
+ * # Safety
+ * As `grpcpool_lease_open_stream`; `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_lease_open_stream_with(grpcpool_lease_t lease,
+                                                const char *method,
+                                                const grpcpool_call_options_t *options,
+                                                grpcpool_stream_t *out);
+
+/**
+ * `grpcpool_open_stream` with every per-call option; `options` NULL means the defaults.
+ * With wait-for-ready, a target that cannot be reached is waited for until the deadline.
+ *
+ * # Safety
+ * As `grpcpool_open_stream`; `options` is NULL or a live options object.
+ */
+grpcpool_result grpcpool_open_stream_with(const grpcpool_pool_t *pool,
+                                          const char *target,
+                                          const char *method,
+                                          const grpcpool_call_options_t *options,
+                                          grpcpool_stream_t *out);
 
 /**
  * Sends one message (`message_len` bytes, copied; NULL allowed when 0), waiting while HTTP/2

@@ -79,15 +79,21 @@ inline void check(grpcpool_result result) {
   }
 }
 
-/// Milliseconds for the C API: negative is refused, more than fits is capped.
+/// Milliseconds for the C API: negative is refused, more than fits is capped (below
+/// GRPCPOOL_NO_TIMEOUT, which means none).
 inline uint32_t to_ms(std::chrono::milliseconds timeout) {
   if (timeout.count() < 0) {
     throw Error(GRPCPOOL_INVALID_ARGUMENT, "a timeout may not be negative");
   }
-  constexpr auto max = std::numeric_limits<uint32_t>::max();
+  constexpr auto max = GRPCPOOL_NO_TIMEOUT - 1;
   return timeout.count() > static_cast<std::chrono::milliseconds::rep>(max)
              ? max
              : static_cast<uint32_t>(timeout.count());
+}
+
+/// A call's timeout for the C API: none is GRPCPOOL_NO_TIMEOUT; zero means the deadline is now.
+inline uint32_t to_ms(std::optional<std::chrono::milliseconds> timeout) {
+  return timeout ? to_ms(*timeout) : GRPCPOOL_NO_TIMEOUT;
 }
 
 /// A metadata list in the C API's form, borrowing the strings of `metadata`.
@@ -384,10 +390,11 @@ class Lease {
   }
 
   /// Makes a blocking unary call on this lease: `method` is "/package.Service/Method",
-  /// `request` the encoded message; a zero timeout means no deadline. Throws Error for bad
-  /// input or a dead lease; a non-OK status comes back in the Response.
+  /// `request` the encoded message; no timeout means no deadline, a zero one that the deadline
+  /// is now. Throws Error for bad input or a dead lease; a non-OK status comes back in the
+  /// Response.
   Response unary(const std::string& method, std::string_view request, const Metadata& metadata = {},
-                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+                 std::optional<std::chrono::milliseconds> timeout = std::nullopt) const {
     auto entries = detail::entries(metadata);
     grpcpool_response_t* response = nullptr;
     detail::check(grpcpool_lease_unary(handle_, method.c_str(), detail::bytes(request), request.size(),
@@ -396,23 +403,15 @@ class Lease {
     return Response(response);
   }
 
-  /// Opens a streaming call on this lease, which it consumes: afterwards held() is false and
-  /// the Stream holds the slot until the call ends. A zero timeout means no deadline. Throws
-  /// Error for bad input (the lease stays held) or GRPCPOOL_BUSY while async calls started on
-  /// the lease still run.
+  /// Opens a streaming call on this lease's slot; the lease stays held (and the slot in use
+  /// until both the call is over and the lease released). No timeout means no deadline. Throws
+  /// Error for bad input, or GRPCPOOL_BUSY while calls or another stream run on the lease.
   Stream open_stream(const std::string& method, const Metadata& metadata = {},
-                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+                     std::optional<std::chrono::milliseconds> timeout = std::nullopt) const {
     auto entries = detail::entries(metadata);
     grpcpool_stream_t stream = 0;
-    grpcpool_result result = grpcpool_lease_open_stream(handle_, method.c_str(),
-                                                        entries.empty() ? nullptr : entries.data(),
-                                                        entries.size(), detail::to_ms(timeout), &stream);
-    if (result == GRPCPOOL_OK || result == GRPCPOOL_UNAVAILABLE) {
-      // Consumed either way: on UNAVAILABLE the lease had lost its connection.
-      held_ = false;
-      handle_ = 0;
-    }
-    detail::check(result);
+    detail::check(grpcpool_lease_open_stream(handle_, method.c_str(), entries.empty() ? nullptr : entries.data(),
+                                             entries.size(), detail::to_ms(timeout), &stream));
     return Stream(stream);
   }
 
@@ -467,10 +466,10 @@ class Pool {
   }
 
   /// A one-shot blocking call: acquires, calls and releases. The acquire waits up to `timeout`
-  /// (the config's acquire timeout when zero, and the call then has no deadline).
+  /// (the config's acquire timeout without one, and the call then has no deadline).
   Response unary(const std::string& target, const std::string& method, std::string_view request,
                  const Metadata& metadata = {},
-                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+                 std::optional<std::chrono::milliseconds> timeout = std::nullopt) const {
     auto entries = detail::entries(metadata);
     grpcpool_response_t* response = nullptr;
     detail::check(grpcpool_unary(pool_, target.c_str(), method.c_str(), detail::bytes(request), request.size(),
@@ -480,10 +479,10 @@ class Pool {
   }
 
   /// Acquires a slot on `target` and opens a streaming call on it, waiting up to `timeout` for
-  /// the slot (the config's acquire timeout when zero, and the call then has no deadline).
+  /// the slot (the config's acquire timeout without one, and the call then has no deadline).
   /// Throws Error: GRPCPOOL_UNAVAILABLE, GRPCPOOL_ACQUIRE_TIMEOUT, GRPCPOOL_INVALID_METHOD...
   Stream open_stream(const std::string& target, const std::string& method, const Metadata& metadata = {},
-                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+                     std::optional<std::chrono::milliseconds> timeout = std::nullopt) const {
     auto entries = detail::entries(metadata);
     grpcpool_stream_t stream = 0;
     detail::check(grpcpool_open_stream(pool_, target.c_str(), method.c_str(),

@@ -8,11 +8,13 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use tonic::metadata::MetadataMap;
 
+use crate::call_options::{CallOptions, Compression};
 use crate::channel::{H2Channel, StreamError};
 use crate::codec::RawCodec;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::lease::Lease;
+use crate::response::Response;
+use crate::slot::Slot;
 use crate::stats::Counters;
 use crate::{Code, Error, Metadata};
 
@@ -23,130 +25,6 @@ const MAX_UNSENT_RETRIES: u32 = 4;
 const MAX_REFUSED_RETRIES: u32 = 1;
 /// The longest `grpc-timeout` the wire format holds: 99999999 seconds.
 const MAX_WIRE_TIMEOUT: Duration = Duration::from_secs(99_999_999);
-
-/// Per-call settings.
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct CallOptions {
-    /// When the call must be over. Sent as `grpc-timeout` and enforced locally.
-    pub deadline: Option<Instant>,
-    /// Request metadata.
-    pub metadata: Metadata,
-    /// Wait for a ready connection instead of failing fast with UNAVAILABLE while the target
-    /// cannot be reached.
-    pub wait_for_ready: bool,
-    /// How request messages are compressed; `None` sends them as they are. Responses
-    /// compressed with gzip are always accepted.
-    pub compression: Option<Compression>,
-}
-
-impl CallOptions {
-    /// Options with a deadline `timeout` from now.
-    pub fn with_timeout(timeout: Duration) -> CallOptions {
-        CallOptions {
-            deadline: Instant::now().checked_add(timeout),
-            ..CallOptions::default()
-        }
-    }
-
-    /// Sets the metadata.
-    pub fn metadata(mut self, metadata: Metadata) -> CallOptions {
-        self.metadata = metadata;
-        self
-    }
-
-    /// Sets wait-for-ready.
-    pub fn wait_for_ready(mut self, wait: bool) -> CallOptions {
-        self.wait_for_ready = wait;
-        self
-    }
-
-    /// Compresses the request messages (`grpc-encoding`); the server must support it.
-    pub fn compression(mut self, compression: Option<Compression>) -> CallOptions {
-        self.compression = compression;
-        self
-    }
-}
-
-/// A message compression the core can apply to requests (and always accepts on responses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Compression {
-    /// gzip, as every gRPC implementation supports.
-    Gzip,
-}
-
-impl Compression {
-    /// The name used on the wire and in the faces' options: `"gzip"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-        }
-    }
-
-    /// The compression named `name` (`"gzip"`); `"identity"` and `""` mean none.
-    pub fn from_name(name: &str) -> Result<Option<Compression>, Error> {
-        match name.to_ascii_lowercase().as_str() {
-            "gzip" => Ok(Some(Compression::Gzip)),
-            "" | "identity" | "none" => Ok(None),
-            _ => Err(Error::InvalidCompression(name.to_owned())),
-        }
-    }
-
-    fn encoding(self) -> tonic::codec::CompressionEncoding {
-        match self {
-            Compression::Gzip => tonic::codec::CompressionEncoding::Gzip,
-        }
-    }
-}
-
-/// The outcome of a call: its status, and what the server sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// The status code; `Code::Ok` on success.
-    pub code: Code,
-    /// The status message.
-    pub message: String,
-    /// The status details (`grpc-status-details-bin`, usually a `google.rpc.Status`).
-    pub details: Bytes,
-    /// Response headers (initial metadata).
-    pub headers: Metadata,
-    /// Response trailers (trailing metadata).
-    pub trailers: Metadata,
-    /// The response message; empty unless the status is OK.
-    pub body: Bytes,
-}
-
-impl Response {
-    /// Whether the status is OK.
-    pub fn is_ok(&self) -> bool {
-        self.code == Code::Ok
-    }
-
-    /// A response with only a status, as the client itself produces for deadlines and lost
-    /// connections.
-    pub fn with_status(code: Code, message: impl Into<String>) -> Response {
-        Response {
-            code,
-            message: message.into(),
-            details: Bytes::new(),
-            headers: Metadata::new(),
-            trailers: Metadata::new(),
-            body: Bytes::new(),
-        }
-    }
-
-    pub(crate) fn from_status(status: &tonic::Status, headers: Metadata) -> Response {
-        Response {
-            code: status.code().into(),
-            message: status.message().to_owned(),
-            details: status.details().to_vec().into(),
-            headers,
-            trailers: Metadata::from_wire(status.metadata()),
-            body: Bytes::new(),
-        }
-    }
-}
 
 /// A call checked before any slot is taken: bad input never costs a connection.
 /// Made by [`Pool::prepare`](crate::Pool::prepare).
@@ -235,13 +113,24 @@ enum Attempt {
     Unprocessed(StreamError),
 }
 
-/// Runs a call on the lease's connection, moving it when the connection died before the
+/// Runs a call on the slot's connection, moving it when the connection died before the
 /// request left (gRPC A6 transparent retry). Every outcome is a `Response`.
-pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
-    let pool = lease.pool();
+pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
+    let pool = slot.pool();
     Counters::bump(&pool.counters.calls_started);
+    if call
+        .deadline
+        .is_some_and(|deadline| Instant::now() >= deadline)
+    {
+        // Already over (a timeout of 0): as every gRPC client, fail without sending.
+        pool.counters.call_finished(Code::DeadlineExceeded);
+        return Response::with_status(
+            Code::DeadlineExceeded,
+            "deadline exceeded before the call started",
+        );
+    }
     let response = match call.deadline {
-        Some(deadline) => match pool.shared.until(deadline, attempts(lease, &call)).await {
+        Some(deadline) => match pool.shared.until(deadline, attempts(slot, &call)).await {
             // A failure that lands after the deadline is the deadline's, as in every gRPC client.
             Some(response) if !response.is_ok() && Instant::now() >= deadline => Response {
                 code: Code::DeadlineExceeded,
@@ -254,7 +143,7 @@ pub(crate) async fn run(lease: &Lease, call: PreparedCall) -> Response {
                 "deadline exceeded before the response arrived",
             ),
         },
-        None => attempts(lease, &call).await,
+        None => attempts(slot, &call).await,
     };
     let response = closed_under(&pool.shared, response);
     pool.counters.call_finished(response.code);
@@ -277,14 +166,14 @@ pub(crate) fn closed_under(shared: &crate::shared::Shared, response: Response) -
     }
 }
 
-async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
-    let pool = lease.pool();
+async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
+    let pool = slot.pool();
     let (mut unsent_retries, mut refused_retries) = (0, 0);
     loop {
-        let connection = match lease.connection() {
+        let connection = match slot.connection() {
             Some(connection) => connection,
             // A retry earlier found no slot; this call looks for one.
-            None => match reacquire(lease, call).await {
+            None => match reacquire(slot, call).await {
                 Ok(connection) => connection,
                 Err(response) => return response,
             },
@@ -316,8 +205,8 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
         tracing::debug!(target = %pool.target.text, error = %error, "retrying a call the server never processed");
         // Give the old slot back before waiting for a new one, so retries in a full pool do
         // not hold slots others wait for.
-        lease.give_back_slot();
-        if let Err(response) = reacquire(lease, call).await {
+        slot.give_back();
+        if let Err(response) = reacquire(slot, call).await {
             return Response {
                 message: format!("{error}; then {}", response.message),
                 ..response
@@ -326,13 +215,13 @@ async fn attempts(lease: &Lease, call: &PreparedCall) -> Response {
     }
 }
 
-/// Gets the lease a new slot within the call's deadline; the failure as a status.
-async fn reacquire(lease: &Lease, call: &PreparedCall) -> Result<Arc<Connection>, Response> {
-    let pool = lease.pool();
+/// Gets a new slot within the call's deadline; the failure as a status.
+async fn reacquire(slot: &Slot, call: &PreparedCall) -> Result<Arc<Connection>, Response> {
+    let pool = slot.pool();
     let wait = call.acquire_wait(&pool.shared.config);
     match pool.acquire(wait, call.wait_for_ready).await {
         Ok(connection) => {
-            lease.take_slot(Arc::clone(&connection));
+            slot.take(Arc::clone(&connection));
             Ok(connection)
         }
         Err(error) => Err(Response::with_status(error.code(), error.to_string())),

@@ -1,14 +1,17 @@
 //! A lease: one reserved slot on one connection, returned when the lease is dropped.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
-use crate::call::{self, CallOptions, PreparedCall, Response};
+use crate::call::{self, PreparedCall};
+use crate::call_options::CallOptions;
 use crate::connection::Connection;
 use crate::leases::AcquireSite;
+use crate::response::Response;
+use crate::slot::Slot;
 use crate::stats::Counters;
 use crate::target_pool::TargetPool;
 use crate::Error;
@@ -16,9 +19,7 @@ use crate::Error;
 /// A slot on a pooled connection. Calls made on it use that connection (or, if it dies before a
 /// request leaves, another one of the same target). Dropping the lease releases the slot.
 pub struct Lease {
-    pool: Arc<TargetPool>,
-    /// The slot; `None` only while a retry looks for a new one (or found none).
-    connection: Mutex<Option<Arc<Connection>>>,
+    slot: Slot,
     record: u64,
     /// Calls and streams in flight on the lease; a stream opens only when there are none.
     in_use: AtomicUsize,
@@ -33,6 +34,15 @@ impl Drop for InUse<'_> {
     }
 }
 
+/// [`InUse`] holding the lease, for futures that outlive a borrow.
+struct SharedInUse(Arc<Lease>);
+
+impl Drop for SharedInUse {
+    fn drop(&mut self) {
+        self.0.end_use();
+    }
+}
+
 impl Lease {
     pub(crate) fn new(
         pool: Arc<TargetPool>,
@@ -42,8 +52,7 @@ impl Lease {
         let record = pool.leases.insert(site);
         Counters::bump(&pool.counters.leases_acquired);
         Lease {
-            pool,
-            connection: Mutex::new(Some(connection)),
+            slot: Slot::new(pool, connection),
             record,
             in_use: AtomicUsize::new(0),
         }
@@ -58,15 +67,30 @@ impl Lease {
         request: impl Into<Bytes>,
         options: CallOptions,
     ) -> Result<Response, Error> {
-        let call = PreparedCall::new(&self.pool.shared.config, method, request.into(), options)?;
+        let call = PreparedCall::new(&self.pool().shared.config, method, request.into(), options)?;
         Ok(self.call(call).await)
     }
 
-    /// Makes a call checked earlier by [`Pool::prepare`](crate::Pool::prepare).
-    pub async fn call(&self, call: PreparedCall) -> Response {
+    /// Makes a call checked earlier by [`Pool::prepare`](crate::Pool::prepare). The lease
+    /// counts as in use (no stream opens on it) from now until the future is done or dropped.
+    pub fn call(&self, call: PreparedCall) -> impl Future<Output = Response> + Send + '_ {
         self.in_use.fetch_add(1, Ordering::AcqRel);
-        let _in_use = InUse(self);
-        call::run(self, call).await
+        let in_use = InUse(self);
+        async move {
+            let _in_use = in_use;
+            call::run(&self.slot, call).await
+        }
+    }
+
+    /// [`Lease::call`] on a shared lease, for a future that outlives the caller's borrow (one
+    /// spawned by a binding). In use from now, as `call`.
+    pub fn start_call(
+        self: &Arc<Self>,
+        call: PreparedCall,
+    ) -> impl Future<Output = Response> + Send + 'static {
+        self.in_use.fetch_add(1, Ordering::AcqRel);
+        let in_use = SharedInUse(Arc::clone(self));
+        async move { call::run(&in_use.0.slot, call).await }
     }
 
     /// Marks the lease used by a stream, or [`Error::Busy`] while anything else uses it.
@@ -89,14 +113,13 @@ impl Lease {
 
     /// The target this lease is for.
     pub fn target(&self) -> &str {
-        &self.pool.target.text
+        &self.pool().target.text
     }
 
     /// The address of the connection the lease holds now ("" while it holds none).
     pub fn address(&self) -> String {
-        self.connection
-            .lock()
-            .as_ref()
+        self.slot
+            .connection()
             .map(|connection| connection.address.to_string())
             .unwrap_or_default()
     }
@@ -108,41 +131,25 @@ impl Lease {
     /// without an explicit release, and logs a warning naming where it was taken. The slot
     /// returns when the last reference to the lease (a stream's, say) is dropped.
     pub fn release_as_leaked(&self) {
-        if let Some(site) = self.pool.leases.report(self.record) {
-            Counters::bump(&self.pool.counters.leaks_detected);
-            tracing::warn!(target = %self.pool.target.text, acquired_at = %site, "lease dropped without release");
+        if let Some(site) = self.pool().leases.report(self.record) {
+            Counters::bump(&self.pool().counters.leaks_detected);
+            tracing::warn!(target = %self.pool().target.text, acquired_at = %site, "lease dropped without release");
         }
     }
 
     pub(crate) fn pool(&self) -> &Arc<TargetPool> {
-        &self.pool
+        self.slot.pool()
     }
 
     pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
-        self.connection.lock().clone()
-    }
-
-    /// Returns the lease's slot to the pool; the lease holds none until `take_slot`.
-    pub(crate) fn give_back_slot(&self) {
-        let previous = self.connection.lock().take();
-        if let Some(previous) = previous {
-            self.pool.release(&previous);
-        }
-    }
-
-    /// Gives the lease a slot reserved on `connection`, returning any slot it held.
-    pub(crate) fn take_slot(&self, connection: Arc<Connection>) {
-        let previous = self.connection.lock().replace(connection);
-        if let Some(previous) = previous {
-            self.pool.release(&previous);
-        }
+        self.slot.connection()
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.give_back_slot();
-        self.pool.leases.remove(self.record);
+        self.slot.give_back();
+        self.pool().leases.remove(self.record);
     }
 }
 

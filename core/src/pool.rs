@@ -11,8 +11,10 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 
-use crate::call::{CallOptions, PreparedCall, Response};
+use crate::call::PreparedCall;
+use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
+use crate::response::Response;
 use crate::runtime::LazyRuntime;
 use crate::shared::Shared;
 use crate::stats::{Counters, PoolStats};

@@ -677,7 +677,7 @@ impl Config {
 }
 
 /// `250ms`, `20s`, `1.5s`, `5m`, `1h`; `0` (and `off` where `may_be_off`) is zero.
-fn parse_duration(text: &str, may_be_off: bool) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str, may_be_off: bool) -> Option<Duration> {
     if text == "0" || (may_be_off && text == "off") {
         return Some(Duration::ZERO);
     }

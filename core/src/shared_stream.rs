@@ -169,8 +169,9 @@ impl SharedStream {
     /// the final status with headers and trailers. Again after that, the same status. Counts as
     /// a read for [`Error::Busy`].
     pub fn finish(&self) -> Result<impl Future<Output = Response> + Send + 'static, Error> {
-        self.state.close_send();
+        // Claimed first: a finish refused as busy leaves the call as it was.
         let claim = self.claim_reading()?;
+        self.state.close_send();
         let state = Arc::clone(&self.state);
         Ok(async move {
             match claim {

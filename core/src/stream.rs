@@ -10,9 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::codec::Streaming;
 
 use crate::body::CancelSignal;
-use crate::call::{closed_under, failure_response, PreparedCall, Response};
+use crate::call::{closed_under, failure_response, PreparedCall};
 use crate::codec::RawCodec;
 use crate::connection::OwnedActiveStream;
+use crate::response::Response;
 use crate::shared::Shared;
 use crate::stats::Counters;
 use crate::target_pool::TargetPool;
@@ -96,19 +97,23 @@ impl Lease {
         let mut grpc = call.client(&connection, config);
         let path = call.path.clone();
         let (head_sender, head) = oneshot::channel();
-        // The call runs on the pool's runtime so the request side moves while the caller waits
-        // on anything else.
-        shared.runtime.spawn(async move {
-            let outcome = match grpc.ready().await {
-                Ok(()) => grpc.streaming(request, path, RawCodec).await,
-                Err(error) => Err(tonic::Status::unavailable(error.to_string())),
-            };
-            let _ = head_sender.send(outcome);
-        });
+        // Already over (a timeout of 0): as every gRPC client, nothing is sent.
+        let expired = past(call.deadline());
+        if !expired {
+            // The call runs on the pool's runtime so the request side moves while the caller
+            // waits on anything else.
+            shared.runtime.spawn(async move {
+                let outcome = match grpc.ready().await {
+                    Ok(()) => grpc.streaming(request, path, RawCodec).await,
+                    Err(error) => Err(tonic::Status::unavailable(error.to_string())),
+                };
+                let _ = head_sender.send(outcome);
+            });
+        }
         Counters::bump(&pool.counters.calls_started);
         // The stream now owns the lease's use; it ends with the call.
         std::mem::forget(in_use);
-        Ok(Stream {
+        let mut stream = Stream {
             max_send: config.max_send_message_size,
             deadline: call.deadline(),
             shared,
@@ -120,7 +125,11 @@ impl Lease {
             _active: OwnedActiveStream::new(connection),
             lease: Some(Arc::clone(self)),
             pool,
-        })
+        };
+        if expired {
+            stream.expire();
+        }
+        Ok(stream)
     }
 }
 

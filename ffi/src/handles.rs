@@ -16,17 +16,6 @@ struct Slots<T> {
     free: Vec<u32>,
 }
 
-/// What [`HandleTable::remove_if`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Removal<T> {
-    /// The value, out of the table: its handle is dead.
-    Taken(T),
-    /// The handle is live but the check refused; nothing changed.
-    Refused,
-    /// The handle is not live.
-    Stale,
-}
-
 /// A thread-safe table of values reachable by generation-checked `u64` handles; 0 is never issued.
 pub(crate) struct HandleTable<T> {
     kind: u8,
@@ -111,29 +100,6 @@ impl<T: Clone> HandleTable<T> {
         value
     }
 
-    /// Takes the value out if `may_take` allows it; otherwise the handle stays live.
-    pub(crate) fn remove_if(&self, handle: u64, may_take: impl FnOnce(&T) -> bool) -> Removal<T> {
-        let Some((index, generation)) = self.split(handle) else {
-            return Removal::Stale;
-        };
-        let mut table = self.inner.lock();
-        let Some(slot) = table.slots.get_mut(index) else {
-            return Removal::Stale;
-        };
-        match &slot.value {
-            Some(value) if slot.generation == generation => {
-                if !may_take(value) {
-                    return Removal::Refused;
-                }
-            }
-            _ => return Removal::Stale,
-        }
-        let value = slot.value.take();
-        slot.generation = slot.generation.wrapping_add(1).max(1);
-        table.free.push(index as u32);
-        value.map_or(Removal::Stale, Removal::Taken)
-    }
-
     /// Takes out every value `matches` selects.
     pub(crate) fn remove_where(&self, matches: impl Fn(&T) -> bool) -> Vec<T> {
         let mut table = self.inner.lock();
@@ -178,16 +144,10 @@ mod tests {
         assert_eq!(lease & !(0xff << 24), stream & !(0xff << 24));
         assert_eq!(leases.get(stream), None);
         assert_eq!(streams.get(lease), None);
-        assert_eq!(table.remove_if(second, |_| false), Removal::Refused);
-        assert_eq!(
-            table.get(second),
-            Some("b"),
-            "a refused removal leaves it live"
-        );
         assert_eq!(table.remove_where(|value| *value == "b"), vec!["b"]);
-        assert_eq!(table.remove_if(second, |_| true), Removal::Stale);
+        assert_eq!(table.remove(second), None, "removed by remove_where");
         let third = table.insert("c").unwrap();
-        assert_eq!(table.remove_if(third, |_| true), Removal::Taken("c"));
+        assert_eq!(table.remove(third), Some("c"));
         assert_eq!(table.get(third), None);
         assert_eq!(table.get(second), None);
     }

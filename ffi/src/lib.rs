@@ -8,7 +8,9 @@
 #![allow(unsafe_code)]
 
 mod args;
+mod call_options;
 mod calls;
+mod completion;
 mod config;
 mod error;
 mod handles;
@@ -16,17 +18,25 @@ mod leases;
 mod log;
 mod message;
 mod pool;
+mod registry;
 mod response;
-mod stream_state;
 mod streams;
 mod streams_async;
 
 use std::ffi::c_char;
 
 pub use args::{grpcpool_bytes_t, grpcpool_metadata_entry_t};
+pub use call_options::{
+    grpcpool_call_options_add_metadata, grpcpool_call_options_free, grpcpool_call_options_new,
+    grpcpool_call_options_set, grpcpool_call_options_set_compression,
+    grpcpool_call_options_set_timeout_ms, grpcpool_call_options_set_wait_for_ready,
+    grpcpool_call_options_t, GRPCPOOL_NO_TIMEOUT,
+};
 pub use calls::{
     grpcpool_call_cancel, grpcpool_call_t, grpcpool_lease_unary, grpcpool_lease_unary_async,
-    grpcpool_unary, grpcpool_unary_async, grpcpool_unary_callback_t,
+    grpcpool_lease_unary_async_with, grpcpool_lease_unary_with, grpcpool_unary,
+    grpcpool_unary_async, grpcpool_unary_async_with, grpcpool_unary_callback_t,
+    grpcpool_unary_with,
 };
 pub use config::*;
 pub use error::{grpcpool_last_error, grpcpool_result, grpcpool_result_name};
@@ -42,9 +52,10 @@ pub use pool::{
 };
 pub use response::*;
 pub use streams::{
-    grpcpool_lease_open_stream, grpcpool_open_stream, grpcpool_stream_cancel,
-    grpcpool_stream_close_send, grpcpool_stream_finish, grpcpool_stream_free,
-    grpcpool_stream_headers, grpcpool_stream_recv, grpcpool_stream_send, grpcpool_stream_t,
+    grpcpool_lease_open_stream, grpcpool_lease_open_stream_with, grpcpool_open_stream,
+    grpcpool_open_stream_with, grpcpool_stream_cancel, grpcpool_stream_close_send,
+    grpcpool_stream_finish, grpcpool_stream_free, grpcpool_stream_headers, grpcpool_stream_recv,
+    grpcpool_stream_send, grpcpool_stream_t,
 };
 pub use streams_async::{
     grpcpool_stream_finish_async, grpcpool_stream_finish_callback_t, grpcpool_stream_recv_async,

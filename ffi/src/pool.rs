@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use grpcpool_core::{Config, Pool};
-use parking_lot::{Condvar, Mutex};
 
 use crate::args::{self, millis, non_null};
-use crate::calls;
+use crate::completion::InFlight;
 use crate::config::grpcpool_config_t;
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
-use crate::leases;
-use crate::streams;
+use crate::registry;
 
 /// A connection pool. Every function taking it may be called from any thread at once, except
 /// `grpcpool_pool_free`, which must be the last use and must not run in a callback.
@@ -20,40 +18,8 @@ use crate::streams;
 pub struct grpcpool_pool_t {
     pub(crate) pool: Pool,
     pub(crate) id: u64,
-    pub(crate) async_calls: Arc<InFlight>,
-}
-
-/// Counts a pool's async calls and async stream operations whose callback has not run yet.
-#[derive(Default)]
-pub(crate) struct InFlight {
-    count: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl InFlight {
-    pub(crate) fn enter(&self) {
-        *self.count.lock() += 1;
-    }
-
-    pub(crate) fn leave(&self) {
-        let mut count = self.count.lock();
-        *count = count.saturating_sub(1);
-        self.changed.notify_all();
-    }
-
-    /// How many have not run yet.
-    #[cfg(test)]
-    pub(crate) fn pending(&self) -> usize {
-        *self.count.lock()
-    }
-
-    /// Waits until every callback has run.
-    fn wait_idle(&self) {
-        let mut count = self.count.lock();
-        while *count > 0 {
-            self.changed.wait(&mut count);
-        }
-    }
+    /// The pool's async operations whose callback has not run yet.
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
@@ -88,7 +54,7 @@ pub unsafe extern "C" fn grpcpool_pool_new(
         let pool = Box::new(grpcpool_pool_t {
             pool,
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            async_calls: Arc::default(),
+            in_flight: Arc::default(),
         });
         // SAFETY: checked non-NULL above.
         unsafe { args::write(out, Box::into_raw(pool)) };
@@ -110,7 +76,7 @@ pub unsafe extern "C" fn grpcpool_pool_shutdown(
 ) -> grpcpool_result {
     ffi_boundary!({
         let pool = pool_ref(pool)?;
-        let left = calls::block_on(&pool.pool, pool.pool.shutdown(millis(grace_ms)))?;
+        let left = pool.pool.block_on(pool.pool.shutdown(millis(grace_ms)))?;
         if !still_in_use.is_null() {
             // SAFETY: non-NULL per the check, writable per the contract.
             unsafe { args::write(still_in_use, left) };
@@ -136,12 +102,11 @@ pub unsafe extern "C" fn grpcpool_pool_free(pool: *mut grpcpool_pool_t) {
     // SAFETY: from Box::into_raw in grpcpool_pool_new, freed once per the contract.
     let pool = unsafe { Box::from_raw(pool) };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        calls::cancel_all(pool.id);
-        streams::cancel_all(pool.id);
+        registry::cancel_pool_work(pool.id);
         if tokio::runtime::Handle::try_current().is_err() {
-            pool.async_calls.wait_idle();
+            pool.in_flight.wait_idle();
         }
-        leases::forget_all(pool.id);
+        registry::forget_pool_leases(pool.id);
         drop(pool);
     }));
 }

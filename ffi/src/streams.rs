@@ -1,25 +1,23 @@
 //! Streaming calls from C: open on a lease or one-shot on a pool, then blocking send,
-//! half-close, recv, headers, cancel and finish on a generation-checked stream handle. The
-//! operations themselves are in `stream_state`, the callback flavours in `streams_async`.
+//! half-close, recv, headers, cancel and finish on a generation-checked stream handle. Each
+//! operation is core's `SharedStream` (one send and one read at a time, `GRPCPOOL_BUSY` for a
+//! second); the callback flavours are in `streams_async`.
 
 use std::ffi::c_char;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use grpcpool_core::{Error, Stream};
-use tokio::runtime::Handle;
+use grpcpool_core::{CallOptions, Pool, SharedStream, Stream};
 
 use crate::args::{self, grpcpool_metadata_entry_t, non_null};
-use crate::calls::call_options;
+use crate::call_options::{self, grpcpool_call_options_t};
+use crate::completion::InFlight;
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
-use crate::handles::{kind, HandleTable};
-use crate::leases::{self, grpcpool_lease_t};
+use crate::leases::grpcpool_lease_t;
 use crate::message::{grpcpool_message_t, grpcpool_metadata_t};
-use crate::pool::{grpcpool_pool_t, pool_ref, InFlight};
+use crate::pool::{grpcpool_pool_t, pool_ref};
+use crate::registry::{self, StreamEntry};
 use crate::response::grpcpool_response_t;
-use crate::stream_state::{claim, Half, StreamState};
 
 /// A streaming call (server-, client- or bidirectional streaming): a generation-checked handle,
 /// never a pointer. It holds its connection slot until the call ends, and lives until
@@ -28,63 +26,79 @@ use crate::stream_state::{claim, Half, StreamState};
 #[allow(non_camel_case_types)]
 pub type grpcpool_stream_t = u64;
 
-#[derive(Clone)]
-pub(crate) struct StreamEntry {
-    pool_id: u64,
-    pub(crate) state: Arc<StreamState>,
-    pub(crate) in_flight: Arc<InFlight>,
-}
-
-static STREAMS: HandleTable<StreamEntry> = HandleTable::new(kind::STREAM);
-
-/// The stream behind a live handle.
-pub(crate) fn lookup(stream: grpcpool_stream_t) -> Result<StreamEntry, FfiError> {
-    STREAMS.get(stream).ok_or_else(|| FfiError::stale("stream"))
-}
-
-/// Cancels and forgets every stream of a pool being freed.
-pub(crate) fn cancel_all(pool_id: u64) {
-    for entry in STREAMS.remove_where(|entry| entry.pool_id == pool_id) {
-        entry.state.cancel();
-    }
-}
-
-/// Waits for `future` on the stream's runtime, refusing on a grpcpool thread (a callback).
-fn block_on<F: Future>(runtime: &Handle, future: F) -> Result<F::Output, FfiError> {
-    if Handle::try_current().is_ok() {
-        return Err(Error::BlockingInAsync.into());
-    }
-    Ok(runtime.block_on(future))
-}
-
 /// Puts an open stream in the table.
 fn register(
     pool_id: u64,
-    runtime: Handle,
-    max_send: usize,
-    in_flight: Arc<InFlight>,
-    deadline: Option<Instant>,
+    pool: &Pool,
+    in_flight: &Arc<InFlight>,
     stream: Stream,
 ) -> Result<grpcpool_stream_t, FfiError> {
-    STREAMS
-        .insert(StreamEntry {
-            pool_id,
-            in_flight,
-            state: Arc::new(StreamState::new(runtime, max_send, deadline, stream)),
-        })
-        .ok_or_else(|| FfiError::table_full("stream"))
+    registry::insert_stream(StreamEntry {
+        pool_id,
+        pool: pool.clone(),
+        stream: SharedStream::from(stream),
+        in_flight: Arc::clone(in_flight),
+    })
+}
+
+/// Opens a stream on a lease.
+///
+/// # Safety
+/// As the exported lease stream functions.
+unsafe fn lease_open_stream(
+    lease: grpcpool_lease_t,
+    method: *const c_char,
+    options: Result<CallOptions, FfiError>,
+    out: *mut grpcpool_stream_t,
+) -> Result<(), FfiError> {
+    non_null(out, "out")?;
+    // SAFETY: per the contract.
+    let method = unsafe { args::text(method, "method")? };
+    let entry = registry::lease(lease)?;
+    let call = entry.pool.prepare_stream(method, options?)?;
+    let stream = entry.lease.open_stream_prepared(call)?;
+    let handle = register(entry.pool_id, &entry.pool, &entry.in_flight, stream)?;
+    // SAFETY: checked non-NULL above.
+    unsafe { args::write(out, handle) };
+    Ok(())
+}
+
+/// Acquires and opens a one-shot stream.
+///
+/// # Safety
+/// As the exported one-shot stream functions.
+unsafe fn pool_open_stream(
+    pool: *const grpcpool_pool_t,
+    target: *const c_char,
+    method: *const c_char,
+    options: Result<CallOptions, FfiError>,
+    out: *mut grpcpool_stream_t,
+) -> Result<(), FfiError> {
+    let pool = pool_ref(pool)?;
+    non_null(out, "out")?;
+    // SAFETY: per the contract.
+    let target = unsafe { args::text(target, "target")? };
+    // SAFETY: per the contract.
+    let method = unsafe { args::text(method, "method")? };
+    let call = pool.pool.prepare_stream(method, options?)?;
+    let opening = pool.pool.open_stream_prepared(target, call)?;
+    let stream = pool.pool.block_on(opening)??;
+    let handle = register(pool.id, &pool.pool, &pool.in_flight, stream)?;
+    // SAFETY: checked non-NULL above.
+    unsafe { args::write(out, handle) };
+    Ok(())
 }
 
 /// Opens a streaming call on a lease, without waiting. `method` is `/package.Service/Method`;
-/// `metadata` is sent as request metadata; `timeout_ms` 0 means no deadline, otherwise the
-/// whole call (every send and recv) must be over by then.
+/// `metadata` is sent as request metadata; the whole call (every send and recv) must be over
+/// `timeout_ms` after it starts (`GRPCPOOL_NO_TIMEOUT`: no deadline).
 ///
-/// On `GRPCPOOL_OK` the lease handle is consumed (it is now invalid: the stream holds its slot
-/// and gives it back when the call ends), and `*out` holds the stream, to be freed with
-/// `grpcpool_stream_free`. Bad input (`GRPCPOOL_INVALID_METHOD`, `GRPCPOOL_INVALID_METADATA`,
-/// NULL) and `GRPCPOOL_BUSY` (calls on the lease are still running: async ones, or blocking
-/// ones on other threads) leave the lease valid. `GRPCPOOL_UNAVAILABLE` means the lease had lost its connection; it is consumed.
-/// Not blocking: may be called from a callback.
+/// The stream uses the lease's slot until the call ends; the lease stays valid and the
+/// caller's (release it as usual: the slot returns once both the lease is released and the
+/// call is over). On `GRPCPOOL_OK`, `*out` holds the stream, to be freed with
+/// `grpcpool_stream_free`. `GRPCPOOL_BUSY` while calls or another stream run on the lease;
+/// `GRPCPOOL_UNAVAILABLE` when the lease lost its connection. Not blocking: may be called
+/// from a callback.
 ///
 /// # Safety
 /// `method` is NULL or NUL-terminated; `metadata` holds `metadata_len` entries (NULL if 0);
@@ -99,40 +113,16 @@ pub unsafe extern "C" fn grpcpool_lease_open_stream(
     out: *mut grpcpool_stream_t,
 ) -> grpcpool_result {
     ffi_boundary!({
-        non_null(out, "out")?;
         // SAFETY: per the contract.
-        let method = unsafe { args::text(method, "method")? };
+        let options = unsafe { call_options::from_parts(metadata, metadata_len, timeout_ms) };
         // SAFETY: per the contract.
-        let options = unsafe { call_options(metadata, metadata_len, timeout_ms)? };
-        let (pool, pool_id) = {
-            let entry = leases::lookup(lease)?;
-            (entry.pool.clone(), entry.pool_id)
-        };
-        // Checked before the lease is taken, so bad input leaves it usable.
-        pool.prepare(method, Bytes::new(), options.clone())?;
-        let runtime = pool.runtime_handle()?;
-        let max_send = pool.config().max_send_message_size;
-        let taken = leases::take_for_stream(lease)?;
-        debug_assert_eq!(taken.pool_id, pool_id);
-        let deadline = options.deadline;
-        let stream = Arc::new(taken.lease).open_stream(method, options)?;
-        let handle = register(
-            pool_id,
-            runtime,
-            max_send,
-            taken.async_calls,
-            deadline,
-            stream,
-        )?;
-        // SAFETY: checked non-NULL above.
-        unsafe { args::write(out, handle) };
-        Ok(())
+        unsafe { lease_open_stream(lease, method, options, out) }
     })
 }
 
 /// Acquires a slot on `target` and opens a streaming call on it; the stream gives the slot back
 /// when the call ends. Blocking while it waits for a slot: up to the call's timeout, or the
-/// config's acquire timeout when `timeout_ms` is 0 (the call then has no deadline).
+/// config's acquire timeout with `GRPCPOOL_NO_TIMEOUT` (the call then has no deadline).
 /// Unlike `grpcpool_unary` there is no response to carry a failure to start, so an unreachable
 /// target is `GRPCPOOL_UNAVAILABLE`, no slot in time `GRPCPOOL_ACQUIRE_TIMEOUT` and a shut-down
 /// pool `GRPCPOOL_POOL_CLOSED`. On `GRPCPOOL_OK`, `*out` holds the stream; free it with
@@ -151,30 +141,51 @@ pub unsafe extern "C" fn grpcpool_open_stream(
     out: *mut grpcpool_stream_t,
 ) -> grpcpool_result {
     ffi_boundary!({
-        let pool = pool_ref(pool)?;
-        non_null(out, "out")?;
         // SAFETY: per the contract.
-        let target = unsafe { args::text(target, "target")? };
+        let options = unsafe { call_options::from_parts(metadata, metadata_len, timeout_ms) };
         // SAFETY: per the contract.
-        let method = unsafe { args::text(method, "method")? };
+        unsafe { pool_open_stream(pool, target, method, options, out) }
+    })
+}
+
+/// `grpcpool_lease_open_stream` with every per-call option; `options` NULL means the
+/// defaults. The options are read now.
+///
+/// # Safety
+/// As `grpcpool_lease_open_stream`; `options` is NULL or a live options object.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_lease_open_stream_with(
+    lease: grpcpool_lease_t,
+    method: *const c_char,
+    options: *const grpcpool_call_options_t,
+    out: *mut grpcpool_stream_t,
+) -> grpcpool_result {
+    ffi_boundary!({
         // SAFETY: per the contract.
-        let options = unsafe { call_options(metadata, metadata_len, timeout_ms)? };
-        let runtime = pool.pool.runtime_handle()?;
-        let deadline = options.deadline;
-        let opening = pool.pool.open_stream(target, method, options);
-        let stream = block_on(&runtime, opening)??;
-        let max_send = pool.pool.config().max_send_message_size;
-        let handle = register(
-            pool.id,
-            runtime,
-            max_send,
-            Arc::clone(&pool.async_calls),
-            deadline,
-            stream,
-        )?;
-        // SAFETY: checked non-NULL above.
-        unsafe { args::write(out, handle) };
-        Ok(())
+        let options = Ok(unsafe { call_options::read(options) });
+        // SAFETY: per the contract.
+        unsafe { lease_open_stream(lease, method, options, out) }
+    })
+}
+
+/// `grpcpool_open_stream` with every per-call option; `options` NULL means the defaults.
+/// With wait-for-ready, a target that cannot be reached is waited for until the deadline.
+///
+/// # Safety
+/// As `grpcpool_open_stream`; `options` is NULL or a live options object.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_open_stream_with(
+    pool: *const grpcpool_pool_t,
+    target: *const c_char,
+    method: *const c_char,
+    options: *const grpcpool_call_options_t,
+    out: *mut grpcpool_stream_t,
+) -> grpcpool_result {
+    ffi_boundary!({
+        // SAFETY: per the contract.
+        let options = Ok(unsafe { call_options::read(options) });
+        // SAFETY: per the contract.
+        unsafe { pool_open_stream(pool, target, method, options, out) }
     })
 }
 
@@ -194,13 +205,11 @@ pub unsafe extern "C" fn grpcpool_stream_send(
     message_len: usize,
 ) -> grpcpool_result {
     ffi_boundary!({
-        let entry = lookup(stream)?;
+        let entry = registry::stream(stream)?;
         // SAFETY: per the contract.
         let message = unsafe { args::bytes(message, message_len, "message")? };
-        entry.state.check_size(message.len())?;
-        let message = Bytes::copy_from_slice(message);
-        let claim = claim(&entry.state, Half::Send)?;
-        block_on(&entry.state.runtime, claim.state().send(message))?
+        let sending = entry.stream.send(Bytes::copy_from_slice(message))?;
+        Ok(entry.pool.block_on(sending)??)
     })
 }
 
@@ -209,7 +218,7 @@ pub unsafe extern "C" fn grpcpool_stream_send(
 #[no_mangle]
 pub extern "C" fn grpcpool_stream_close_send(stream: grpcpool_stream_t) -> grpcpool_result {
     ffi_boundary!({
-        lookup(stream)?.state.close_send();
+        registry::stream(stream)?.stream.close_send();
         Ok(())
     })
 }
@@ -229,9 +238,8 @@ pub unsafe extern "C" fn grpcpool_stream_recv(
 ) -> grpcpool_result {
     ffi_boundary!({
         non_null(out, "out")?;
-        let entry = lookup(stream)?;
-        let claim = claim(&entry.state, Half::Recv)?;
-        let message = block_on(&entry.state.runtime, claim.state().recv())?;
+        let entry = registry::stream(stream)?;
+        let message = entry.pool.block_on(entry.stream.recv()?)?;
         let message = message.map_or(std::ptr::null_mut(), grpcpool_message_t::boxed);
         // SAFETY: checked non-NULL above.
         unsafe { args::write(out, message) };
@@ -252,9 +260,8 @@ pub unsafe extern "C" fn grpcpool_stream_headers(
 ) -> grpcpool_result {
     ffi_boundary!({
         non_null(out, "out")?;
-        let entry = lookup(stream)?;
-        let claim = claim(&entry.state, Half::Recv)?;
-        let headers = block_on(&entry.state.runtime, claim.state().headers())?;
+        let entry = registry::stream(stream)?;
+        let headers = entry.pool.block_on(entry.stream.headers()?)?;
         let headers = headers.map_or(std::ptr::null_mut(), |headers| {
             grpcpool_metadata_t::boxed(&headers)
         });
@@ -271,7 +278,7 @@ pub unsafe extern "C" fn grpcpool_stream_headers(
 #[no_mangle]
 pub extern "C" fn grpcpool_stream_cancel(stream: grpcpool_stream_t) -> grpcpool_result {
     ffi_boundary!({
-        lookup(stream)?.state.cancel();
+        registry::stream(stream)?.stream.cancel();
         Ok(())
     })
 }
@@ -290,9 +297,8 @@ pub unsafe extern "C" fn grpcpool_stream_finish(
 ) -> grpcpool_result {
     ffi_boundary!({
         non_null(out, "out")?;
-        let entry = lookup(stream)?;
-        let claim = claim(&entry.state, Half::Recv)?;
-        let response = block_on(&entry.state.runtime, claim.state().finish())?;
+        let entry = registry::stream(stream)?;
+        let response = entry.pool.block_on(entry.stream.finish()?)?;
         // SAFETY: checked non-NULL above.
         unsafe { args::write(out, grpcpool_response_t::boxed(response)) };
         Ok(())
@@ -310,10 +316,7 @@ pub extern "C" fn grpcpool_stream_free(stream: grpcpool_stream_t) -> grpcpool_re
         if stream == 0 {
             return Ok(());
         }
-        let entry = STREAMS
-            .remove(stream)
-            .ok_or_else(|| FfiError::stale("stream"))?;
-        entry.state.cancel();
+        registry::remove_stream(stream)?.stream.cancel();
         Ok(())
     })
 }

@@ -2,19 +2,17 @@
 //! completing through a C callback exactly once.
 
 use std::ffi::c_void;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use grpcpool_core::{Code, Response};
 
 use crate::args;
-use crate::calls::UserData;
+use crate::completion::{Completion, UserData};
 use crate::error::{ffi_boundary, grpcpool_result, FfiError};
 use crate::message::grpcpool_message_t;
-use crate::pool::InFlight;
+use crate::registry::{self, StreamEntry};
 use crate::response::grpcpool_response_t;
-use crate::stream_state::{claim, Half};
-use crate::streams::{grpcpool_stream_t, lookup, StreamEntry};
+use crate::streams::grpcpool_stream_t;
 
 /// Receives the outcome of `grpcpool_stream_send_async`, exactly once, on a grpcpool worker
 /// thread: `GRPCPOOL_OK` once the message is handed to the connection, else the failure
@@ -44,39 +42,6 @@ pub type grpcpool_stream_recv_callback_t =
 pub type grpcpool_stream_finish_callback_t =
     Option<unsafe extern "C" fn(user_data: *mut c_void, response: *mut grpcpool_response_t)>;
 
-/// Delivers an async operation's outcome to its C callback exactly once: with the outcome, or,
-/// should the task be dropped unfinished (the runtime stopping), with `None`. Counts the
-/// operation in its pool's in-flight work, which `grpcpool_pool_free` waits for.
-struct Completion<T> {
-    deliver: Option<Box<dyn FnOnce(Option<T>) + Send>>,
-    in_flight: Arc<InFlight>,
-}
-
-impl<T> Completion<T> {
-    fn new(in_flight: &Arc<InFlight>, deliver: impl FnOnce(Option<T>) + Send + 'static) -> Self {
-        in_flight.enter();
-        Completion {
-            deliver: Some(Box::new(deliver)),
-            in_flight: Arc::clone(in_flight),
-        }
-    }
-
-    fn complete(mut self, outcome: T) {
-        if let Some(deliver) = self.deliver.take() {
-            deliver(Some(outcome));
-        }
-    }
-}
-
-impl<T> Drop for Completion<T> {
-    fn drop(&mut self) {
-        if let Some(deliver) = self.deliver.take() {
-            deliver(None);
-        }
-        self.in_flight.leave();
-    }
-}
-
 /// Sends one message without waiting; otherwise as `grpcpool_stream_send`. The message is
 /// copied now. Input is checked now: on an error result (`GRPCPOOL_BUSY` while another send is
 /// in progress, `GRPCPOOL_MESSAGE_TOO_LARGE`, a stale handle) nothing started and the callback
@@ -97,12 +62,10 @@ pub unsafe extern "C" fn grpcpool_stream_send_async(
 ) -> grpcpool_result {
     ffi_boundary!({
         let callback = callback.ok_or_else(|| FfiError::null("callback"))?;
-        let entry = lookup(stream)?;
+        let entry = registry::stream(stream)?;
         // SAFETY: per the contract.
         let message = unsafe { args::bytes(message, message_len, "message")? };
-        entry.state.check_size(message.len())?;
-        let message = Bytes::copy_from_slice(message);
-        let claim = claim(&entry.state, Half::Send)?;
+        let sending = entry.stream.send(Bytes::copy_from_slice(message))?;
         let user_data = UserData(user_data);
         let completion = Completion::new(&entry.in_flight, move |outcome| {
             let user_data = user_data;
@@ -117,12 +80,11 @@ pub unsafe extern "C" fn grpcpool_stream_send_async(
             unsafe { callback(user_data.0, result) };
         });
         spawn(&entry, async move {
-            let outcome = claim.state().send(message).await;
-            // Released before the callback, which may start the next send.
-            drop(claim);
+            // The send's claim is given back as its future ends, before the callback, which
+            // may start the next send.
+            let outcome = sending.await.map_err(FfiError::from);
             completion.complete(outcome);
-        });
-        Ok(())
+        })
     })
 }
 
@@ -142,8 +104,8 @@ pub unsafe extern "C" fn grpcpool_stream_recv_async(
 ) -> grpcpool_result {
     ffi_boundary!({
         let callback = callback.ok_or_else(|| FfiError::null("callback"))?;
-        let entry = lookup(stream)?;
-        let claim = claim(&entry.state, Half::Recv)?;
+        let entry = registry::stream(stream)?;
+        let receiving = entry.stream.recv()?;
         let user_data = UserData(user_data);
         let completion =
             Completion::new(&entry.in_flight, move |outcome: Option<Option<Bytes>>| {
@@ -155,11 +117,9 @@ pub unsafe extern "C" fn grpcpool_stream_recv_async(
                 unsafe { callback(user_data.0, message) };
             });
         spawn(&entry, async move {
-            let message = claim.state().recv().await;
-            drop(claim);
+            let message = receiving.await;
             completion.complete(message);
-        });
-        Ok(())
+        })
     })
 }
 
@@ -178,8 +138,8 @@ pub unsafe extern "C" fn grpcpool_stream_finish_async(
 ) -> grpcpool_result {
     ffi_boundary!({
         let callback = callback.ok_or_else(|| FfiError::null("callback"))?;
-        let entry = lookup(stream)?;
-        let claim = claim(&entry.state, Half::Recv)?;
+        let entry = registry::stream(stream)?;
+        let finishing = entry.stream.finish()?;
         let user_data = UserData(user_data);
         let completion = Completion::new(&entry.in_flight, move |outcome: Option<Response>| {
             let user_data = user_data;
@@ -190,38 +150,18 @@ pub unsafe extern "C" fn grpcpool_stream_finish_async(
             unsafe { callback(user_data.0, grpcpool_response_t::boxed(response)) };
         });
         spawn(&entry, async move {
-            let response = claim.state().finish().await;
-            drop(claim);
+            let response = finishing.await;
             completion.complete(response);
-        });
-        Ok(())
+        })
     })
 }
 
-fn spawn(entry: &StreamEntry, task: impl std::future::Future<Output = ()> + Send + 'static) {
-    drop(entry.state.runtime.spawn(task));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use parking_lot::Mutex;
-
-    #[test]
-    fn a_completion_delivers_once_whether_completed_or_dropped() {
-        let in_flight = Arc::new(InFlight::default());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = |seen: &Arc<Mutex<Vec<Option<u32>>>>| {
-            let seen = Arc::clone(seen);
-            move |outcome: Option<u32>| seen.lock().push(outcome)
-        };
-        let completed = Completion::new(&in_flight, record(&seen));
-        let dropped = Completion::new(&in_flight, record(&seen));
-        assert_eq!(in_flight.pending(), 2);
-        completed.complete(7);
-        assert_eq!(in_flight.pending(), 1);
-        drop(dropped);
-        assert_eq!(in_flight.pending(), 0);
-        assert_eq!(*seen.lock(), vec![Some(7), None]);
-    }
+/// Runs an operation's task on the pool's runtime. The runtime is running: the stream could
+/// not have opened otherwise; should it be gone, the task's completion still runs the callback.
+fn spawn(
+    entry: &StreamEntry,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), FfiError> {
+    drop(entry.pool.runtime_handle()?.spawn(task));
+    Ok(())
 }

@@ -255,7 +255,7 @@ static void check_cancellation(grpcpool_pool_t *pool, const char *target, int fa
         ? grpcpool_unary_async(pool, target, ECHO, (const uint8_t *)fast[i].body, fast[i].body_len, NULL, 0,
                                10000, slot_callback, &fast[i], &fast[i].call)
         : grpcpool_unary_async(pool, target, ECHO, (const uint8_t *)fast[i].body, fast[i].body_len, NULL, 0,
-                               0, slot_callback, &fast[i], &fast[i].call);
+                               GRPCPOOL_NO_TIMEOUT, slot_callback, &fast[i], &fast[i].call);
     if (rc != GRPCPOOL_OK) continue;
     started_count++;
     /* Every fourth one gets a moment first, so some finish before their cancel arrives. */

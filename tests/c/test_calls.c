@@ -313,11 +313,19 @@ static void check_one_shot_and_stats(grpcpool_pool_t *pool, const char *target) 
   CHECK(body_is(response, "once", 4), "one-shot body not echoed");
   CHECK(has_entry(response, 0, "x-echo-id", "one-shot", 8), "one-shot header missing");
   grpcpool_response_free(response);
-  /* timeout 0: no deadline, acquire waits up to the config's acquire timeout. */
+  /* GRPCPOOL_NO_TIMEOUT: no deadline, acquire waits up to the config's acquire timeout. */
+  response = NULL;
+  CHECK_RC(grpcpool_unary(pool, target, ECHO, (const uint8_t *)"none", 4, NULL, 0, GRPCPOOL_NO_TIMEOUT,
+                          &response),
+           GRPCPOOL_OK);
+  CHECK(grpcpool_response_code(response) == 0 && body_is(response, "none", 4), "no-deadline call");
+  grpcpool_response_free(response);
+  /* timeout 0: the deadline is now, as in grpcio and grpc-js. */
   response = NULL;
   CHECK_RC(grpcpool_unary(pool, target, ECHO, (const uint8_t *)"zero", 4, NULL, 0, 0, &response),
            GRPCPOOL_OK);
-  CHECK(grpcpool_response_code(response) == 0 && body_is(response, "zero", 4), "timeout 0 call");
+  CHECK(grpcpool_response_code(response) == 4, "timeout 0: code %d, expected DEADLINE_EXCEEDED",
+        grpcpool_response_code(response));
   grpcpool_response_free(response);
 
   char *json = NULL;

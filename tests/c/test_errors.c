@@ -486,6 +486,7 @@ static void check_result_names(void) {
       {GRPCPOOL_INVALID_HANDLE, "GRPCPOOL_INVALID_HANDLE"},
       {GRPCPOOL_BLOCKING_IN_CALLBACK, "GRPCPOOL_BLOCKING_IN_CALLBACK"},
       {GRPCPOOL_INTERNAL, "GRPCPOOL_INTERNAL"},
+      {GRPCPOOL_RUNTIME_ERROR, "GRPCPOOL_RUNTIME_ERROR"},
   };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     const char *name = grpcpool_result_name(names[i].code);
@@ -496,7 +497,9 @@ static void check_result_names(void) {
   CHECK(strcmp(grpcpool_result_name(999), "GRPCPOOL_UNKNOWN") == 0, "unknown code 999");
   CHECK(strcmp(grpcpool_result_name(-1), "GRPCPOOL_UNKNOWN") == 0, "unknown code -1");
   /* The numbers are part of the ABI. */
-  CHECK(GRPCPOOL_OK == 0 && GRPCPOOL_INVALID_HANDLE == 12 && GRPCPOOL_INTERNAL == 16, "result numbers moved");
+  CHECK(GRPCPOOL_OK == 0 && GRPCPOOL_INVALID_HANDLE == 12 && GRPCPOOL_INTERNAL == 16 &&
+            GRPCPOOL_RUNTIME_ERROR == 19,
+        "result numbers moved");
 }
 
 int main(void) {

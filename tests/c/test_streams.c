@@ -127,7 +127,7 @@ static int response_has(const grpcpool_response_t *response, int trailers, const
 /* ---- server, client and bidi streaming, blocking ---- */
 
 static void check_server_streaming(grpcpool_pool_t *pool, const char *target) {
-  check_section("server streaming: 5 messages, headers, trailers, OK; on a lease, which it consumes");
+  check_section("server streaming: 5 messages, headers, trailers, OK; on a lease, which stays the caller's");
   const uint8_t raw[] = {0x00, 0x01, 0xff};
   grpcpool_metadata_entry_t metadata[] = {
       ascii("x-count", "5"),
@@ -173,18 +173,32 @@ static void check_server_streaming(grpcpool_pool_t *pool, const char *target) {
   CHECK(finish_code(stream, NULL) == 0, "finish again gives the same status");
   CHECK_RC(grpcpool_stream_free(stream), GRPCPOOL_OK);
 
-  /* On a lease: the lease is consumed. */
+  /* On a lease: the stream uses the lease's slot; the lease stays the caller's. */
   grpcpool_lease_t lease = 0;
   CHECK_RC(GRPCPOOL_ACQUIRE(pool, target, 10000, &lease), GRPCPOOL_OK);
   grpcpool_metadata_entry_t three = ascii("x-count", "3");
   CHECK_RC(grpcpool_lease_open_stream(lease, SERVER_STREAM, &three, 1, 10000, &stream), GRPCPOOL_OK);
-  CHECK_RC(grpcpool_release(lease), GRPCPOOL_INVALID_HANDLE);
+  grpcpool_stream_t second = 0;
+  CHECK_RC(grpcpool_lease_open_stream(lease, SERVER_STREAM, &three, 1, 10000, &second), GRPCPOOL_BUSY);
+  CHECK(second == 0, "out-param written on BUSY");
   CHECK_RC(send_text(stream, "on a lease"), GRPCPOOL_OK);
   CHECK_RC(grpcpool_stream_close_send(stream), GRPCPOOL_OK);
   received = 0;
   while (recv_text(stream, buf, sizeof buf) >= 0) received += strcmp(buf, "on a lease") == 0;
   CHECK(received == 3, "%d messages on the lease, expected 3", received);
   CHECK(finish_code(stream, NULL) == 0, "status on the lease");
+  CHECK_RC(grpcpool_stream_free(stream), GRPCPOOL_OK);
+  /* The call is over: the lease takes calls and streams again, then is released as usual. */
+  grpcpool_response_t *unary = NULL;
+  CHECK_RC(grpcpool_lease_unary(lease, "/grpcpool.test.Echo/Unary", (const uint8_t *)"x", 1, NULL, 0, 10000, &unary),
+           GRPCPOOL_OK);
+  CHECK(unary != NULL && grpcpool_response_code(unary) == 0, "a call on the lease after its stream");
+  grpcpool_response_free(unary);
+  CHECK_RC(grpcpool_lease_open_stream(lease, SERVER_STREAM, &three, 1, 10000, &stream), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_release(lease), GRPCPOOL_OK); /* the stream keeps the slot until it ends */
+  CHECK_RC(send_text(stream, "released"), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_stream_close_send(stream), GRPCPOOL_OK);
+  CHECK(finish_code(stream, NULL) == 0, "status after the lease was released");
   CHECK_RC(grpcpool_stream_free(stream), GRPCPOOL_OK);
 }
 
@@ -541,6 +555,7 @@ static void check_stale_handles(grpcpool_pool_t *pool, const char *target) {
   CHECK_RC(grpcpool_lease_open_stream(lease, BIDI, NULL, 0, 10000, &stream), GRPCPOOL_OK);
   CHECK_RC(grpcpool_release(stream), GRPCPOOL_INVALID_HANDLE);
   CHECK_RC(grpcpool_stream_free(stream), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_release(lease), GRPCPOOL_OK);
   CHECK_RC(grpcpool_lease_open_stream(lease, BIDI, NULL, 0, 10000, &stream), GRPCPOOL_INVALID_HANDLE);
 }
 

@@ -177,16 +177,18 @@ void check_streams(const grpcpool::Pool& pool, const std::string& target, const 
   CHECK(find(status.trailers(), "x-trailer-end") == "bye", "trailer");
   CHECK(find(status.headers(), "x-echo-who") == "cpp", "headers in the final response");
 
-  // On a lease: it is consumed, and the stream holds the slot.
+  // On a lease: the stream uses the lease's slot; the lease stays held.
   grpcpool::Pool one(grpcpool::Config().max_connections(1));
   grpcpool::Lease lease = one.acquire(limited, 10s);
   grpcpool::Stream on_lease = lease.open_stream(kServerStream, {{"x-count", "2"}}, 10s);
-  CHECK(!lease.held() && lease.handle() == 0, "the lease is not consumed");
+  CHECK(lease.held() && lease.handle() != 0, "the lease stays held beside its stream");
+  expect_error(GRPCPOOL_BUSY, [&] { lease.open_stream(kServerStream, {}, 10s); }, "a second stream on the lease");
   CHECK(on_lease.send("s") && (on_lease.close_send(), true), "send on the lease's stream");
   int received = 0;
   while (on_lease.recv()) received++;
   CHECK(received == 2, "%d server-stream messages", received);
   CHECK(on_lease.finish().ok(), "lease stream status");
+  lease.release();  // the limited server's slot comes back: both are needed below
   expect_error(GRPCPOOL_INVALID_METHOD, [&] { grpcpool::Lease l = one.acquire(limited, 10s); l.open_stream("bad"); },
                "open_stream with a bad method");
 
