@@ -3,7 +3,8 @@
 # integration tests against in-process tonic servers, and the C ABI's C/C++ programs under
 # AddressSanitizer and valgrind, plus the `make install` + pkg-config path, and the gRPC
 # interop cases against the grpc-go interop server, the Python package against grpcio and the
-# Node package against @grpc/grpc-js.
+# Node package against @grpc/grpc-js, and the parity suite that runs the same scenarios through
+# the C, Python and Node faces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,9 @@ bash bindings-python/test.sh
 
 echo "== Node: the grpcpool addon, tsc --strict and node --test against a grpc-js server"
 bash bindings-node/test.sh
+
+echo "== parity: the same scenarios through C, Python and Node against one server"
+bash tests/parity/run.sh
 
 echo "== gRPC interop cases against the grpc-go interop server"
 bash tests/interop/run.sh

@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 use crate::call::PreparedCall;
 use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
+use crate::maintenance;
 use crate::response::Response;
 use crate::runtime::LazyRuntime;
 use crate::shared::Shared;
@@ -357,9 +358,11 @@ impl Pool {
             shared.dialer.tls().map_err(Error::Tls)?;
         }
         let mut targets = self.inner.targets.write();
-        let pool = targets
-            .entry(text.to_owned())
-            .or_insert_with(|| TargetPool::start(target, Arc::clone(shared)));
+        let pool = targets.entry(text.to_owned()).or_insert_with(|| {
+            let pool = TargetPool::new(target, Arc::clone(shared));
+            shared.runtime.spawn(maintenance::run(Arc::clone(&pool)));
+            pool
+        });
         Ok(Arc::clone(pool))
     }
 }

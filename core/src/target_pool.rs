@@ -48,13 +48,13 @@ pub(crate) struct TargetPool {
 }
 
 impl TargetPool {
-    /// Makes the target's pool and starts its maintenance task.
-    pub(crate) fn start(target: Target, shared: Arc<Shared>) -> Arc<TargetPool> {
+    /// Makes the target's pool; its upkeep (`maintenance::run`) is started by the caller.
+    pub(crate) fn new(target: Target, shared: Arc<Shared>) -> Arc<TargetPool> {
         let config = &shared.config;
         let keepalive_ms = config.keepalive_time.map_or(0, |every| {
             u64::try_from(every.as_millis()).unwrap_or(u64::MAX)
         });
-        let pool = Arc::new(TargetPool {
+        Arc::new(TargetPool {
             addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             target,
             connections: RwLock::new(Vec::new()),
@@ -69,11 +69,7 @@ impl TargetPool {
             last_error: Mutex::new(String::new()),
             lost_connection: AtomicBool::new(false),
             shared,
-        });
-        pool.shared
-            .runtime
-            .spawn(crate::maintenance::run(Arc::clone(&pool)));
-        pool
+        })
     }
 
     /// Reserves a slot on the least-loaded ready connection, waiting up to `timeout` in line

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The parity suite: the same scenarios through the C, Python and Node faces against one echo
+# server, each face printing a JSON line per scenario; every face must give the class in
+# expected.txt for every scenario (and so the same class as the others). Runs after the faces'
+# own tests have built them: the C library in target/debug, the Python package in
+# target/python-venv, the Node addon in bindings-node.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+out="$root/target/parity"
+mkdir -p "$out"
+
+cargo build --quiet --locked -p grpcpool-ffi --lib
+cargo build --quiet --locked -p grpcpool-testserver --bin grpcpool-echo-server
+"$root/target/debug/grpcpool-echo-server" --port 0 >"$out/server.out" 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q '^LISTENING ' "$out/server.out" && break
+  sleep 0.05
+done
+port=$(sed -n 's/^LISTENING //p' "$out/server.out")
+target="http://127.0.0.1:$port"
+# Port 1 on loopback: nothing listens there, so connecting is refused at once.
+down="http://127.0.0.1:1"
+
+gcc -std=c11 -Wall -Wextra -Werror -g -Iinclude tests/parity/c/parity.c -o "$out/parity-c" \
+  -L"$root/target/debug" -lgrpcpool -Wl,-rpath,"$root/target/debug" -lpthread
+faces=(c python node)
+timeout 120 "$out/parity-c" "$target" "$down" >"$out/c.jsonl"
+timeout 120 "$root/target/python-venv/bin/python" tests/parity/python/parity.py "$target" "$down" >"$out/python.jsonl"
+timeout 120 node tests/parity/node/parity.js "$target" "$down" >"$out/node.jsonl"
+
+python3 - "$out" "${faces[@]}" <<'PY'
+import json, sys
+out, faces = sys.argv[1], sys.argv[2:]
+expected = {}
+for line in open("tests/parity/expected.txt"):
+    if line.strip() and not line.startswith("#"):
+        scenario, wanted = line.split()
+        expected[scenario] = wanted
+seen = {face: {} for face in faces}
+for face in faces:
+    for line in open(f"{out}/{face}.jsonl"):
+        entry = json.loads(line)
+        seen[face][entry["scenario"]] = entry
+failures = 0
+width = max(map(len, expected))
+print(f"{'scenario':<{width}}  " + "  ".join(f"{face:<20}" for face in faces))
+for scenario, wanted in expected.items():
+    cells = []
+    for face in faces:
+        entry = seen[face].get(scenario)
+        got = entry["class"] if entry else "missing"
+        mark = "" if got == wanted else " (!)"
+        failures += got != wanted
+        cells.append(f"{got + mark:<20}")
+        if got != wanted:
+            detail = entry["detail"] if entry else ""
+            print(f"  {face} {scenario}: {got}, expected {wanted}: {detail}", file=sys.stderr)
+    print(f"{scenario:<{width}}  " + "  ".join(cells))
+print(f"parity: {len(expected)} scenarios x {len(faces)} faces, {failures} disagreements")
+sys.exit(1 if failures else 0)
+PY
