@@ -55,7 +55,7 @@
 /**
  * A `timeout_ms` meaning "no deadline". Every other value is a deadline that many ms after
  * the call starts; 0 means the deadline is now (the call ends with DEADLINE_EXCEEDED without
- * being sent), as in grpcio and grpc-js.
+ * being sent), as grpc-go does with a context already done.
  */
 #define GRPCPOOL_NO_TIMEOUT UINT32_MAX
 

@@ -96,7 +96,7 @@ pub const CALL_OPTIONS: &[CallOption] = &[
         name: "timeout",
         summary: "How long the call may take, sent as grpc-timeout and enforced locally. 0 means \
                   the deadline is now: the call ends with DEADLINE_EXCEEDED without being sent, \
-                  as in grpcio and grpc-js. No timeout: no deadline (a one-shot call's acquire \
+                  as grpc-go does with a context already done. No timeout: no deadline (a one-shot call's acquire \
                   still waits at most acquire_timeout).",
     },
     CallOption {

@@ -70,7 +70,7 @@ pub enum Error {
         reason: String,
     },
     /// The pool has been shut down.
-    #[error("the pool is shut down")]
+    #[error("the pool is closed")]
     PoolClosed,
     /// A blocking call was made on a thread that runs async code (a tokio runtime's thread,
     /// such as a binding's callback); it would stall that runtime.

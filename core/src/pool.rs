@@ -148,12 +148,17 @@ impl Pool {
 
     /// Checks a call's method, size and metadata against this pool's settings, so that bad
     /// input is reported before anything starts (bindings use it to fail synchronously).
+    /// [`Error::PoolClosed`] once the pool is closed.
     pub fn prepare(
         &self,
         method: &str,
         request: impl Into<Bytes>,
         options: CallOptions,
     ) -> Result<PreparedCall, Error> {
+        // Every face prepares before it calls, so a closed pool refuses calls on leases too.
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
         PreparedCall::new(&self.inner.config, method, request.into(), options)
     }
 

@@ -638,7 +638,11 @@ impl Setting {
     }
 
     fn apply(&self, config: &mut Config, value: SettingValue) -> Result<(), Error> {
-        let shown = format!("{value:?}");
+        let shown = match &value {
+            SettingValue::Pem(_) => "PEM bytes".to_owned(),
+            SettingValue::Text(text) => format!("{text:?}"),
+            other => self.format(other),
+        };
         (self.write)(config, value).ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "{} takes {}, not {shown}",

@@ -75,7 +75,11 @@ impl Drop for Claim {
     fn drop(&mut self) {
         self.state
             .busy_flag(self.half)
-            .store(false, Ordering::Release);
+            .store(false, Ordering::SeqCst);
+        // A half-close that came while this send was claimed left the sender to it.
+        if matches!(self.half, Half::Send) && self.state.close_requested.load(Ordering::SeqCst) {
+            self.state.drop_sender();
+        }
     }
 }
 
@@ -122,7 +126,10 @@ impl SharedStream {
             .state
             .claim(Half::Send)
             .ok_or(Error::Busy("a send is already waiting on this stream"))?;
-        Ok(async move { claim.state.send(message).await })
+        // Decided now, not when the future first runs: a half-close right after starting a
+        // send (`write(m); end()`) still sends `m` first.
+        let open = !self.state.sending_over();
+        Ok(async move { claim.state.send(message, open).await })
     }
 
     /// Half-closes: no more messages go to the server (after a send in progress, if any).
@@ -234,7 +241,7 @@ impl State {
 
     fn claim(self: &Arc<Self>, half: Half) -> Option<Claim> {
         self.busy_flag(half)
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
             .ok()?;
         Some(Claim {
             state: Arc::clone(self),
@@ -260,17 +267,27 @@ impl State {
 
     /// Whether sending is over: asked to close, cancelled, ended, or past the deadline.
     fn sending_over(&self) -> bool {
-        self.close_requested.load(Ordering::Acquire)
-            || *self.phase.borrow() != Phase::Open
+        self.close_requested.load(Ordering::SeqCst) || self.call_over()
+    }
+
+    /// Whether the call is over for sending whatever the caller asked: cancelled, ended, or
+    /// past the deadline.
+    fn call_over(&self) -> bool {
+        *self.phase.borrow() != Phase::Open
             || self
                 .deadline
                 .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
-    async fn send(&self, message: Bytes) -> Result<(), Error> {
+    /// Sends a message claimed while sending was `open`; a half-close asked for since then
+    /// takes effect after it.
+    async fn send(&self, message: Bytes, open: bool) -> Result<(), Error> {
+        if !open {
+            return Err(Error::StreamClosed);
+        }
         let mut sending = self.sending.lock().await;
         let outcome = match sending.as_mut() {
-            Some(sender) if !self.sending_over() => tokio::select! {
+            Some(sender) if !self.call_over() => tokio::select! {
                 biased;
                 _ = self.until_over() => Err(Error::StreamClosed),
                 sent = sender.send(message) => sent,
@@ -284,14 +301,23 @@ impl State {
         outcome
     }
 
-    /// Half-closes: the sender is dropped now, or right after a send in progress ends.
+    /// Half-closes: the sender is dropped now, or, when a send is claimed (even one whose
+    /// future has not run yet), right after that send ends.
     fn close_send(self: &Arc<Self>) {
-        self.close_requested.store(true, Ordering::Release);
+        self.close_requested.store(true, Ordering::SeqCst);
+        // Paired with the claim's drop (flag, then close_requested, both SeqCst): either this
+        // sees the send claimed and leaves the sender to it, or the send's end sees the request.
+        if !self.send_busy.load(Ordering::SeqCst) {
+            self.drop_sender();
+        }
+    }
+
+    /// Drops the sender, which half-closes the request body.
+    fn drop_sender(self: &Arc<Self>) {
         match self.sending.try_lock() {
             Ok(mut sending) => drop(sending.take()),
             Err(_) => {
-                // A send holds it: it drops the sender when it sees the flag; this task covers
-                // a send that looked at the flag just before it was set.
+                // Held for a moment (a send just ending): drop it once it is free.
                 let state = Arc::clone(self);
                 self.runtime.spawn(async move {
                     drop(state.sending.lock().await.take());

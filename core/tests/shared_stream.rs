@@ -155,3 +155,44 @@ async fn a_stream_on_a_lease_leaves_the_lease_usable_and_waits_for_its_calls() {
     drop(lease);
     assert_eq!(pool.stats().leases_out, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_started_before_a_half_close_is_sent_first() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    // `write(m); end()` without waiting in between: the race the faces' idioms depend on.
+    for round in 0..20u8 {
+        let stream: SharedStream = pool
+            .open_stream(&server.target(), BIDI_PATH, within(5))
+            .await
+            .unwrap()
+            .into();
+        let sending = stream.send(Bytes::from(vec![round; 3])).unwrap();
+        stream.close_send();
+        assert!(
+            stream.is_send_closed(),
+            "no send starts after the half-close"
+        );
+        assert!(matches!(
+            stream.send(Bytes::from_static(b"late")).map(drop),
+            Err(Error::Busy(_))
+        ));
+        sending.await.unwrap();
+        assert!(matches!(
+            stream.send(Bytes::from_static(b"late")).unwrap().await,
+            Err(Error::StreamClosed)
+        ));
+        assert_eq!(
+            stream.recv().unwrap().await.as_deref(),
+            Some(&[round; 3][..])
+        );
+        assert!(
+            stream.recv().unwrap().await.is_none(),
+            "the half-close reached the server"
+        );
+        assert_eq!(
+            stream.outcome().map(|response| response.code),
+            Some(Code::Ok)
+        );
+    }
+}

@@ -14,7 +14,7 @@ use crate::error::{ffi_boundary, grpcpool_result, FfiError};
 
 /// A `timeout_ms` meaning "no deadline". Every other value is a deadline that many ms after
 /// the call starts; 0 means the deadline is now (the call ends with DEADLINE_EXCEEDED without
-/// being sent), as in grpcio and grpc-js.
+/// being sent), as grpc-go does with a context already done.
 pub const GRPCPOOL_NO_TIMEOUT: u32 = u32::MAX;
 
 /// Per-call options for the `_with` call functions: made by `grpcpool_call_options_new` with

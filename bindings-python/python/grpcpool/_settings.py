@@ -21,7 +21,7 @@ class PoolSettings(TypedDict, total=False):
     connect_timeout: Optional[float]
     """Time allowed for TCP connect, TLS and the HTTP/2 handshake."""
     keepalive_time: Optional[float]
-    """Interval between HTTP/2 keepalive pings; doubled per target after a GOAWAY too_many_pings (gRPC A8). 0 sends no pings."""
+    """Interval between HTTP/2 keepalive pings; doubled per target after a GOAWAY too_many_pings (gRPC A8). 0 (or float("inf")) sends no pings."""
     keepalive_timeout: Optional[float]
     """How long a ping may go unanswered before the connection is declared dead."""
     keepalive_while_idle: Optional[bool]
@@ -29,11 +29,11 @@ class PoolSettings(TypedDict, total=False):
     tcp_nodelay: Optional[bool]
     """Sets TCP_NODELAY on every connection."""
     tcp_keepalive: Optional[float]
-    """TCP keepalive idle time. 0 leaves the OS default."""
+    """TCP keepalive idle time. 0 (or float("inf")) leaves the OS default."""
     idle_timeout: Optional[float]
     """Connections above the minimum that carry no call for this long are closed."""
     max_connection_age: Optional[float]
-    """Connections older than this (±10% jitter) are replaced: a new one opens first, then the old one drains. 0 keeps connections for good."""
+    """Connections older than this (±10% jitter) are replaced: a new one opens first, then the old one drains. 0 (or float("inf")) keeps connections for good."""
     backoff_initial: Optional[float]
     """Delay after the first failed connection attempt."""
     backoff_multiplier: Optional[float]

@@ -1,7 +1,7 @@
 //! The files generated from core's settings table: the README's settings table, Python's
 //! `PoolSettings` TypedDict and Node's `PoolOptions` interface.
 
-use grpcpool_core::{Setting, SettingType, SETTINGS};
+use grpcpool_core::{Setting, SettingType, SettingValue, SETTINGS};
 
 /// Where the README's generated table starts and ends.
 pub const README_BEGIN: &str =
@@ -67,7 +67,7 @@ pub fn python() -> String {
         out.push_str(&format!(
             "    \"\"\"{}{}\"\"\"\n",
             setting.summary,
-            off_note(setting, "0")
+            off_note(setting, "0 (or float(\"inf\"))")
         ));
     }
     out.push_str("\n\nSETTING_NAMES = (\n");
@@ -93,18 +93,31 @@ pub fn typescript() -> String {
             SettingType::Pem => "string | Buffer | Uint8Array",
             SettingType::Text => "string",
         };
-        let default = setting
-            .default_value()
-            .map_or_else(|| "unset".to_owned(), |value| setting.format(&value));
+        let default = match setting.default_value() {
+            None => "unset".to_owned(),
+            Some(SettingValue::Duration(duration)) if !duration.is_zero() => format!(
+                "{} ({})",
+                duration.as_millis(),
+                setting.format(&SettingValue::Duration(duration))
+            ),
+            Some(value) => setting.format(&value),
+        };
         out.push_str(&format!(
             "  /** {}{} Default {default}. */\n  {}?: {kind};\n",
-            setting.summary,
+            camel_case_names(setting.summary),
             off_note(setting, "0"),
             setting.camel_case_name()
         ));
     }
     out.push_str("}\n");
     out
+}
+
+/// `text` with every setting's name spelled as Node spells it.
+fn camel_case_names(text: &str) -> String {
+    SETTINGS.iter().fold(text.to_owned(), |text, setting| {
+        text.replace(setting.name, &setting.camel_case_name())
+    })
 }
 
 fn off_note(setting: &Setting, zero: &str) -> String {
