@@ -289,6 +289,50 @@ async fn shutdown_lets_calls_finish_then_refuses_new_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cut_off_by_a_shutdown_say_the_pool_closed() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    let target = server.target();
+    let slow = |pool: grpcpool_core::Pool, target: String| async move {
+        echo(
+            &pool,
+            &target,
+            b"slow",
+            metadata(&[("x-sleep-ms", "3000")]),
+            Duration::from_secs(10),
+        )
+        .await
+    };
+    let unary = tokio::spawn(slow(pool.clone(), target.clone()));
+    let stream = pool
+        .open_stream(
+            &target,
+            grpcpool_testserver::BIDI_PATH,
+            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    let stream = grpcpool_core::SharedStream::from(stream);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No grace: the connections close under the calls.
+    pool.shutdown(Duration::ZERO).await;
+    let response = unary.await.unwrap();
+    assert_eq!(response.code, Code::Unavailable, "{}", response.message);
+    assert!(
+        response.message.contains("pool closed"),
+        "{}",
+        response.message
+    );
+    let outcome = stream.finish().unwrap().await;
+    assert_eq!(outcome.code, Code::Unavailable, "{}", outcome.message);
+    assert!(
+        outcome.message.contains("pool closed"),
+        "{}",
+        outcome.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_waiters_are_served_in_arrival_order_even_against_newcomers() {
     let (server, pool) = one_connection_with_slots(1).await;
     let target = server.target();
