@@ -91,6 +91,12 @@ inline uint32_t to_ms(std::chrono::milliseconds timeout) {
              : static_cast<uint32_t>(timeout.count());
 }
 
+/// A duration as the settings' text takes it: "250ms"; a negative one is refused.
+inline std::string duration(std::chrono::milliseconds value) {
+  if (value.count() < 0) throw Error(GRPCPOOL_INVALID_ARGUMENT, "a duration may not be negative");
+  return std::to_string(value.count()) + "ms";
+}
+
 /// A call's timeout for the C API: none is GRPCPOOL_NO_TIMEOUT; zero means the deadline is now.
 inline uint32_t to_ms(std::optional<std::chrono::milliseconds> timeout) {
   return timeout ? to_ms(*timeout) : GRPCPOOL_NO_TIMEOUT;
@@ -137,56 +143,49 @@ class Config {
     return *this;
   }
 
+  /// Sets any setting of core's table by name, from text (the README's settings table):
+  /// `set("keepalive_time", "30s")`. Throws Error (GRPCPOOL_INVALID_CONFIG) for an unknown
+  /// name or a value of the wrong form.
+  Config& set(const std::string& name, const std::string& value) {
+    return set(grpcpool_config_set(config_, name.c_str(), value.c_str()));
+  }
+
   /// Connections kept open per target once used.
-  Config& min_connections(uint32_t value) { return set(grpcpool_config_set_min_connections(config_, value)); }
+  Config& min_connections(uint32_t value) { return set("min_connections_per_target", std::to_string(value)); }
   /// Most connections per target.
-  Config& max_connections(uint32_t value) { return set(grpcpool_config_set_max_connections(config_, value)); }
+  Config& max_connections(uint32_t value) { return set("max_connections_per_target", std::to_string(value)); }
   /// Streams in flight per connection before another connection is opened.
-  Config& streams_per_connection(uint32_t value) {
-    return set(grpcpool_config_set_streams_per_connection(config_, value));
-  }
+  Config& streams_per_connection(uint32_t value) { return set("streams_per_connection", std::to_string(value)); }
   /// Time limit for connect, TLS and HTTP/2 handshakes.
-  Config& connect_timeout(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_connect_timeout_ms(config_, detail::to_ms(value)));
-  }
+  Config& connect_timeout(std::chrono::milliseconds value) { return set("connect_timeout", detail::duration(value)); }
   /// Keepalive ping interval; zero sends no pings.
-  Config& keepalive_time(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_keepalive_time_ms(config_, detail::to_ms(value)));
-  }
+  Config& keepalive_time(std::chrono::milliseconds value) { return set("keepalive_time", detail::duration(value)); }
   /// How long a keepalive ping may go unanswered.
   Config& keepalive_timeout(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_keepalive_timeout_ms(config_, detail::to_ms(value)));
+    return set("keepalive_timeout", detail::duration(value));
   }
   /// Whether to ping connections with no call in flight.
-  Config& keepalive_while_idle(bool value) { return set(grpcpool_config_set_keepalive_while_idle(config_, value)); }
+  Config& keepalive_while_idle(bool value) { return set("keepalive_while_idle", value ? "true" : "false"); }
   /// TCP_NODELAY on every connection.
-  Config& tcp_nodelay(bool value) { return set(grpcpool_config_set_tcp_nodelay(config_, value)); }
+  Config& tcp_nodelay(bool value) { return set("tcp_nodelay", value ? "true" : "false"); }
   /// Unused connections above the minimum close after this long.
-  Config& idle_timeout(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_idle_timeout_ms(config_, detail::to_ms(value)));
-  }
+  Config& idle_timeout(std::chrono::milliseconds value) { return set("idle_timeout", detail::duration(value)); }
   /// Connections are replaced after about this long; zero never.
   Config& max_connection_age(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_max_connection_age_ms(config_, detail::to_ms(value)));
+    return set("max_connection_age", detail::duration(value));
   }
   /// Default acquire wait, used by one-shot calls without a timeout.
-  Config& acquire_timeout(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_acquire_timeout_ms(config_, detail::to_ms(value)));
-  }
+  Config& acquire_timeout(std::chrono::milliseconds value) { return set("acquire_timeout", detail::duration(value)); }
   /// A lease held longer than this is reported as a leak (Pool::leaks_json).
   Config& lease_leak_threshold(std::chrono::milliseconds value) {
-    return set(grpcpool_config_set_lease_leak_threshold_ms(config_, detail::to_ms(value)));
+    return set("lease_leak_threshold", detail::duration(value));
   }
   /// Largest request in bytes.
-  Config& max_send_message_size(size_t value) {
-    return set(grpcpool_config_set_max_send_message_size(config_, value));
-  }
+  Config& max_send_message_size(size_t value) { return set("max_send_message_size", std::to_string(value)); }
   /// Largest response in bytes.
-  Config& max_receive_message_size(size_t value) {
-    return set(grpcpool_config_set_max_receive_message_size(config_, value));
-  }
+  Config& max_receive_message_size(size_t value) { return set("max_receive_message_size", std::to_string(value)); }
   /// Worker threads of the pool's runtime; 0 = one per core, at most 4.
-  Config& worker_threads(uint32_t value) { return set(grpcpool_config_set_worker_threads(config_, value)); }
+  Config& worker_threads(uint32_t value) { return set("worker_threads", std::to_string(value)); }
   /// Reconnect backoff: first delay, growth factor, jitter fraction and cap.
   Config& backoff(std::chrono::milliseconds initial, double multiplier, double jitter, std::chrono::milliseconds max) {
     return set(grpcpool_config_set_backoff(config_, detail::to_ms(initial), multiplier, jitter, detail::to_ms(max)));

@@ -181,9 +181,11 @@ int main(int argc, char **argv) {
   make_request(payload);
 
   grpcpool_config_t *config = grpcpool_config_new();
-  grpcpool_config_set_min_connections(config, (uint32_t)connections);
-  grpcpool_config_set_max_connections(config, (uint32_t)connections);
-  grpcpool_config_set_streams_per_connection(config, 1000);
+  char count[16];
+  snprintf(count, sizeof count, "%d", connections);
+  grpcpool_config_set(config, "min_connections_per_target", count);
+  grpcpool_config_set(config, "max_connections_per_target", count);
+  grpcpool_config_set(config, "streams_per_connection", "1000");
   if (tls_ca && grpcpool_config_set_tls_ca_file(config, tls_ca) != GRPCPOOL_OK) {
     fprintf(stderr, "tls ca: %s\n", grpcpool_last_error());
     return 1;

@@ -388,11 +388,20 @@ mod c_abi {
                 Some(name) => Some(CString::new(name.clone())?),
                 None => None,
             };
+            let connections = CString::new(target.connections.to_string())?;
             // SAFETY: a fresh config, valid pointers and lengths, the config freed once.
             let result = unsafe {
-                grpcpool_config_set_min_connections(config, target.connections as u32);
-                grpcpool_config_set_max_connections(config, target.connections as u32);
-                grpcpool_config_set_streams_per_connection(config, 1000);
+                grpcpool_config_set(
+                    config,
+                    c"min_connections_per_target".as_ptr(),
+                    connections.as_ptr(),
+                );
+                grpcpool_config_set(
+                    config,
+                    c"max_connections_per_target".as_ptr(),
+                    connections.as_ptr(),
+                );
+                grpcpool_config_set(config, c"streams_per_connection".as_ptr(), c"1000".as_ptr());
                 if let Some(ca) = &target.ca_pem {
                     grpcpool_config_set_tls_ca_pem(config, ca.as_ptr(), ca.len());
                 }

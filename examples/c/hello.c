@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
          GRPCPOOL_VERSION_MINOR, GRPCPOOL_VERSION_PATCH);
 
   grpcpool_config_t *config = grpcpool_config_new();
-  grpcpool_config_set_max_connections(config, 2);
+  grpcpool_config_set(config, "max_connections_per_target", "2");
   grpcpool_pool_t *pool = NULL;
   grpcpool_result rc = grpcpool_pool_new(config, &pool);
   grpcpool_config_free(config);

@@ -462,8 +462,8 @@ int main(void) {
   int light = check_env_flag("GRPCPOOL_TEST_LIGHT");
 
   grpcpool_config_t *config = grpcpool_config_new();
-  grpcpool_config_set_max_connections(config, 4);
-  grpcpool_config_set_acquire_timeout_ms(config, 60000);
+  grpcpool_config_set(config, "max_connections_per_target", "4");
+  grpcpool_config_set(config, "acquire_timeout", "60000ms");
   grpcpool_pool_t *pool = NULL;
   grpcpool_result rc = grpcpool_pool_new(config, &pool);
   grpcpool_config_free(config);

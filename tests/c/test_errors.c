@@ -139,7 +139,7 @@ static void check_null_arguments(grpcpool_pool_t *pool, const char *target) {
   EXPECT_FAIL(grpcpool_pool_shutdown(NULL, 0, &still), GRPCPOOL_NULL_ARGUMENT);
   CHECK(still == 77, "still_in_use written on failure");
 
-  EXPECT_FAIL(grpcpool_config_set_max_connections(NULL, 2), GRPCPOOL_NULL_ARGUMENT);
+  EXPECT_FAIL(grpcpool_config_set(NULL, "max_connections_per_target", "2"), GRPCPOOL_NULL_ARGUMENT);
   EXPECT_FAIL(grpcpool_config_set_backoff(NULL, 1, 1.5, 0.1, 10), GRPCPOOL_NULL_ARGUMENT);
   EXPECT_FAIL(grpcpool_config_set_tls_server_name(NULL, "x"), GRPCPOOL_NULL_ARGUMENT);
   grpcpool_config_t *config = grpcpool_config_new();
@@ -264,7 +264,7 @@ static void check_methods_and_metadata(grpcpool_pool_t *pool, const char *target
 static void check_message_size(const char *target) {
   check_section("max send 1024: 1024 bytes go, 1025 give MESSAGE_TOO_LARGE");
   grpcpool_config_t *config = grpcpool_config_new();
-  CHECK_RC(grpcpool_config_set_max_send_message_size(config, 1024), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_config_set(config, "max_send_message_size", "1024"), GRPCPOOL_OK);
   grpcpool_pool_t *pool = NULL;
   CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
   grpcpool_config_free(config);
@@ -309,23 +309,23 @@ static void expect_pool_new_fails(grpcpool_config_t *config, grpcpool_result exp
 static void check_configs(void) {
   check_section("config: min > max and other out-of-range values give INVALID_CONFIG at pool_new");
   grpcpool_config_t *config = grpcpool_config_new();
-  CHECK_RC(grpcpool_config_set_min_connections(config, 5), GRPCPOOL_OK);
-  CHECK_RC(grpcpool_config_set_max_connections(config, 2), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_config_set(config, "min_connections_per_target", "5"), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_config_set(config, "max_connections_per_target", "2"), GRPCPOOL_OK);
   expect_pool_new_fails(config, GRPCPOOL_INVALID_CONFIG, "min 5 > max 2");
   config = grpcpool_config_new();
-  grpcpool_config_set_max_connections(config, 0);
+  grpcpool_config_set(config, "max_connections_per_target", "0");
   expect_pool_new_fails(config, GRPCPOOL_INVALID_CONFIG, "max connections 0");
   config = grpcpool_config_new();
-  grpcpool_config_set_streams_per_connection(config, 0);
+  grpcpool_config_set(config, "streams_per_connection", "0");
   expect_pool_new_fails(config, GRPCPOOL_INVALID_CONFIG, "streams per connection 0");
   config = grpcpool_config_new();
-  grpcpool_config_set_initial_stream_window_size(config, 10);
+  grpcpool_config_set(config, "initial_stream_window_size", "10");
   expect_pool_new_fails(config, GRPCPOOL_INVALID_CONFIG, "stream window 10");
   config = grpcpool_config_new();
-  grpcpool_config_set_connect_timeout_ms(config, 0);
+  grpcpool_config_set(config, "connect_timeout", "0");
   expect_pool_new_fails(config, GRPCPOOL_INVALID_CONFIG, "connect timeout 0");
   config = grpcpool_config_new();
-  grpcpool_config_set_max_send_message_size(config, 0);
+  grpcpool_config_set(config, "max_send_message_size", "0");
   expect_pool_new_fails(config, GRPCPOOL_INVALID_CONFIG, "max send 0");
   config = grpcpool_config_new();
   grpcpool_config_set_backoff(config, 100, 0.5, 0.2, 1000);
@@ -437,7 +437,7 @@ static void check_unavailable(grpcpool_pool_t *pool) {
 static void check_saturation(const char *limited) {
   check_section("saturation: 2 streams/connection, max 1 connection: third acquire ACQUIRE_TIMEOUT");
   grpcpool_config_t *config = grpcpool_config_new();
-  CHECK_RC(grpcpool_config_set_max_connections(config, 1), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_config_set(config, "max_connections_per_target", "1"), GRPCPOOL_OK);
   grpcpool_pool_t *pool = NULL;
   CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
   grpcpool_config_free(config);

@@ -474,7 +474,7 @@ static void check_slots_and_free(const char *limited) {
                 "the server sees the resets");
   /* One connection to a server allowing 2 streams: two open streams take every slot. */
   grpcpool_config_t *config = grpcpool_config_new();
-  CHECK_RC(grpcpool_config_set_max_connections(config, 1), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_config_set(config, "max_connections_per_target", "1"), GRPCPOOL_OK);
   grpcpool_pool_t *pool = NULL;
   CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
   grpcpool_config_free(config);
@@ -576,7 +576,7 @@ static void unary_done_callback(void *user_data, grpcpool_response_t *response) 
 static void check_bad_input(const char *target) {
   check_section("bad input: NULL, bad method, metadata, target, sizes; the lease survives; BUSY lease");
   grpcpool_config_t *config = grpcpool_config_new();
-  CHECK_RC(grpcpool_config_set_max_send_message_size(config, 1024), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_config_set(config, "max_send_message_size", "1024"), GRPCPOOL_OK);
   grpcpool_pool_t *pool = NULL;
   CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
   grpcpool_config_free(config);

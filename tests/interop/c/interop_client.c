@@ -534,7 +534,7 @@ static int make_pool(void) {
   if (rc == GRPCPOOL_OK && server_name != NULL && server_name[0] != '\0') {
     rc = grpcpool_config_set_tls_server_name(config, server_name);
   }
-  if (rc == GRPCPOOL_OK) rc = grpcpool_config_set_acquire_timeout_ms(config, DEADLINE_MS);
+  if (rc == GRPCPOOL_OK) rc = grpcpool_config_set(config, "acquire_timeout", "10s"); /* DEADLINE_MS */
   if (rc == GRPCPOOL_OK) rc = grpcpool_pool_new(config, &pool);
   grpcpool_config_free(config);
   return rc == GRPCPOOL_OK ? 0 : fail_rc("making the pool", rc);
