@@ -208,6 +208,20 @@ struct AsyncTarget {
     out_call: *mut grpcpool_call_t,
 }
 
+impl AsyncTarget {
+    fn new(
+        callback: grpcpool_unary_callback_t,
+        user_data: *mut c_void,
+        out_call: *mut grpcpool_call_t,
+    ) -> AsyncTarget {
+        AsyncTarget {
+            callback,
+            user_data,
+            out_call,
+        }
+    }
+}
+
 /// Spawns `call` on the pool's runtime; the callback gets its response, or CANCELLED, exactly
 /// once, even if the task panics or the runtime drops it.
 fn spawn_async<F>(
@@ -329,11 +343,7 @@ pub unsafe extern "C" fn grpcpool_lease_unary_async(
     ffi_boundary!({
         // SAFETY: per the contract.
         let options = unsafe { call_options::from_parts(metadata, metadata_len, timeout_ms) };
-        let target = AsyncTarget {
-            callback,
-            user_data,
-            out_call,
-        };
+        let target = AsyncTarget::new(callback, user_data, out_call);
         // SAFETY: per the contract.
         unsafe { lease_unary_async(lease, method, request, request_len, options, target) }
     })
@@ -358,11 +368,7 @@ pub unsafe extern "C" fn grpcpool_lease_unary_async_with(
     ffi_boundary!({
         // SAFETY: per the contract.
         let options = Ok(unsafe { call_options::read(options) });
-        let target = AsyncTarget {
-            callback,
-            user_data,
-            out_call,
-        };
+        let target = AsyncTarget::new(callback, user_data, out_call);
         // SAFETY: per the contract.
         unsafe { lease_unary_async(lease, method, request, request_len, options, target) }
     })
@@ -392,11 +398,7 @@ pub unsafe extern "C" fn grpcpool_unary_async(
     ffi_boundary!({
         // SAFETY: per the contract.
         let options = unsafe { call_options::from_parts(metadata, metadata_len, timeout_ms) };
-        let on_done = AsyncTarget {
-            callback,
-            user_data,
-            out_call,
-        };
+        let on_done = AsyncTarget::new(callback, user_data, out_call);
         // SAFETY: per the contract.
         unsafe { pool_unary_async(pool, target, method, request, request_len, options, on_done) }
     })
@@ -421,11 +423,7 @@ pub unsafe extern "C" fn grpcpool_unary_async_with(
     ffi_boundary!({
         // SAFETY: per the contract.
         let options = Ok(unsafe { call_options::read(options) });
-        let on_done = AsyncTarget {
-            callback,
-            user_data,
-            out_call,
-        };
+        let on_done = AsyncTarget::new(callback, user_data, out_call);
         // SAFETY: per the contract.
         unsafe { pool_unary_async(pool, target, method, request, request_len, options, on_done) }
     })
