@@ -1,11 +1,13 @@
-// Types of the npm package `grpcpool`. The settings, statistics and status codes come from
-// native.d.ts, which napi-rs generates from the addon's Rust (scripts/gen-types.sh); this
-// file declares the JavaScript layer over it (lib/).
+// Types of the npm package `grpcpool`. The pool options come from settings.d.ts, generated
+// from the core's settings table (scripts/gen-header.sh); the statistics and status codes from
+// native.d.ts, which napi-rs generates from the addon's Rust (scripts/gen-types.sh); this file
+// declares the JavaScript layer over them (lib/).
 
-import type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease } from './native';
-import { Status } from './native';
+import type { PoolOptions } from './settings';
+import type { PoolStats, TargetStats, ConnectionCounts, LeakedLease } from './native';
+import { Status, poolOptionNames, poolOptionDefaults } from './native';
 
-export { Status };
+export { Status, poolOptionNames, poolOptionDefaults };
 export type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease };
 
 /** Request metadata: a Metadata, or key -> string (Buffer for `-bin` keys), or arrays of them. */
@@ -51,10 +53,12 @@ export declare class GrpcError extends Error {
 
 /** Options of a call on a lease. */
 export interface CallOptions {
-  /** The deadline, in milliseconds from now. */
+  /** The deadline, in milliseconds from now; 0 is a deadline already past (DEADLINE_EXCEEDED). */
   timeoutMs?: number;
   /** Request metadata. */
   metadata?: MetadataInit;
+  /** How the request is compressed: 'gzip', or 'identity' (the default) for not at all. */
+  compression?: 'gzip' | 'identity';
   /** Aborting cancels the call (it rejects with a CANCELLED GrpcError). */
   signal?: AbortSignal;
 }
@@ -125,9 +129,14 @@ export declare class Lease implements Disposable, AsyncDisposable {
   unary(method: string, request: Bytes, options?: CallOptions): Promise<Buffer>;
   /** As `unary`, resolving with the whole outcome for any status. */
   unaryResponse(method: string, request: Bytes, options?: CallOptions): Promise<CallResponse>;
-  /** Opens a streaming call; the stream takes the lease over (the lease reads as released). */
+  /**
+   * Opens a streaming call on the lease's connection, using the lease's slot until the call
+   * ends. The lease stays usable once the stream is over, and still needs `release()`; the slot
+   * returns once both are done. Rejects with `code: 'ERR_GRPCPOOL_BUSY'` while calls or another
+   * stream are in flight on the lease.
+   */
   openStream(method: string, options?: CallOptions): Promise<Stream>;
-  /** Returns the slot to the pool. Releasing twice does nothing. */
+  /** Releases the lease: the slot returns now, or when a stream opened on it ends. Releasing twice does nothing. */
   release(): void;
   /** Whether the lease was released. */
   readonly released: boolean;
@@ -139,12 +148,16 @@ export declare class Lease implements Disposable, AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** A streaming call: write requests, read responses (an async iterable of Buffers). */
+/**
+ * A streaming call: write requests, read responses (an async iterable of Buffers). One write
+ * and one read (`read` or `headers`) may wait at a time; a second of either rejects at once
+ * with `code: 'ERR_GRPCPOOL_BUSY'`.
+ */
 export declare class Stream implements AsyncIterable<Buffer>, AsyncDisposable {
   private constructor();
-  /** Sends a request message; resolves once flow control took it. */
+  /** Sends a request message; resolves once flow control took it. Await it before the next write. */
   write(message: Bytes): Promise<void>;
-  /** Half-closes: no more requests. */
+  /** Half-closes: no more requests (after a write already started). */
   end(): void;
   /** The response headers. */
   headers(): Promise<Metadata>;
@@ -162,7 +175,7 @@ export declare class Stream implements AsyncIterable<Buffer>, AsyncDisposable {
 
 /** A streaming call of a generated client: decoded responses, typed requests. */
 export interface ResponseStream<Request = any, Response = any> extends AsyncIterable<Response> {
-  /** Sends one request. */
+  /** Sends one request; await it before the next (a second write while one waits rejects with `code: 'ERR_GRPCPOOL_BUSY'`). */
   write(request: Request): Promise<void>;
   /** Half-closes. */
   end(): Promise<void>;

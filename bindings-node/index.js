@@ -8,5 +8,8 @@ const { GrpcError } = require('./lib/errors');
 const { Status } = require('./lib/status');
 const { Metadata } = require('./lib/metadata');
 const { createClient } = require('./lib/client');
+const { poolOptionNames, poolOptionDefaults } = require('./lib/native');
 
-module.exports = { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient };
+module.exports = {
+  Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, poolOptionNames, poolOptionDefaults,
+};

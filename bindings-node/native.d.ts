@@ -7,15 +7,20 @@
  */
 export declare class NativeLease {
   /** Starts a unary call on the lease's connection; completes as `NativePool.unary` does. */
-  unary(id: number, method: string, request: Uint8Array, timeoutMs: number | undefined | null, metadata: Array<MetadataEntry> | undefined | null, full: boolean, cancellable: boolean): Failure | null
+  unary(id: number, method: string, request: Uint8Array, timeoutMs: number | undefined | null, metadata: Array<MetadataEntry> | undefined | null, compression: string | undefined | null, full: boolean, cancellable: boolean): Failure | null
   /**
-   * Opens a streaming call on the lease's connection. The stream takes the lease over: the
-   * lease counts as released, and the stream gives the slot back when it ends.
+   * Opens a streaming call on the lease's connection, using the lease's slot until the call
+   * ends. The lease stays the caller's: calls and another stream work on it once this one is
+   * over, and the slot returns once both the lease is released and the stream is over. A
+   * `"busy"` failure while calls or another stream are in flight on the lease.
    */
-  openStream(method: string, timeoutMs?: number | undefined | null, metadata?: Array<MetadataEntry> | undefined | null): NativeStream | Failure
+  openStream(method: string, timeoutMs?: number | undefined | null, metadata?: Array<MetadataEntry> | undefined | null, compression?: string | undefined | null): NativeStream | Failure
   /** Drops the cancellable call `id` if it is still running (resetting its stream). */
   cancel(id: number): void
-  /** Returns the slot to the pool. Releasing twice does nothing. */
+  /**
+   * Releases the lease; its slot returns to the pool now, or when a stream opened on it
+   * ends. Releasing twice does nothing.
+   */
   release(): void
   /** Whether the lease was released. */
   get released(): boolean
@@ -32,19 +37,20 @@ export declare class NativeLease {
  */
 export declare class NativePool {
   /**
-   * Makes a pool (no thread or connection starts before the first use). `settle` receives
-   * arrays of completions on the JavaScript thread. Throws on an invalid setting.
+   * Makes a pool (no thread or connection starts before the first use). `options` names
+   * settings of the core's table (see `poolOptionNames`); `settle` receives arrays of
+   * completions on the JavaScript thread. Throws on an unknown option or an invalid setting.
    */
-  constructor(options: PoolOptions | undefined | null, settle: (arg: Array<Completion>) => void)
+  constructor(options: import('./settings').PoolOptions | undefined | null, settle: (arg: Array<Completion>) => void)
   /** Starts acquiring a lease on `target`; completes with `lease`. */
   acquire(id: number, target: string, timeoutMs: number | undefined | null, waitForReady: boolean | undefined | null, site: string | undefined | null, cancellable: boolean): Failure | null
   /**
    * Starts a one-shot unary call (acquire, call, release); completes with `body`, or with
    * `result` when `full` is set or the status is not OK.
    */
-  unary(id: number, target: string, method: string, request: Uint8Array, timeoutMs: number | undefined | null, metadata: Array<MetadataEntry> | undefined | null, waitForReady: boolean | undefined | null, full: boolean, cancellable: boolean): Failure | null
+  unary(id: number, target: string, method: string, request: Uint8Array, timeoutMs: number | undefined | null, metadata: Array<MetadataEntry> | undefined | null, waitForReady: boolean | undefined | null, compression: string | undefined | null, full: boolean, cancellable: boolean): Failure | null
   /** Starts acquiring a lease and opening a streaming call on it; completes with `stream`. */
-  openStream(id: number, target: string, method: string, timeoutMs: number | undefined | null, metadata: Array<MetadataEntry> | undefined | null, waitForReady: boolean | undefined | null, cancellable: boolean): Failure | null
+  openStream(id: number, target: string, method: string, timeoutMs: number | undefined | null, metadata: Array<MetadataEntry> | undefined | null, waitForReady: boolean | undefined | null, compression: string | undefined | null, cancellable: boolean): Failure | null
   /** Drops the cancellable operation `id` if it is still running (resetting its stream). */
   cancel(id: number): void
   /** A snapshot of every target's counters. */
@@ -64,26 +70,36 @@ export declare class NativePool {
 /**
  * A native streaming call. `send`, `recv` and `headers` complete through the pool's queue;
  * `recv` completes with `body` for a message and with `result` (the final status) at the end.
+ * One send and one read (`recv` or `headers`) may wait at a time: a second of the same kind
+ * is refused at once with a `"busy"` failure.
  */
 export declare class NativeStream {
   /**
-   * Queues a message; completes when it was handed to HTTP/2 (flow control may hold it), or
-   * with a `"stream-closed"` failure once sending is over.
+   * Starts sending a message; completes when it was handed to HTTP/2 (flow control may hold
+   * it), or with a `"stream-closed"` failure once sending is over. Refused now while another
+   * send waits (`"busy"`) and for a message above the pool's send limit.
    */
   send(id: number, message: Uint8Array): Failure | null
-  /** Half-closes after the messages already queued: no more messages go to the server. */
+  /**
+   * Half-closes after a send already started, if any: no more messages go to the server,
+   * and a send from now on fails with `"stream-closed"`.
+   */
   closeSend(): void
   /**
    * Starts reading the next message; completes with `body`, or with `result` (the final
-   * status, headers and trailers) once the call is over.
+   * status, headers and trailers) once the call is over. Refused now (`"busy"`) while
+   * another read or `headers` waits.
    */
   recv(id: number): Failure | null
   /**
    * Starts waiting for the response headers; completes with `metadata` (empty when the
-   * call ended without headers).
+   * call ended without headers). Counts as a read for `"busy"`.
    */
   headers(id: number): Failure | null
-  /** Cancels the call: the server sees RST_STREAM CANCEL and the final status is CANCELLED. */
+  /**
+   * Cancels the call: the server sees RST_STREAM CANCEL, every waiting operation wakes and
+   * the final status is CANCELLED.
+   */
   cancel(): void
 }
 
@@ -141,7 +157,8 @@ export interface Failure {
   /**
    * `"status"`: a gRPC status (GrpcError); `"invalid"`: bad input (TypeError); `"closed"`:
    * the pool is closed; `"released"`: the lease was released; `"stream-closed"`: the
-   * stream no longer sends; `"internal"`: the library itself failed.
+   * stream no longer sends; `"busy"`: other work in flight refuses it now (nothing
+   * happened; try again once that work is done); `"internal"`: the library itself failed.
    */
   kind: string
   /** The gRPC status code that best describes it. */
@@ -169,69 +186,17 @@ export interface MetadataEntry {
 }
 
 /**
- * Every setting of a pool; each is optional and defaults to the core's default (see the
- * README). Durations are milliseconds; 0 turns off `keepaliveTimeMs`, `tcpKeepaliveMs` and
- * `maxConnectionAgeMs`.
+ * Every setting's default by option name, in the units the options take (milliseconds for
+ * durations, 0 where 0 turns a setting off), in the order of the core's table. Settings unset
+ * by default (the TLS ones) are absent.
  */
-export interface PoolOptions {
-  /** Connections kept open per target once it has been used (default 1). */
-  minConnectionsPerTarget?: number
-  /** Upper bound on connections per target (default 4). */
-  maxConnectionsPerTarget?: number
-  /** Streams in flight per connection before another connection opens (default 64). */
-  streamsPerConnection?: number
-  /** Time for TCP connect, TLS and the HTTP/2 handshake (default 20000). */
-  connectTimeoutMs?: number
-  /** Interval between HTTP/2 keepalive pings; 0 sends none (default 300000). */
-  keepaliveTimeMs?: number
-  /** How long a ping may go unanswered before the connection is dead (default 20000). */
-  keepaliveTimeoutMs?: number
-  /** Whether to ping connections with no calls in flight (default false). */
-  keepaliveWhileIdle?: boolean
-  /** Sets TCP_NODELAY (default true). */
-  tcpNodelay?: boolean
-  /** TCP keepalive idle time; 0 leaves the OS default (default 60000). */
-  tcpKeepaliveMs?: number
-  /** Connections above the minimum idle this long are closed (default 120000). */
-  idleTimeoutMs?: number
-  /** Connections older than this are replaced; 0 never (default 1800000). */
-  maxConnectionAgeMs?: number
-  /** Delay after the first failed connection attempt (default 1000). */
-  backoffInitialMs?: number
-  /** Growth of the delay per failure (default 1.6). */
-  backoffMultiplier?: number
-  /** Random spread of each delay as a fraction, 0 to below 1 (default 0.2). */
-  backoffJitter?: number
-  /** Longest delay between connection attempts (default 120000). */
-  backoffMaxMs?: number
-  /** How long `acquire` waits for a slot when no timeout is given (default 10000). */
-  acquireTimeoutMs?: number
-  /** A lease held longer than this is reported as a leak (default 60000). */
-  leaseLeakThresholdMs?: number
-  /** HTTP/2 initial stream window in bytes (default 2 MiB). */
-  initialStreamWindowSize?: number
-  /** HTTP/2 initial connection window in bytes (default 8 MiB). */
-  initialConnectionWindowSize?: number
-  /** Largest request accepted, in bytes (default 4 MiB). */
-  maxSendMessageSize?: number
-  /** Largest response accepted, in bytes (default 4 MiB). */
-  maxReceiveMessageSize?: number
-  /** How often host names in targets are resolved again (default 30000). */
-  dnsRefreshIntervalMs?: number
-  /** Worker threads of the internal runtime; 0 is one per core, at most 4 (default 0). */
-  workerThreads?: number
-  /** PEM certificates to trust for `https://` targets instead of the system roots. */
-  tlsCaPem?: string | Buffer
-  /** PEM certificate chain presented to servers that ask for one (mTLS). */
-  tlsClientCertPem?: string | Buffer
-  /** PEM private key for `tlsClientCertPem`. */
-  tlsClientKeyPem?: string | Buffer
-  /**
-   * The name checked against the server's certificate (and sent as SNI) instead of the
-   * target's host.
-   */
-  tlsServerName?: string
-}
+export declare function poolOptionDefaults(): Record<string, number | boolean | string | Buffer>
+
+/**
+ * The names `new Pool(options)` takes, one per core setting, in the order of the core's table
+ * (the keys of `PoolOptions` in settings.d.ts).
+ */
+export declare function poolOptionNames(): Array<string>
 
 /** A snapshot of the whole pool: every target and their sums. */
 export interface PoolStats {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Tests the Node package: installs the dev tools (npm ci, from the committed lockfile), builds
-# the addon (debug) with the package's own install script, checks that the generated
-# native.d.ts is current, type-checks the public types with tsc --strict, compiles the
-# `await using` test with tsc, then runs node --test against real @grpc/grpc-js servers.
+# the addon (debug) with the package's own install script and the repository's echo server
+# (testserver/), checks that the generated native.d.ts is current, type-checks the public
+# types with tsc --strict, compiles the `await using` test with tsc, then runs node --test
+# against real @grpc/grpc-js servers and the echo server. Every cargo build honours
+# CARGO_TARGET_DIR.
 # Needs only Node (18+; 20 here), npm and Rust. GRPCPOOL_NODE_PACK_CHECK=1 also installs the
 # package from `npm pack`'s tarball into a scratch project and makes a call with it (slow: a
 # full build of the bundled sources).
@@ -14,6 +16,9 @@ npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 echo "== building the addon (debug) with scripts/install.js"
 GRPCPOOL_NODE_PROFILE=debug node scripts/install.js
+
+echo "== building the repository's echo server (the compression tests read what it received)"
+cargo build --manifest-path ../Cargo.toml -p grpcpool-testserver --bin grpcpool-echo-server
 
 echo "== native.d.ts is current"
 bash scripts/gen-types.sh --check

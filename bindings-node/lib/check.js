@@ -25,20 +25,26 @@ function checkBytes(name, value) {
   return value;
 }
 
-/** An options object, or undefined for none; keys outside `known` are refused. */
-function checkOptions(name, options, known) {
+/** An options object, or undefined (or null) for none: `{}` then. */
+function checkObject(name, options) {
   if (options === undefined || options === null) {
     return {};
   }
   if (typeof options !== 'object' || Array.isArray(options)) {
     throw invalid(`${name} must be an object, not ${describe(options)}`);
   }
-  for (const key of Object.keys(options)) {
+  return options;
+}
+
+/** An options object, or undefined for none; keys outside `known` are refused. */
+function checkOptions(name, options, known) {
+  const checked = checkObject(name, options);
+  for (const key of Object.keys(checked)) {
     if (!known.includes(key)) {
       throw invalid(`unknown ${name} key ${JSON.stringify(key)}; known keys: ${known.join(', ')}`);
     }
   }
-  return options;
+  return checked;
 }
 
 /** Milliseconds: undefined, or a finite number >= 0. */
@@ -48,6 +54,14 @@ function checkMillis(name, value) {
   }
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw invalid(`${name} must be a finite number of milliseconds >= 0, not ${describe(value)} ${String(value)}`);
+  }
+  return value;
+}
+
+/** A string or undefined (its meaning is checked by the addon). */
+function checkOptionalString(name, value) {
+  if (value !== undefined && typeof value !== 'string') {
+    throw invalid(`${name} must be a string, not ${describe(value)}`);
   }
   return value;
 }
@@ -79,4 +93,6 @@ function signalOf(options) {
   return checkSignal(options.signal);
 }
 
-module.exports = { signalOf, checkString, checkBytes, checkOptions, checkMillis, checkBoolean, checkSignal };
+module.exports = {
+  signalOf, checkString, checkBytes, checkObject, checkOptions, checkMillis, checkBoolean, checkOptionalString, checkSignal,
+};

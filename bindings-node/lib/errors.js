@@ -29,10 +29,17 @@ class GrpcError extends Error {
   }
 }
 
+/**
+ * The `code` of the Error for each kind of Failure that is neither a status nor bad input.
+ * ERR_GRPCPOOL_BUSY: other work in flight refuses the operation now (opening a stream on a
+ * lease with unary calls in flight, a second write or read on a stream while one waits);
+ * nothing happened, and it may be tried again once that work is done.
+ */
 const FAILURE_CODES = {
   closed: 'ERR_GRPCPOOL_CLOSED',
   released: 'ERR_GRPCPOOL_LEASE_RELEASED',
   'stream-closed': 'ERR_GRPCPOOL_STREAM_CLOSED',
+  busy: 'ERR_GRPCPOOL_BUSY',
   internal: 'ERR_GRPCPOOL_INTERNAL',
 };
 

@@ -37,25 +37,30 @@ class Lease {
       checkString('method', method);
       checkBytes('request', request);
       const o = callOptions(options, LEASE_CALL_KEYS);
-      return this.#native.unary(id, method, request, o.timeoutMs, o.metadata, full, cancellable);
+      return this.#native.unary(id, method, request, o.timeoutMs, o.metadata, o.compression, full, cancellable);
     }, convert, options, this.#cancel);
   }
 
   /**
-   * Opens a streaming call on the lease's connection. The stream takes the lease over (the
-   * lease reads as released) and gives the slot back when it ends.
+   * Opens a streaming call on the lease's connection, using the lease's slot until the call
+   * ends. The lease stays usable once the stream is over and still needs release(); the slot
+   * returns once both are done. Rejects with ERR_GRPCPOOL_BUSY while calls or another stream
+   * are in flight on the lease.
    */
   async openStream(method, options) {
     checkString('method', method);
     const o = callOptions(options, LEASE_CALL_KEYS);
-    const opened = this.#native.openStream(method, o.timeoutMs, o.metadata);
+    const opened = this.#native.openStream(method, o.timeoutMs, o.metadata, o.compression);
     if (opened.kind !== undefined) {
       throw errorFromFailure(opened);
     }
     return new Stream(this.#pool, opened, o.signal);
   }
 
-  /** Returns the slot to the pool. Releasing twice does nothing. */
+  /**
+   * Releases the lease: the slot returns now, or when a stream opened on it ends. Releasing
+   * twice does nothing.
+   */
   release() {
     this.#native.release();
   }

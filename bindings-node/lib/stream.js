@@ -10,7 +10,10 @@ const { callResponse } = require('./responses');
 
 /**
  * A streaming call. Responses are an async iterable of Buffers; a non-OK final status makes
- * the iteration (or `read()`) reject with a GrpcError. Read from one place at a time.
+ * the iteration (or `read()`) reject with a GrpcError. One write and one read (`read()` or
+ * `headers()`) may wait at a time, and a write and a read may wait together: a second write
+ * (or read) while one waits rejects at once with ERR_GRPCPOOL_BUSY, so await each write (it
+ * waits for flow control) before the next.
  */
 class Stream {
   #native;
@@ -35,26 +38,33 @@ class Stream {
 
   /**
    * Sends a request message; resolves once HTTP/2 flow control took it. Rejects with
-   * ERR_GRPCPOOL_STREAM_CLOSED once sending is over (after end(), a cancel, or the call's end:
-   * reading then gives the status).
+   * ERR_GRPCPOOL_BUSY while another write waits, and with ERR_GRPCPOOL_STREAM_CLOSED once
+   * sending is over (after end(), a cancel, or the call's end: reading then gives the status).
    */
   write(message) {
     return begin(this, (id) => this.#native.send(id, checkBytes('message', message)), () => undefined);
   }
 
-  /** Half-closes: no more requests (after those already written). Reading goes on. */
+  /**
+   * Half-closes: no more requests (after a write already started, as in `write(m); end()`).
+   * Reading goes on.
+   */
   end() {
     this.#native.closeSend();
   }
 
-  /** The response headers, once they arrive (empty if the call ended without any). */
+  /**
+   * The response headers, once they arrive (empty if the call ended without any). Counts as a
+   * read: ERR_GRPCPOOL_BUSY while a read waits.
+   */
   headers() {
     return begin(this, (id) => this.#native.headers(id), (completion) => Metadata.fromEntries(completion.metadata));
   }
 
   /**
    * The next response message, or null at the end of an OK call; rejects with a GrpcError
-   * when the call ended with another status.
+   * when the call ended with another status, and with ERR_GRPCPOOL_BUSY while another read
+   * (or `headers()`) waits.
    */
   read() {
     return begin(this, (id) => this.#native.recv(id), (completion) => {

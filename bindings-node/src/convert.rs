@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use grpcpool_core::{CallOptions, Metadata, MetadataValue, Response};
+use grpcpool_core::{CallOptions, Compression, Metadata, MetadataValue, Response};
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
 
@@ -89,11 +89,14 @@ pub(crate) fn call_result(response: Response) -> CallResult {
     }
 }
 
-/// Call options from the positional arguments JavaScript passes.
+/// Call options from the positional arguments JavaScript passes. A timeout of 0 is a deadline
+/// already past (DEADLINE_EXCEEDED), as in grpc-js; the compression is a name the core reads
+/// (`"gzip"`, or `"identity"` for none).
 pub(crate) fn call_options(
     timeout_ms: Option<f64>,
     metadata: Option<Vec<MetadataEntry>>,
     wait_for_ready: Option<bool>,
+    compression: Option<String>,
 ) -> Result<CallOptions, Failure> {
     let mut options = match timeout_ms {
         Some(timeout) => CallOptions::with_timeout(millis("timeoutMs", timeout)?),
@@ -101,6 +104,10 @@ pub(crate) fn call_options(
     };
     if let Some(entries) = metadata {
         options = options.metadata(metadata_from(entries));
+    }
+    if let Some(name) = compression {
+        let compression = Compression::from_name(&name).map_err(Failure::from_error)?;
+        options = options.compression(compression);
     }
     Ok(options.wait_for_ready(wait_for_ready.unwrap_or(false)))
 }

@@ -1,6 +1,7 @@
-//! Why an operation failed, in the form JavaScript turns into an Error.
+//! Why an operation failed, in the form JavaScript turns into an Error: the face's one error
+//! map (core errors by [`ErrorKind`], and the face's own handle checks).
 
-use grpcpool_core::{Code, Error};
+use grpcpool_core::{Code, Error, ErrorKind};
 use napi_derive::napi;
 
 /// Why an operation could not be done. JavaScript turns it into an Error: `kind` picks the class.
@@ -8,7 +9,8 @@ use napi_derive::napi;
 pub struct Failure {
     /// `"status"`: a gRPC status (GrpcError); `"invalid"`: bad input (TypeError); `"closed"`:
     /// the pool is closed; `"released"`: the lease was released; `"stream-closed"`: the
-    /// stream no longer sends; `"internal"`: the library itself failed.
+    /// stream no longer sends; `"busy"`: other work in flight refuses it now (nothing
+    /// happened; try again once that work is done); `"internal"`: the library itself failed.
     pub kind: String,
     /// The gRPC status code that best describes it.
     pub code: i32,
@@ -35,7 +37,7 @@ impl Failure {
         Failure::new("closed", Code::Unavailable, "the pool is closed")
     }
 
-    /// The lease was released (or handed to a stream).
+    /// The lease was released.
     pub(crate) fn released() -> Failure {
         Failure::new(
             "released",
@@ -44,23 +46,26 @@ impl Failure {
         )
     }
 
-    /// A gRPC status produced without a call (a failed acquire, a cancelled operation).
-    pub(crate) fn status(code: Code, message: impl Into<String>) -> Failure {
-        Failure::new("status", code, message)
-    }
-
-    /// A core error, by kind.
+    /// A core error, by kind. Exhaustive on purpose: a kind the core adds fails to compile
+    /// here until it is given a JavaScript form.
     pub(crate) fn from_error(error: Error) -> Failure {
-        let code = error.code();
-        let kind = match &error {
-            Error::PoolClosed => "closed",
-            Error::StreamClosed => "stream-closed",
-            Error::AcquireTimeout { .. }
-            | Error::Unavailable { .. }
-            | Error::MessageTooLarge { .. } => "status",
-            Error::Runtime(_) | Error::BlockingInAsync => "internal",
-            _ => "invalid",
+        let kind = match error.kind() {
+            ErrorKind::InvalidTarget
+            | ErrorKind::InvalidMethod
+            | ErrorKind::InvalidMetadata
+            | ErrorKind::InvalidCompression
+            | ErrorKind::InvalidConfig
+            | ErrorKind::Tls => "invalid",
+            // As gRPC clients report them: an oversized request is RESOURCE_EXHAUSTED, no slot
+            // in time DEADLINE_EXCEEDED, an unreachable target UNAVAILABLE.
+            ErrorKind::MessageTooLarge | ErrorKind::AcquireTimeout | ErrorKind::Unavailable => {
+                "status"
+            }
+            ErrorKind::PoolClosed => return Failure::closed(),
+            ErrorKind::StreamClosed => "stream-closed",
+            ErrorKind::Busy => "busy",
+            ErrorKind::BlockingInAsync | ErrorKind::Runtime => "internal",
         };
-        Failure::new(kind, code, error.to_string())
+        Failure::new(kind, error.code(), error.to_string())
     }
 }

@@ -50,33 +50,40 @@ impl NativeLease {
         request: Uint8ArraySlice<'_>,
         timeout_ms: Option<f64>,
         metadata: Option<Vec<MetadataEntry>>,
+        compression: Option<String>,
         full: bool,
         cancellable: bool,
     ) -> Option<Failure> {
         let started = self.lease().and_then(|lease| {
-            let options = call_options(timeout_ms, metadata, None)?;
+            let options = call_options(timeout_ms, metadata, None, compression)?;
             let call = self
                 .state
                 .pool
                 .prepare(&method, Bytes::copy_from_slice(&request), options)
                 .map_err(Failure::from_error)?;
+            // In use from now, not from the task's first poll: a stream opened right after
+            // this returns is refused as busy.
+            let calling = lease.start_call(call);
             self.state.start(id, cancellable, async move {
-                unary_completion(id, lease.call(call).await, full)
+                unary_completion(id, calling.await, full)
             })
         });
         started.err()
     }
 
-    /// Opens a streaming call on the lease's connection. The stream takes the lease over: the
-    /// lease counts as released, and the stream gives the slot back when it ends.
+    /// Opens a streaming call on the lease's connection, using the lease's slot until the call
+    /// ends. The lease stays the caller's: calls and another stream work on it once this one is
+    /// over, and the slot returns once both the lease is released and the stream is over. A
+    /// `"busy"` failure while calls or another stream are in flight on the lease.
     #[napi]
     pub fn open_stream(
         &self,
         method: String,
         timeout_ms: Option<f64>,
         metadata: Option<Vec<MetadataEntry>>,
+        compression: Option<String>,
     ) -> Either<NativeStream, Failure> {
-        match self.try_open_stream(&method, timeout_ms, metadata) {
+        match self.try_open_stream(&method, timeout_ms, metadata, compression) {
             Ok(stream) => Either::A(stream),
             Err(failure) => Either::B(failure),
         }
@@ -88,7 +95,8 @@ impl NativeLease {
         self.state.cancel(id);
     }
 
-    /// Returns the slot to the pool. Releasing twice does nothing.
+    /// Releases the lease; its slot returns to the pool now, or when a stream opened on it
+    /// ends. Releasing twice does nothing.
     #[napi]
     pub fn release(&self) {
         drop(self.lease.lock().take());
@@ -123,30 +131,19 @@ impl NativeLease {
         method: &str,
         timeout_ms: Option<f64>,
         metadata: Option<Vec<MetadataEntry>>,
+        compression: Option<String>,
     ) -> Result<NativeStream, Failure> {
-        self.lease()?;
-        let options = call_options(timeout_ms, metadata, None)?;
-        // Bad input is refused before the lease is handed over.
-        self.state
+        let lease = self.lease()?;
+        let options = call_options(timeout_ms, metadata, None, compression)?;
+        let call = self
+            .state
             .pool
-            .prepare(method, Bytes::new(), options.clone())
+            .prepare_stream(method, options)
             .map_err(Failure::from_error)?;
-        let mut slot = self.lease.lock();
-        let Some(shared) = slot.take() else {
-            return Err(Failure::released());
-        };
-        let lease = match Arc::try_unwrap(shared) {
-            Ok(lease) => lease,
-            Err(shared) => {
-                *slot = Some(shared);
-                return Err(Failure::invalid(
-                    "the lease has unary calls in flight: open the stream when they end",
-                ));
-            }
-        };
-        drop(slot);
-        let stream = Arc::new(lease)
-            .open_stream(method, options)
+        // The stream holds its own reference to the lease until the call ends; this handle
+        // keeps its own, so release() and a collection work as for any lease.
+        let stream = lease
+            .open_stream_prepared(call)
             .map_err(Failure::from_error)?;
         Ok(NativeStream::new(Arc::clone(&self.state), stream))
     }
@@ -154,13 +151,12 @@ impl NativeLease {
 
 impl Drop for NativeLease {
     fn drop(&mut self) {
-        // Collected without release(): the slot returns, and it counts as a leak. A call still
-        // in flight holds the lease; it is released when that call ends.
+        // Collected without release(): it counts as a leak. The slot returns once nothing
+        // else holds the lease either: a call in flight keeps this object alive until it
+        // ends, but a stream opened on the lease may outlive it and gives the slot back at
+        // its end.
         if let Some(lease) = self.lease.get_mut().take() {
-            match Arc::try_unwrap(lease) {
-                Ok(lease) => lease.release_as_leaked(),
-                Err(shared) => drop(shared),
-            }
+            lease.release_as_leaked();
         }
     }
 }

@@ -28,7 +28,7 @@ pub use completions::Completion;
 pub use convert::{CallResult, MetadataEntry};
 pub use failure::Failure;
 pub use lease::NativeLease;
-pub use options::PoolOptions;
+pub use options::{pool_option_defaults, pool_option_names};
 pub use pool::NativePool;
 pub use stats::{ConnectionCounts, LeakedLease, PoolStats, TargetStats};
 pub use status::Status;

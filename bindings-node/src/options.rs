@@ -1,187 +1,192 @@
-//! Pool settings from JavaScript: every core setting, durations in milliseconds.
+//! Pool settings from JavaScript, read through the core's settings table: the face keeps no
+//! list of settings of its own. Each setting is an option named [`Setting::camel_case_name`]
+//! (durations in milliseconds, hence the `Ms`), converted by its [`SettingType`] and handed to
+//! [`Config::set`]; ranges are the core's to check when the pool is made.
 
-use grpcpool_core::Config;
-use napi::bindgen_prelude::{Buffer, Either};
+use grpcpool_core::{Config, Setting, SettingType, SettingValue, SETTINGS};
+use napi::bindgen_prelude::{
+    Buffer, Env, FromNapiValue, JsObjectValue, Object, Uint8ArraySlice, Unknown,
+};
+use napi::ValueType;
 use napi_derive::napi;
 
 use crate::convert::millis;
 use crate::failure::Failure;
 
-/// Every setting of a pool; each is optional and defaults to the core's default (see the
-/// README). Durations are milliseconds; 0 turns off `keepaliveTimeMs`, `tcpKeepaliveMs` and
-/// `maxConnectionAgeMs`.
-#[napi(object)]
-#[derive(Default)]
-pub struct PoolOptions {
-    /// Connections kept open per target once it has been used (default 1).
-    pub min_connections_per_target: Option<f64>,
-    /// Upper bound on connections per target (default 4).
-    pub max_connections_per_target: Option<f64>,
-    /// Streams in flight per connection before another connection opens (default 64).
-    pub streams_per_connection: Option<f64>,
-    /// Time for TCP connect, TLS and the HTTP/2 handshake (default 20000).
-    pub connect_timeout_ms: Option<f64>,
-    /// Interval between HTTP/2 keepalive pings; 0 sends none (default 300000).
-    pub keepalive_time_ms: Option<f64>,
-    /// How long a ping may go unanswered before the connection is dead (default 20000).
-    pub keepalive_timeout_ms: Option<f64>,
-    /// Whether to ping connections with no calls in flight (default false).
-    pub keepalive_while_idle: Option<bool>,
-    /// Sets TCP_NODELAY (default true).
-    pub tcp_nodelay: Option<bool>,
-    /// TCP keepalive idle time; 0 leaves the OS default (default 60000).
-    pub tcp_keepalive_ms: Option<f64>,
-    /// Connections above the minimum idle this long are closed (default 120000).
-    pub idle_timeout_ms: Option<f64>,
-    /// Connections older than this are replaced; 0 never (default 1800000).
-    pub max_connection_age_ms: Option<f64>,
-    /// Delay after the first failed connection attempt (default 1000).
-    pub backoff_initial_ms: Option<f64>,
-    /// Growth of the delay per failure (default 1.6).
-    pub backoff_multiplier: Option<f64>,
-    /// Random spread of each delay as a fraction, 0 to below 1 (default 0.2).
-    pub backoff_jitter: Option<f64>,
-    /// Longest delay between connection attempts (default 120000).
-    pub backoff_max_ms: Option<f64>,
-    /// How long `acquire` waits for a slot when no timeout is given (default 10000).
-    pub acquire_timeout_ms: Option<f64>,
-    /// A lease held longer than this is reported as a leak (default 60000).
-    pub lease_leak_threshold_ms: Option<f64>,
-    /// HTTP/2 initial stream window in bytes (default 2 MiB).
-    pub initial_stream_window_size: Option<f64>,
-    /// HTTP/2 initial connection window in bytes (default 8 MiB).
-    pub initial_connection_window_size: Option<f64>,
-    /// Largest request accepted, in bytes (default 4 MiB).
-    pub max_send_message_size: Option<f64>,
-    /// Largest response accepted, in bytes (default 4 MiB).
-    pub max_receive_message_size: Option<f64>,
-    /// How often host names in targets are resolved again (default 30000).
-    pub dns_refresh_interval_ms: Option<f64>,
-    /// Worker threads of the internal runtime; 0 is one per core, at most 4 (default 0).
-    pub worker_threads: Option<f64>,
-    /// PEM certificates to trust for `https://` targets instead of the system roots.
-    pub tls_ca_pem: Option<Either<String, Buffer>>,
-    /// PEM certificate chain presented to servers that ask for one (mTLS).
-    pub tls_client_cert_pem: Option<Either<String, Buffer>>,
-    /// PEM private key for `tlsClientCertPem`.
-    pub tls_client_key_pem: Option<Either<String, Buffer>>,
-    /// The name checked against the server's certificate (and sent as SNI) instead of the
-    /// target's host.
-    pub tls_server_name: Option<String>,
+/// The names `new Pool(options)` takes, one per core setting, in the order of the core's table
+/// (the keys of `PoolOptions` in settings.d.ts).
+#[napi]
+pub fn pool_option_names() -> Vec<String> {
+    SETTINGS.iter().map(Setting::camel_case_name).collect()
 }
 
-/// A whole number within `max`.
-fn whole<T: TryFrom<u64>>(name: &str, value: f64, max: u64) -> Result<T, Failure> {
-    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= max as f64 {
-        if let Ok(number) = T::try_from(value as u64) {
-            return Ok(number);
+/// Every setting's default by option name, in the units the options take (milliseconds for
+/// durations, 0 where 0 turns a setting off), in the order of the core's table. Settings unset
+/// by default (the TLS ones) are absent.
+#[napi(ts_return_type = "Record<string, number | boolean | string | Buffer>")]
+pub fn pool_option_defaults(env: &Env) -> napi::Result<Object<'_>> {
+    let mut defaults = Object::new(env)?;
+    for setting in SETTINGS {
+        let Some(value) = setting.default_value() else {
+            continue;
+        };
+        let name = setting.camel_case_name();
+        match value {
+            // Every integer setting's max is far below 2^53, so the number is exact.
+            SettingValue::Integer(number) => defaults.set(name, number as f64)?,
+            SettingValue::Number(number) => defaults.set(name, number)?,
+            // Nanoseconds over 1e6: exact for whole milliseconds, unlike seconds times 1000.
+            SettingValue::Duration(duration) => {
+                defaults.set(name, duration.as_nanos() as f64 / 1e6)?
+            }
+            SettingValue::Bool(flag) => defaults.set(name, flag)?,
+            SettingValue::Text(text) => defaults.set(name, text)?,
+            SettingValue::Pem(bytes) => defaults.set(name, Buffer::from(bytes))?,
         }
     }
+    Ok(defaults)
+}
+
+/// The core configuration an options object describes: the defaults, with each setting the
+/// object names set on top. `undefined` (or no object at all) leaves a setting at its default.
+pub(crate) fn config_from(options: Option<Unknown<'_>>) -> Result<Config, Failure> {
+    let mut config = Config::default();
+    let Some(options) = options else {
+        return Ok(config);
+    };
+    match options.get_type().map_err(unreadable)? {
+        ValueType::Undefined | ValueType::Null => return Ok(config),
+        ValueType::Object => {}
+        other => {
+            return Err(Failure::invalid(format!(
+                "pool options must be an object, not {}",
+                describe(other)
+            )))
+        }
+    }
+    let object = Object::from_unknown(options).map_err(unreadable)?;
+    // Enumerable string keys, inherited ones included: the same keys a property read sees.
+    for key in Object::keys(&object).map_err(unreadable)? {
+        let setting = SETTINGS
+            .iter()
+            .find(|setting| setting.camel_case_name() == key)
+            .ok_or_else(|| {
+                Failure::invalid(format!(
+                    "unknown pool options key {key:?}; known keys: {}",
+                    pool_option_names().join(", ")
+                ))
+            })?;
+        if let Some(value) = setting_value(&object, &key, setting)? {
+            config
+                .set(setting.name, value)
+                .map_err(Failure::from_error)?;
+        }
+    }
+    Ok(config)
+}
+
+/// The value of option `key` for `setting`, converted by the setting's type; `None` for
+/// `undefined`.
+fn setting_value(
+    object: &Object<'_>,
+    key: &str,
+    setting: &Setting,
+) -> Result<Option<SettingValue>, Failure> {
+    let value: Unknown<'_> = object.get_named_property(key).map_err(unreadable)?;
+    let found = value.get_type().map_err(unreadable)?;
+    if found == ValueType::Undefined {
+        return Ok(None);
+    }
+    let wrong = |expected: &str| {
+        Failure::invalid(format!("{key} must be {expected}, not {}", describe(found)))
+    };
+    let value = match setting.kind {
+        SettingType::Integer { max } => {
+            let number = number(value, found).ok_or_else(|| wrong("a number"))?;
+            SettingValue::Integer(whole(key, number, max)?)
+        }
+        SettingType::Number => {
+            let number = number(value, found).ok_or_else(|| wrong("a number"))?;
+            if !number.is_finite() {
+                return Err(Failure::invalid(format!(
+                    "{key} must be a finite number, not {number}"
+                )));
+            }
+            SettingValue::Number(number)
+        }
+        SettingType::Duration => {
+            let number = number(value, found).ok_or_else(|| wrong("a number of milliseconds"))?;
+            // Zero stays zero: the core turns off a setting that can be turned off, and
+            // refuses it for one that cannot.
+            SettingValue::Duration(millis(key, number)?)
+        }
+        SettingType::Bool => {
+            if found != ValueType::Boolean {
+                return Err(wrong("a boolean"));
+            }
+            SettingValue::Bool(bool::from_unknown(value).map_err(unreadable)?)
+        }
+        SettingType::Pem => match found {
+            ValueType::String => SettingValue::Pem(
+                String::from_unknown(value)
+                    .map_err(unreadable)?
+                    .into_bytes(),
+            ),
+            // Reading it as a Uint8Array refuses any other object (a Buffer is a Uint8Array).
+            ValueType::Object => {
+                let bytes = Uint8ArraySlice::from_unknown(value)
+                    .map_err(|_| wrong("PEM text (a string), a Buffer or a Uint8Array"))?;
+                SettingValue::Pem(bytes.to_vec())
+            }
+            _ => return Err(wrong("PEM text (a string), a Buffer or a Uint8Array")),
+        },
+        SettingType::Text => {
+            if found != ValueType::String {
+                return Err(wrong("a string"));
+            }
+            SettingValue::Text(String::from_unknown(value).map_err(unreadable)?)
+        }
+    };
+    Ok(Some(value))
+}
+
+/// The number a JavaScript number holds; `None` for any other type.
+fn number(value: Unknown<'_>, found: ValueType) -> Option<f64> {
+    if found != ValueType::Number {
+        return None;
+    }
+    f64::from_unknown(value).ok()
+}
+
+/// A whole number from 0 to `max`.
+fn whole(key: &str, value: f64, max: u64) -> Result<u64, Failure> {
+    // `max as f64` rounds u64::MAX up, but every setting's max is far below 2^53.
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= max as f64 {
+        return Ok(value as u64);
+    }
     Err(Failure::invalid(format!(
-        "{name} must be a whole number from 0 to {max}, not {value}"
+        "{key} must be a whole number from 0 to {max}, not {value}"
     )))
 }
 
-/// A duration that 0 turns off.
-fn optional_millis(name: &str, value: f64) -> Result<Option<std::time::Duration>, Failure> {
-    let duration = millis(name, value)?;
-    Ok((!duration.is_zero()).then_some(duration))
-}
-
-fn pem(value: Either<String, Buffer>) -> Vec<u8> {
-    match value {
-        Either::A(text) => text.into_bytes(),
-        Either::B(bytes) => bytes.to_vec(),
+/// A JavaScript type as an error message names it.
+fn describe(found: ValueType) -> &'static str {
+    match found {
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "a boolean",
+        ValueType::Number => "a number",
+        ValueType::String => "a string",
+        ValueType::Symbol => "a symbol",
+        ValueType::Object => "an object",
+        ValueType::Function => "a function",
+        ValueType::External => "an external",
+        // A bigint, among others (napi-rs names the bigint type only with Node-API 6).
+        _ => "an unsupported value",
     }
 }
 
-impl PoolOptions {
-    /// The core configuration these options describe; the core validates ranges afterwards.
-    pub(crate) fn into_config(self) -> Result<Config, Failure> {
-        let mut config = Config::default();
-        let u32_max = u64::from(u32::MAX);
-        if let Some(v) = self.min_connections_per_target {
-            config.min_connections_per_target = whole("minConnectionsPerTarget", v, u32_max)?;
-        }
-        if let Some(v) = self.max_connections_per_target {
-            config.max_connections_per_target = whole("maxConnectionsPerTarget", v, u32_max)?;
-        }
-        if let Some(v) = self.streams_per_connection {
-            config.streams_per_connection = whole("streamsPerConnection", v, u32_max)?;
-        }
-        if let Some(v) = self.connect_timeout_ms {
-            config.connect_timeout = millis("connectTimeoutMs", v)?;
-        }
-        if let Some(v) = self.keepalive_time_ms {
-            config.keepalive_time = optional_millis("keepaliveTimeMs", v)?;
-        }
-        if let Some(v) = self.keepalive_timeout_ms {
-            config.keepalive_timeout = millis("keepaliveTimeoutMs", v)?;
-        }
-        if let Some(v) = self.keepalive_while_idle {
-            config.keepalive_while_idle = v;
-        }
-        if let Some(v) = self.tcp_nodelay {
-            config.tcp_nodelay = v;
-        }
-        if let Some(v) = self.tcp_keepalive_ms {
-            config.tcp_keepalive = optional_millis("tcpKeepaliveMs", v)?;
-        }
-        if let Some(v) = self.idle_timeout_ms {
-            config.idle_timeout = millis("idleTimeoutMs", v)?;
-        }
-        if let Some(v) = self.max_connection_age_ms {
-            config.max_connection_age = optional_millis("maxConnectionAgeMs", v)?;
-        }
-        if let Some(v) = self.backoff_initial_ms {
-            config.backoff.initial = millis("backoffInitialMs", v)?;
-        }
-        if let Some(v) = self.backoff_multiplier {
-            config.backoff.multiplier = v;
-        }
-        if let Some(v) = self.backoff_jitter {
-            config.backoff.jitter = v;
-        }
-        if let Some(v) = self.backoff_max_ms {
-            config.backoff.max = millis("backoffMaxMs", v)?;
-        }
-        if let Some(v) = self.acquire_timeout_ms {
-            config.acquire_timeout = millis("acquireTimeoutMs", v)?;
-        }
-        if let Some(v) = self.lease_leak_threshold_ms {
-            config.lease_leak_threshold = millis("leaseLeakThresholdMs", v)?;
-        }
-        if let Some(v) = self.initial_stream_window_size {
-            config.initial_stream_window_size = whole("initialStreamWindowSize", v, u32_max)?;
-        }
-        if let Some(v) = self.initial_connection_window_size {
-            config.initial_connection_window_size =
-                whole("initialConnectionWindowSize", v, u32_max)?;
-        }
-        if let Some(v) = self.max_send_message_size {
-            config.max_send_message_size = whole("maxSendMessageSize", v, u32_max)?;
-        }
-        if let Some(v) = self.max_receive_message_size {
-            config.max_receive_message_size = whole("maxReceiveMessageSize", v, u32_max)?;
-        }
-        if let Some(v) = self.dns_refresh_interval_ms {
-            config.dns_refresh_interval = millis("dnsRefreshIntervalMs", v)?;
-        }
-        if let Some(v) = self.worker_threads {
-            config.worker_threads = whole("workerThreads", v, 64)?;
-        }
-        if let Some(v) = self.tls_ca_pem {
-            config.tls.ca_pem = Some(pem(v));
-        }
-        if let Some(v) = self.tls_client_cert_pem {
-            config.tls.client_cert_pem = Some(pem(v));
-        }
-        if let Some(v) = self.tls_client_key_pem {
-            config.tls.client_key_pem = Some(pem(v));
-        }
-        if let Some(v) = self.tls_server_name {
-            config.tls.server_name_override = Some(v);
-        }
-        Ok(config)
-    }
+/// A value Node-API could not read (a getter that threw, say).
+fn unreadable(error: napi::Error) -> Failure {
+    Failure::invalid(format!("pool options could not be read: {}", error.reason))
 }

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use grpcpool_core::{AcquireOptions, Pool, Response};
-use napi::bindgen_prelude::{Function, Uint8ArraySlice};
+use napi::bindgen_prelude::{Function, Uint8ArraySlice, Unknown};
 use napi_derive::napi;
 
 use crate::completions::{Completion, Completions};
 use crate::convert::{call_options, call_result, millis, MetadataEntry};
 use crate::failure::Failure;
 use crate::lease::NativeLease;
-use crate::options::PoolOptions;
+use crate::options::config_from;
 use crate::pool_state::PoolState;
 use crate::stats::{LeakedLease, PoolStats};
 use crate::stream::NativeStream;
@@ -41,18 +41,19 @@ pub(crate) fn unary_completion(id: u32, response: Response, full: bool) -> Compl
 
 #[napi]
 impl NativePool {
-    /// Makes a pool (no thread or connection starts before the first use). `settle` receives
-    /// arrays of completions on the JavaScript thread. Throws on an invalid setting.
-    #[napi(constructor)]
+    /// Makes a pool (no thread or connection starts before the first use). `options` names
+    /// settings of the core's table (see `poolOptionNames`); `settle` receives arrays of
+    /// completions on the JavaScript thread. Throws on an unknown option or an invalid setting.
+    #[napi(
+        constructor,
+        ts_args_type = "options: import('./settings').PoolOptions | undefined | null, settle: (arg: Array<Completion>) => void"
+    )]
     pub fn new(
-        options: Option<PoolOptions>,
+        options: Option<Unknown<'_>>,
         settle: Function<'_, Vec<Completion>, ()>,
     ) -> napi::Result<NativePool> {
         let invalid = |message: String| napi::Error::new(napi::Status::InvalidArg, message);
-        let config = options
-            .unwrap_or_default()
-            .into_config()
-            .map_err(|failure| invalid(failure.message))?;
+        let config = config_from(options).map_err(|failure| invalid(failure.message))?;
         let pool = Pool::new(config).map_err(|error| invalid(error.to_string()))?;
         let completions = Completions::new(settle)?;
         Ok(NativePool {
@@ -88,11 +89,12 @@ impl NativePool {
         timeout_ms: Option<f64>,
         metadata: Option<Vec<MetadataEntry>>,
         wait_for_ready: Option<bool>,
+        compression: Option<String>,
         full: bool,
         cancellable: bool,
     ) -> Option<Failure> {
         let started = self.state.check_open().and_then(|()| {
-            let options = call_options(timeout_ms, metadata, wait_for_ready)?;
+            let options = call_options(timeout_ms, metadata, wait_for_ready, compression)?;
             let pool = &self.state.pool;
             let call = pool
                 .prepare(&method, Bytes::copy_from_slice(&request), options)
@@ -121,10 +123,11 @@ impl NativePool {
         timeout_ms: Option<f64>,
         metadata: Option<Vec<MetadataEntry>>,
         wait_for_ready: Option<bool>,
+        compression: Option<String>,
         cancellable: bool,
     ) -> Option<Failure> {
         let started = self.state.check_open().and_then(|()| {
-            let options = call_options(timeout_ms, metadata, wait_for_ready)?;
+            let options = call_options(timeout_ms, metadata, wait_for_ready, compression)?;
             let opening = self.state.pool.open_stream(&target, &method, options);
             let state = Arc::clone(&self.state);
             self.state.start(id, cancellable, async move {
@@ -172,7 +175,13 @@ impl NativePool {
             Ok(grace) => grace,
             Err(failure) => return Some(failure),
         };
-        if !self.state.mark_closed() {
+        let first = !self.state.pool.is_closed();
+        // New work fails from now on, wherever it is started.
+        self.state.pool.close();
+        // A pool whose runtime never started has nothing in flight to wait for, and its
+        // runtime refuses to start once the pool is closed.
+        let running = first && self.state.pool.runtime_handle().is_ok();
+        if !running {
             self.state.complete(Completion {
                 count: Some(0.0),
                 ..Completion::done(id)
@@ -194,7 +203,7 @@ impl NativePool {
     /// Whether `close` has been called.
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.state.is_closed()
+        self.state.pool.is_closed()
     }
 }
 

@@ -1,9 +1,8 @@
-//! What a pool object shares with its leases and streams: the core pool, the closed flag, the
-//! completion queue and the abort handles of cancellable operations.
+//! What a pool object shares with its leases and streams: the core pool (whose closed flag is
+//! the only one), the completion queue and the abort handles of cancellable operations.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use grpcpool_core::Pool;
@@ -16,7 +15,6 @@ use crate::failure::Failure;
 /// The state behind one JavaScript pool.
 pub(crate) struct PoolState {
     pub(crate) pool: Pool,
-    closed: AtomicBool,
     completions: Completions,
     /// Operations JavaScript may cancel (it passed an AbortSignal), by id.
     cancellable: Mutex<HashMap<u32, AbortHandle>>,
@@ -26,28 +24,18 @@ impl PoolState {
     pub(crate) fn new(pool: Pool, completions: Completions) -> PoolState {
         PoolState {
             pool,
-            closed: AtomicBool::new(false),
             completions,
             cancellable: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Fails once `close` has been called.
+    /// Fails once the pool is closed: the handle check made before any work starts, so that
+    /// a call on a closed pool fails at once with the same error wherever it is made.
     pub(crate) fn check_open(&self) -> Result<(), Failure> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.pool.is_closed() {
             return Err(Failure::closed());
         }
         Ok(())
-    }
-
-    /// Marks the pool closed; true the first time.
-    pub(crate) fn mark_closed(&self) -> bool {
-        !self.closed.swap(true, Ordering::AcqRel)
-    }
-
-    /// Whether `close` has been called.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
     }
 
     /// Runs `work` on the pool's runtime; its completion goes to JavaScript. A `cancellable`

@@ -1,185 +1,125 @@
 //! `NativeStream`: a core streaming call as a JavaScript class (wrapped by `Stream` in
-//! lib/stream.js). Sending and reading run concurrently: a writer task owns the sending half
-//! and takes messages in order; reads take the stream itself.
+//! lib/stream.js). It wraps the core's [`SharedStream`], which owns the call's state: one send
+//! and one read at a time (a second is refused as busy, never queued), sending and reading
+//! concurrently, and a cancel that wakes every waiting operation. This file only starts those
+//! operations and turns their outcomes into completions.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use grpcpool_core::{Code, Response, Stream, StreamSender};
+use grpcpool_core::{Response, SharedStream, Stream};
 use napi::bindgen_prelude::Uint8ArraySlice;
 use napi_derive::napi;
-use tokio::sync::{mpsc, watch};
 
 use crate::completions::Completion;
 use crate::convert::{buffer, call_result, metadata_to_js};
 use crate::failure::Failure;
 use crate::pool_state::PoolState;
 
-/// What the writer task is asked to do, in order.
-enum Write {
-    Message(u32, Bytes),
-    Close,
-}
-
-/// The reading side: the open stream, or its final status once it ended.
-enum Reading {
-    Open(Box<Stream>),
-    Ended(Response),
-}
-
 /// A native streaming call. `send`, `recv` and `headers` complete through the pool's queue;
 /// `recv` completes with `body` for a message and with `result` (the final status) at the end.
+/// One send and one read (`recv` or `headers`) may wait at a time: a second of the same kind
+/// is refused at once with a `"busy"` failure.
 #[napi]
 pub struct NativeStream {
     state: Arc<PoolState>,
-    reading: Arc<tokio::sync::Mutex<Reading>>,
-    writes: mpsc::UnboundedSender<Write>,
-    cancelled: watch::Sender<bool>,
+    stream: SharedStream,
 }
 
 impl NativeStream {
-    pub(crate) fn new(state: Arc<PoolState>, mut stream: Stream) -> NativeStream {
-        let (writes, queue) = mpsc::unbounded_channel();
-        let sender = stream.take_sender();
-        if let Ok(runtime) = state.pool.runtime_handle() {
-            runtime.spawn(write_in_order(Arc::clone(&state), sender, queue));
-        }
-        let (cancelled, _) = watch::channel(false);
+    pub(crate) fn new(state: Arc<PoolState>, stream: Stream) -> NativeStream {
         NativeStream {
             state,
-            reading: Arc::new(tokio::sync::Mutex::new(Reading::Open(Box::new(stream)))),
-            writes,
-            cancelled,
+            stream: SharedStream::from(stream),
         }
     }
 }
 
-/// Sends each queued message once the previous one went out; completes each send.
-async fn write_in_order(
-    state: Arc<PoolState>,
-    mut sender: Option<StreamSender>,
-    mut queue: mpsc::UnboundedReceiver<Write>,
-) {
-    while let Some(write) = queue.recv().await {
-        match write {
-            Write::Message(id, message) => {
-                let sent = match sender.as_mut() {
-                    Some(sender) => sender.send(message).await.map_err(Failure::from_error),
-                    None => Err(Failure::from_error(grpcpool_core::Error::StreamClosed)),
-                };
-                state.complete(match sent {
-                    Ok(()) => Completion::done(id),
-                    Err(failure) => Completion::failed(id, failure),
-                });
-            }
-            Write::Close => sender = None,
-        }
+/// The completion of a read that found the end: the final status.
+fn ended(id: u32, response: Response) -> Completion {
+    Completion {
+        result: Some(call_result(response)),
+        ..Completion::done(id)
     }
 }
 
 #[napi]
 impl NativeStream {
-    /// Queues a message; completes when it was handed to HTTP/2 (flow control may hold it), or
-    /// with a `"stream-closed"` failure once sending is over.
+    /// Starts sending a message; completes when it was handed to HTTP/2 (flow control may hold
+    /// it), or with a `"stream-closed"` failure once sending is over. Refused now while another
+    /// send waits (`"busy"`) and for a message above the pool's send limit.
     #[napi]
     pub fn send(&self, id: u32, message: Uint8ArraySlice<'_>) -> Option<Failure> {
-        let write = Write::Message(id, Bytes::copy_from_slice(&message));
-        match self.writes.send(write) {
-            Ok(()) => None,
-            Err(_) => Some(Failure::from_error(grpcpool_core::Error::StreamClosed)),
-        }
+        // The core claims the send here, on the JavaScript thread, so `write(m); end()` sends
+        // `m` before the half-close even though the send's task has not run yet.
+        let sending = match self.stream.send(Bytes::copy_from_slice(&message)) {
+            Ok(sending) => sending,
+            Err(error) => return Some(Failure::from_error(error)),
+        };
+        self.state
+            .start(id, false, async move {
+                match sending.await {
+                    Ok(()) => Completion::done(id),
+                    Err(error) => Completion::failed(id, Failure::from_error(error)),
+                }
+            })
+            .err()
     }
 
-    /// Half-closes after the messages already queued: no more messages go to the server.
+    /// Half-closes after a send already started, if any: no more messages go to the server,
+    /// and a send from now on fails with `"stream-closed"`.
     #[napi]
     pub fn close_send(&self) {
-        let _ = self.writes.send(Write::Close);
+        self.stream.close_send();
     }
 
     /// Starts reading the next message; completes with `body`, or with `result` (the final
-    /// status, headers and trailers) once the call is over.
+    /// status, headers and trailers) once the call is over. Refused now (`"busy"`) while
+    /// another read or `headers` waits.
     #[napi]
     pub fn recv(&self, id: u32) -> Option<Failure> {
-        let reading = Arc::clone(&self.reading);
-        let mut cancelled = self.cancelled.subscribe();
-        let work = async move {
-            let mut reading = reading.lock().await;
-            if let Reading::Open(stream) = &mut *reading {
-                let message = tokio::select! {
-                    biased;
-                    _ = cancelled.wait_for(|cancelled| *cancelled) => {
-                        stream.cancel();
-                        None
-                    }
-                    message = stream.recv() => message,
-                };
-                if let Some(message) = message {
-                    return Completion {
+        let reading = match self.stream.recv() {
+            Ok(reading) => reading,
+            Err(error) => return Some(Failure::from_error(error)),
+        };
+        let stream = self.stream.clone();
+        self.state
+            .start(id, false, async move {
+                match reading.await {
+                    Some(message) => Completion {
                         body: Some(buffer(message)),
                         ..Completion::done(id)
-                    };
+                    },
+                    // The end: the outcome is recorded, so this does not wait.
+                    None => ended(id, stream.ended().await),
                 }
-                end(&mut reading).await;
-            }
-            match &*reading {
-                Reading::Ended(response) => Completion {
-                    result: Some(call_result(response.clone())),
-                    ..Completion::done(id)
-                },
-                Reading::Open(_) => Completion::failed(
-                    id,
-                    Failure::status(Code::Internal, "the stream did not end"),
-                ),
-            }
-        };
-        self.state.start(id, false, work).err()
+            })
+            .err()
     }
 
     /// Starts waiting for the response headers; completes with `metadata` (empty when the
-    /// call ended without headers).
+    /// call ended without headers). Counts as a read for `"busy"`.
     #[napi]
     pub fn headers(&self, id: u32) -> Option<Failure> {
-        let reading = Arc::clone(&self.reading);
-        let mut cancelled = self.cancelled.subscribe();
-        let work = async move {
-            let mut reading = reading.lock().await;
-            let headers = match &mut *reading {
-                Reading::Open(stream) => tokio::select! {
-                    biased;
-                    _ = cancelled.wait_for(|cancelled| *cancelled) => None,
-                    headers = stream.headers() => headers.map(metadata_to_js),
-                },
-                Reading::Ended(response) => Some(metadata_to_js(&response.headers)),
-            };
-            Completion {
-                metadata: Some(headers.unwrap_or_default()),
-                ..Completion::done(id)
-            }
+        let waiting = match self.stream.headers() {
+            Ok(waiting) => waiting,
+            Err(error) => return Some(Failure::from_error(error)),
         };
-        self.state.start(id, false, work).err()
+        self.state
+            .start(id, false, async move {
+                let headers = waiting.await;
+                Completion {
+                    metadata: Some(headers.as_ref().map(metadata_to_js).unwrap_or_default()),
+                    ..Completion::done(id)
+                }
+            })
+            .err()
     }
 
-    /// Cancels the call: the server sees RST_STREAM CANCEL and the final status is CANCELLED.
+    /// Cancels the call: the server sees RST_STREAM CANCEL, every waiting operation wakes and
+    /// the final status is CANCELLED.
     #[napi]
     pub fn cancel(&self) {
-        self.cancelled.send_replace(true);
-        let _ = self.writes.send(Write::Close);
-        let reading = Arc::clone(&self.reading);
-        if let Ok(runtime) = self.state.pool.runtime_handle() {
-            runtime.spawn(async move {
-                let mut reading = reading.lock().await;
-                if let Reading::Open(stream) = &mut *reading {
-                    stream.cancel();
-                }
-            });
-        }
-    }
-}
-
-/// Finishes an open stream whose messages are all read, keeping its final status.
-async fn end(reading: &mut Reading) {
-    let placeholder = Reading::Ended(Response::with_status(Code::Internal, "ending"));
-    if let Reading::Open(stream) = std::mem::replace(reading, placeholder) {
-        *reading = Reading::Ended((*stream).finish().await);
+        self.stream.cancel();
     }
 }

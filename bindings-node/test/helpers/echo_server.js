@@ -42,11 +42,16 @@ function failure(request, metadata) {
 
 /**
  * Starts the server on 127.0.0.1 (any port) with @grpc/grpc-js server `options`; resolves with
- * `{ target, port, cancelled(), close() }`.
+ * `{ target, port, calls(), cancelled(), close() }`: `calls()` counts the calls that reached a
+ * handler, `cancelled()` those the client cancelled.
  */
 async function startEchoServer(options = {}) {
+  let calls = 0;
   let cancelled = 0;
-  const watch = (call) => call.on('cancelled', () => { cancelled += 1; });
+  const watch = (call) => {
+    calls += 1;
+    call.on('cancelled', () => { cancelled += 1; });
+  };
   const server = new grpc.Server(options);
   server.addService(EchoService, {
     async unary(call, callback) {
@@ -108,6 +113,7 @@ async function startEchoServer(options = {}) {
   return {
     port,
     target: `http://127.0.0.1:${port}`,
+    calls: () => calls,
     cancelled: () => cancelled,
     close: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
     forceClose: () => server.forceShutdown(),

@@ -1,15 +1,20 @@
 // Type-checked with `tsc --noEmit --strict` (never run): the public types accept the
 // documented usage and refuse misuse.
 
-import { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, type PoolStats, type CallResponse } from '../../index';
+import { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, poolOptionNames, poolOptionDefaults, type PoolOptions, type PoolStats, type CallResponse } from '../../index';
 
 export async function usage(target: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
-  const pool = new Pool({ maxConnectionsPerTarget: 4, keepaliveTimeMs: 60000, tlsCaPem: 'PEM', workerThreads: 2 });
+  const options: PoolOptions = { maxConnectionsPerTarget: 4, keepaliveTimeMs: 60000, tlsCaPem: 'PEM', workerThreads: 2 };
+  const pool = new Pool(options);
+  const names: string[] = poolOptionNames();
+  const defaults: Record<string, number | boolean | string | Buffer> = poolOptionDefaults();
+  void names;
+  void defaults;
   const lease: Lease = await pool.acquire(target, { timeoutMs: 1000, waitForReady: false, site: 'here', signal });
   try {
     const body: Buffer = await lease.unary('/pkg.Service/Method', Buffer.from(bytes), { timeoutMs: 2000, metadata: { k: 'v', 'k-bin': Buffer.from([1]) }, signal });
     void body;
-    const response: CallResponse = await lease.unaryResponse('/pkg.Service/Method', bytes, { metadata: new Metadata().set('k', 'v') });
+    const response: CallResponse = await lease.unaryResponse('/pkg.Service/Method', bytes, { metadata: new Metadata().set('k', 'v'), compression: 'gzip' });
     const headers: Array<string | Buffer> = response.headers.get('k');
     void headers;
   } finally {
@@ -23,7 +28,7 @@ export async function usage(target: string, bytes: Uint8Array, signal: AbortSign
     await using scoped = await pool.acquire(target);
     void scoped.target;
   }
-  const once: Buffer = await pool.unary(target, '/pkg.Service/Method', bytes, { waitForReady: true });
+  const once: Buffer = await pool.unary(target, '/pkg.Service/Method', bytes, { waitForReady: true, compression: 'identity', timeoutMs: 0 });
   void once;
   const stream: Stream = await pool.openStream(target, '/pkg.Service/Bidi', { timeoutMs: 1000 });
   await stream.write(bytes);
@@ -59,4 +64,8 @@ export async function usage(target: string, bytes: Uint8Array, signal: AbortSign
   new Pool({ maxConnections: 4 });
   // @ts-expect-error timeoutMs is a number of milliseconds
   await pool.acquire(target, { timeoutMs: '1s' });
+  // @ts-expect-error a compression the core does not know
+  await pool.unary(target, '/pkg.Service/Method', bytes, { compression: 'br' });
+  // @ts-expect-error a PEM setting takes text or bytes
+  new Pool({ tlsCaPem: 42 });
 }

@@ -4,7 +4,7 @@
 // testserver/) and <down_target> a target nothing listens on. Prints one JSON object per line,
 // `{"scenario", "class", "via", "detail"}`, for each scenario, each on a fresh pool:
 // - class: ok, deadline_exceeded, resource_exhausted, invalid_argument, pool_closed,
-//   unavailable, busy, stream_closed, or other:<what>;
+//   unavailable, cancelled, busy, stream_closed, or other:<what>;
 // - via: "status" (the call ended with that status), "error" (the call was refused or failed
 //   as a library error: a rejected promise) or "ok".
 // Uses the package in bindings-node/ (built: `npm install` or scripts/install.js there). Exits
@@ -14,9 +14,11 @@ const path = require('node:path');
 const { Pool, GrpcError, Status, poolOptionNames, poolOptionDefaults } = require(path.join(__dirname, '..', '..', '..', 'bindings-node'));
 
 const UNARY = '/grpcpool.test.Echo/Unary';
+const BIDI = '/grpcpool.test.Echo/Bidi';
 
 const STATUS_CLASSES = {
   [Status.OK]: 'ok',
+  [Status.CANCELLED]: 'cancelled',
   [Status.DEADLINE_EXCEEDED]: 'deadline_exceeded',
   [Status.RESOURCE_EXHAUSTED]: 'resource_exhausted',
   [Status.INVALID_ARGUMENT]: 'invalid_argument',
@@ -65,6 +67,39 @@ function call(pool, target, request, options) {
   return pool.unaryResponse(target, UNARY, request, options).then(fromResponse, fromError);
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A second send while one waits on HTTP/2 flow control: small windows, a bidi stream whose
+ * echoes nobody reads, writes until one has not gone out after 300 ms, then one more.
+ */
+async function concurrentSend(made, target) {
+  const pool = made({ initialStreamWindowSize: 65535, initialConnectionWindowSize: 65535 });
+  const stream = await pool.openStream(target, BIDI, { timeoutMs: 20000 });
+  const chunk = Buffer.alloc(32 * 1024, 1);
+  let sent = 0;
+  let waiting;
+  try {
+    for (let index = 0; index < 400 && waiting === undefined; index += 1) {
+      const writing = stream.write(chunk);
+      const done = await Promise.race([writing.then(() => true), sleep(300).then(() => false)]);
+      if (done) {
+        sent += 1;
+      } else {
+        waiting = writing;
+      }
+    }
+    if (waiting === undefined) {
+      return { class: 'other:never_blocked', via: 'ok', detail: `after ${sent} sends` };
+    }
+    const outcome = await stream.write(Buffer.from('x')).then(() => ({ class: 'ok', via: 'ok' }), fromError);
+    return { ...outcome, detail: `after ${sent} sends` };
+  } finally {
+    stream.cancel();
+    await waiting?.catch(() => {});
+  }
+}
+
 /** Every scenario: name -> async (pool factory, targets) => outcome. */
 const SCENARIOS = {
   timeout_zero: (made, { target }) => call(made(), target, Buffer.from('zero'), { timeoutMs: 0 }),
@@ -80,21 +115,20 @@ const SCENARIOS = {
     await pool.close();
     return call(pool, target, Buffer.from('closed'));
   },
-  gzip: async (made, { target }) => {
-    const outcome = await made().unaryResponse(target, UNARY, Buffer.from('gzip me '.repeat(64)), { compression: 'gzip' })
-      .then((response) => {
-        if (response.code !== Status.OK) return fromResponse(response);
-        const encoding = response.headers.get('x-received-grpc-encoding').join(',');
-        return {
-          class: encoding === 'gzip' ? 'ok' : 'wrong_encoding',
-          via: 'ok',
-          detail: `x-received-grpc-encoding: ${encoding || '(none)'}`,
-        };
-      }, fromError);
-    return outcome;
-  },
+  // unaryResponse, for the response headers: the server names the encoding it received.
+  gzip: (made, { target }) => made().unaryResponse(target, UNARY, Buffer.from('gzip me '.repeat(64)), { compression: 'gzip' })
+    .then((response) => {
+      if (response.code !== Status.OK) return fromResponse(response);
+      const encoding = response.headers.get('x-received-grpc-encoding').join(',');
+      return {
+        class: encoding === 'gzip' ? 'ok' : 'wrong_encoding',
+        via: 'ok',
+        detail: `x-received-grpc-encoding: ${encoding || '(none)'}`,
+      };
+    }, fromError),
   fail_fast_down: (made, { down }) => call(made(), down, Buffer.from('down'), { timeoutMs: 1000 }),
   wait_for_ready_down: (made, { down }) => call(made(), down, Buffer.from('down'), { timeoutMs: 300, waitForReady: true }),
+  concurrent_send: (made, { target }) => concurrentSend(made, target),
   settings_by_name: async (made, { target }) => {
     // Every setting by its name, at its default; one unset by default is given as undefined,
     // which leaves it unset.
@@ -108,7 +142,7 @@ const SCENARIOS = {
       return fromError(error);
     }
     const outcome = await call(pool, target, Buffer.from('settings'));
-    return outcome.class === 'ok' ? { ...outcome, detail: String(names.length) } : outcome;
+    return outcome.class === 'ok' ? { ...outcome, detail: `${names.length} settings` } : outcome;
   },
 };
 
