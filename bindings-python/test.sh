@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Tests the Python package: makes a venv under target/, installs the test tools and the package
 # (`pip install ./bindings-python` builds the native module with maturin), type-checks the
-# package with mypy --strict, then runs the pytest suite against a real grpcio server.
+# package with mypy --strict and the native module's stubs with mypy's stubtest, runs the pytest
+# suite against a real grpcio server, then the example against grpcpool's echo server (the
+# parity scenarios run in tests/parity/run.sh, beside the other faces).
 # Needs only Rust and python3 (and the package registries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-venv="target/python-venv"
+# Both may be moved (a build of one's own beside others'); the defaults are what CI uses.
+venv="${PYTHON_VENV:-target/python-venv}"
+target_dir="${CARGO_TARGET_DIR:-target}"
 python="$venv/bin/python"
 
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -27,6 +31,8 @@ if [ ! -x "$python" ]; then
   echo "== making a venv in $venv"
   python3 -m venv "$venv"
 fi
+# Absolute, as some steps run in bindings-python/.
+python="$(cd "$venv" && pwd)/bin/python"
 
 echo "== installing test tools"
 "$python" -m pip install -q --upgrade "pip>=23"
@@ -37,7 +43,11 @@ echo "== pip install ./bindings-python (builds the native module)"
 "$python" -m pip install -q --force-reinstall --no-deps ./bindings-python
 
 echo "== mypy --strict"
-(cd bindings-python && "../$python" -m mypy --strict python/grpcpool tests/typing_usage.py)
+(cd bindings-python && "$python" -m mypy --strict python/grpcpool tests/typing_usage.py)
+
+echo "== stubtest: _native.pyi against the built module"
+# From outside the source tree, so the installed module and its stub are what is compared.
+"$python" -m mypy.stubtest grpcpool._native
 
 echo "== pytest"
 # Run from outside the source tree so the installed package, not python/, is imported.
@@ -46,7 +56,7 @@ echo "== pytest"
 echo "== examples/python/echo.py against grpcpool's echo server"
 cargo build --quiet --locked -p grpcpool-testserver --bin grpcpool-echo-server
 server_log="$(mktemp)"
-target/debug/grpcpool-echo-server --port 0 >"$server_log" &
+"$target_dir/debug/grpcpool-echo-server" --port 0 >"$server_log" &
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; rm -f "$server_log"' EXIT
 for _ in $(seq 1 100); do

@@ -4,26 +4,67 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use grpcpool_core::{CallOptions, Compression, Config, Metadata, MetadataValue, Response};
+use grpcpool_core::{
+    CallOptions, Compression, Config, Metadata, MetadataValue, Response, Setting, SettingType,
+    SettingValue, SETTINGS,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyList, PyString, PyTuple};
 
-/// A duration in seconds from Python.
-pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
+use crate::to_py_err;
+
+/// A real number from Python: an int or a float (or anything with `__float__`), never a bool.
+/// Python's bool is an int, so `timeout=True` would otherwise mean one second. `None` for
+/// anything else; the caller names what it expected.
+fn real(value: &Bound<'_, PyAny>) -> Option<f64> {
+    if value.is_instance_of::<PyBool>() {
+        return None;
+    }
+    value.extract::<f64>().ok()
+}
+
+/// Seconds as a call or method argument takes them: [`real`], so bools are refused (pyo3
+/// names the argument in a note on the TypeError). The range is checked by [`seconds`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seconds(f64);
+
+impl From<f64> for Seconds {
+    fn from(seconds: f64) -> Seconds {
+        Seconds(seconds)
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Seconds {
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Seconds> {
+        real(&value).map(Seconds).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "seconds must be an int or a float, not {}",
+                type_name(&value)
+            ))
+        })
+    }
+}
+
+/// A duration in seconds from Python: finite and not negative.
+pub(crate) fn seconds(name: &str, value: Seconds) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value.0).map_err(|_| {
         PyValueError::new_err(format!(
-            "{name} must be a finite number of seconds >= 0, not {value}"
+            "{name} must be a finite number of seconds >= 0, not {}",
+            value.0
         ))
     })
 }
 
-/// A duration that may be turned off: 0 or infinity turns it off.
-pub(crate) fn optional_seconds(name: &str, value: f64) -> PyResult<Option<Duration>> {
-    if value == 0.0 || value == f64::INFINITY {
-        return Ok(None);
-    }
-    seconds(name, value).map(Some)
+/// The name of a value's type, for error messages.
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|name| name.to_string())
+        .unwrap_or_else(|_| "this type".to_owned())
 }
 
 /// A response as a Python object (the tuple of [`response_to_py`]).
@@ -31,73 +72,166 @@ pub(crate) fn response_object(py: Python<'_>, response: Response) -> PyResult<Py
     Ok(response_to_py(py, &response)?.into_any().unbind())
 }
 
-/// Reads the pool settings from keyword arguments.
+/// Reads the pool settings from keyword arguments, each by its name in core's settings table
+/// (the face keeps no list of its own); `None` keeps the default.
 pub(crate) fn config_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Config> {
     let mut config = Config::default();
     let Some(settings) = settings else {
         return Ok(config);
     };
     for (key, value) in settings.iter() {
-        let key: String = key.extract()?;
+        let name: String = key.extract()?;
         if value.is_none() {
             continue;
         }
-        let float = |value: &Bound<'_, PyAny>| -> PyResult<f64> {
-            if value.is_instance_of::<pyo3::types::PyBool>() {
-                return Err(PyTypeError::new_err(format!(
-                    "{key} takes seconds as a number, not a bool"
-                )));
-            }
-            value.extract::<f64>()
-        };
-        let pem = |value: &Bound<'_, PyAny>| -> PyResult<Vec<u8>> {
-            let bytes = value
-                .cast::<PyBytes>()
-                .map_err(|_| PyTypeError::new_err(format!("{key} takes PEM bytes")))?;
-            Ok(bytes.as_bytes().to_vec())
-        };
-        match key.as_str() {
-            "max_connections_per_target" => config.max_connections_per_target = value.extract()?,
-            "min_connections_per_target" => config.min_connections_per_target = value.extract()?,
-            "streams_per_connection" => config.streams_per_connection = value.extract()?,
-            "connect_timeout" => config.connect_timeout = seconds(&key, float(&value)?)?,
-            "keepalive_time" => config.keepalive_time = optional_seconds(&key, float(&value)?)?,
-            "keepalive_timeout" => config.keepalive_timeout = seconds(&key, float(&value)?)?,
-            "keepalive_while_idle" => config.keepalive_while_idle = value.extract()?,
-            "tcp_nodelay" => config.tcp_nodelay = value.extract()?,
-            "tcp_keepalive" => config.tcp_keepalive = optional_seconds(&key, float(&value)?)?,
-            "idle_timeout" => config.idle_timeout = seconds(&key, float(&value)?)?,
-            "max_connection_age" => {
-                config.max_connection_age = optional_seconds(&key, float(&value)?)?
-            }
-            "acquire_timeout" => config.acquire_timeout = seconds(&key, float(&value)?)?,
-            "lease_leak_threshold" => config.lease_leak_threshold = seconds(&key, float(&value)?)?,
-            "initial_stream_window_size" => config.initial_stream_window_size = value.extract()?,
-            "initial_connection_window_size" => {
-                config.initial_connection_window_size = value.extract()?
-            }
-            "max_send_message_size" => config.max_send_message_size = value.extract()?,
-            "max_receive_message_size" => config.max_receive_message_size = value.extract()?,
-            "dns_refresh_interval" => config.dns_refresh_interval = seconds(&key, float(&value)?)?,
-            "worker_threads" => config.worker_threads = value.extract()?,
-            "tls_ca_pem" => config.tls.ca_pem = Some(pem(&value)?),
-            "tls_client_cert_pem" => config.tls.client_cert_pem = Some(pem(&value)?),
-            "tls_client_key_pem" => config.tls.client_key_pem = Some(pem(&value)?),
-            "tls_server_name" => config.tls.server_name_override = Some(value.extract()?),
-            _ => {
-                return Err(PyTypeError::new_err(format!(
-                    "unknown pool setting {key:?}"
-                )))
-            }
-        }
+        // An unknown keyword is a TypeError, as Python reports one for any function.
+        let setting = grpcpool_core::setting(&name)
+            .map_err(|_| PyTypeError::new_err(format!("unknown pool setting '{name}'")))?;
+        let value = setting_value(setting, &value)?;
+        config.set(setting.name, value).map_err(to_py_err)?;
     }
     Ok(config)
 }
 
-/// Call options: a timeout in seconds, metadata, and a compression by name (`"gzip"`).
+/// A Python value as the setting's type takes it. A value of the wrong Python type is a
+/// TypeError; a value of the right type out of range is a ValueError (from here, or from
+/// core's checks when the pool is made).
+fn setting_value(setting: &Setting, value: &Bound<'_, PyAny>) -> PyResult<SettingValue> {
+    let name = setting.name;
+    let wrong_type = |expected: &str| {
+        PyTypeError::new_err(format!("{name} takes {expected}, not {}", type_name(value)))
+    };
+    match setting.kind {
+        SettingType::Integer { .. } => {
+            // bool is an int in Python, but True connections means nothing.
+            if value.is_instance_of::<PyBool>() || !value.hasattr("__index__")? {
+                return Err(wrong_type("a whole number (int)"));
+            }
+            let number = value.call_method0("__index__")?;
+            match number.extract::<u64>() {
+                Ok(number) => Ok(SettingValue::Integer(number)),
+                Err(_) if number.lt(0)? => Err(PyValueError::new_err(format!(
+                    "{name} must be >= 0, not {number}"
+                ))),
+                Err(_) => Err(PyValueError::new_err(format!(
+                    "{name} is too large: {number}"
+                ))),
+            }
+        }
+        SettingType::Number => {
+            let number = real(value).ok_or_else(|| wrong_type("a number (int or float)"))?;
+            if !number.is_finite() {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be a finite number, not {number}"
+                )));
+            }
+            Ok(SettingValue::Number(number))
+        }
+        SettingType::Duration => {
+            let seconds_given =
+                Seconds(real(value).ok_or_else(|| wrong_type("seconds as an int or a float"))?);
+            // Infinity turns off what can be turned off (never is the same as no limit); zero
+            // goes to core as zero, which turns it off or is refused by core's checks.
+            if seconds_given.0 == f64::INFINITY {
+                return match setting.off {
+                    Some(_) => Ok(SettingValue::Duration(Duration::ZERO)),
+                    None => Err(PyValueError::new_err(format!(
+                        "{name} cannot be turned off: give a finite number of seconds"
+                    ))),
+                };
+            }
+            seconds(name, seconds_given).map(SettingValue::Duration)
+        }
+        SettingType::Bool => {
+            if !value.is_instance_of::<PyBool>() {
+                return Err(wrong_type("True or False"));
+            }
+            Ok(SettingValue::Bool(value.extract()?))
+        }
+        SettingType::Pem => {
+            if let Ok(bytes) = value.cast::<PyBytes>() {
+                Ok(SettingValue::Pem(bytes.as_bytes().to_vec()))
+            } else if let Ok(bytes) = value.cast::<PyByteArray>() {
+                Ok(SettingValue::Pem(bytes.to_vec()))
+            } else if let Ok(text) = value.cast::<PyString>() {
+                // A str is the PEM text itself; files are read by the package's *_file and
+                // path options, never guessed from a str.
+                let text = text.to_cow()?;
+                if !text.contains("-----BEGIN") {
+                    return Err(PyValueError::new_err(format!(
+                        "{name} takes PEM text (\"-----BEGIN ...\"), and this str holds none; \
+                         to read a file, pass its contents or use the package's file options"
+                    )));
+                }
+                Ok(SettingValue::Pem(text.as_bytes().to_vec()))
+            } else {
+                Err(wrong_type("PEM as bytes or str"))
+            }
+        }
+        SettingType::Text => {
+            let text = value.cast::<PyString>().map_err(|_| wrong_type("a str"))?;
+            Ok(SettingValue::Text(text.to_cow()?.into_owned()))
+        }
+    }
+}
+
+/// A setting's value in Python's terms: an int, a float (seconds, for durations), a bool,
+/// bytes (PEM) or a str.
+fn setting_value_to_py<'py>(py: Python<'py>, value: &SettingValue) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        SettingValue::Integer(number) => number.into_pyobject(py)?.into_any(),
+        SettingValue::Number(number) => number.into_pyobject(py)?.into_any(),
+        SettingValue::Duration(duration) => duration.as_secs_f64().into_pyobject(py)?.into_any(),
+        SettingValue::Bool(flag) => flag.into_pyobject(py)?.to_owned().into_any(),
+        SettingValue::Pem(bytes) => PyBytes::new(py, bytes).into_any(),
+        SettingValue::Text(text) => PyString::new(py, text).into_any(),
+    })
+}
+
+/// The name Python uses for a setting's type.
+fn type_label(kind: SettingType) -> &'static str {
+    match kind {
+        SettingType::Integer { .. } => "integer",
+        SettingType::Number => "number",
+        SettingType::Duration => "duration",
+        SettingType::Bool => "bool",
+        SettingType::Pem => "pem",
+        SettingType::Text => "text",
+    }
+}
+
+/// Core's settings table as a tuple of `(name, type, off, per_target, default)` tuples:
+/// `type` is one of integer, number, duration, bool, pem and text; `off` says what zero turns
+/// off (`None` if zero turns nothing off); `default` is in Python's terms, `None` when unset.
+pub(crate) fn settings_to_py(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    let rows = SETTINGS
+        .iter()
+        .map(|setting| {
+            let default = match setting.default_value() {
+                Some(value) => setting_value_to_py(py, &value)?,
+                None => py.None().into_bound(py),
+            };
+            PyTuple::new(
+                py,
+                [
+                    PyString::new(py, setting.name).into_any(),
+                    PyString::new(py, type_label(setting.kind)).into_any(),
+                    setting.off.into_pyobject(py)?.into_any(),
+                    setting.per_target.into_pyobject(py)?.to_owned().into_any(),
+                    default,
+                ],
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyTuple::new(py, rows)
+}
+
+/// Call options: a timeout in seconds, metadata, wait-for-ready and a compression by name
+/// (`"gzip"`).
 pub(crate) fn call_options(
-    timeout: Option<f64>,
+    timeout: Option<Seconds>,
     metadata: Option<&Bound<'_, PyAny>>,
+    wait_for_ready: bool,
     compression: Option<&str>,
 ) -> PyResult<CallOptions> {
     let mut options = match timeout {
@@ -108,11 +242,9 @@ pub(crate) fn call_options(
         options = options.metadata(metadata_from(metadata)?);
     }
     if let Some(name) = compression {
-        let compression = Compression::from_name(name)
-            .map_err(|error| PyValueError::new_err(error.to_string()))?;
-        options = options.compression(compression);
+        options = options.compression(Compression::from_name(name).map_err(to_py_err)?);
     }
-    Ok(options)
+    Ok(options.wait_for_ready(wait_for_ready))
 }
 
 /// Request metadata from an iterable of `(key, value)` pairs: str values, or bytes for `-bin` keys.

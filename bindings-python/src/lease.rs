@@ -1,27 +1,40 @@
 //! `NativeLease`: a lease held by Python, released explicitly or, as a leak, when collected.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use grpcpool_core::Lease;
+use grpcpool_core::{CallOptions, Lease, Response};
 use parking_lot::Mutex;
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{call_options, request_bytes, response_object, response_to_py};
-use crate::{to_py_err, CompletionQueue, LeaseReleasedError, NativeCall, NativeStream, PoolState};
+use crate::convert::{call_options, request_bytes, response_object, response_to_py, Seconds};
+use crate::{
+    to_py_err, unary_outcome, CompletionQueue, LeaseReleasedError, NativeCall, NativeStream,
+    PoolState,
+};
 
 /// A native lease.
 #[pyclass(module = "grpcpool._native", frozen)]
 pub(crate) struct NativeLease {
-    pub(crate) state: Arc<PoolState>,
-    pub(crate) lease: Mutex<Option<Arc<Lease>>>,
-    pub(crate) target: String,
+    state: Arc<PoolState>,
+    /// The lease; `None` once released. A stream opened on it holds its own reference until
+    /// the call ends, so the slot outlives this one while the stream runs.
+    lease: Mutex<Option<Arc<Lease>>>,
+    target: String,
 }
 
 impl NativeLease {
+    /// Wraps a lease just acquired on `target`.
+    pub(crate) fn new(state: Arc<PoolState>, lease: Lease, target: &str) -> NativeLease {
+        NativeLease {
+            state,
+            lease: Mutex::new(Some(Arc::new(lease))),
+            target: target.to_owned(),
+        }
+    }
+
     fn lease(&self) -> PyResult<Arc<Lease>> {
         self.state.check_open()?;
         self.lease
@@ -29,35 +42,55 @@ impl NativeLease {
             .clone()
             .ok_or_else(|| LeaseReleasedError::new_err("the lease was released"))
     }
+
+    /// A unary call on the lease, checked and started now: the lease counts as in use from
+    /// here (so a stream opened meanwhile is refused as busy, deterministically), until the
+    /// call ends or its future is dropped. Bad input is an exception now; a failure grpcio
+    /// reports as a status (an oversized request) is the call's response.
+    fn unary_future(
+        &self,
+        method: &str,
+        request: &Bound<'_, PyAny>,
+        options: CallOptions,
+    ) -> PyResult<impl Future<Output = PyResult<Response>> + Send + 'static> {
+        let lease = self.lease()?;
+        let request = request_bytes(request)?;
+        let calling = match self.state.pool.prepare(method, request, options) {
+            Ok(call) => Ok(lease.start_call(call)),
+            Err(error) => Err(unary_outcome(Err(error))?),
+        };
+        Ok(async move {
+            match calling {
+                Ok(calling) => Ok(calling.await),
+                Err(response) => Ok(response),
+            }
+        })
+    }
 }
 
 #[pymethods]
 impl NativeLease {
     /// A unary call on the lease; returns the response tuple.
-    #[pyo3(signature = (method, request, timeout=None, metadata=None, compression=None))]
+    #[pyo3(signature = (method, request, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
+    #[allow(clippy::too_many_arguments)]
     fn unary<'py>(
         &self,
         py: Python<'py>,
         method: &str,
         request: &Bound<'py, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'py, PyAny>>,
+        wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let lease = self.lease()?;
-        let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata, compression)?;
-        let call = self
-            .state
-            .pool
-            .prepare(method, request, options)
-            .map_err(to_py_err)?;
-        let response = self.state.wait(py, async move { lease.call(call).await })?;
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let future = self.unary_future(method, request, options)?;
+        let response = self.state.wait(py, future)??;
         response_to_py(py, &response)
     }
 
     /// `unary` for asyncio: `done` gets `(True, response tuple)` or `(False, exception)`.
-    #[pyo3(signature = (queue, token, method, request, timeout=None, metadata=None, compression=None))]
+    #[pyo3(signature = (queue, token, method, request, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     #[allow(clippy::too_many_arguments)]
     fn unary_start(
         &self,
@@ -65,56 +98,33 @@ impl NativeLease {
         token: Py<PyAny>,
         method: &str,
         request: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'_, PyAny>>,
+        wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<NativeCall> {
-        let lease = self.lease()?;
-        let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata, compression)?;
-        let call = self
-            .state
-            .pool
-            .prepare(method, request, options)
-            .map_err(to_py_err)?;
-        let future = async move { Ok(lease.call(call).await) };
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let future = self.unary_future(method, request, options)?;
         self.state.start(future, queue, token, response_object)
     }
 
-    /// Opens a streaming call on the lease's connection. The stream takes the lease's slot
-    /// over: the lease counts as released, and the slot returns when the stream ends.
-    #[pyo3(signature = (method, timeout=None, metadata=None, compression=None))]
+    /// Opens a streaming call on the lease's connection. The stream uses the lease's slot
+    /// until the call ends and leaves the lease the caller's: usable again once the stream is
+    /// over, and released as usual (the slot returns when both the lease is released and the
+    /// stream is over). RuntimeError (core's Busy) while calls or another stream are in flight
+    /// on the lease.
+    #[pyo3(signature = (method, timeout=None, metadata=None, wait_for_ready=false, compression=None))]
     fn open_stream(
         &self,
         method: &str,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'_, PyAny>>,
+        wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<NativeStream> {
-        self.lease()?;
-        let options = call_options(timeout, metadata, compression)?;
-        // Bad input is refused while the lease is still the caller's.
-        self.state
-            .pool
-            .prepare(method, Bytes::new(), options.clone())
-            .map_err(to_py_err)?;
-        let mut slot = self.lease.lock();
-        let shared = slot
-            .take()
-            .ok_or_else(|| LeaseReleasedError::new_err("the lease was released"))?;
-        let lease = match Arc::try_unwrap(shared) {
-            Ok(lease) => lease,
-            Err(shared) => {
-                *slot = Some(shared);
-                return Err(PyRuntimeError::new_err(
-                    "the lease has calls in flight: open the stream once they are done",
-                ));
-            }
-        };
-        drop(slot);
-        let stream = Arc::new(lease)
-            .open_stream(method, options)
-            .map_err(to_py_err)?;
+        let lease = self.lease()?;
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let stream = lease.open_stream(method, options).map_err(to_py_err)?;
         Ok(NativeStream::new(Arc::clone(&self.state), stream))
     }
 
@@ -156,11 +166,9 @@ impl Drop for NativeLease {
         if self.state.abandoned.load(Ordering::Acquire) {
             std::mem::forget(lease);
         } else if let Some(lease) = lease {
-            // Collected without release(): the slot returns, and it counts as a leak.
-            match Arc::try_unwrap(lease) {
-                Ok(lease) => lease.release_as_leaked(),
-                Err(shared) => drop(shared),
-            }
+            // Collected without release(): it counts as a leak, and the slot returns when the
+            // last reference (this one, or a call's or stream's still in flight) goes.
+            lease.release_as_leaked();
         }
     }
 }

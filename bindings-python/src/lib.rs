@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use grpcpool_core::{AcquireOptions, Error, Pool};
-use parking_lot::Mutex;
+use grpcpool_core::{AcquireOptions, Code, Error, ErrorKind, Pool, Response, CALL_OPTIONS};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -30,9 +29,23 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     _native,
+    StreamClosedError,
+    PyValueError,
+    "A streaming call takes no more requests: done_writing() was called, it was cancelled, or \
+     the server ended it (read it to get the status)."
+);
+pyo3::create_exception!(
+    _native,
+    BusyError,
+    PyRuntimeError,
+    "An operation of the same kind already waits on this stream (a second read or send), or \
+     calls are in flight on the lease a stream would open on; nothing happened."
+);
+pyo3::create_exception!(
+    _native,
     StatusError,
     pyo3::exceptions::PyException,
-    "Internal: an acquire failed with a gRPC status; args are (code, message)."
+    "Internal: an operation failed with a gRPC status; args are (code, message)."
 );
 
 mod completions;
@@ -42,29 +55,83 @@ mod log;
 mod stream;
 
 use completions::CompletionQueue;
-use convert::{call_options, config_from, request_bytes, response_object, response_to_py, seconds};
+use convert::{
+    call_options, config_from, request_bytes, response_object, response_to_py, seconds,
+    settings_to_py, Seconds,
+};
 use lease::NativeLease;
 use stream::NativeStream;
 
 /// How often a blocking wait wakes to check for signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
+/// How long an interrupted wait waits for the runtime to drop the work it abandoned: enough
+/// for a busy runtime, bounded so an interrupt always gets through.
+const ABANDON_WAIT: Duration = Duration::from_secs(1);
+
+/// How a core error reaches Python: the one error map of this face.
+enum Failure {
+    /// As a gRPC status, the way grpcio reports the same failure: the call's response where
+    /// the call returns one (unary calls), else an `RpcError` (the package turns
+    /// [`StatusError`] into one).
+    Status(Code, String),
+    /// As this Python exception.
+    Raise(PyErr),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        let message = error.to_string();
+        // No catch-all: a new kind of error fails to compile here until it is mapped.
+        match error.kind() {
+            // grpcio fails an oversized request with RESOURCE_EXHAUSTED, a slot that never
+            // freed with DEADLINE_EXCEEDED and an unreachable target with UNAVAILABLE.
+            ErrorKind::MessageTooLarge | ErrorKind::AcquireTimeout | ErrorKind::Unavailable => {
+                Failure::Status(error.code(), message)
+            }
+            ErrorKind::PoolClosed => Failure::Raise(PoolClosedError::new_err(message)),
+            ErrorKind::StreamClosed => Failure::Raise(StreamClosedError::new_err(message)),
+            // Misuse of an object in its current state, and an engine that cannot run.
+            ErrorKind::Busy => Failure::Raise(BusyError::new_err(message)),
+            ErrorKind::BlockingInAsync | ErrorKind::Runtime => {
+                Failure::Raise(PyRuntimeError::new_err(message))
+            }
+            // Bad values. (A wrong Python type or an unknown keyword is a TypeError, decided
+            // where the value is converted.)
+            ErrorKind::InvalidTarget
+            | ErrorKind::InvalidMethod
+            | ErrorKind::InvalidMetadata
+            | ErrorKind::InvalidCompression
+            | ErrorKind::InvalidConfig
+            | ErrorKind::Tls => Failure::Raise(PyValueError::new_err(message)),
+        }
+    }
+}
+
 /// Converts a core error to the Python exception that describes it.
 fn to_py_err(error: Error) -> PyErr {
-    match error {
-        Error::PoolClosed => PoolClosedError::new_err("the pool is closed"),
-        Error::AcquireTimeout { .. } | Error::Unavailable { .. } => {
-            StatusError::new_err((error.code().as_i32(), error.to_string()))
-        }
-        Error::Runtime(_) => PyRuntimeError::new_err(error.to_string()),
-        other => PyValueError::new_err(other.to_string()),
+    match Failure::from(error) {
+        Failure::Status(code, message) => StatusError::new_err((code.as_i32(), message)),
+        Failure::Raise(error) => error,
+    }
+}
+
+/// A unary call's outcome: a failure that grpcio reports as the call's status (an oversized
+/// request, say) becomes the response, so `unary_response` returns it and `unary` raises
+/// `RpcError`, as for any status.
+fn unary_outcome(outcome: Result<Response, Error>) -> PyResult<Response> {
+    match outcome {
+        Ok(response) => Ok(response),
+        Err(error) => match Failure::from(error) {
+            Failure::Status(code, message) => Ok(Response::with_status(code, message)),
+            Failure::Raise(error) => Err(error),
+        },
     }
 }
 
 /// The state shared by a pool object and its leases.
 struct PoolState {
     pool: Pool,
-    closed: AtomicBool,
     /// Set in a child process after `fork()`: the pool's runtime threads stayed in the parent,
     /// so nothing of it may run or be dropped here.
     abandoned: AtomicBool,
@@ -72,8 +139,10 @@ struct PoolState {
 
 impl PoolState {
     fn check_open(&self) -> PyResult<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(PoolClosedError::new_err("the pool is closed"));
+        // Core refuses new acquires and one-shot calls itself once closed, but a lease's calls
+        // run on a slot already held: the face refuses those too.
+        if self.pool.is_closed() {
+            return Err(to_py_err(Error::PoolClosed));
         }
         if self.abandoned.load(Ordering::Acquire) {
             return Err(PoolClosedError::new_err(
@@ -86,17 +155,16 @@ impl PoolState {
 
     /// Runs `future` on the pool's runtime with the GIL released, waking every [`SIGNAL_CHECK`]
     /// to check for signals. An exception from a signal handler (KeyboardInterrupt) drops the
-    /// future, cancelling it. (Polling the future on this thread inside the runtime instead
-    /// measured about 15% more CPU per call: the connection's lock is then contended.)
+    /// future, abandoning that wait: a unary call is then cancelled, a stream goes on. (Polling
+    /// the future on this thread inside the runtime instead measured about 15% more CPU per
+    /// call: the connection's lock is then contended.)
     fn wait<F>(&self, py: Python<'_>, future: F) -> PyResult<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(PyRuntimeError::new_err(
-                "a blocking grpcpool call was made on a grpcpool runtime thread",
-            ));
+            return Err(to_py_err(Error::BlockingInAsync));
         }
         let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
         let (sender, receiver) = mpsc::sync_channel(1);
@@ -115,6 +183,12 @@ impl PoolState {
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Err(error) = py.check_signals() {
                         task.abort();
+                        // Until the runtime drops the task, the abandoned operation still
+                        // holds what it claimed (a stream's read, say): wait for that, so a
+                        // retry right after the exception is not refused as busy.
+                        py.detach(move || {
+                            let _ = receiver.recv_timeout(ABANDON_WAIT);
+                        });
                         return Err(error);
                     }
                 }
@@ -140,7 +214,7 @@ impl PoolState {
         convert: impl FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
     ) -> PyResult<NativeCall>
     where
-        F: Future<Output = Result<T, Error>> + Send + 'static,
+        F: Future<Output = PyResult<T>> + Send + 'static,
         T: Send + 'static,
     {
         let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
@@ -149,21 +223,23 @@ impl PoolState {
             let output = future.await;
             queue.get().push(
                 token,
-                Box::new(move |py| {
-                    match output
-                        .map_err(to_py_err)
-                        .and_then(|value| convert(py, value))
-                    {
+                Box::new(
+                    move |py| match output.and_then(|value| convert(py, value)) {
                         Ok(value) => (true, value),
                         Err(error) => (false, error.into_value(py).into_any()),
-                    }
-                }),
+                    },
+                ),
             );
         });
         Ok(NativeCall {
             task: task.abort_handle(),
         })
     }
+}
+
+/// A core future's error as the Python exception, for [`PoolState::start`].
+async fn mapped<T>(future: impl Future<Output = Result<T, Error>>) -> PyResult<T> {
+    future.await.map_err(to_py_err)
 }
 
 /// An asyncio call in flight; `cancel()` drops it, which resets its HTTP/2 stream.
@@ -186,6 +262,62 @@ struct NativePool {
     state: Arc<PoolState>,
 }
 
+impl NativePool {
+    /// What an acquire waits for and where it was made.
+    fn acquire_options(
+        timeout: Option<Seconds>,
+        wait_for_ready: bool,
+        site: Option<&str>,
+    ) -> PyResult<AcquireOptions> {
+        let mut options = AcquireOptions::default();
+        options.timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        options.wait_for_ready = wait_for_ready;
+        options.site = site.map(Arc::from);
+        Ok(options)
+    }
+
+    /// A one-shot unary call, checked now; the future acquires, calls and releases. Bad input
+    /// is an exception now, and a failure grpcio reports as a status is the call's response.
+    fn unary_future(
+        &self,
+        target: &str,
+        method: &str,
+        request: &Bound<'_, PyAny>,
+        options: grpcpool_core::CallOptions,
+    ) -> PyResult<impl Future<Output = PyResult<Response>> + Send + 'static> {
+        let request = request_bytes(request)?;
+        let pool = &self.state.pool;
+        let started = pool
+            .prepare(method, request, options)
+            .and_then(|call| pool.unary_prepared(target, call));
+        let started = match started {
+            Ok(future) => Ok(future),
+            // Ok: a failure reported as the call's status, delivered as the call would be.
+            Err(error) => Err(unary_outcome(Err(error))?),
+        };
+        Ok(async move {
+            match started {
+                Ok(future) => unary_outcome(future.await),
+                Err(response) => Ok(response),
+            }
+        })
+    }
+
+    /// A one-shot stream, checked now (method, metadata, target: bad input raises before
+    /// anything waits); the future acquires a slot and opens the stream on it.
+    fn stream_future(
+        &self,
+        target: &str,
+        method: &str,
+        options: grpcpool_core::CallOptions,
+    ) -> PyResult<impl Future<Output = Result<grpcpool_core::Stream, Error>> + Send + 'static> {
+        let pool = &self.state.pool;
+        pool.prepare_stream(method, options)
+            .and_then(|call| pool.open_stream_prepared(target, call))
+            .map_err(to_py_err)
+    }
+}
+
 #[pymethods]
 impl NativePool {
     #[new]
@@ -196,7 +328,6 @@ impl NativePool {
         Ok(NativePool {
             state: Arc::new(PoolState {
                 pool,
-                closed: AtomicBool::new(false),
                 abandoned: AtomicBool::new(false),
             }),
         })
@@ -208,22 +339,15 @@ impl NativePool {
         &self,
         py: Python<'_>,
         target: &str,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         wait_for_ready: bool,
         site: Option<&str>,
     ) -> PyResult<NativeLease> {
         self.state.check_open()?;
-        let mut options = AcquireOptions::default();
-        options.timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
-        options.wait_for_ready = wait_for_ready;
-        options.site = site.map(Arc::from);
+        let options = NativePool::acquire_options(timeout, wait_for_ready, site)?;
         let future = self.state.pool.acquire_with(target, options);
         let lease = self.state.wait(py, future)?.map_err(to_py_err)?;
-        Ok(NativeLease {
-            state: Arc::clone(&self.state),
-            lease: Mutex::new(Some(Arc::new(lease))),
-            target: target.to_owned(),
-        })
+        Ok(NativeLease::new(Arc::clone(&self.state), lease, target))
     }
 
     /// A one-shot unary call; returns the response tuple.
@@ -235,18 +359,15 @@ impl NativePool {
         target: &str,
         method: &str,
         request: &Bound<'py, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'py, PyAny>>,
         wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         self.state.check_open()?;
-        let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
-        let pool = &self.state.pool;
-        let call = pool.prepare(method, request, options).map_err(to_py_err)?;
-        let future = pool.unary_prepared(target, call).map_err(to_py_err)?;
-        let response = self.state.wait(py, future)?.map_err(to_py_err)?;
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let future = self.unary_future(target, method, request, options)?;
+        let response = self.state.wait(py, future)??;
         response_to_py(py, &response)
     }
 
@@ -257,25 +378,17 @@ impl NativePool {
         queue: &Bound<'_, CompletionQueue>,
         token: Py<PyAny>,
         target: &str,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         wait_for_ready: bool,
         site: Option<&str>,
     ) -> PyResult<NativeCall> {
         self.state.check_open()?;
-        let mut options = AcquireOptions::default();
-        options.timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
-        options.wait_for_ready = wait_for_ready;
-        options.site = site.map(Arc::from);
-        let future = self.state.pool.acquire_with(target, options);
+        let options = NativePool::acquire_options(timeout, wait_for_ready, site)?;
+        let future = mapped(self.state.pool.acquire_with(target, options));
         let state = Arc::clone(&self.state);
         let target = target.to_owned();
         self.state.start(future, queue, token, move |py, lease| {
-            let lease = NativeLease {
-                state,
-                lease: Mutex::new(Some(Arc::new(lease))),
-                target,
-            };
-            Ok(Py::new(py, lease)?.into_any())
+            Ok(Py::new(py, NativeLease::new(state, lease, &target))?.into_any())
         })
     }
 
@@ -289,17 +402,14 @@ impl NativePool {
         target: &str,
         method: &str,
         request: &Bound<'_, PyAny>,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'_, PyAny>>,
         wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<NativeCall> {
         self.state.check_open()?;
-        let request = request_bytes(request)?;
-        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
-        let pool = &self.state.pool;
-        let call = pool.prepare(method, request, options).map_err(to_py_err)?;
-        let future = pool.unary_prepared(target, call).map_err(to_py_err)?;
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let future = self.unary_future(target, method, request, options)?;
         self.state.start(future, queue, token, response_object)
     }
 
@@ -311,14 +421,14 @@ impl NativePool {
         py: Python<'_>,
         target: &str,
         method: &str,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'_, PyAny>>,
         wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<NativeStream> {
         self.state.check_open()?;
-        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
-        let future = self.state.pool.open_stream(target, method, options);
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let future = self.stream_future(target, method, options)?;
         let stream = self.state.wait(py, future)?.map_err(to_py_err)?;
         Ok(NativeStream::new(Arc::clone(&self.state), stream))
     }
@@ -332,14 +442,14 @@ impl NativePool {
         token: Py<PyAny>,
         target: &str,
         method: &str,
-        timeout: Option<f64>,
+        timeout: Option<Seconds>,
         metadata: Option<&Bound<'_, PyAny>>,
         wait_for_ready: bool,
         compression: Option<&str>,
     ) -> PyResult<NativeCall> {
         self.state.check_open()?;
-        let options = call_options(timeout, metadata, compression)?.wait_for_ready(wait_for_ready);
-        let future = self.state.pool.open_stream(target, method, options);
+        let options = call_options(timeout, metadata, wait_for_ready, compression)?;
+        let future = mapped(self.stream_future(target, method, options)?);
         let state = Arc::clone(&self.state);
         self.state.start(future, queue, token, move |py, stream| {
             Ok(Py::new(py, NativeStream::new(state, stream))?.into_any())
@@ -380,21 +490,43 @@ impl NativePool {
     /// Whether `close` has been called.
     #[getter]
     fn closed(&self) -> bool {
-        self.state.closed.load(Ordering::Acquire)
+        self.state.pool.is_closed()
     }
 
     /// Stops new work, waits up to `grace` seconds for calls in flight, closes every connection.
     /// Returns the number of slots still in use when it gave up.
-    #[pyo3(signature = (grace=5.0))]
-    fn close(&self, py: Python<'_>, grace: f64) -> PyResult<u64> {
+    // The default is spelled out for the signature Python shows (stubtest compares it).
+    #[pyo3(signature = (grace=Seconds::from(5.0)), text_signature = "(self, /, grace=5.0)")]
+    fn close(&self, py: Python<'_>, grace: Seconds) -> PyResult<u64> {
         let grace = seconds("grace", grace)?;
-        if self.state.closed.swap(true, Ordering::AcqRel) {
+        let pool = &self.state.pool;
+        if pool.is_closed() {
             return Ok(0);
         }
-        let pool = self.state.pool.clone();
+        // Closed at once, so nothing new starts while this waits for the calls in flight.
+        pool.close();
+        if pool.runtime_handle().is_err() {
+            // The runtime never started (a closed pool starts none): no call ever ran.
+            return Ok(0);
+        }
+        let pool = pool.clone();
         self.state
             .wait(py, async move { pool.shutdown(grace).await })
     }
+}
+
+/// Core's settings table: `(name, type, off, per_target, default)` for every pool setting,
+/// which `Pool` takes as keyword arguments of the same names (durations in seconds).
+#[pyfunction]
+fn settings(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    settings_to_py(py)
+}
+
+/// The names of the per-call options every call takes (core's table): timeout, metadata,
+/// wait_for_ready and compression.
+#[pyfunction]
+fn call_option_names() -> Vec<&'static str> {
+    CALL_OPTIONS.iter().map(|option| option.name).collect()
 }
 
 /// The native module of `grpcpool`.
@@ -402,8 +534,8 @@ impl NativePool {
 mod _native {
     #[pymodule_export]
     use super::{
-        CompletionQueue, LeaseReleasedError, NativeCall, NativeLease, NativePool, NativeStream,
-        PoolClosedError, StatusError,
+        call_option_names, settings, BusyError, CompletionQueue, LeaseReleasedError, NativeCall,
+        NativeLease, NativePool, NativeStream, PoolClosedError, StatusError, StreamClosedError,
     };
 
     #[pymodule_init]

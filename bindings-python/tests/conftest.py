@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 from concurrent import futures
+from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator, Tuple
+from typing import Any, Iterator, NamedTuple, Set, Tuple
 
 import grpc
 import pytest
@@ -79,6 +81,16 @@ def pb(protos: Tuple[ModuleType, ModuleType]) -> ModuleType:
     return protos[0]
 
 
+#: Request texts starting with "seen:" that reached the server, for tests that check a call
+#: was never sent.
+SEEN: Set[str] = set()
+
+
+def _note(request: Any) -> None:
+    if request.text.startswith("seen:"):
+        SEEN.add(request.text)
+
+
 def _describe(key: str, value: Any) -> str:
     return f"{key}={value.hex() if isinstance(value, bytes) else value}"
 
@@ -90,6 +102,7 @@ def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
 
     class Echo(pb2_grpc.EchoServicer):  # type: ignore[misc, name-defined]
         def Echo(self, request: Any, context: grpc.ServicerContext) -> Any:
+            _note(request)
             seen = [
                 _describe(key, value)
                 for key, value in context.invocation_metadata()
@@ -138,6 +151,7 @@ def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
 
         def Bidi(self, requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
             for request in requests:
+                _note(request)
                 if request.sleep:
                     time.sleep(request.sleep)
                 if request.code:
@@ -172,6 +186,35 @@ def unused_target() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class Pem(NamedTuple):
+    """A self-signed certificate (so also a CA) and its key, as PEM, and their files."""
+
+    cert: bytes
+    key: bytes
+    cert_file: Path
+    key_file: Path
+
+
+@pytest.fixture(scope="session")
+def pem(tmp_path_factory: pytest.TempPathFactory) -> Pem:
+    """Real PEM material for the TLS settings, made by openssl now (the tests ship none)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate for the PEM settings")
+    out = tmp_path_factory.mktemp("pem")
+    cert_file, key_file = out / "cert.pem", out / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-keyout", str(key_file), "-out", str(cert_file),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return Pem(cert_file.read_bytes(), key_file.read_bytes(), cert_file, key_file)
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:

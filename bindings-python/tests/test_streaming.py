@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 import threading
 import time
+from concurrent import futures
 from types import ModuleType
 from typing import Any, AsyncIterator, Iterator, List, Tuple
 
@@ -22,6 +24,7 @@ from conftest import wait_for
 SERVER_STREAM = "/gptest.Echo/ServerStream"
 CLIENT_STREAM = "/gptest.Echo/ClientStream"
 BIDI = "/gptest.Echo/Bidi"
+ECHO = "/gptest.Echo/Echo"
 
 
 def test_server_streaming_iterates_every_reply_then_ok(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
@@ -69,8 +72,8 @@ def test_client_streaming_sends_every_request(pool: grpcpool.Pool, server: str, 
 def test_bidirectional_ping_pong_on_a_lease(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
     lease = pool.acquire(server, timeout=5.0)
     with lease.stream(BIDI, timeout=5.0, metadata=[("x-who", "pingpong")], response_type=pb.EchoReply) as stream:
-        # The stream took the lease's slot over.
-        assert lease.released
+        # The stream uses the lease's slot; the lease stays the caller's.
+        assert not lease.released
         for index, size in enumerate([27_182, 8, 1_828, 45_904]):
             stream.write(pb.EchoRequest(text=str(index), payload=b"\0" * size))
             reply = stream.read()
@@ -80,7 +83,103 @@ def test_bidirectional_ping_pong_on_a_lease(pool: grpcpool.Pool, server: str, pb
         assert stream.finish().code is StatusCode.OK
         with pytest.raises(grpcpool.StreamClosedError):
             stream.write(b"")
+    lease.release()
     assert pool.stats()["leases_out"] == 0
+
+
+def test_a_stream_on_a_lease_leaves_the_lease_usable(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
+    lease = pool.acquire(server, timeout=5.0)
+    address = lease.address
+    with lease.stream(BIDI, timeout=5.0, response_type=pb.EchoReply) as stream:
+        stream.write(pb.EchoRequest(text="on the lease"))
+        reply = stream.read()
+        assert reply is not None and reply.text == "on the lease"
+        # While the stream runs, another stream on the lease is refused (core's Busy).
+        with pytest.raises(RuntimeError, match="in flight"):
+            lease.stream(BIDI, timeout=5.0)
+        stream.done_writing()
+        assert stream.finish().code is StatusCode.OK
+    # The stream is over: the lease is usable again, on the same connection.
+    assert not lease.released and lease.address == address
+    reply = lease.unary(ECHO, pb.EchoRequest(text="after"), timeout=5.0, response_type=pb.EchoReply)
+    assert reply.text == "after"
+    assert pool.stats()["leases_out"] == 1
+    lease.release()
+    assert lease.released
+    assert pool.stats()["leases_out"] == 0
+    # Released while its stream runs, the slot returns when the stream ends.
+    lease = pool.acquire(server, timeout=5.0)
+    stream = lease.stream(BIDI, timeout=5.0)
+    lease.release()
+    with pytest.raises(grpcpool.LeaseReleasedError):
+        lease.unary(ECHO, b"", timeout=5.0)
+    assert pool.stats()["leases_out"] == 1
+    stream.write(pb.EchoRequest(text="still here"))
+    assert stream.read() is not None
+    stream.done_writing()
+    assert stream.finish().code is StatusCode.OK
+    assert wait_for(lambda: pool.stats()["leases_out"] == 0)
+
+
+def test_a_second_send_while_one_waits_on_flow_control_is_refused(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
+    # The smallest HTTP/2 windows, and nobody reads the echoes: the server soon stops taking
+    # requests, so a send waits on flow control; a second send meanwhile is refused (core's
+    # Busy), never queued.
+    chunk = pb.EchoRequest(payload=b"x" * (32 * 1024))
+    with grpcpool.Pool(initial_stream_window_size=65535, initial_connection_window_size=65535) as small:
+        stream = small.stream(server, BIDI, timeout=20.0)
+        with futures.ThreadPoolExecutor(1) as sender:
+            blocked = None
+            for _ in range(400):
+                sending = sender.submit(stream.write, chunk)
+                try:
+                    sending.result(timeout=0.3)
+                except futures.TimeoutError:
+                    blocked = sending
+                    break
+            assert blocked is not None, "400 sends never waited on flow control"
+            with pytest.raises(grpcpool.BusyError, match="already waiting"):
+                stream.write(b"")
+            # The refusal left the waiting send alone; a cancel wakes it with the call's end.
+            assert not blocked.done()
+            stream.cancel()
+            error = blocked.exception(timeout=5.0)
+        assert isinstance(error, (grpcpool.StreamClosedError, grpcpool.RpcError)), error
+        if isinstance(error, grpcpool.RpcError):
+            assert error.code() is StatusCode.CANCELLED
+        assert stream.finish().code is StatusCode.CANCELLED
+        assert wait_for(lambda: small.stats()["leases_out"] == 0)
+
+
+def test_asyncio_second_send_while_one_waits_on_flow_control_is_refused(server: str, pb: ModuleType) -> None:
+    chunk = pb.EchoRequest(payload=b"x" * (32 * 1024))
+
+    async def main() -> None:
+        async with grpcpool.aio.Pool(
+            initial_stream_window_size=65535, initial_connection_window_size=65535
+        ) as small:
+            stream = await small.stream(server, BIDI, timeout=20.0)
+            blocked = None
+            for _ in range(400):
+                sending = asyncio.ensure_future(stream.write(chunk))
+                # asyncio.wait, not wait_for: a timeout must not cancel the waiting send.
+                done, _ = await asyncio.wait({sending}, timeout=0.3)
+                if not done:
+                    blocked = sending
+                    break
+                sending.result()
+            assert blocked is not None, "400 sends never waited on flow control"
+            with pytest.raises(grpcpool.BusyError, match="already waiting"):
+                await stream.write(b"")
+            assert not blocked.done()
+            stream.cancel()
+            with pytest.raises((grpcpool.StreamClosedError, grpcpool.RpcError)) as raised:
+                await asyncio.wait_for(blocked, 5.0)
+            if isinstance(raised.value, grpcpool.RpcError):
+                assert raised.value.code() is StatusCode.CANCELLED
+            assert (await stream.finish()).code is StatusCode.CANCELLED
+
+    asyncio.run(main())
 
 
 def test_bidirectional_from_an_iterator_while_reading(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
@@ -128,7 +227,7 @@ def test_one_thread_writes_while_another_reads(pool: grpcpool.Pool, server: str,
     blocked = threading.Thread(target=read_until_cancelled)
     blocked.start()
     time.sleep(0.2)
-    with pytest.raises(RuntimeError, match="another read"):
+    with pytest.raises(RuntimeError, match="already waiting"):
         stream2.read()
     stream2.cancel()
     blocked.join(5.0)
@@ -154,6 +253,34 @@ def test_cancel_wakes_a_blocked_read_and_frees_the_slot(pool: grpcpool.Pool, ser
     assert stream.code() is StatusCode.CANCELLED
     assert not stream.cancel()
     assert wait_for(lambda: pool.stats()["leases_out"] == 0)
+
+
+def test_an_interrupted_read_abandons_only_that_wait(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
+    # A signal handler's exception (not KeyboardInterrupt, which the stream turns into a
+    # cancel) ends the blocking read; the call goes on, and the next read is not refused.
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        for index in range(10):
+            stream = pool.stream(server, BIDI, timeout=10.0, response_type=pb.EchoReply)
+            # The echo comes after 0.3 s; the read waiting for it is interrupted at 0.05 s.
+            stream.write(pb.EchoRequest(text=str(index), sleep=0.3))
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                stream.read()
+            assert stream.is_active()
+            reply = stream.read()
+            assert reply is not None and reply.text == str(index)
+            stream.done_writing()
+            assert stream.finish().code is StatusCode.OK
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_deadline_ends_a_stream(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
@@ -267,6 +394,11 @@ def test_asyncio_streaming(server: str, pb: ModuleType) -> None:
                     assert answer is not None and answer.text == str(index)
                 await pingpong.done_writing()
                 assert await pingpong.read() is None
+            # The stream is over and the lease is still the caller's.
+            assert not lease.released
+            again = await lease.unary(ECHO, pb.EchoRequest(text="again"), timeout=5.0, response_type=pb.EchoReply)
+            assert again.text == "again"
+            lease.release()
 
             # A failing stream raises where the replies end.
             failing = await pool.unary_stream(server, SERVER_STREAM, pb.EchoRequest(count=1, code=10, details="x"))
@@ -310,8 +442,6 @@ def test_asyncio_many_streams_at_once(server: str, pb: ModuleType) -> None:
 def identity_only_server() -> Iterator[str]:
     """A grpcio echo server (raw bytes) with every compression but identity disabled: a
     gzip-compressed request fails there, which shows the client really compressed it."""
-    from concurrent import futures
-
     handler = grpc.method_handlers_generic_handler(
         "gptest.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from typing_extensions import assert_type
 
@@ -29,6 +29,13 @@ def usage(pool: grpcpool.Pool, target: str) -> None:
         assert_type(response, grpcpool.Response)
         assert_type(response.code, grpcpool.StatusCode)
         assert_type(response.decode(Reply), Reply)
+        # A stream on the lease leaves the lease usable once it is over.
+        with lease.stream("/p.S/Chat", timeout=1.0, response_type=Reply) as stream:
+            assert_type(stream, grpcpool.Stream[Reply])
+            stream.write(Request())
+            assert_type(stream.read(), Optional[Reply])
+            assert_type(stream.finish(), grpcpool.Response)
+        assert_type(lease.unary("/p.S/M", b""), bytes)
     assert_type(pool.unary(target, "/p.S/M", Request()), bytes)
     assert_type(pool.unary(target, "/p.S/M", b"", response_type=Reply), Reply)
     assert_type(pool.stats(), Dict[str, Any])
@@ -39,3 +46,35 @@ def usage(pool: grpcpool.Pool, target: str) -> None:
         assert_type(error.details(), str)
         assert_type(error.trailing_metadata(), grpcpool.MetadataTuple)
     assert_type(pool.close(), int)
+
+
+async def aio_usage(target: str) -> None:
+    # `import grpcpool` alone gives grpcpool.aio.
+    async with grpcpool.aio.Pool(backoff_multiplier=2.0, keepalive_time=0) as pool:
+        assert_type(await pool.unary(target, "/p.S/M", b"", wait_for_ready=True), bytes)
+        assert_type(pool.leaked_leases(), Tuple[Tuple[str, str, float], ...])
+        async with await pool.acquire(target) as lease:
+            assert_type(await lease.unary("/p.S/M", b"", wait_for_ready=True), bytes)
+            async with lease.stream("/p.S/Chat", response_type=Reply) as stream:
+                assert_type(stream, grpcpool.aio.Stream[Reply])
+                await stream.write(Request())
+                assert_type(await stream.read(), Optional[Reply])
+            assert_type(await lease.unary("/p.S/M", b""), bytes)
+
+
+def settings_usage(pem: bytes) -> None:
+    # Every setting of the engine's table is a typed keyword; the file conveniences beside them.
+    grpcpool.Pool(
+        max_connections_per_target=4,
+        keepalive_time=30.0,
+        keepalive_while_idle=False,
+        backoff_initial=0.5,
+        tls_ca_pem=pem,
+        tls_server_name="example.com",
+    )
+    grpcpool.Pool(tls_ca_pem=pem.decode(), tls_client_cert="cert.pem", tls_client_key=pem)
+    settings: grpcpool.PoolSettings = {"idle_timeout": 60.0, "worker_threads": 2}
+    grpcpool.Pool(**settings)
+    # mypy --strict flags an unused ignore, so these prove the mistakes are caught.
+    grpcpool.Pool(max_connection=4)  # type: ignore[call-arg]
+    grpcpool.Pool(keepalive_time="30s")  # type: ignore[arg-type]

@@ -11,14 +11,20 @@
 """
 
 from ._channel import Channel
-from ._errors import LeaseReleasedError, PoolClosedError, RpcError, StreamClosedError
-from ._pool import Lease, Pool
+from ._errors import BusyError, LeaseReleasedError, PoolClosedError, RpcError, StreamClosedError
+from ._pool import Lease, Pool, PoolOptions
 from ._response import Request, Response
+from ._settings import PoolSettings
 from ._status import StatusCode
 from ._stream import Stream
 from ._types import Decoder, Message, Metadata, MetadataTuple, MetadataValue
 
+# Last, as everything it uses is loaded by now: `import grpcpool` alone makes grpcpool.aio
+# usable, as `import grpc` does grpc.aio.
+from . import aio
+
 __all__ = [
+    "BusyError",
     "Channel",
     "Decoder",
     "Lease",
@@ -29,10 +35,13 @@ __all__ = [
     "MetadataValue",
     "Pool",
     "PoolClosedError",
+    "PoolOptions",
+    "PoolSettings",
     "Request",
     "Response",
     "RpcError",
     "StatusCode",
     "Stream",
     "StreamClosedError",
+    "aio",
 ]

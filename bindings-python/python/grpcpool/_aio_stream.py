@@ -43,8 +43,9 @@ class Stream(Generic[T]):
     ``async for`` (or ``await read()``) over the responses.
 
     A non-OK status raises :class:`grpcpool.RpcError` where the responses end. Cancelling a
-    task that awaits a read or write cancels the call. One task may write while another reads.
-    ``async with`` cancels a call not finished when the block ends.
+    task that awaits a read or write cancels the call. One task may write while another reads;
+    a second write while one waits (or a second read while one waits) raises RuntimeError at
+    once, never queued. ``async with`` cancels a call not finished when the block ends.
     """
 
     def __init__(
@@ -63,8 +64,10 @@ class Stream(Generic[T]):
 
     async def write(self, request: Request) -> None:
         """Sends one request under HTTP/2 flow control. Raises :class:`grpcpool.RpcError` if
-        the call ended with an error, :class:`grpcpool.StreamClosedError` once it takes no
-        more requests."""
+        the call ended with an error, or with RESOURCE_EXHAUSTED for a request over
+        ``max_send_message_size`` (not sent; the call goes on), and
+        :class:`grpcpool.StreamClosedError` once it takes no more requests (a cancel wakes a
+        write waiting on flow control that way). RuntimeError while another write waits."""
         payload = encode_request(request)
         if not await self._call(lambda queue, token: self._native.send_start(queue, token, payload)):
             raw = self._native.status()
@@ -171,8 +174,13 @@ class Stream(Generic[T]):
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - reported as the call's status
-            self._request_error = error
-            self._native.cancel()
+            self._fail_request(error)
+
+    def _fail_request(self, error: BaseException) -> None:
+        """Ends the call because sending failed; ``error`` decides the status (see
+        :func:`grpcpool._stream.outcome_with`)."""
+        self._request_error = error
+        self._native.cancel()
 
     async def _send(self, request: Request) -> bool:
         payload = encode_request(request)

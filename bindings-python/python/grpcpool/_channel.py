@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Type
 from . import _native
 from ._errors import RpcError
 from ._pool import Pool, Response
+from ._response import status_error
 from ._status import StatusCode
 from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
 from ._types import Metadata, MetadataTuple
@@ -233,8 +234,7 @@ class _StreamingMultiCallable:
                 compression_name,
             )
         except _native.StatusError as error:
-            code, message = error.args
-            raise ChannelRpcError(Response(StatusCode.from_number(code), message, b"", (), (), b"")) from None
+            raise status_error(error, ChannelRpcError) from None
         decoder = None if self._deserializer is None else _Deserializing(self._deserializer)
         return ChannelStream(native, decoder, deadline, ChannelRpcError)
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from ._native import LeaseReleasedError, PoolClosedError
+from ._native import BusyError, LeaseReleasedError, PoolClosedError, StreamClosedError
 from ._status import StatusCode
 from ._types import MetadataTuple
 
 if TYPE_CHECKING:
     from ._response import Response
 
-__all__ = ["RpcError", "PoolClosedError", "LeaseReleasedError", "StreamClosedError"]
+__all__ = ["RpcError", "PoolClosedError", "LeaseReleasedError", "StreamClosedError", "BusyError"]
 
 # Shown as grpcpool.PoolClosedError in tracebacks, where users import them from.
 PoolClosedError.__module__ = "grpcpool"
 LeaseReleasedError.__module__ = "grpcpool"
+StreamClosedError.__module__ = "grpcpool"
+BusyError.__module__ = "grpcpool"
 
 
 class RpcError(Exception):
@@ -66,10 +68,3 @@ class RpcError(Exception):
         return f'<RpcError code={self.code().name} details="{self.details()}">'
 
     __repr__ = __str__
-
-
-class StreamClosedError(ValueError):
-    """A streaming call takes no more requests: :meth:`~grpcpool.Stream.done_writing` was
-    called, it was cancelled, or the server ended it (read it to get the status)."""
-
-    __module__ = "grpcpool"

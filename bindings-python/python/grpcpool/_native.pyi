@@ -1,13 +1,44 @@
-"""Stub of the native module; the public API is in the ``grpcpool`` package."""
+"""Stub of the native module; the public API is in the ``grpcpool`` package.
 
-from typing import Any, Callable, List, Optional, Tuple
+Checked against the built module by ``python -m mypy.stubtest grpcpool._native`` (test.sh).
+"""
+
+from typing import Any, List, Literal, Optional, Tuple, Union, final
 
 from ._types import Metadata, MetadataTuple
+
+__all__ = [
+    "CompletionQueue",
+    "LeaseReleasedError",
+    "NativeCall",
+    "NativeLease",
+    "NativePool",
+    "NativeStream",
+    "PoolClosedError",
+    "StatusError",
+    "StreamClosedError",
+    "BusyError",
+    "call_option_names",
+    "settings",
+]
 
 _NativeResponse = Tuple[int, str, bytes, MetadataTuple, MetadataTuple, bytes]
 #: An asyncio future, settled by the event loop when it drains a CompletionQueue.
 _Token = Any
+#: How a setting's value is typed in core's table.
+_SettingType = Literal["integer", "number", "duration", "bool", "pem", "text"]
+#: A setting's default in Python's terms (durations in seconds); None when unset.
+_SettingDefault = Union[int, float, bool, bytes, str, None]
+#: One row of core's settings table: (name, type, what zero turns off, per_target, default).
+_Setting = Tuple[str, _SettingType, Optional[str], bool, _SettingDefault]
 
+def settings() -> Tuple[_Setting, ...]:
+    """Core's settings table: every pool setting, which Pool takes as a keyword."""
+
+def call_option_names() -> List[str]:
+    """The per-call options every call takes (core's table)."""
+
+@final
 class CompletionQueue:
     """Outcomes of asyncio calls for one event loop, drained when fileno() is readable."""
 
@@ -15,10 +46,15 @@ class CompletionQueue:
     def fileno(self) -> int: ...
     def drain(self) -> List[Tuple[Any, bool, Any]]: ...
 
+@final
 class NativeCall:
     def cancel(self) -> None: ...
 
+@final
 class NativeStream:
+    """Core's SharedStream: one send and one read (or headers, or finish) at a time, a second
+    refused with RuntimeError; cancel wakes every wait."""
+
     def send(self, message: bytes) -> bool: ...
     def send_start(self, queue: CompletionQueue, token: _Token, message: bytes) -> NativeCall: ...
     def close_send(self) -> None: ...
@@ -39,11 +75,18 @@ class PoolClosedError(ValueError):
 class LeaseReleasedError(ValueError):
     """The lease was released: make calls on a new one."""
 
-class StatusError(Exception):
-    """Internal: an acquire failed with a gRPC status; args are (code, message)."""
+class StreamClosedError(ValueError):
+    """A streaming call takes no more requests."""
 
+class BusyError(RuntimeError):
+    """An operation of the same kind already waits on this stream, or calls are in flight on the lease."""
+
+class StatusError(Exception):
+    """Internal: an operation failed with a gRPC status; args are (code, message)."""
+
+@final
 class NativePool:
-    def __init__(self, **settings: Any) -> None: ...
+    def __new__(cls, **settings: Any) -> NativePool: ...
     def acquire(
         self,
         target: str,
@@ -109,6 +152,7 @@ class NativePool:
     def closed(self) -> bool: ...
     def close(self, grace: float = 5.0) -> int: ...
 
+@final
 class NativeLease:
     def unary(
         self,
@@ -116,6 +160,7 @@ class NativeLease:
         request: bytes,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
         compression: Optional[str] = None,
     ) -> _NativeResponse: ...
     def unary_start(
@@ -126,6 +171,7 @@ class NativeLease:
         request: bytes,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
         compression: Optional[str] = None,
     ) -> NativeCall: ...
     def open_stream(
@@ -133,8 +179,11 @@ class NativeLease:
         method: str,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        wait_for_ready: bool = False,
         compression: Optional[str] = None,
-    ) -> NativeStream: ...
+    ) -> NativeStream:
+        """Uses the lease's slot until the call ends; the lease stays usable. RuntimeError
+        while calls or another stream are in flight on the lease."""
     def release(self) -> None: ...
     @property
     def released(self) -> bool: ...

@@ -7,23 +7,55 @@ import os
 import sys
 import weakref
 from types import TracebackType
-from typing import Any, Dict, Iterable, Optional, Tuple, Type, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
-from ._errors import RpcError
-from ._status import StatusCode
-from ._response import Request, Response, _NativeResponse, encode_request, response_body
+from ._response import Request, Response, encode_request, response_body, status_error
+from ._settings import PoolSettings
 from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
-from ._types import Decoder, Metadata, MetadataTuple, PathLike
+from ._types import Decoder, Metadata, PathLike
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; the package runs on 3.9, where only type checkers read this.
+    from typing_extensions import Unpack
 
 
-__all__ = ["Pool", "Lease", "Response"]
+__all__ = ["Pool", "PoolOptions", "Lease", "Response"]
 
 T = TypeVar("T")
 
-def _status_error(error: _native.StatusError) -> RpcError:
-    code, message = error.args
-    return RpcError(Response(StatusCode.from_number(code), message, b"", (), (), b""))
+
+class PoolOptions(PoolSettings, total=False):
+    """What ``Pool`` and ``aio.Pool`` take: every setting of :class:`PoolSettings`, plus TLS
+    material read from files, a Python convenience (the engine takes PEM, not paths)."""
+
+    tls_ca_file: Optional[PathLike]
+    """A PEM file of certificates to trust, instead of ``tls_ca_pem``."""
+    tls_client_cert: Union[bytes, PathLike, None]
+    """The client certificate chain (mTLS): PEM bytes, or a PEM file's path."""
+    tls_client_key: Union[bytes, PathLike, None]
+    """The client certificate's key: PEM bytes, or a PEM file's path."""
+
+
+#: The file conveniences, each with the setting it fills.
+_FROM_FILES = (
+    ("tls_ca_file", "tls_ca_pem"),
+    ("tls_client_cert", "tls_client_cert_pem"),
+    ("tls_client_key", "tls_client_key_pem"),
+)
+
+
+def _settings_from(options: Dict[str, Any]) -> Dict[str, Any]:
+    """The engine's settings from a pool's keyword arguments: the file conveniences read into
+    the PEM settings they stand for, ``None`` values left out (the engine keeps its default)."""
+    settings = {name: value for name, value in options.items() if value is not None}
+    for convenience, setting in _FROM_FILES:
+        if convenience not in settings:
+            continue
+        if setting in settings:
+            raise ValueError(f"give {setting} or {convenience}, not both")
+        settings[setting] = _read_pem(convenience, settings.pop(convenience))
+    return settings
 
 
 def _caller_site() -> str:
@@ -31,10 +63,8 @@ def _caller_site() -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
-def _pem(name: str, value: Union[bytes, PathLike, None]) -> Optional[bytes]:
+def _read_pem(name: str, value: object) -> bytes:
     """PEM given as bytes, or read from a file path."""
-    if value is None:
-        return None
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if isinstance(value, (str, os.PathLike)):
@@ -79,6 +109,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: None = None,
     ) -> bytes: ...
 
@@ -91,6 +122,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Decoder[T],
     ) -> T: ...
 
@@ -102,14 +134,19 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Any:
         """Makes a unary call; returns the response body (decoded with ``response_type``).
 
-        ``method`` is ``/package.Service/Method``; ``timeout`` is in seconds. A non-OK status
-        raises :class:`RpcError`.
+        ``method`` is ``/package.Service/Method``; ``timeout`` is in seconds (0: already expired,
+        DEADLINE_EXCEEDED without sending). ``wait_for_ready`` matters when the call has to move
+        to another connection (its own died before the request left): it then waits for the
+        target instead of failing fast. A non-OK status raises :class:`RpcError`.
         """
-        raw = self._native.unary(method, encode_request(request), timeout, metadata, compression)
+        raw = self._native.unary(
+            method, encode_request(request), timeout, metadata, wait_for_ready, compression
+        )
         return response_body(raw, response_type)
 
     def unary_response(
@@ -120,9 +157,12 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
     ) -> Response:
         """Makes a unary call and returns the whole :class:`Response`, whatever its status."""
-        return Response._from_native(self._native.unary(method, encode_request(request), timeout, metadata, compression))
+        return Response._from_native(self._native.unary(
+            method, encode_request(request), timeout, metadata, wait_for_ready, compression
+        ))
 
     @overload
     def stream(
@@ -132,6 +172,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: None = None,
     ) -> Stream[bytes]: ...
 
@@ -143,6 +184,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Decoder[T],
     ) -> Stream[T]: ...
 
@@ -153,13 +195,20 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Stream[Any]:
         """Opens a streaming call on this lease's connection; write and read it (see
-        :class:`grpcpool.Stream`). The stream takes the lease's slot over: the lease counts as
-        released, and the slot returns to the pool when the stream ends."""
+        :class:`grpcpool.Stream`). The stream uses the lease's slot until it ends and leaves
+        the lease yours: make calls on it again once the stream is over, and release it as
+        usual (the slot returns to the pool when both the lease is released and the stream is
+        over). Raises RuntimeError while calls or another stream are in flight on the lease,
+        and :class:`RpcError` (UNAVAILABLE) if the lease lost its connection."""
         deadline = deadline_after(timeout)
-        native = self._native.open_stream(method, timeout, metadata, compression)
+        try:
+            native = self._native.open_stream(method, timeout, metadata, wait_for_ready, compression)
+        except _native.StatusError as error:
+            raise status_error(error) from None
         return Stream(native, response_type, deadline)
 
     def release(self) -> None:
@@ -185,74 +234,24 @@ class Lease:
 class Pool:
     """A pool of long-lived, multiplexed gRPC connections, lent out as leases.
 
-    Every setting is a keyword; ``None`` keeps the engine's default. Durations are in seconds;
-    for ``keepalive_time``, ``tcp_keepalive`` and ``max_connection_age``, 0 turns the feature off.
-    Targets look like ``http://host:port`` or ``https://host:port``.
+    Every setting of :class:`grpcpool.PoolSettings` (the engine's settings table) is a keyword
+    of the same name; ``None`` keeps the engine's default. Durations are in seconds; for the
+    settings that can be turned off (such as ``keepalive_time``), 0 or ``float("inf")`` turns
+    them off. PEM settings take bytes, or the PEM text as a str; ``tls_ca_file``,
+    ``tls_client_cert`` and ``tls_client_key`` read PEM from files instead (see
+    :class:`grpcpool.PoolOptions`). An unknown keyword or a value of the wrong type raises
+    TypeError, a value out of range ValueError. Targets look like ``http://host:port`` or
+    ``https://host:port``.
 
     After ``fork()`` the child's pool starts afresh with the same settings; leases taken in the
     parent refuse calls in the child (:class:`PoolClosedError`).
     """
 
-    def __init__(
-        self,
-        *,
-        max_connections_per_target: Optional[int] = None,
-        min_connections_per_target: Optional[int] = None,
-        streams_per_connection: Optional[int] = None,
-        connect_timeout: Optional[float] = None,
-        keepalive_time: Optional[float] = None,
-        keepalive_timeout: Optional[float] = None,
-        keepalive_while_idle: Optional[bool] = None,
-        tcp_nodelay: Optional[bool] = None,
-        tcp_keepalive: Optional[float] = None,
-        idle_timeout: Optional[float] = None,
-        max_connection_age: Optional[float] = None,
-        acquire_timeout: Optional[float] = None,
-        lease_leak_threshold: Optional[float] = None,
-        initial_stream_window_size: Optional[int] = None,
-        initial_connection_window_size: Optional[int] = None,
-        max_send_message_size: Optional[int] = None,
-        max_receive_message_size: Optional[int] = None,
-        dns_refresh_interval: Optional[float] = None,
-        worker_threads: Optional[int] = None,
-        tls_ca_pem: Optional[bytes] = None,
-        tls_ca_file: Optional[PathLike] = None,
-        tls_client_cert: Union[bytes, PathLike, None] = None,
-        tls_client_key: Union[bytes, PathLike, None] = None,
-        tls_server_name: Optional[str] = None,
-    ) -> None:
-        if tls_ca_pem is not None and tls_ca_file is not None:
-            raise ValueError("give tls_ca_pem or tls_ca_file, not both")
-        settings: Dict[str, object] = {
-            "max_connections_per_target": max_connections_per_target,
-            "min_connections_per_target": min_connections_per_target,
-            "streams_per_connection": streams_per_connection,
-            "connect_timeout": connect_timeout,
-            "keepalive_time": keepalive_time,
-            "keepalive_timeout": keepalive_timeout,
-            "keepalive_while_idle": keepalive_while_idle,
-            "tcp_nodelay": tcp_nodelay,
-            "tcp_keepalive": tcp_keepalive,
-            "idle_timeout": idle_timeout,
-            "max_connection_age": max_connection_age,
-            "acquire_timeout": acquire_timeout,
-            "lease_leak_threshold": lease_leak_threshold,
-            "initial_stream_window_size": initial_stream_window_size,
-            "initial_connection_window_size": initial_connection_window_size,
-            "max_send_message_size": max_send_message_size,
-            "max_receive_message_size": max_receive_message_size,
-            "dns_refresh_interval": dns_refresh_interval,
-            "worker_threads": worker_threads,
-            "tls_ca_pem": _pem("tls_ca_pem", tls_ca_pem) or _pem("tls_ca_file", tls_ca_file),
-            "tls_client_cert_pem": _pem("tls_client_cert", tls_client_cert),
-            "tls_client_key_pem": _pem("tls_client_key", tls_client_key),
-            "tls_server_name": tls_server_name,
-        }
-        for name, value in settings.items():
-            if isinstance(value, bool) and name not in ("keepalive_while_idle", "tcp_nodelay"):
-                raise TypeError(f"{name} takes a number, not a bool")
-        self._settings = {name: value for name, value in settings.items() if value is not None}
-        self._native = _native.NativePool(**self._settings)
+    def __init__(self, **options: Unpack[PoolOptions]) -> None:
+        settings = _settings_from(dict(options))
+        #: What the pool was made with, to make it again in a child process after fork().
+        self._settings = settings
+        self._native = _native.NativePool(**settings)
         _POOLS.add(self)
 
     @property
@@ -271,7 +270,7 @@ class Pool:
         try:
             native = self._native.acquire(target, timeout, wait_for_ready, _caller_site())
         except _native.StatusError as error:
-            raise _status_error(error) from None
+            raise status_error(error) from None
         return Lease(native)
 
     @overload
@@ -385,7 +384,7 @@ class Pool:
                 target, method, timeout, metadata, wait_for_ready, compression
             )
         except _native.StatusError as error:
-            raise _status_error(error) from None
+            raise status_error(error) from None
         return Stream(native, response_type, deadline)
 
     @overload

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, TypeVar, Union
+from typing import Any, Optional, Tuple, Type, TypeVar, Union
 
+from . import _native
 from ._errors import RpcError
 from ._status import StatusCode
 from ._types import Decoder, Message, MetadataTuple
 
-__all__ = ["Request", "Response", "encode_request"]
+__all__ = ["Request", "Response", "encode_request", "status_error"]
 
 T = TypeVar("T")
 
@@ -103,6 +104,11 @@ def response_body(raw: _NativeResponse, response_type: Optional[Decoder[Any]]) -
     return response_type.FromString(raw[5])
 
 
+def status_error(error: _native.StatusError, error_type: Type[RpcError] = RpcError) -> RpcError:
+    """The :class:`RpcError` for a failure the engine reports as a gRPC status where the
+    operation has no response to carry it (an acquire, a stream's open or send)."""
+    code, message = error.args
+    return error_type(Response(StatusCode.from_number(code), message, b"", (), (), b""))
 
 
 def decode_message(response_type: Optional[Decoder[Any]], data: bytes) -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, List, Optional, T
 
 from . import _native
 from ._errors import RpcError, StreamClosedError
-from ._response import Request, Response, decode_message, encode_request
+from ._response import Request, Response, decode_message, encode_request, status_error
 from ._status import StatusCode
 from ._types import Decoder, MetadataTuple
 
@@ -20,8 +20,13 @@ T = TypeVar("T")
 
 def outcome_with(response: Response, request_error: Optional[BaseException]) -> Response:
     """A stream's status as the caller sees it: cancelled because its request iterator raised,
-    it reports UNKNOWN with that exception, as grpcio does."""
+    it reports UNKNOWN with that exception, as grpcio does; cancelled because a request was
+    refused with a status (one over ``max_send_message_size``), it reports that status, as
+    grpcio does too."""
     if request_error is not None and response.code is StatusCode.CANCELLED:
+        if isinstance(request_error, RpcError):
+            refused = request_error.response
+            return Response(refused.code, refused.details, b"", response.headers, response.trailers, b"")
         return Response(
             StatusCode.UNKNOWN,
             f"Exception iterating requests: {request_error!r}",
@@ -71,9 +76,10 @@ class Stream(Generic[T]):
 
     Write requests with :meth:`write` and finish with :meth:`done_writing`; iterate it (or call
     :meth:`read`) for the responses. A non-OK status raises :class:`grpcpool.RpcError` where
-    the responses end. One thread may write while another reads. The call holds its connection
-    slot until it ends; leaving a ``with`` block, or dropping the object, before the end
-    cancels it.
+    the responses end. One thread may write while another reads; a second write while one
+    waits (or a second read, :meth:`initial_metadata` or :meth:`finish` while one of those
+    waits) raises RuntimeError at once, never queued. The call holds its connection slot until
+    it ends; leaving a ``with`` block, or dropping the object, before the end cancels it.
     """
 
     def __init__(
@@ -97,12 +103,28 @@ class Stream(Generic[T]):
     def write(self, request: Request) -> None:
         """Sends one request, waiting while HTTP/2 flow control holds earlier ones back.
 
-        Raises :class:`grpcpool.RpcError` if the call already ended with an error, and
-        :class:`grpcpool.StreamClosedError` once it takes no more messages (after
-        :meth:`done_writing`, a cancel, or the server's end).
+        Raises :class:`grpcpool.RpcError` if the call already ended with an error, or with
+        RESOURCE_EXHAUSTED for a request over ``max_send_message_size`` (not sent; the call goes
+        on), and :class:`grpcpool.StreamClosedError` once it takes no more messages (after
+        :meth:`done_writing`, a cancel, or the server's end): a cancel from another thread
+        wakes a write waiting on flow control that way. RuntimeError while another write waits.
         """
-        if not self._native.send(encode_request(request)):
+        if not self._send(encode_request(request)):
             self._raise_closed()
+
+    def _send(self, payload: bytes) -> bool:
+        """Sends one encoded request; False once the call takes no more. A request the engine
+        refuses with a status (too large) raises :class:`RpcError` with it."""
+        try:
+            return self._native.send(payload)
+        except _native.StatusError as error:
+            raise status_error(error, self._error_type) from None
+
+    def _fail_request(self, error: BaseException) -> None:
+        """Ends the call because sending failed; ``error`` decides the status (see
+        :func:`outcome_with`)."""
+        self._request_error = error
+        self._native.cancel()
 
     def done_writing(self) -> None:
         """Half-closes: tells the server that no more requests come. Reading goes on."""
@@ -221,12 +243,11 @@ class Stream(Generic[T]):
         """Writes every request, then half-closes. A failing iterator cancels the call."""
         try:
             for request in requests:
-                if not self._native.send(encode_request(request)):
+                if not self._send(encode_request(request)):
                     return
             self._native.close_send()
         except BaseException as error:  # noqa: BLE001 - reported as the call's status
-            self._request_error = error
-            self._native.cancel()
+            self._fail_request(error)
 
     def _feed(self, requests: Iterable[Request]) -> None:
         """Writes ``requests`` from a background thread while the caller reads."""
@@ -256,8 +277,14 @@ class Stream(Generic[T]):
 def unary_stream_call(stream: Stream[T], request: Request) -> Stream[T]:
     """Server streaming: sends the one request and half-closes; the caller reads."""
     payload = encode_request(request)
-    # A call that already failed reports its status where the responses end.
-    stream._native.send(payload)
+    try:
+        # A call that already failed reports its status where the responses end.
+        stream._send(payload)
+    except RpcError as error:
+        # Refused before it left (too large): the call fails with that status, reported
+        # where the responses end, as grpcio does.
+        stream._fail_request(error)
+        return stream
     stream.done_writing()
     return stream
 

@@ -18,15 +18,19 @@ from __future__ import annotations
 import asyncio
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, TypeVar, overload
 
 from . import _native
 from ._pool import Pool as _SyncPool
-from ._pool import _caller_site, _status_error
-from ._response import Request, Response, _NativeResponse, encode_request, response_body
+from ._pool import PoolOptions, _caller_site
+from ._response import Request, Response, _NativeResponse, encode_request, response_body, status_error
 from ._aio_stream import Requests, Stream
+from ._errors import RpcError
 from ._stream import deadline_after, single_reply
 from ._types import Decoder, Metadata
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Pool", "Lease", "Stream"]
 
@@ -50,7 +54,7 @@ def _drain(queue: _native.CompletionQueue) -> None:
         if ok:
             future.set_result(value)
         elif isinstance(value, _native.StatusError):
-            future.set_exception(_status_error(value))
+            future.set_exception(status_error(value))
         else:
             future.set_exception(value)
 
@@ -69,7 +73,12 @@ async def _await(start: Start) -> Any:
     """Starts a native call whose outcome comes back on this loop; cancelling cancels it."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
-    call = start(_queue_for(loop), future)
+    try:
+        call = start(_queue_for(loop), future)
+    except _native.StatusError as error:
+        # Refused before it started (a request over max_send_message_size, say): the same
+        # RpcError as when the outcome comes back through the queue.
+        raise status_error(error) from None
     try:
         return await future
     except asyncio.CancelledError:
@@ -102,6 +111,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: None = None,
     ) -> bytes: ...
 
@@ -114,6 +124,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Decoder[T],
     ) -> T: ...
 
@@ -125,11 +136,12 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Any:
         """Makes a unary call; returns the body (decoded with ``response_type``). A non-OK
         status raises :class:`grpcpool.RpcError`."""
-        raw = await self._start(method, request, timeout, metadata, compression)
+        raw = await self._start(method, request, timeout, metadata, compression, wait_for_ready)
         return response_body(raw, response_type)
 
     async def unary_response(
@@ -140,9 +152,10 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
     ) -> Response:
         """Makes a unary call and returns the whole :class:`grpcpool.Response`."""
-        return Response._from_native(await self._start(method, request, timeout, metadata, compression))
+        return Response._from_native(await self._start(method, request, timeout, metadata, compression, wait_for_ready))
 
     async def _start(
         self,
@@ -151,10 +164,13 @@ class Lease:
         timeout: Optional[float],
         metadata: Optional[Metadata],
         compression: Optional[str],
+        wait_for_ready: bool,
     ) -> _NativeResponse:
         payload = encode_request(request)
         raw: _NativeResponse = await _await(
-            lambda queue, token: self._native.unary_start(queue, token, method, payload, timeout, metadata, compression)
+            lambda queue, token: self._native.unary_start(
+                queue, token, method, payload, timeout, metadata, wait_for_ready, compression
+            )
         )
         return raw
 
@@ -166,6 +182,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: None = None,
     ) -> Stream[bytes]: ...
 
@@ -177,6 +194,7 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Decoder[T],
     ) -> Stream[T]: ...
 
@@ -187,13 +205,20 @@ class Lease:
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
         compression: Optional[str] = None,
+        wait_for_ready: bool = False,
         response_type: Optional[Decoder[Any]] = None,
     ) -> Stream[Any]:
         """Opens a streaming call on this lease's connection (see :class:`Stream`). The stream
-        takes the lease's slot over: the lease counts as released, and the slot returns to the
-        pool when the stream ends."""
+        uses the lease's slot until it ends and leaves the lease yours: make calls on it again
+        once the stream is over, and release it as usual (the slot returns to the pool when
+        both the lease is released and the stream is over). Raises RuntimeError while calls or
+        another stream are in flight on the lease, and :class:`grpcpool.RpcError`
+        (UNAVAILABLE) if the lease lost its connection."""
         deadline = deadline_after(timeout)
-        native = self._native.open_stream(method, timeout, metadata, compression)
+        try:
+            native = self._native.open_stream(method, timeout, metadata, wait_for_ready, compression)
+        except _native.StatusError as error:
+            raise status_error(error) from None
         return Stream(native, _await, response_type, deadline)
 
     def release(self) -> None:
@@ -215,8 +240,8 @@ class Lease:
 class Pool:
     """:class:`grpcpool.Pool` for asyncio: the same settings (as keywords), awaitable calls."""
 
-    def __init__(self, **settings: Any) -> None:
-        self._sync = _SyncPool(**settings)
+    def __init__(self, **options: Unpack[PoolOptions]) -> None:
+        self._sync = _SyncPool(**options)
 
     @property
     def closed(self) -> bool:
@@ -411,7 +436,13 @@ class Pool:
             response_type=response_type,
             wait_for_ready=wait_for_ready,
         )
-        await stream._send(payload)
+        try:
+            await stream._send(payload)
+        except RpcError as error:
+            # Refused before it left (too large): the call fails with that status, reported
+            # where the responses end, as in the sync API.
+            stream._fail_request(error)
+            return stream
         stream._native.close_send()
         return stream
 
@@ -529,6 +560,11 @@ class Pool:
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the pool's counters."""
         return self._sync.stats()
+
+    def leaked_leases(self) -> Tuple[Tuple[str, str, float], ...]:
+        """Leases held past ``lease_leak_threshold``: ``(target, where acquired, seconds held)``,
+        where acquired being the ``file:line`` that awaited :meth:`acquire`."""
+        return self._sync.leaked_leases()
 
     async def close(self, grace: float = 5.0) -> int:
         """Stops new work, waits up to ``grace`` seconds for calls in flight, then closes."""
