@@ -61,10 +61,9 @@ impl TargetPool {
         match self.open_connection().await {
             Ok(connection) => {
                 Counters::bump(&self.counters.connects);
-                if self.lost_connection.swap(false, Ordering::AcqRel) {
+                if self.reachability.connected() {
                     Counters::bump(&self.counters.reconnects);
                 }
-                self.failing.store(false, Ordering::Release);
                 tracing::debug!(target = %self.target.text, address = %connection.address, ?purpose, "connected");
                 let mut connections = self.connections.write();
                 if connection.is_closed() || self.shared.is_closed() {
@@ -84,10 +83,8 @@ impl TargetPool {
             }
             Err(message) => {
                 tracing::debug!(target = %self.target.text, error = %message, "connect failed");
-                *self.last_error.lock() = message;
-                if !self.has_ready_connection() {
-                    self.failing.store(true, Ordering::Release);
-                }
+                self.reachability
+                    .dial_failed(message, self.has_ready_connection());
                 if let DialPurpose::Replace(old) = purpose {
                     if let Some(old) = self.connections.read().iter().find(|c| c.id == old) {
                         old.replacement_started.store(false, Ordering::Release);
@@ -115,7 +112,7 @@ impl TargetPool {
             };
             let Some(address) = address else {
                 if failures.is_empty() {
-                    let last = self.last_error.lock().clone();
+                    let last = self.reachability.last_error();
                     failures.push(if last.is_empty() {
                         "no address to connect to".to_owned()
                     } else {
@@ -208,7 +205,7 @@ impl TargetPool {
             Ok(addresses) => book.update(addresses, Instant::now()),
             Err(message) => {
                 tracing::debug!(target = %self.target.text, error = %message, "resolution failed");
-                *self.last_error.lock() = message;
+                self.reachability.resolution_failed(message);
                 book.resolution_failed(Instant::now());
             }
         }
@@ -236,7 +233,7 @@ impl TargetPool {
         }
         if lost && !self.shared.is_closed() {
             tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
-            self.lost_connection.store(true, Ordering::Release);
+            self.reachability.connection_lost();
         }
         self.waiting.state_changed();
         self.maintenance.notify_one();

@@ -40,6 +40,7 @@ mod leases;
 mod maintenance;
 mod metadata;
 mod pool;
+mod reachability;
 mod resolver;
 mod response;
 mod runtime;

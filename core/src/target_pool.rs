@@ -2,7 +2,7 @@
 //! reacting when a connection ends.
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use crate::address_book::AddressBook;
 use crate::connection::Connection;
 use crate::leases::LeaseRegister;
+use crate::reachability::Reachability;
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
 use crate::target::Target;
@@ -42,9 +43,7 @@ pub(crate) struct TargetPool {
     pub(crate) keepalive_ms: Arc<AtomicU64>,
     pub(crate) counters: Counters,
     pub(crate) leases: LeaseRegister,
-    pub(crate) failing: AtomicBool,
-    pub(crate) last_error: Mutex<String>,
-    pub(crate) lost_connection: AtomicBool,
+    pub(crate) reachability: Reachability,
 }
 
 impl TargetPool {
@@ -65,9 +64,7 @@ impl TargetPool {
             keepalive_ms: Arc::new(AtomicU64::new(keepalive_ms)),
             counters: Counters::default(),
             leases: LeaseRegister::default(),
-            failing: AtomicBool::new(false),
-            last_error: Mutex::new(String::new()),
-            lost_connection: AtomicBool::new(false),
+            reachability: Reachability::default(),
             shared,
         })
     }
@@ -163,13 +160,8 @@ impl TargetPool {
 
     /// UNAVAILABLE when no connection is ready and the last attempt to connect failed.
     fn fail_fast(&self) -> Result<(), Error> {
-        if self.failing.load(Ordering::Acquire) && !self.has_ready_connection() {
-            return Err(Error::Unavailable {
-                target: self.target.text.clone(),
-                reason: self.last_error.lock().clone(),
-            });
-        }
-        Ok(())
+        self.reachability
+            .fail_fast(&self.target.text, self.has_ready_connection())
     }
 
     pub(crate) fn has_ready_connection(&self) -> bool {
