@@ -5,7 +5,8 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Pool, GrpcError, Status, createClient } = require('..');
-const { startEchoServer, EchoService } = require('./helpers/echo_server');
+const { echoSuite } = require('./helpers/suite');
+const { EchoService } = require('./helpers/echo_server');
 const { startRustEchoServer, unavailable, UNARY } = require('./helpers/rust_echo_server');
 const { METHOD, encode, decode } = require('./helpers/codec');
 
@@ -53,16 +54,10 @@ describe('compression', { skip: unavailable() }, () => {
 });
 
 describe('call options on a @grpc/grpc-js server', () => {
+  const suite = echoSuite();
   let server;
   let pool;
-  before(async () => {
-    server = await startEchoServer();
-    pool = new Pool();
-  });
-  after(async () => {
-    await pool.close();
-    await server.close();
-  });
+  before(() => ({ server, pool } = suite));
 
   it('gzip requests are read by grpc-js, on streams and generated clients too', async () => {
     const message = 'compressible '.repeat(200);

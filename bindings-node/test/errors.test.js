@@ -4,7 +4,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Pool, GrpcError, Status } = require('..');
-const { startEchoServer } = require('./helpers/echo_server');
+const { echoSuite } = require('./helpers/suite');
 const { METHOD, encode } = require('./helpers/codec');
 
 async function rejection(promise) {
@@ -12,16 +12,10 @@ async function rejection(promise) {
 }
 
 describe('bad input', () => {
+  const suite = echoSuite();
   let server;
   let pool;
-  before(async () => {
-    server = await startEchoServer();
-    pool = new Pool();
-  });
-  after(async () => {
-    await pool.close();
-    await server.close();
-  });
+  before(() => ({ server, pool } = suite));
 
   it('rejects a string where bytes are due', async () => {
     const error = await rejection(pool.unary(server.target, METHOD.unary, 'text'));

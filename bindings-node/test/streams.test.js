@@ -6,7 +6,7 @@
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Pool, GrpcError, Status } = require('..');
-const { startEchoServer } = require('./helpers/echo_server');
+const { echoSuite } = require('./helpers/suite');
 const { METHOD, encode, decode } = require('./helpers/codec');
 const { waitFor } = require('./helpers/wait');
 const { startRustEchoServer, unavailable } = require('./helpers/rust_echo_server');
@@ -26,16 +26,10 @@ function assertBusy(error) {
 }
 
 describe('streams', () => {
+  const suite = echoSuite();
   let server;
   let pool;
-  before(async () => {
-    server = await startEchoServer();
-    pool = new Pool();
-  });
-  after(async () => {
-    await pool.close();
-    await server.close();
-  });
+  before(() => ({ server, pool } = suite));
 
   it('server streaming: every message as a Buffer, then an OK status with headers and trailers', async () => {
     const stream = await pool.openStream(server.target, METHOD.serverStream, { metadata: { 'x-tag': 'server' } });
@@ -183,16 +177,10 @@ describe('streams', () => {
 });
 
 describe('streams on a lease', () => {
+  const suite = echoSuite();
   let server;
   let pool;
-  before(async () => {
-    server = await startEchoServer();
-    pool = new Pool();
-  });
-  after(async () => {
-    await pool.close();
-    await server.close();
-  });
+  before(() => ({ server, pool } = suite));
 
   it('leaves the lease usable: calls on it after the stream, then release', async () => {
     const lease = await pool.acquire(server.target);

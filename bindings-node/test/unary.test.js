@@ -6,20 +6,15 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { Pool, GrpcError, Status, Metadata } = require('..');
 const { startEchoServer } = require('./helpers/echo_server');
+const { echoSuite } = require('./helpers/suite');
 const { METHOD, encode, decode } = require('./helpers/codec');
 const { waitFor } = require('./helpers/wait');
 
 describe('unary calls', () => {
+  const suite = echoSuite({ maxConnectionsPerTarget: 4, keepaliveTimeMs: 60000 });
   let server;
   let pool;
-  before(async () => {
-    server = await startEchoServer();
-    pool = new Pool({ maxConnectionsPerTarget: 4, keepaliveTimeMs: 60000 });
-  });
-  after(async () => {
-    await pool.close();
-    await server.close();
-  });
+  before(() => ({ server, pool } = suite));
 
   it('returns the response body as a Buffer, on a lease and one-shot', async () => {
     const lease = await pool.acquire(server.target, { timeoutMs: 1000 });
