@@ -117,20 +117,20 @@ enum Attempt {
 /// request left (gRPC A6 transparent retry). Every outcome is a `Response`.
 pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
     let pool = slot.pool();
-    Counters::bump(&pool.counters.calls_started);
+    Counters::bump(&pool.counters().calls_started);
     if call
         .deadline
         .is_some_and(|deadline| Instant::now() >= deadline)
     {
         // Already over (a timeout of 0): as every gRPC client, fail without sending.
-        pool.counters.call_finished(Code::DeadlineExceeded);
+        pool.counters().call_finished(Code::DeadlineExceeded);
         return Response::with_status(
             Code::DeadlineExceeded,
             "deadline exceeded before the call started",
         );
     }
     let response = match call.deadline {
-        Some(deadline) => match pool.shared.until(deadline, attempts(slot, &call)).await {
+        Some(deadline) => match pool.shared().until(deadline, attempts(slot, &call)).await {
             // A failure that lands after the deadline is the deadline's, as in every gRPC client.
             Some(response) if !response.is_ok() && Instant::now() >= deadline => Response {
                 code: Code::DeadlineExceeded,
@@ -145,8 +145,8 @@ pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
         },
         None => attempts(slot, &call).await,
     };
-    let response = closed_under(&pool.shared, response);
-    pool.counters.call_finished(response.code);
+    let response = closed_under(pool.shared(), response);
+    pool.counters().call_finished(response.code);
     response
 }
 
@@ -178,7 +178,7 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
                 Err(response) => return response,
             },
         };
-        let error = match attempt(&connection, call, &pool.shared.config).await {
+        let error = match attempt(&connection, call, &pool.shared().config).await {
             Attempt::Finished(response) => {
                 if response.code == Code::Unavailable && connection.is_broken() {
                     pool.connection_failed(&connection);
@@ -201,8 +201,8 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
         if *retries > limit {
             return Response::with_status(error.code, error.message);
         }
-        Counters::bump(&pool.counters.transparent_retries);
-        tracing::debug!(target = %pool.target.text, error = %error, "retrying a call the server never processed");
+        Counters::bump(&pool.counters().transparent_retries);
+        tracing::debug!(target = %pool.text(), error = %error, "retrying a call the server never processed");
         // Give the old slot back before waiting for a new one, so retries in a full pool do
         // not hold slots others wait for.
         slot.give_back();
@@ -218,7 +218,7 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
 /// Gets a new slot within the call's deadline; the failure as a status.
 async fn reacquire(slot: &Slot, call: &PreparedCall) -> Result<Arc<Connection>, Response> {
     let pool = slot.pool();
-    let wait = call.acquire_wait(&pool.shared.config);
+    let wait = call.acquire_wait(&pool.shared().config);
     match pool.acquire(wait, call.wait_for_ready).await {
         Ok(connection) => {
             slot.take(Arc::clone(&connection));

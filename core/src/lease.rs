@@ -49,8 +49,8 @@ impl Lease {
         connection: Arc<Connection>,
         site: AcquireSite,
     ) -> Lease {
-        let record = pool.leases.insert(site);
-        Counters::bump(&pool.counters.leases_acquired);
+        let record = pool.leases().insert(site);
+        Counters::bump(&pool.counters().leases_acquired);
         Lease {
             slot: Slot::new(pool, connection),
             record,
@@ -67,7 +67,12 @@ impl Lease {
         request: impl Into<Bytes>,
         options: CallOptions,
     ) -> Result<Response, Error> {
-        let call = PreparedCall::new(&self.pool().shared.config, method, request.into(), options)?;
+        let call = PreparedCall::new(
+            &self.pool().shared().config,
+            method,
+            request.into(),
+            options,
+        )?;
         Ok(self.call(call).await)
     }
 
@@ -113,7 +118,7 @@ impl Lease {
 
     /// The target this lease is for.
     pub fn target(&self) -> &str {
-        &self.pool().target.text
+        self.pool().text()
     }
 
     /// The address of the connection the lease holds now ("" while it holds none).
@@ -131,9 +136,9 @@ impl Lease {
     /// without an explicit release, and logs a warning naming where it was taken. The slot
     /// returns when the last reference to the lease (a stream's, say) is dropped.
     pub fn release_as_leaked(&self) {
-        if let Some(site) = self.pool().leases.report(self.record) {
-            Counters::bump(&self.pool().counters.leaks_detected);
-            tracing::warn!(target = %self.pool().target.text, acquired_at = %site, "lease dropped without release");
+        if let Some(site) = self.pool().leases().report(self.record) {
+            Counters::bump(&self.pool().counters().leaks_detected);
+            tracing::warn!(target = %self.pool().text(), acquired_at = %site, "lease dropped without release");
         }
     }
 
@@ -149,7 +154,7 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.slot.give_back();
-        self.pool().leases.remove(self.record);
+        self.pool().leases().remove(self.record);
     }
 }
 

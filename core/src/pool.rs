@@ -14,7 +14,6 @@ use tokio::runtime::Handle;
 use crate::call::PreparedCall;
 use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
-use crate::maintenance;
 use crate::response::Response;
 use crate::runtime::LazyRuntime;
 use crate::shared::Shared;
@@ -181,7 +180,7 @@ impl Pool {
                 }
                 // The call could not start: as a gRPC client would, report it as its status.
                 Err(error @ (Error::Unavailable { .. } | Error::AcquireTimeout { .. })) => {
-                    let counters = &target_pool.counters;
+                    let counters = &target_pool.counters();
                     Counters::bump(&counters.calls_started);
                     counters.call_finished(error.code());
                     Ok(Response::with_status(error.code(), error.to_string()))
@@ -253,7 +252,7 @@ impl Pool {
             .targets
             .read()
             .values()
-            .flat_map(|pool| pool.leases.held_past(threshold, &pool.target.text))
+            .flat_map(|pool| pool.leases().held_past(threshold, pool.text()))
             .collect()
     }
 
@@ -270,8 +269,7 @@ impl Pool {
         shared.mark_closed();
         for pool in self.inner.targets.read().values() {
             // Waiters see the pool closed; upkeep stops.
-            pool.waiting.state_changed();
-            pool.maintenance.notify_one();
+            pool.wake_for_close();
         }
     }
 
@@ -365,7 +363,7 @@ impl Pool {
         let mut targets = self.inner.targets.write();
         let pool = targets.entry(text.to_owned()).or_insert_with(|| {
             let pool = TargetPool::new(target, Arc::clone(shared));
-            shared.runtime.spawn(maintenance::run(Arc::clone(&pool)));
+            shared.runtime.spawn(Arc::clone(&pool).upkeep());
             pool
         });
         Ok(Arc::clone(pool))

@@ -72,7 +72,7 @@ impl Lease {
         method: &str,
         options: CallOptions,
     ) -> Result<Stream, Error> {
-        let call = PreparedCall::new(&self.pool().shared.config, method, Bytes::new(), options)?;
+        let call = PreparedCall::new(&self.pool().shared().config, method, Bytes::new(), options)?;
         self.open_stream_prepared(call)
     }
 
@@ -80,8 +80,8 @@ impl Lease {
     pub fn open_stream_prepared(self: &Arc<Self>, call: PreparedCall) -> Result<Stream, Error> {
         let in_use = self.begin_stream()?;
         let pool = Arc::clone(self.pool());
-        let config = &pool.shared.config;
-        let shared = Arc::clone(&pool.shared);
+        let config = &pool.shared().config;
+        let shared = Arc::clone(pool.shared());
         let connection = self.connection().ok_or_else(|| Error::Unavailable {
             target: self.target().to_owned(),
             reason: "the lease lost its connection".to_owned(),
@@ -110,7 +110,7 @@ impl Lease {
                 let _ = head_sender.send(outcome);
             });
         }
-        Counters::bump(&pool.counters.calls_started);
+        Counters::bump(&pool.counters().calls_started);
         // The stream now owns the lease's use; it ends with the call.
         std::mem::forget(in_use);
         let mut stream = Stream {
@@ -339,7 +339,7 @@ impl Stream {
         }
         self.sender = None;
         self.ended.store(true, Ordering::Release);
-        self.pool.counters.call_finished(response.code);
+        self.pool.counters().call_finished(response.code);
         // The call is over: the lease is free for other use, and its slot goes back now if
         // nobody else holds the lease, not when the handle is dropped.
         if let Some(lease) = self.lease.take() {
@@ -430,7 +430,7 @@ impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stream")
             .field("lease", &self.lease)
-            .field("target", &self.pool.target.text)
+            .field("target", &self.pool.text())
             .finish()
     }
 }

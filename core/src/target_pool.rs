@@ -30,24 +30,29 @@ pub(crate) enum DialPurpose {
     Replace(u64),
 }
 
-/// Every connection to one target, and the state shared by its acquires.
+mod dialing;
+mod maintenance;
+
+/// Every connection to one target, and the state shared by its acquires. Its parts are
+/// private to this module and its children (dialing, upkeep); the rest of the crate uses the
+/// narrow methods below.
 pub(crate) struct TargetPool {
-    pub(crate) target: Target,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) connections: RwLock<Vec<Arc<Connection>>>,
-    pub(crate) dials_in_flight: AtomicUsize,
-    pub(crate) addresses: Mutex<AddressBook>,
-    pub(crate) waiting: WaitQueue,
-    pub(crate) maintenance: Notify,
-    pub(crate) rotation: AtomicUsize,
-    pub(crate) keepalive_ms: Arc<AtomicU64>,
-    pub(crate) counters: Counters,
-    pub(crate) leases: LeaseRegister,
-    pub(crate) reachability: Reachability,
+    target: Target,
+    shared: Arc<Shared>,
+    connections: RwLock<Vec<Arc<Connection>>>,
+    dials_in_flight: AtomicUsize,
+    addresses: Mutex<AddressBook>,
+    waiting: WaitQueue,
+    maintenance: Notify,
+    rotation: AtomicUsize,
+    keepalive_ms: Arc<AtomicU64>,
+    counters: Counters,
+    leases: LeaseRegister,
+    reachability: Reachability,
 }
 
 impl TargetPool {
-    /// Makes the target's pool; its upkeep (`maintenance::run`) is started by the caller.
+    /// Makes the target's pool; its upkeep ([`TargetPool::upkeep`]) is started by the caller.
     pub(crate) fn new(target: Target, shared: Arc<Shared>) -> Arc<TargetPool> {
         let config = &shared.config;
         let keepalive_ms = config.keepalive_time.map_or(0, |every| {
@@ -67,6 +72,32 @@ impl TargetPool {
             reachability: Reachability::default(),
             shared,
         })
+    }
+
+    /// The target as given (the key of its pool).
+    pub(crate) fn text(&self) -> &str {
+        &self.target.text
+    }
+
+    /// What every target of the pool shares: settings, dialer, runtime.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The target's counters, which calls and streams bump.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The target's outstanding leases.
+    pub(crate) fn leases(&self) -> &LeaseRegister {
+        &self.leases
+    }
+
+    /// The pool is closing: waiters see it, and upkeep runs once more to stop.
+    pub(crate) fn wake_for_close(&self) {
+        self.waiting.state_changed();
+        self.maintenance.notify_one();
     }
 
     /// Reserves a slot on the least-loaded ready connection, waiting up to `timeout` in line

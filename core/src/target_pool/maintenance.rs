@@ -5,19 +5,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{DialPurpose, TargetPool};
 use crate::connection::Connection;
 use crate::stats::Counters;
-use crate::target_pool::{DialPurpose, TargetPool};
-
-/// Runs until the pool closes; wakes on its own schedule or when something changes.
-pub(crate) async fn run(pool: Arc<TargetPool>) {
-    while !pool.shared.is_closed() {
-        let next = pool.maintain().await;
-        let _ = pool.shared.until(next, pool.maintenance.notified()).await;
-    }
-}
 
 impl TargetPool {
+    /// The target's upkeep task: runs until the pool closes, waking on its own schedule or
+    /// when something changes.
+    pub(crate) async fn upkeep(self: Arc<Self>) {
+        while !self.shared.is_closed() {
+            let next = self.maintain().await;
+            let _ = self.shared.until(next, self.maintenance.notified()).await;
+        }
+    }
+
     /// One round of upkeep; returns when the next round is due at the latest.
     async fn maintain(self: &Arc<Self>) -> Instant {
         let config = Arc::clone(&self.shared.config);

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::{DialPurpose, TargetPool};
 use crate::channel::H2Channel;
 use crate::connection::{drive, Connection, Ended, Keepalive};
 use crate::stats::Counters;
 use crate::target::Address;
-use crate::target_pool::{DialPurpose, TargetPool};
 
 /// Counts a dial in flight for as long as it lives, even if the dial task panics.
 struct DialCount(Arc<TargetPool>);
