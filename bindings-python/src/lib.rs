@@ -163,9 +163,7 @@ impl PoolState {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(to_py_err(Error::BlockingInAsync));
-        }
+        Pool::blocking_allowed().map_err(to_py_err)?;
         let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
         let (sender, receiver) = mpsc::sync_channel(1);
         let task = runtime.spawn(async move {

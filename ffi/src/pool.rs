@@ -103,7 +103,8 @@ pub unsafe extern "C" fn grpcpool_pool_free(pool: *mut grpcpool_pool_t) {
     let pool = unsafe { Box::from_raw(pool) };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         registry::cancel_pool_work(pool.id);
-        if tokio::runtime::Handle::try_current().is_err() {
+        // Inside a callback the callbacks cannot be waited for: they run on this thread.
+        if grpcpool_core::Pool::blocking_allowed().is_ok() {
             pool.in_flight.wait_idle();
         }
         registry::forget_pool_leases(pool.id);
