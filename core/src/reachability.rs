@@ -12,6 +12,9 @@ use crate::Error;
 pub(crate) struct Reachability {
     /// The last attempt to connect failed while no connection was ready.
     failing: AtomicBool,
+    /// The last resolution failed or found no address: there is nothing to dial until the
+    /// next one succeeds.
+    unresolved: AtomicBool,
     /// Why the last dial or resolution failed ("" before any failure).
     last_error: Mutex<String>,
     /// A connection was lost since the last successful dial, so the next one is a reconnect.
@@ -22,6 +25,7 @@ impl Reachability {
     /// A dial succeeded; whether it replaces a connection that was lost (a reconnect).
     pub(crate) fn connected(&self) -> bool {
         self.failing.store(false, Ordering::Release);
+        self.unresolved.store(false, Ordering::Release);
         self.lost_connection.swap(false, Ordering::AcqRel)
     }
 
@@ -33,9 +37,16 @@ impl Reachability {
         }
     }
 
-    /// Resolving the target's names failed with `reason`.
+    /// Resolving the target's names failed (or found no address) with `reason`: with no
+    /// ready connection, calls fail fast until a resolution succeeds.
     pub(crate) fn resolution_failed(&self, reason: String) {
         *self.last_error.lock() = reason;
+        self.unresolved.store(true, Ordering::Release);
+    }
+
+    /// A resolution found addresses: calls wait for a dial again (unless the last dial failed).
+    pub(crate) fn resolved(&self) {
+        self.unresolved.store(false, Ordering::Release);
     }
 
     /// A connection ended by the peer, the network or a failure.
@@ -48,10 +59,13 @@ impl Reachability {
         self.last_error.lock().clone()
     }
 
-    /// [`Error::Unavailable`] when the last attempt to connect failed and no connection is
-    /// ready: a call that does not wait for ready fails now instead of waiting its timeout.
+    /// [`Error::Unavailable`] when no connection is ready and the last attempt to connect, or
+    /// the last resolution, failed: a call that does not wait for ready fails now instead of
+    /// waiting its timeout.
     pub(crate) fn fail_fast(&self, target: &str, has_ready_connection: bool) -> Result<(), Error> {
-        if self.failing.load(Ordering::Acquire) && !has_ready_connection {
+        let failed =
+            self.failing.load(Ordering::Acquire) || self.unresolved.load(Ordering::Acquire);
+        if failed && !has_ready_connection {
             return Err(Error::Unavailable {
                 target: target.to_owned(),
                 reason: self.last_error(),

@@ -173,10 +173,12 @@ impl Target {
         }
         addresses.sort();
         addresses.dedup();
-        if addresses.is_empty() {
-            Err(failures.join("; "))
-        } else {
+        if !addresses.is_empty() {
             Ok(addresses)
+        } else if failures.is_empty() {
+            Err(format!("{} resolved to no address", self.text))
+        } else {
+            Err(failures.join("; "))
         }
     }
 }

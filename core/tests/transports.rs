@@ -298,3 +298,78 @@ async fn names_are_re_resolved_and_connections_follow_the_new_addresses() {
     .await;
     assert_eq!(response.code, Code::Ok, "{}", response.message);
 }
+
+/// A resolver that refuses every name until the test gives it an answer.
+struct Refusing(Arc<Mutex<Option<SocketAddr>>>);
+
+impl Resolve for Refusing {
+    fn resolve(&self, host: &str, _port: u16) -> Resolving {
+        let answer = *self.0.lock();
+        let host = host.to_owned();
+        Box::pin(async move {
+            answer.map(|address| vec![address]).ok_or_else(|| {
+                std::io::Error::other(format!("no such host {host} (refused by the test)"))
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_does_not_resolve_fails_fast_and_comes_back_when_it_does() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let answer = Arc::new(Mutex::new(None));
+    let mut config = quick_config();
+    config.resolver = Resolver::custom(Refusing(Arc::clone(&answer)));
+    config.dns_refresh_interval = Duration::from_millis(300);
+    let pool = pool(config);
+    // Many targets, each new: the target's upkeep may resolve before or after the first
+    // call's dial, and either way the call must not wait out its timeout.
+    let targets: Vec<String> = (0..40)
+        .map(|index| format!("dns:///gone-{index}.test:50051"))
+        .collect();
+    for round in 0..2 {
+        for target in &targets {
+            let response = echo(&pool, target, b"x", Metadata::new(), Duration::from_secs(2)).await;
+            assert_eq!(
+                response.code,
+                Code::Unavailable,
+                "round {round}, {target}: {}",
+                response.message
+            );
+            assert!(
+                response.message.contains("refused by the test"),
+                "the resolution error is named: {}",
+                response.message
+            );
+        }
+        // Later calls, after the upkeep has re-resolved (and failed) at least once, too.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // The name resolves again: the target comes back.
+    *answer.lock() = Some(server.local_addr().unwrap());
+    let target = &targets[0];
+    let mut last = None;
+    for _ in 0..50 {
+        let response = echo(
+            &pool,
+            target,
+            b"back",
+            Metadata::new(),
+            Duration::from_secs(2),
+        )
+        .await;
+        if response.code == Code::Ok {
+            last = Some(response);
+            break;
+        }
+        last = Some(response);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        last.code,
+        Code::Ok,
+        "after the name resolved: {}",
+        last.message
+    );
+}

@@ -202,11 +202,18 @@ impl TargetPool {
         let result = self.target.resolve(&self.shared.config.resolver).await;
         let mut book = self.addresses.lock();
         match result {
-            Ok(addresses) => book.update(addresses, Instant::now()),
+            Ok(addresses) => {
+                book.update(addresses, Instant::now());
+                self.reachability.resolved();
+            }
             Err(message) => {
                 tracing::debug!(target = %self.target.text, error = %message, "resolution failed");
                 self.reachability.resolution_failed(message);
                 book.resolution_failed(Instant::now());
+                drop(book);
+                // Callers waiting for a slot look again: without a ready connection they
+                // now fail fast instead of waiting out their timeout.
+                self.waiting.state_changed();
             }
         }
     }
