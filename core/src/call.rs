@@ -16,6 +16,7 @@ use crate::connection::Connection;
 use crate::response::Response;
 use crate::slot::Slot;
 use crate::stats::Counters;
+use crate::target_pool::TargetPool;
 use crate::{Code, Error, Metadata};
 
 /// How many times a call that never left the client is moved to another connection.
@@ -168,7 +169,7 @@ pub(crate) fn closed_under(shared: &crate::shared::Shared, response: Response) -
 
 async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
     let pool = slot.pool();
-    let (mut unsent_retries, mut refused_retries) = (0, 0);
+    let mut budget = RetryBudget::default();
     loop {
         let connection = match slot.connection() {
             Some(connection) => connection,
@@ -187,22 +188,9 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
             }
             Attempt::Unprocessed(error) => error,
         };
-        if error.calm_down {
-            pool.note_goaway(&connection, h2::Reason::ENHANCE_YOUR_CALM);
-        } else if error.connection_lost {
-            pool.connection_failed(&connection);
-        }
-        let (retries, limit) = if error.never_sent {
-            (&mut unsent_retries, MAX_UNSENT_RETRIES)
-        } else {
-            (&mut refused_retries, MAX_REFUSED_RETRIES)
-        };
-        *retries += 1;
-        if *retries > limit {
+        if !budget.may_move(pool, &connection, &error) {
             return Response::with_status(error.code, error.message);
         }
-        Counters::bump(&pool.counters().transparent_retries);
-        tracing::debug!(target = %pool.text(), error = %error, "retrying a call the server never processed");
         // Give the old slot back before waiting for a new one, so retries in a full pool do
         // not hold slots others wait for.
         slot.give_back();
@@ -215,8 +203,49 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
     }
 }
 
+/// How many more times a call the server never processed may move to another connection
+/// (gRPC A6 transparent retry), for unary calls and the opening of streams alike.
+#[derive(Default)]
+pub(crate) struct RetryBudget {
+    unsent: u32,
+    refused: u32,
+}
+
+impl RetryBudget {
+    /// After `error` on `connection`: takes the connection out of rotation when the error says
+    /// it is going away, and whether the call may move once more (counted as a transparent
+    /// retry when it may).
+    pub(crate) fn may_move(
+        &mut self,
+        pool: &TargetPool,
+        connection: &Connection,
+        error: &StreamError,
+    ) -> bool {
+        if error.calm_down {
+            pool.note_goaway(connection, h2::Reason::ENHANCE_YOUR_CALM);
+        } else if error.connection_lost {
+            pool.connection_failed(connection);
+        }
+        let (retries, limit) = if error.never_sent {
+            (&mut self.unsent, MAX_UNSENT_RETRIES)
+        } else {
+            (&mut self.refused, MAX_REFUSED_RETRIES)
+        };
+        *retries += 1;
+        if *retries > limit {
+            return false;
+        }
+        Counters::bump(&pool.counters().transparent_retries);
+        tracing::debug!(target = %pool.text(), error = %error, "moving a call the server never processed");
+        true
+    }
+}
+
 /// Gets a new slot within the call's deadline; the failure as a status.
-async fn reacquire(slot: &Slot, call: &PreparedCall) -> Result<Arc<Connection>, Response> {
+pub(crate) async fn reacquire(
+    slot: &Slot,
+    call: &PreparedCall,
+) -> Result<Arc<Connection>, Response> {
     let pool = slot.pool();
     let wait = call.acquire_wait(&pool.shared().config);
     match pool.acquire(wait, call.wait_for_ready).await {
@@ -319,19 +348,13 @@ async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) 
 /// A failed call: transport errors the server never saw are retried, everything else is a status.
 fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
     match stream_error(status) {
-        Some(error) if error.unprocessed => Attempt::Unprocessed(StreamError {
-            unprocessed: true,
-            never_sent: error.never_sent,
-            connection_lost: error.connection_lost,
-            calm_down: error.calm_down,
-            code: error.code,
-            message: error.message.clone(),
-        }),
+        Some(error) if error.unprocessed => Attempt::Unprocessed(error.clone()),
         _ => Attempt::Finished(failure_response(status, headers)),
     }
 }
 
-fn stream_error(status: &tonic::Status) -> Option<&StreamError> {
+/// The transport error behind a failed call's status, if that is what it was.
+pub(crate) fn stream_error(status: &tonic::Status) -> Option<&StreamError> {
     std::error::Error::source(status).and_then(|source| source.downcast_ref::<StreamError>())
 }
 

@@ -28,7 +28,7 @@ pub(crate) struct H2Channel {
 }
 
 /// Why a stream failed before a response began: the deciding fact for transparent retry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct StreamError {
     /// True when the server never processed the request: the connection refused the stream,
     /// or it was above a GOAWAY's last stream id. Such a call may be retried elsewhere.

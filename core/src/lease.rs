@@ -149,6 +149,11 @@ impl Lease {
     pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
         self.slot.connection()
     }
+
+    /// The lease's slot, which a call moves when its connection dies before the request left.
+    pub(crate) fn slot(&self) -> &Slot {
+        &self.slot
+    }
 }
 
 impl Drop for Lease {

@@ -48,6 +48,7 @@ mod shared_stream;
 mod slot;
 mod stats;
 mod stream;
+mod stream_open;
 mod target;
 mod target_pool;
 mod tls;

@@ -6,20 +6,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tonic::codec::Streaming;
 
 use crate::body::CancelSignal;
 use crate::call::{closed_under, failure_response, PreparedCall};
-use crate::codec::RawCodec;
 use crate::connection::OwnedActiveStream;
 use crate::response::Response;
 use crate::shared::Shared;
 use crate::stats::Counters;
+use crate::stream_open::{self, Head, RequestBody};
 use crate::target_pool::TargetPool;
 use crate::{CallOptions, Code, Error, Lease, Metadata};
-
-type Head = Result<tonic::Response<Streaming<Bytes>>, tonic::Status>;
 
 /// What reading a stream produced: a message, or the end with its trailers.
 enum Next {
@@ -47,7 +46,8 @@ pub struct Stream {
     cancelled_here: bool,
     /// Set when the call is over, so a taken [`StreamSender`] stops at once too.
     ended: Arc<AtomicBool>,
-    _active: OwnedActiveStream,
+    /// The call on its connection (moved with it), for the connection's count of streams.
+    _active: Arc<Mutex<Option<OwnedActiveStream>>>,
 }
 
 enum State {
@@ -87,27 +87,29 @@ impl Lease {
             reason: "the lease lost its connection".to_owned(),
         })?;
         let (sender, receiver) = mpsc::channel::<Bytes>(1);
-        let messages = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|message| (message, receiver))
-        });
         let cancel = CancelSignal::default();
-        let mut extensions = http::Extensions::new();
-        extensions.insert(cancel.clone());
-        let request = call.request(extensions, messages);
-        let mut grpc = call.client(&connection, config);
-        let path = call.path.clone();
+        let active = Arc::new(Mutex::new(Some(OwnedActiveStream::new(Arc::clone(
+            &connection,
+        )))));
         let (head_sender, head) = oneshot::channel();
+        let deadline = call.deadline();
         // Already over (a timeout of 0): as every gRPC client, nothing is sent.
-        let expired = past(call.deadline());
+        let expired = past(deadline);
         if !expired {
-            // The call runs on the pool's runtime so the request side moves while the caller
-            // waits on anything else.
+            // The call opens on the pool's runtime so the request side moves while the caller
+            // waits on anything else; it moves to another connection while the server never
+            // processed it.
+            let opening = stream_open::open(
+                Arc::downgrade(self),
+                Arc::clone(&pool),
+                call,
+                connection,
+                RequestBody::new(receiver),
+                cancel.clone(),
+                Arc::clone(&active),
+            );
             shared.runtime.spawn(async move {
-                let outcome = match grpc.ready().await {
-                    Ok(()) => grpc.streaming(request, path, RawCodec).await,
-                    Err(error) => Err(tonic::Status::unavailable(error.to_string())),
-                };
-                let _ = head_sender.send(outcome);
+                let _ = head_sender.send(opening.await);
             });
         }
         Counters::bump(&pool.counters().calls_started);
@@ -115,14 +117,14 @@ impl Lease {
         std::mem::forget(in_use);
         let mut stream = Stream {
             max_send: config.max_send_message_size,
-            deadline: call.deadline(),
+            deadline,
             shared,
             sender: Some(sender),
             cancel,
             state: State::Opening(head),
             cancelled_here: false,
             ended: Arc::new(AtomicBool::new(false)),
-            _active: OwnedActiveStream::new(connection),
+            _active: active,
             lease: Some(Arc::clone(self)),
             pool,
         };
