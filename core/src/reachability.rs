@@ -29,7 +29,8 @@ impl Reachability {
         self.lost_connection.swap(false, Ordering::AcqRel)
     }
 
-    /// A dial failed with `reason`; with no ready connection left, calls now fail fast.
+    /// A dial failed with `reason` (or a connection was lost to a peer that stopped
+    /// answering); with no ready connection left, calls now fail fast.
     pub(crate) fn dial_failed(&self, reason: String, has_ready_connection: bool) {
         *self.last_error.lock() = reason;
         if !has_ready_connection {

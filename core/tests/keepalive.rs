@@ -22,12 +22,38 @@ struct FreezingProxy {
 
 impl FreezingProxy {
     async fn start(upstream: std::net::SocketAddr) -> FreezingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A backlog of one: frozen, the proxy stops accepting, and once the backlog is full
+        // the kernel drops new connections' SYNs, as a blackholed host does.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(1).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(socket.into()).unwrap();
         let address = listener.local_addr().unwrap();
         let frozen = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&frozen);
         tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+            loop {
+                if flag.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                // Look at the flag again every 20 ms, so a frozen proxy stops accepting.
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                };
+                let Ok((client, _)) = accepted else {
+                    return;
+                };
                 let Ok(server) = TcpStream::connect(upstream).await else {
                     continue;
                 };
@@ -42,6 +68,20 @@ impl FreezingProxy {
 
     fn freeze(&self) {
         self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
+    /// Fills the (frozen) proxy's backlog, so that new connections hang in connect, their
+    /// SYNs dropped. The returned sockets keep it full while they live.
+    fn fill_backlog(&self) -> Vec<std::net::TcpStream> {
+        (0..3)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&self.address, Duration::from_millis(200)).ok()
+            })
+            .collect()
     }
 }
 
@@ -155,4 +195,48 @@ async fn goaway_enhance_your_calm_doubles_the_keepalive_interval() {
     })
     .await;
     assert!(doubled, "{:?}", pool.stats().targets[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_while_a_peer_found_dead_by_keepalive_is_redialed() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let proxy = FreezingProxy::start(server.local_addr().unwrap()).await;
+    let target = format!("http://{}", proxy.address);
+    let mut config = quick_config();
+    config.keepalive_time = Some(Duration::from_millis(100));
+    config.keepalive_timeout = Duration::from_millis(200);
+    config.keepalive_while_idle = true;
+    // A redial into the dead peer hangs until this; calls must not wait behind it.
+    config.connect_timeout = Duration::from_secs(20);
+    let pool = pool(config);
+    let call = |timeout| echo(&pool, &target, b"x", Metadata::new(), timeout);
+    assert_eq!(call(Duration::from_secs(2)).await.code, Code::Ok);
+
+    // A blackhole: the connection's bytes are held, and new connections hang in connect.
+    proxy.freeze();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let backlog = proxy.fill_backlog();
+    let found = eventually(Duration::from_secs(3), || {
+        let stats = pool.stats();
+        stats.targets[0].keepalive_timeouts >= 1 && stats.connections.ready == 0
+    })
+    .await;
+    assert!(found, "{:?}", pool.stats().targets[0]);
+    // As gRPC's TRANSIENT_FAILURE: UNAVAILABLE now, not DEADLINE_EXCEEDED after 3 s.
+    for _ in 0..3 {
+        let response = call(Duration::from_secs(3)).await;
+        assert_eq!(response.code, Code::Unavailable, "{}", response.message);
+    }
+    // The peer answers again: the pool comes back (bounded).
+    proxy.thaw();
+    drop(backlog);
+    let mut back = false;
+    for _ in 0..100 {
+        if call(Duration::from_secs(2)).await.code == Code::Ok {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "{:?}", pool.stats().targets[0]);
 }

@@ -241,6 +241,20 @@ impl TargetPool {
         if lost && !self.shared.is_closed() {
             tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
             self.reachability.connection_lost();
+            // A keepalive timeout or a reset says the address does not answer: as gRPC's
+            // TRANSIENT_FAILURE, calls fail fast until a redial succeeds instead of waiting
+            // behind it (a GOAWAY or a clean close is no such sign: calls wait for the redial).
+            let unanswered = match &ended {
+                Ended::KeepaliveTimeout => Some("did not answer keepalive pings".to_owned()),
+                Ended::Failed(error) if error.is_io() => Some(format!("failed: {error}")),
+                Ended::Failed(_) | Ended::Closed | Ended::Stopped => None,
+            };
+            if let Some(why) = unanswered {
+                self.reachability.dial_failed(
+                    format!("the connection to {} {why}", connection.address),
+                    self.has_ready_connection(),
+                );
+            }
         }
         self.waiting.state_changed();
         self.maintenance.notify_one();
