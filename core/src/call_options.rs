@@ -149,17 +149,3 @@ pub fn parse_call_option(name: &str, text: &str) -> Result<CallOptionValue, Erro
         ))),
     }
 }
-
-impl CallOptions {
-    /// Sets a per-call option from text ([`parse_call_option`]); a timeout counts from now.
-    pub fn set_text(&mut self, name: &str, text: &str) -> Result<(), Error> {
-        match parse_call_option(name, text)? {
-            CallOptionValue::Timeout(timeout) => {
-                self.deadline = Instant::now().checked_add(timeout)
-            }
-            CallOptionValue::WaitForReady(wait) => self.wait_for_ready = wait,
-            CallOptionValue::Compression(compression) => self.compression = compression,
-        }
-        Ok(())
-    }
-}

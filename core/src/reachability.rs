@@ -31,7 +31,7 @@ impl Reachability {
 
     /// A dial failed with `reason` (or a connection was lost to a peer that stopped
     /// answering); with no ready connection left, calls now fail fast.
-    pub(crate) fn dial_failed(&self, reason: String, has_ready_connection: bool) {
+    pub(crate) fn unreachable(&self, reason: String, has_ready_connection: bool) {
         *self.last_error.lock() = reason;
         if !has_ready_connection {
             self.failing.store(true, Ordering::Release);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use grpcpool_core::{Code, Metadata};
+use grpcpool_core::{Code, Config, Metadata};
 use grpcpool_testserver::{ServerOptions, TestServer};
 use support::{echo, eventually, pool, quick_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,16 +108,22 @@ async fn pump(
     }
 }
 
+/// Quick settings that ping every connection, busy or idle, every 100 ms and give up on a
+/// ping after 200 ms.
+fn pinging() -> Config {
+    let mut config = quick_config();
+    config.keepalive_time = Some(Duration::from_millis(100));
+    config.keepalive_timeout = Duration::from_millis(200);
+    config.keepalive_while_idle = true;
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_ping_closes_the_connection() {
     let server = TestServer::start(ServerOptions::default()).await.unwrap();
     let proxy = FreezingProxy::start(server.local_addr().unwrap()).await;
     let target = format!("http://{}", proxy.address);
-    let mut config = quick_config();
-    config.keepalive_time = Some(Duration::from_millis(100));
-    config.keepalive_timeout = Duration::from_millis(200);
-    config.keepalive_while_idle = true;
-    let pool = pool(config);
+    let pool = pool(pinging());
     assert_eq!(
         echo(&pool, &target, b"", Metadata::new(), Duration::from_secs(2))
             .await
@@ -202,10 +208,7 @@ async fn calls_fail_fast_while_a_peer_found_dead_by_keepalive_is_redialed() {
     let server = TestServer::start(ServerOptions::default()).await.unwrap();
     let proxy = FreezingProxy::start(server.local_addr().unwrap()).await;
     let target = format!("http://{}", proxy.address);
-    let mut config = quick_config();
-    config.keepalive_time = Some(Duration::from_millis(100));
-    config.keepalive_timeout = Duration::from_millis(200);
-    config.keepalive_while_idle = true;
+    let mut config = pinging();
     // A redial into the dead peer hangs until this; calls must not wait behind it.
     config.connect_timeout = Duration::from_secs(20);
     let pool = pool(config);

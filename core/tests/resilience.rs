@@ -152,15 +152,20 @@ async fn wait_for_ready_rides_out_an_outage() {
     assert_eq!(&response.body[..], b"patient");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_max_connection_age_of_100ms_loses_no_call() {
-    support::logs();
-    let server = TestServer::start(ServerOptions {
+/// A test server that sends each connection a GOAWAY once it is 100 ms old: a GOAWAY storm.
+async fn aging_server() -> TestServer {
+    TestServer::start(ServerOptions {
         max_connection_age: Some(Duration::from_millis(100)),
         ..ServerOptions::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_max_connection_age_of_100ms_loses_no_call() {
+    support::logs();
+    let server = aging_server().await;
     let pool = pool(quick_config());
     let target = server.target();
 
@@ -260,12 +265,7 @@ async fn client_max_age_replaces_connections_before_closing_them() {
 async fn streams_survive_a_goaway_storm_like_unary_calls() {
     // Every connection is told to go away 100 ms after it opens: streams opened meanwhile
     // must move to another connection when their request never reached the server.
-    let server = TestServer::start(ServerOptions {
-        max_connection_age: Some(Duration::from_millis(100)),
-        ..ServerOptions::default()
-    })
-    .await
-    .unwrap();
+    let server = aging_server().await;
     let pool = pool(quick_config());
     let target = server.target();
     let started = Instant::now();

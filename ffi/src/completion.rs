@@ -18,7 +18,8 @@ pub(crate) struct UserData(pub(crate) *mut c_void);
 #[allow(unsafe_code)]
 unsafe impl Send for UserData {}
 
-/// Counts a pool's async operations whose callback has not run yet.
+/// Counts a pool's async operations whose callback has not run yet. Face-only: it exists for
+/// the C ABI's promise that `grpcpool_pool_free` returns only after every C callback ran.
 #[derive(Default)]
 pub(crate) struct InFlight {
     count: Mutex<usize>,
@@ -92,6 +93,8 @@ const FINISHED: u8 = 1;
 const CANCELLED: u8 = 2;
 
 /// Whether an async call finished or was cancelled: whichever comes first wins, once.
+/// Face-only: it decides the C ABI's answer to `grpcpool_call_cancel` (OK exactly when the
+/// callback will see CANCELLED), which an abort of the task could not tell.
 #[derive(Default)]
 pub(crate) struct CallCancel {
     state: AtomicU8,

@@ -84,7 +84,7 @@ impl TargetPool {
             Err(message) => {
                 tracing::debug!(target = %self.target.text, error = %message, "connect failed");
                 self.reachability
-                    .dial_failed(message, self.has_ready_connection());
+                    .unreachable(message, self.has_ready_connection());
                 if let DialPurpose::Replace(old) = purpose {
                     if let Some(old) = self.connections.read().iter().find(|c| c.id == old) {
                         old.replacement_started.store(false, Ordering::Release);
@@ -250,7 +250,7 @@ impl TargetPool {
                 Ended::Failed(_) | Ended::Closed | Ended::Stopped => None,
             };
             if let Some(why) = unanswered {
-                self.reachability.dial_failed(
+                self.reachability.unreachable(
                     format!("the connection to {} {why}", connection.address),
                     self.has_ready_connection(),
                 );
