@@ -4,7 +4,7 @@
 # AddressSanitizer and valgrind, plus the `make install` + pkg-config path, and the gRPC
 # interop cases against the grpc-go interop server, the Python package against grpcio and the
 # Node package against @grpc/grpc-js, and the parity suite that runs the same scenarios through
-# the C, Python and Node faces.
+# the C, Python and Node faces, and the fault suite (tests/faults) through the core and Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,9 @@ bash bindings-node/test.sh
 
 echo "== parity: the same scenarios through C, Python and Node against one server"
 bash tests/parity/run.sh
+
+echo "== fault suite: kills, GOAWAY storms, blackholes, slow and dead peers (core, then Python)"
+bash tests/faults/run.sh
 
 echo "== gRPC interop cases against the grpc-go interop server"
 bash tests/interop/run.sh

@@ -8,15 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-version=v1.85.0
-gobin="$(go env GOPATH)/bin"
-server="$gobin/server"
-stamp="$gobin/.grpc-interop-server-$version"
-if [ ! -x "$server" ] || [ ! -e "$stamp" ]; then
-  echo "installing the grpc-go interop server $version"
-  go install "google.golang.org/grpc/interop/server@$version"
-  touch "$stamp"
-fi
+server="$(bash scripts/go-interop-server.sh)"
 
 faces=()
 
