@@ -284,6 +284,12 @@ export interface TargetStats {
   callsFailed: Record<string, number>
   /** Calls moved to another connection because theirs died before the server saw them. */
   transparentRetries: number
+  /** Attempts made again under the service config's retry policy. */
+  retries: number
+  /** Retries the policy allowed that retry throttling refused. */
+  retriesThrottled: number
+  /** Retries the server delayed or refused with `grpc-retry-pushback-ms`. */
+  retryPushbacks: number
   /** Connections established. */
   connects: number
   /** Connection attempts that failed. */

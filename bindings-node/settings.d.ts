@@ -57,4 +57,6 @@ export interface PoolOptions {
   tlsClientKeyPem?: string | Buffer | Uint8Array;
   /** The name checked against the server's certificate (and sent as SNI) instead of the target's host. Default unset. */
   tlsServerName?: string;
+  /** gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them. Default unset. */
+  serviceConfig?: string | Record<string, unknown>;
 }

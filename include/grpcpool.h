@@ -545,8 +545,20 @@ void grpcpool_config_free(grpcpool_config_t *config);
 grpcpool_result grpcpool_config_set(grpcpool_config_t *config, const char *name, const char *value);
 
 /**
+ * Sets gRPC's service config (JSON, as grpc-go reads it: `methodConfig` with `timeout`,
+ * `waitForReady`, `maxRequestMessageBytes`, `maxResponseMessageBytes`, `retryPolicy`, and
+ * `retryThrottling`). The same as `grpcpool_config_set(config, "service_config", json)`, but
+ * checked now: a config that does not parse or has a bad field is `GRPCPOOL_INVALID_CONFIG`,
+ * with the field named in `grpcpool_last_error()`, and the config is unchanged.
+ *
+ * # Safety
+ * `config` is NULL or a live config; `json` is NULL or a NUL-terminated string.
+ */
+grpcpool_result grpcpool_config_set_service_config(grpcpool_config_t *config, const char *json);
+
+/**
  * Describes every pool setting as JSON: an array of objects with `name`, `type`
- * (`integer`, `number`, `duration`, `bool`, `pem`, `text`), `max` (integers), `unit`,
+ * (`integer`, `number`, `duration`, `bool`, `pem`, `text`, `json`), `max` (integers), `unit`,
  * `summary`, `why`, `off` (what 0 turns off, or null), `per_target`, and `default` (as text
  * `grpcpool_config_set` takes, or null when unset). On `GRPCPOOL_OK`, `*out_json` holds it;
  * free it with `grpcpool_string_free`.

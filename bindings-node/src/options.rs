@@ -146,6 +146,18 @@ fn setting_value(
             }
             SettingValue::Text(String::from_unknown(value).map_err(unreadable)?)
         }
+        // JSON text as it is, or an object the core reads as JSON.
+        SettingType::Json => match found {
+            ValueType::String => {
+                SettingValue::Text(String::from_unknown(value).map_err(unreadable)?)
+            }
+            ValueType::Object => SettingValue::Text(
+                serde_json::Value::from_unknown(value)
+                    .map_err(|_| wrong("JSON text or a plain object"))?
+                    .to_string(),
+            ),
+            _ => return Err(wrong("JSON text or a plain object")),
+        },
     };
     Ok(Some(value))
 }

@@ -34,6 +34,12 @@ pub struct TargetStats {
     pub calls_failed: std::collections::HashMap<String, f64>,
     /// Calls moved to another connection because theirs died before the server saw them.
     pub transparent_retries: f64,
+    /// Attempts made again under the service config's retry policy.
+    pub retries: f64,
+    /// Retries the policy allowed that retry throttling refused.
+    pub retries_throttled: f64,
+    /// Retries the server delayed or refused with `grpc-retry-pushback-ms`.
+    pub retry_pushbacks: f64,
     /// Connections established.
     pub connects: f64,
     /// Connection attempts that failed.
@@ -155,6 +161,9 @@ impl From<&grpcpool_core::TargetStats> for TargetStats {
             calls_succeeded: number(stats.calls_succeeded),
             calls_failed: failed(&stats.calls_failed),
             transparent_retries: number(stats.transparent_retries),
+            retries: number(stats.retries),
+            retries_throttled: number(stats.retries_throttled),
+            retry_pushbacks: number(stats.retry_pushbacks),
             connects: number(stats.connects),
             connect_failures: number(stats.connect_failures),
             goaways_received: number(stats.goaways_received),

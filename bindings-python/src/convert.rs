@@ -172,6 +172,25 @@ fn setting_value(setting: &Setting, value: &Bound<'_, PyAny>) -> PyResult<Settin
             let text = value.cast::<PyString>().map_err(|_| wrong_type("a str"))?;
             Ok(SettingValue::Text(text.to_cow()?.into_owned()))
         }
+        // JSON text as it is, or a dict (or list) the core reads as JSON.
+        SettingType::Json => {
+            if let Ok(text) = value.cast::<PyString>() {
+                return Ok(SettingValue::Text(text.to_cow()?.into_owned()));
+            }
+            if !value.is_instance_of::<PyDict>() {
+                return Err(wrong_type("JSON as a str or a dict"));
+            }
+            let json = value
+                .py()
+                .import("json")?
+                .call_method1("dumps", (value,))
+                .map_err(|error| {
+                    PyValueError::new_err(format!("{name} is not JSON-serialisable: {error}"))
+                })?;
+            Ok(SettingValue::Text(
+                json.cast::<PyString>()?.to_cow()?.into_owned(),
+            ))
+        }
     }
 }
 
@@ -197,6 +216,7 @@ fn type_label(kind: SettingType) -> &'static str {
         SettingType::Bool => "bool",
         SettingType::Pem => "pem",
         SettingType::Text => "text",
+        SettingType::Json => "json",
     }
 }
 

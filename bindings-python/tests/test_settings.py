@@ -31,6 +31,8 @@ def valid_settings(name: str, kind: str, default: Any, pem: Pem) -> Dict[str, An
         return {"tls_ca_pem": pem.cert} if name == "tls_ca_pem" else pair
     if kind == "text":
         return {name: default if default is not None else "localhost"}
+    if kind == "json":
+        return {name: default if default is not None else {}}
     assert default is not None, f"{name} ({kind}) has no default"
     return {name: default}
 
@@ -38,7 +40,7 @@ def valid_settings(name: str, kind: str, default: Any, pem: Pem) -> Dict[str, An
 def test_the_table_is_complete_and_typed() -> None:
     assert len(NAMES) == len(set(NAMES)) > 20
     kinds = {row[1] for row in TABLE}
-    assert kinds == {"integer", "number", "duration", "bool", "pem", "text"}
+    assert kinds == {"integer", "number", "duration", "bool", "pem", "text", "json"}
     # The generated PoolSettings and SETTING_NAMES are the table, in its order.
     assert set(PoolSettings.__annotations__) == set(NAMES)
     assert list(SETTING_NAMES) == NAMES

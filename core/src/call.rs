@@ -14,6 +14,8 @@ use crate::codec::RawCodec;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::response::Response;
+use crate::retry::{Pushback, Retries, PREVIOUS_ATTEMPTS_KEY};
+use crate::service_config::{MethodConfig, RetryPolicy, ServiceConfig};
 use crate::slot::Slot;
 use crate::stats::Counters;
 use crate::target_pool::TargetPool;
@@ -37,30 +39,90 @@ pub struct PreparedCall {
     deadline: Option<Instant>,
     wait_for_ready: bool,
     compression: Option<Compression>,
+    /// The request and response limits: the pool's, or the method config's when smaller.
+    pub(crate) max_send: usize,
+    max_receive: usize,
+    /// The method config's retry policy; `None`: only transparent retries.
+    retry_policy: Option<Arc<MethodConfig>>,
 }
 
 impl PreparedCall {
-    pub(crate) fn new(
+    /// A call under the pool's settings and the service config's entry for its method: the
+    /// sooner of the caller's deadline and the method's timeout, wait-for-ready when either
+    /// asks for it, the smaller of each message limit, and the method's retry policy.
+    pub(crate) fn configured(
         config: &Config,
+        service_config: Option<&ServiceConfig>,
         method: &str,
         request: Bytes,
         options: CallOptions,
     ) -> Result<PreparedCall, Error> {
         let path = parse_method(method)?;
-        if request.len() > config.max_send_message_size {
-            return Err(Error::MessageTooLarge {
-                size: request.len(),
-                limit: config.max_send_message_size,
-            });
-        }
-        Ok(PreparedCall {
+        let method_config = service_config.and_then(|service| service.method(path.as_str()));
+        let mut call = PreparedCall {
             path,
             metadata: options.metadata.to_wire()?,
             request,
             deadline: options.deadline,
             wait_for_ready: options.wait_for_ready,
             compression: options.compression,
-        })
+            max_send: config.max_send_message_size,
+            max_receive: config.max_receive_message_size,
+            retry_policy: None,
+        };
+        if let Some(method_config) = method_config {
+            call.apply(method_config);
+        }
+        if call.request.len() > call.max_send {
+            return Err(Error::MessageTooLarge {
+                size: call.request.len(),
+                limit: call.max_send,
+            });
+        }
+        Ok(call)
+    }
+
+    /// A call on a lease of the pool `shared` belongs to, under its settings and service config.
+    pub(crate) fn on_lease(
+        shared: &crate::shared::Shared,
+        method: &str,
+        request: Bytes,
+        options: CallOptions,
+    ) -> Result<PreparedCall, Error> {
+        PreparedCall::configured(
+            &shared.config,
+            shared.service_config.as_deref(),
+            method,
+            request,
+            options,
+        )
+    }
+
+    fn apply(&mut self, method_config: &Arc<MethodConfig>) {
+        if let Some(timeout) = method_config.timeout {
+            let method_deadline = Instant::now().checked_add(timeout);
+            self.deadline = match (self.deadline, method_deadline) {
+                (Some(caller), Some(method)) => Some(caller.min(method)),
+                (caller, method) => caller.or(method),
+            };
+        }
+        self.wait_for_ready |= method_config.wait_for_ready == Some(true);
+        if let Some(limit) = method_config.max_request_message_bytes {
+            self.max_send = self.max_send.min(limit);
+        }
+        if let Some(limit) = method_config.max_response_message_bytes {
+            self.max_receive = self.max_receive.min(limit);
+        }
+        if method_config.retry_policy.is_some() {
+            self.retry_policy = Some(Arc::clone(method_config));
+        }
+    }
+
+    /// The method's retry policy, if its service config entry has one.
+    pub(crate) fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.retry_policy
+            .as_deref()
+            .and_then(|method| method.retry_policy.as_ref())
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -109,7 +171,13 @@ fn parse_method(method: &str) -> Result<PathAndQuery, Error> {
 
 /// What one attempt on one connection came to.
 enum Attempt {
-    Finished(Response),
+    /// The call ended with this response; `committed` once response headers had arrived (a
+    /// configured retry may try again only before that, gRPC A6).
+    Finished {
+        response: Response,
+        committed: bool,
+        pushback: Pushback,
+    },
     /// The server never processed the request; it may go to another connection.
     Unprocessed(StreamError),
 }
@@ -170,6 +238,7 @@ pub(crate) fn closed_under(shared: &crate::shared::Shared, response: Response) -
 async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
     let pool = slot.pool();
     let mut budget = RetryBudget::default();
+    let mut retries = Retries::new(call.retry_policy());
     loop {
         let connection = match slot.connection() {
             Some(connection) => connection,
@@ -179,12 +248,45 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
                 Err(response) => return response,
             },
         };
-        let error = match attempt(&connection, call, &pool.shared().config).await {
-            Attempt::Finished(response) => {
+        let previous = retries.previous_attempts();
+        let error = match attempt(&connection, call, previous).await {
+            Attempt::Finished {
+                response,
+                committed,
+                pushback,
+            } => {
                 if response.code == Code::Unavailable && connection.is_broken() {
                     pool.connection_failed(&connection);
                 }
-                return response;
+                if response.is_ok() {
+                    if let Some(throttle) = pool.retry_throttle() {
+                        throttle.succeeded();
+                    }
+                }
+                if committed {
+                    return response;
+                }
+                let throttle = pool.retry_throttle();
+                let Some(delay) = retries.after(
+                    &response,
+                    pushback,
+                    call.deadline,
+                    throttle,
+                    pool.counters(),
+                ) else {
+                    return response;
+                };
+                // The next attempt picks a connection afresh, as gRPC's do; the slot goes
+                // back while this one waits out its backoff.
+                slot.give_back();
+                pool.shared().sleep(delay).await;
+                if let Err(next) = reacquire(slot, call).await {
+                    return Response {
+                        message: format!("{}; then {}", response.message, next.message),
+                        ..next
+                    };
+                }
+                continue;
             }
             Attempt::Unprocessed(error) => error,
         };
@@ -260,14 +362,10 @@ pub(crate) async fn reacquire(
 impl PreparedCall {
     /// tonic's client on `connection`, with the configured message size limits, gzip accepted
     /// on responses and the call's request compression.
-    pub(crate) fn client(
-        &self,
-        connection: &Connection,
-        config: &Config,
-    ) -> tonic::client::Grpc<H2Channel> {
+    pub(crate) fn client(&self, connection: &Connection) -> tonic::client::Grpc<H2Channel> {
         let grpc = tonic::client::Grpc::new(connection.channel.clone())
-            .max_decoding_message_size(config.max_receive_message_size)
-            .max_encoding_message_size(config.max_send_message_size)
+            .max_decoding_message_size(self.max_receive)
+            .max_encoding_message_size(self.max_send)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         match self.compression {
             Some(compression) => grpc.send_compressed(compression.encoding()),
@@ -287,69 +385,93 @@ impl PreparedCall {
     }
 }
 
-async fn attempt(connection: &Connection, call: &PreparedCall, config: &Config) -> Attempt {
+async fn attempt(connection: &Connection, call: &PreparedCall, previous_attempts: u32) -> Attempt {
     let _active = connection.stream_started();
-    let mut grpc = call.client(connection, config);
+    let mut grpc = call.client(connection);
     if let Err(error) = grpc.ready().await {
         return Attempt::Unprocessed(error);
     }
-    let request = call.request(http::Extensions::new(), call.request.clone());
+    let mut request = call.request(http::Extensions::new(), call.request.clone());
+    if previous_attempts > 0 {
+        request.metadata_mut().insert(
+            PREVIOUS_ATTEMPTS_KEY,
+            tonic::metadata::MetadataValue::from(previous_attempts),
+        );
+    }
     let response = match grpc
         .server_streaming(request, call.path.clone(), RawCodec)
         .await
     {
         Ok(response) => response,
-        Err(status) => return failed(&status, Metadata::new()),
+        // A status without response headers (Trailers-Only): not committed.
+        Err(status) => return failed(&status, Metadata::new(), false),
     };
     let (headers, mut messages, _) = response.into_parts();
     let headers = Metadata::from_wire(&headers);
     let body = match messages.message().await {
         Ok(Some(body)) => body,
         Ok(None) => {
-            return Attempt::Finished(Response {
-                headers,
-                ..Response::with_status(
-                    Code::Internal,
-                    "the server ended a unary call without a response message",
-                )
-            })
+            return Attempt::Finished {
+                response: Response {
+                    headers,
+                    ..Response::with_status(
+                        Code::Internal,
+                        "the server ended a unary call without a response message",
+                    )
+                },
+                committed: true,
+                pushback: Pushback::None,
+            }
         }
-        Err(status) => return failed(&status, headers),
+        Err(status) => return failed(&status, headers, true),
     };
     match messages.message().await {
         Ok(None) => {}
         Ok(Some(_)) => {
-            return Attempt::Finished(Response {
-                headers,
-                ..Response::with_status(
-                    Code::Internal,
-                    "the server sent more than one message for a unary call",
-                )
-            })
+            return Attempt::Finished {
+                response: Response {
+                    headers,
+                    ..Response::with_status(
+                        Code::Internal,
+                        "the server sent more than one message for a unary call",
+                    )
+                },
+                committed: true,
+                pushback: Pushback::None,
+            }
         }
-        Err(status) => return failed(&status, headers),
+        Err(status) => return failed(&status, headers, true),
     }
     let trailers = match messages.trailers().await {
         Ok(trailers) => trailers
             .map(|trailers| Metadata::from_wire(&trailers))
             .unwrap_or_default(),
-        Err(status) => return failed(&status, headers),
+        Err(status) => return failed(&status, headers, true),
     };
-    Attempt::Finished(Response {
-        code: Code::Ok,
-        message: String::new(),
-        details: Bytes::new(),
-        headers,
-        trailers,
-        body,
-    })
+    Attempt::Finished {
+        response: Response {
+            code: Code::Ok,
+            message: String::new(),
+            details: Bytes::new(),
+            headers,
+            trailers,
+            body,
+        },
+        committed: true,
+        pushback: Pushback::None,
+    }
 }
 
-/// A failed call: transport errors the server never saw are retried, everything else is a status.
-fn failed(status: &tonic::Status, headers: Metadata) -> Attempt {
+/// A failed call: transport errors the server never saw are retried, everything else is a
+/// status; `committed` when response headers had arrived before it.
+fn failed(status: &tonic::Status, headers: Metadata, committed: bool) -> Attempt {
     match stream_error(status) {
         Some(error) if error.unprocessed => Attempt::Unprocessed(error.clone()),
-        _ => Attempt::Finished(failure_response(status, headers)),
+        _ => Attempt::Finished {
+            response: failure_response(status, headers),
+            committed,
+            pushback: Pushback::of(status.metadata()),
+        },
     }
 }
 

@@ -88,6 +88,10 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Resolves host names in targets. Default: the operating system's resolver.
     pub resolver: Resolver,
+    /// gRPC's service config as JSON ([`ServiceConfig`](crate::ServiceConfig) reads it when the
+    /// pool is made): per-method timeouts, wait-for-ready, message limits and retry policies,
+    /// and retry throttling. Default unset: no per-method policy, only transparent retries.
+    pub service_config: Option<String>,
 }
 
 impl Default for Config {
@@ -115,6 +119,7 @@ impl Default for Config {
             worker_threads: 0,
             tls: TlsConfig::default(),
             resolver: Resolver::system(),
+            service_config: None,
         }
     }
 }

@@ -67,12 +67,7 @@ impl Lease {
         request: impl Into<Bytes>,
         options: CallOptions,
     ) -> Result<Response, Error> {
-        let call = PreparedCall::new(
-            &self.pool().shared().config,
-            method,
-            request.into(),
-            options,
-        )?;
+        let call = PreparedCall::on_lease(self.pool().shared(), method, request.into(), options)?;
         Ok(self.call(call).await)
     }
 

@@ -15,7 +15,9 @@ use crate::call::PreparedCall;
 use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
 use crate::response::Response;
+use crate::retry::{Pushback, Retries};
 use crate::runtime::LazyRuntime;
+use crate::service_config::ServiceConfig;
 use crate::shared::Shared;
 use crate::stats::{Counters, PoolStats};
 use crate::target::{Security, Target};
@@ -53,6 +55,8 @@ pub struct Pool {
 
 struct PoolInner {
     config: Arc<Config>,
+    /// `config.service_config`, parsed when the pool was made.
+    service_config: Option<Arc<ServiceConfig>>,
     runtime: LazyRuntime,
     /// Set by [`Pool::close`]: no new acquire, call or stream from then on.
     closed: AtomicBool,
@@ -74,10 +78,15 @@ impl Pool {
         if let Some(name) = &tls.server_name_override {
             crate::tls::server_name(tls, name)?;
         }
+        let service_config = match &config.service_config {
+            Some(json) => Some(Arc::new(ServiceConfig::parse(json)?)),
+            None => None,
+        };
         let runtime = LazyRuntime::new(config.effective_worker_threads());
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 config: Arc::new(config),
+                service_config,
                 runtime,
                 closed: AtomicBool::new(false),
                 shared: OnceLock::new(),
@@ -158,7 +167,13 @@ impl Pool {
         if self.is_closed() {
             return Err(Error::PoolClosed);
         }
-        PreparedCall::new(&self.inner.config, method, request.into(), options)
+        PreparedCall::configured(
+            &self.inner.config,
+            self.inner.service_config.as_deref(),
+            method,
+            request.into(),
+            options,
+        )
     }
 
     /// The one-shot call for a prepared call. The target is checked now; the returned future
@@ -172,20 +187,40 @@ impl Pool {
         let site = AcquireSite::Code(Location::caller());
         let target_pool = self.target_pool(target)?;
         let timeout = call.acquire_wait(&self.inner.config);
+        let config = Arc::clone(&self.inner.config);
         Ok(async move {
-            match target_pool.acquire(timeout, call.wait_for_ready()).await {
-                Ok(connection) => {
-                    let lease = Lease::new(target_pool, connection, site);
-                    Ok(lease.call(call).await)
+            let mut retries = Retries::new(call.retry_policy());
+            let mut timeout = timeout;
+            loop {
+                match target_pool.acquire(timeout, call.wait_for_ready()).await {
+                    Ok(connection) => {
+                        let lease = Lease::new(target_pool, connection, site);
+                        return Ok(lease.call(call).await);
+                    }
+                    // The call could not start: as a gRPC client would, report it as its
+                    // status, after the retries its policy allows (A6 retries a pick that
+                    // failed with the target unreachable).
+                    Err(error @ (Error::Unavailable { .. } | Error::AcquireTimeout { .. })) => {
+                        let response = Response::with_status(error.code(), error.to_string());
+                        let counters = target_pool.counters();
+                        let throttle = target_pool.retry_throttle();
+                        if let Some(delay) = retries.after(
+                            &response,
+                            Pushback::None,
+                            call.deadline(),
+                            throttle,
+                            counters,
+                        ) {
+                            target_pool.shared().sleep(delay).await;
+                            timeout = call.acquire_wait(&config);
+                            continue;
+                        }
+                        Counters::bump(&counters.calls_started);
+                        counters.call_finished(error.code());
+                        return Ok(response);
+                    }
+                    Err(error) => return Err(error),
                 }
-                // The call could not start: as a gRPC client would, report it as its status.
-                Err(error @ (Error::Unavailable { .. } | Error::AcquireTimeout { .. })) => {
-                    let counters = &target_pool.counters();
-                    Counters::bump(&counters.calls_started);
-                    counters.call_finished(error.code());
-                    Ok(Response::with_status(error.code(), error.to_string()))
-                }
-                Err(error) => Err(error),
             }
         })
     }
@@ -342,6 +377,7 @@ impl Pool {
         let config = Arc::clone(&self.inner.config);
         let shared = Arc::new(Shared::new(
             Arc::clone(&config),
+            self.inner.service_config.clone(),
             Dialer::new(config),
             handle,
         ));

@@ -29,6 +29,8 @@ pub enum SettingType {
     Pem,
     /// A string.
     Text,
+    /// A JSON document, as text (Python also takes a dict, Node an object).
+    Json,
 }
 
 /// A value for a setting, in the engine's units.
@@ -542,6 +544,21 @@ pub const SETTINGS: &[Setting] = &[
             Some(())
         },
     },
+    Setting {
+        name: "service_config",
+        kind: SettingType::Json,
+        unit: "",
+        summary: "gRPC service config (JSON): per-method timeout, waitForReady, message limits \
+                  and retryPolicy, and retryThrottling, as grpc-go reads them.",
+        why: "unset: no per-method policy; only transparent retries.",
+        off: None,
+        per_target: true,
+        read: |config| config.service_config.clone().map(SettingValue::Text),
+        write: |config, value| {
+            config.service_config = Some(text(value)?);
+            Some(())
+        },
+    },
 ];
 
 /// The setting called `name` (snake_case).
@@ -618,7 +635,7 @@ impl Setting {
                     })
                 }),
             SettingType::Pem => Ok(SettingValue::Pem(text.as_bytes().to_vec())),
-            SettingType::Text => Ok(SettingValue::Text(text.to_owned())),
+            SettingType::Text | SettingType::Json => Ok(SettingValue::Text(text.to_owned())),
         }
     }
 
@@ -661,6 +678,7 @@ impl Setting {
             SettingType::Bool => "true or false".to_owned(),
             SettingType::Pem => "PEM text".to_owned(),
             SettingType::Text => "a string".to_owned(),
+            SettingType::Json => "a JSON document".to_owned(),
         }
     }
 }

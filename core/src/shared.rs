@@ -8,11 +8,14 @@ use std::time::Instant;
 use tokio::runtime::Handle;
 
 use crate::config::Config;
+use crate::service_config::ServiceConfig;
 use crate::transport::Dialer;
 
 /// Pool-wide state handed to each target.
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
+    /// The pool's parsed service config, if it has one.
+    pub(crate) service_config: Option<Arc<ServiceConfig>>,
     pub(crate) dialer: Dialer,
     pub(crate) runtime: Handle,
     closed: AtomicBool,
@@ -20,9 +23,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Arc<Config>, dialer: Dialer, runtime: Handle) -> Shared {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        service_config: Option<Arc<ServiceConfig>>,
+        dialer: Dialer,
+        runtime: Handle,
+    ) -> Shared {
         Shared {
             config,
+            service_config,
             dialer,
             runtime,
             closed: AtomicBool::new(false),
@@ -52,6 +61,15 @@ impl Shared {
             Some(deadline) => self.until(deadline, future).await,
             None => Some(future.await),
         }
+    }
+
+    /// Waits `delay` on the pool's runtime's timer, so the caller may poll it from any executor.
+    pub(crate) async fn sleep(&self, delay: std::time::Duration) {
+        let sleep = {
+            let _entered = self.runtime.enter();
+            tokio::time::sleep(delay)
+        };
+        sleep.await;
     }
 
     /// Runs `future` until `deadline`, with the timer on the pool's runtime so the caller may poll

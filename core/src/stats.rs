@@ -15,6 +15,9 @@ pub(crate) struct Counters {
     pub(crate) calls_started: AtomicU64,
     pub(crate) calls_finished: [AtomicU64; 17],
     pub(crate) transparent_retries: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) retries_throttled: AtomicU64,
+    pub(crate) retry_pushbacks: AtomicU64,
     pub(crate) connects: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) goaways_received: AtomicU64,
@@ -83,6 +86,12 @@ pub struct TargetStats {
     pub calls_failed: BTreeMap<String, u64>,
     /// Calls moved to another connection because theirs died before the server saw them.
     pub transparent_retries: u64,
+    /// Attempts made again under the service config's retry policy.
+    pub retries: u64,
+    /// Retries the policy allowed that retry throttling refused.
+    pub retries_throttled: u64,
+    /// Retries the server delayed or refused with `grpc-retry-pushback-ms`.
+    pub retry_pushbacks: u64,
     /// Connections established.
     pub connects: u64,
     /// Connection attempts that failed.
@@ -146,6 +155,9 @@ impl Counters {
             })
             .collect();
         stats.transparent_retries = load(&self.transparent_retries);
+        stats.retries = load(&self.retries);
+        stats.retries_throttled = load(&self.retries_throttled);
+        stats.retry_pushbacks = load(&self.retry_pushbacks);
         stats.connects = load(&self.connects);
         stats.connect_failures = load(&self.connect_failures);
         stats.goaways_received = load(&self.goaways_received);

@@ -72,7 +72,7 @@ impl Lease {
         method: &str,
         options: CallOptions,
     ) -> Result<Stream, Error> {
-        let call = PreparedCall::new(&self.pool().shared().config, method, Bytes::new(), options)?;
+        let call = PreparedCall::on_lease(self.pool().shared(), method, Bytes::new(), options)?;
         self.open_stream_prepared(call)
     }
 
@@ -80,7 +80,6 @@ impl Lease {
     pub fn open_stream_prepared(self: &Arc<Self>, call: PreparedCall) -> Result<Stream, Error> {
         let in_use = self.begin_stream()?;
         let pool = Arc::clone(self.pool());
-        let config = &pool.shared().config;
         let shared = Arc::clone(pool.shared());
         let connection = self.connection().ok_or_else(|| Error::Unavailable {
             target: self.target().to_owned(),
@@ -93,6 +92,7 @@ impl Lease {
         )))));
         let (head_sender, head) = oneshot::channel();
         let deadline = call.deadline();
+        let max_send = call.max_send;
         // Already over (a timeout of 0): as every gRPC client, nothing is sent.
         let expired = past(deadline);
         if !expired {
@@ -116,7 +116,7 @@ impl Lease {
         // The stream now owns the lease's use; it ends with the call.
         std::mem::forget(in_use);
         let mut stream = Stream {
-            max_send: config.max_send_message_size,
+            max_send,
             deadline,
             shared,
             sender: Some(sender),

@@ -145,7 +145,7 @@ pub(crate) async fn open(
         let mut extensions = http::Extensions::new();
         extensions.insert(cancel.clone());
         let request = call.request(extensions, body.attempt());
-        let mut grpc = call.client(&connection, &pool.shared().config);
+        let mut grpc = call.client(&connection);
         let error = match grpc.ready().await {
             Err(error) => error,
             Ok(()) => match grpc.streaming(request, call.path.clone(), RawCodec).await {

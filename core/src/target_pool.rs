@@ -13,6 +13,7 @@ use crate::address_book::AddressBook;
 use crate::connection::Connection;
 use crate::leases::LeaseRegister;
 use crate::reachability::Reachability;
+use crate::retry::RetryThrottle;
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
 use crate::target::Target;
@@ -49,6 +50,8 @@ pub(crate) struct TargetPool {
     counters: Counters,
     leases: LeaseRegister,
     reachability: Reachability,
+    /// The service config's `retryThrottling` bucket for this target, if it has one.
+    retry_throttle: Option<RetryThrottle>,
 }
 
 impl TargetPool {
@@ -58,7 +61,13 @@ impl TargetPool {
         let keepalive_ms = config.keepalive_time.map_or(0, |every| {
             u64::try_from(every.as_millis()).unwrap_or(u64::MAX)
         });
+        let retry_throttle = shared
+            .service_config
+            .as_ref()
+            .and_then(|service| service.retry_throttling())
+            .map(RetryThrottle::new);
         Arc::new(TargetPool {
+            retry_throttle,
             addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             target,
             connections: RwLock::new(Vec::new()),
@@ -87,6 +96,11 @@ impl TargetPool {
     /// The target's counters, which calls and streams bump.
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The target's retry throttle, when the service config has `retryThrottling`.
+    pub(crate) fn retry_throttle(&self) -> Option<&RetryThrottle> {
+        self.retry_throttle.as_ref()
     }
 
     /// The target's outstanding leases.

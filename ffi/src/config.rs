@@ -79,8 +79,29 @@ pub unsafe extern "C" fn grpcpool_config_set(
     })
 }
 
+/// Sets gRPC's service config (JSON, as grpc-go reads it: `methodConfig` with `timeout`,
+/// `waitForReady`, `maxRequestMessageBytes`, `maxResponseMessageBytes`, `retryPolicy`, and
+/// `retryThrottling`). The same as `grpcpool_config_set(config, "service_config", json)`, but
+/// checked now: a config that does not parse or has a bad field is `GRPCPOOL_INVALID_CONFIG`,
+/// with the field named in `grpcpool_last_error()`, and the config is unchanged.
+///
+/// # Safety
+/// `config` is NULL or a live config; `json` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_service_config(
+    config: *mut grpcpool_config_t,
+    json: *const c_char,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let json = unsafe { args::text(json, "json")? };
+        grpcpool_core::ServiceConfig::parse(json)?;
+        Ok(config.set_text("service_config", json)?)
+    })
+}
+
 /// Describes every pool setting as JSON: an array of objects with `name`, `type`
-/// (`integer`, `number`, `duration`, `bool`, `pem`, `text`), `max` (integers), `unit`,
+/// (`integer`, `number`, `duration`, `bool`, `pem`, `text`, `json`), `max` (integers), `unit`,
 /// `summary`, `why`, `off` (what 0 turns off, or null), `per_target`, and `default` (as text
 /// `grpcpool_config_set` takes, or null when unset). On `GRPCPOOL_OK`, `*out_json` holds it;
 /// free it with `grpcpool_string_free`.

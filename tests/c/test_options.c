@@ -1,7 +1,8 @@
 /* Settings by name and per-call options from C: every setting of core's table (from
  * grpcpool_settings_json) set by name at its default, unknown names and bad values refused,
  * the per-call options (timeout 0, wait-for-ready, gzip, metadata) through
- * grpcpool_call_options_t on the _with calls, by setter and by name. */
+ * grpcpool_call_options_t on the _with calls, by setter and by name, and a service config's
+ * retry policy and its refusals. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,9 +163,55 @@ static void check_call_options(const char *target) {
   grpcpool_pool_free(pool);
 }
 
+static void check_service_config(const char *target) {
+  check_section("service config: a retry policy retries the echo server's first two failures; bad configs name the field");
+  grpcpool_config_t *config = grpcpool_config_new();
+  CHECK_RC(grpcpool_config_set_service_config(config, "{\"methodConfig\": [{\"name\": [{}], \"timeout\": 5}]}"),
+           GRPCPOOL_INVALID_CONFIG);
+  const char *message = grpcpool_last_error();
+  CHECK(message != NULL && strstr(message, "methodConfig[0].timeout") != NULL, "field named: %s",
+        message ? message : "(null)");
+  CHECK_RC(grpcpool_config_set_service_config(config, "{"), GRPCPOOL_INVALID_CONFIG);
+  CHECK_RC(grpcpool_config_set_service_config(NULL, "{}"), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_config_set_service_config(
+               config,
+               "{\"methodConfig\": [{\"name\": [{\"service\": \"grpcpool.test.Echo\"}], \"retryPolicy\": "
+               "{\"maxAttempts\": 4, \"initialBackoff\": \"0.01s\", \"maxBackoff\": \"0.05s\", "
+               "\"backoffMultiplier\": 2, \"retryableStatusCodes\": [\"UNAVAILABLE\"]}}]}"),
+           GRPCPOOL_OK);
+  grpcpool_pool_t *pool = NULL;
+  CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
+  grpcpool_config_free(config);
+  grpcpool_call_options_t *options = grpcpool_call_options_new();
+  CHECK_RC(grpcpool_call_options_set_timeout_ms(options, 5000), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_call_options_add_metadata(options, "x-status-code", (const uint8_t *)"14", 2), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_call_options_add_metadata(options, "x-fail-attempts", (const uint8_t *)"2", 1), GRPCPOOL_OK);
+  grpcpool_response_t *response = NULL;
+  CHECK_RC(grpcpool_unary_with(pool, target, ECHO, (const uint8_t *)"r", 1, options, &response), GRPCPOOL_OK);
+  CHECK(response != NULL && grpcpool_response_code(response) == 0, "retried to success: code %d",
+        response ? grpcpool_response_code(response) : -1);
+  int previous = -1;
+  size_t headers = response ? grpcpool_response_header_count(response) : 0;
+  for (size_t i = 0; i < headers; i++) {
+    grpcpool_metadata_entry_t entry;
+    if (grpcpool_response_header(response, i, &entry) == GRPCPOOL_OK &&
+        strcmp(entry.key, "x-received-previous-attempts") == 0 && entry.value_len == 1)
+      previous = entry.value[0] - '0';
+  }
+  CHECK(previous == 2, "the third attempt said two came before: %d", previous);
+  grpcpool_response_free(response);
+  char *stats = NULL;
+  CHECK_RC(grpcpool_pool_stats_json(pool, &stats), GRPCPOOL_OK);
+  CHECK(stats != NULL && strstr(stats, "\"retries\":2") != NULL, "stats count the retries: %s", stats ? stats : "(null)");
+  grpcpool_string_free(stats);
+  grpcpool_call_options_free(options);
+  grpcpool_pool_free(pool);
+}
+
 int main(void) {
   const char *target = check_env("GRPCPOOL_TEST_TARGET");
   check_settings_by_name(target);
   check_call_options(target);
+  check_service_config(target);
   return check_summary("test_options");
 }

@@ -14,13 +14,16 @@
 //! | `x-echo-*` | copied into the response headers |
 //! | `x-trailer-*` | copied into the response trailers |
 //! | `x-response-compression: gzip` | compress the response messages (if the client accepts gzip) |
+//! | `x-fail-attempts: N` | with `x-status-code`, fail only attempts whose `grpc-previous-rpc-attempts` is below N |
+//! | `x-pushback-ms: V` | a failure carries `grpc-retry-pushback-ms: V` |
 //!
 //! The server accepts gzip-compressed requests; an OK unary response carries the request's
 //! `grpc-encoding` as [`RECEIVED_ENCODING_KEY`] and its `grpc-accept-encoding` as
 //! [`RECEIVED_ACCEPT_ENCODING_KEY`].
 //!
 //! An OK response also carries the request's `grpc-timeout`, if it had one, as
-//! [`RECEIVED_TIMEOUT_KEY`].
+//! [`RECEIVED_TIMEOUT_KEY`], and its `grpc-previous-rpc-attempts` as
+//! [`RECEIVED_PREVIOUS_ATTEMPTS_KEY`].
 //!
 //! A non-OK status is sent trailers-only (as tonic does), so `x-echo-*` and
 //! `x-trailer-*` entries then arrive together in that one header block.
@@ -49,7 +52,8 @@ pub use ca::TestCa;
 pub use codec::BytesCodec;
 pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
-    ECHO_PREFIX, RECEIVED_ACCEPT_ENCODING_KEY, RECEIVED_ENCODING_KEY, RECEIVED_TIMEOUT_KEY,
+    ECHO_PREFIX, FAIL_ATTEMPTS_KEY, PUSHBACK_KEY, RECEIVED_ACCEPT_ENCODING_KEY,
+    RECEIVED_ENCODING_KEY, RECEIVED_PREVIOUS_ATTEMPTS_KEY, RECEIVED_TIMEOUT_KEY,
     RESPONSE_COMPRESSION_KEY, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
     STATUS_MESSAGE_KEY, TRAILER_PREFIX, UNARY_PATH,
 };

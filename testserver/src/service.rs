@@ -44,6 +44,18 @@ pub const RECEIVED_ENCODING_KEY: &str = "x-received-grpc-encoding";
 /// Response header carrying the `grpc-accept-encoding` the request arrived with, if any.
 pub const RECEIVED_ACCEPT_ENCODING_KEY: &str = "x-received-grpc-accept-encoding";
 
+/// Request metadata: with [`STATUS_CODE_KEY`], fail only attempts whose
+/// `grpc-previous-rpc-attempts` is below this number (the first attempt has none: 0), so a
+/// retrying client succeeds on attempt N + 1.
+pub const FAIL_ATTEMPTS_KEY: &str = "x-fail-attempts";
+
+/// Request metadata: a failure asked for by [`STATUS_CODE_KEY`] carries this value as
+/// `grpc-retry-pushback-ms`.
+pub const PUSHBACK_KEY: &str = "x-pushback-ms";
+
+/// Response header carrying the `grpc-previous-rpc-attempts` the request arrived with.
+pub const RECEIVED_PREVIOUS_ATTEMPTS_KEY: &str = "x-received-previous-attempts";
+
 /// Response header carrying the `grpc-timeout` the request arrived with, if any.
 pub const RECEIVED_TIMEOUT_KEY: &str = "x-received-grpc-timeout";
 
@@ -166,6 +178,26 @@ impl Controls {
             },
             None => None,
         };
+        let status = match metadata.get(FAIL_ATTEMPTS_KEY) {
+            Some(value) => {
+                let failing: u32 = parse_number(FAIL_ATTEMPTS_KEY, value)?;
+                let previous: u32 = match metadata.get("grpc-previous-rpc-attempts") {
+                    Some(value) => parse_number("grpc-previous-rpc-attempts", value)?,
+                    None => 0,
+                };
+                status.filter(|_| previous < failing)
+            }
+            None => status,
+        };
+        let status = match (status, metadata.get(PUSHBACK_KEY)) {
+            (Some(mut status), Some(pushback)) => {
+                status
+                    .metadata_mut()
+                    .insert("grpc-retry-pushback-ms", pushback.clone());
+                Some(status)
+            }
+            (status, _) => status,
+        };
         Ok(Self { sleep, status })
     }
 }
@@ -226,6 +258,7 @@ async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
     for (received, key) in [
         ("grpc-encoding", RECEIVED_ENCODING_KEY),
         ("grpc-accept-encoding", RECEIVED_ACCEPT_ENCODING_KEY),
+        ("grpc-previous-rpc-attempts", RECEIVED_PREVIOUS_ATTEMPTS_KEY),
     ] {
         if let Some(value) = headers.get(received) {
             response.metadata_mut().as_mut().insert(key, value.clone());

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, TypedDict, Union
+from typing import Any, Dict, Optional, TypedDict, Union
 
 __all__ = ["PoolSettings", "SETTING_NAMES"]
 
@@ -66,6 +66,8 @@ class PoolSettings(TypedDict, total=False):
     """PEM private key of tls_client_cert_pem."""
     tls_server_name: Optional[str]
     """The name checked against the server's certificate (and sent as SNI) instead of the target's host."""
+    service_config: Union[str, Dict[str, Any], None]
+    """gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them."""
 
 
 SETTING_NAMES = (
@@ -96,4 +98,5 @@ SETTING_NAMES = (
     "tls_client_cert_pem",
     "tls_client_key_pem",
     "tls_server_name",
+    "service_config",
 )

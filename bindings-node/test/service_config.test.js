@@ -1,0 +1,109 @@
+'use strict';
+// The service config through the Node face, against a @grpc/grpc-js server that fails the
+// first attempts of each call: retries to success with grpc-previous-rpc-attempts counted,
+// codes the policy does not name left alone, an object or a string accepted, bad configs
+// refused when the pool is made.
+
+const { describe, it, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const grpc = require('@grpc/grpc-js');
+const { Pool, GrpcError, Status } = require('..');
+
+const METHOD = '/retry.Flaky/Call';
+const identity = (buffer) => buffer;
+const FLAKY = {
+  call: {
+    path: METHOD,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+};
+
+const POLICY = {
+  methodConfig: [{
+    name: [{ service: 'retry.Flaky' }],
+    retryPolicy: {
+      maxAttempts: 4,
+      initialBackoff: '0.01s',
+      maxBackoff: '0.05s',
+      backoffMultiplier: 2,
+      retryableStatusCodes: ['UNAVAILABLE'],
+    },
+  }],
+};
+
+describe('service config', () => {
+  let server;
+  let target;
+  const attempts = new Map();
+  before(async () => {
+    server = new grpc.Server();
+    server.addService(FLAKY, {
+      call(call, callback) {
+        const header = (key, fallback) => String(call.metadata.get(key)[0] ?? fallback);
+        const previous = Number(header('grpc-previous-rpc-attempts', '0'));
+        const id = header('x-id', '');
+        attempts.set(id, [...(attempts.get(id) ?? []), previous]);
+        if (previous < Number(header('x-fail', '0'))) {
+          callback({ code: grpc.status[header('x-code', 'UNAVAILABLE')], details: 'not yet' });
+          return;
+        }
+        callback(null, call.request);
+      },
+    });
+    const port = await new Promise((resolve, reject) => {
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (
+        error ? reject(error) : resolve(bound)));
+    });
+    target = `http://127.0.0.1:${port}`;
+  });
+  after(() => new Promise((resolve) => server.tryShutdown(resolve)));
+
+  for (const form of ['object', 'string']) {
+    it(`retries until the server answers (config as ${form})`, async () => {
+      const pool = new Pool({ serviceConfig: form === 'object' ? POLICY : JSON.stringify(POLICY) });
+      try {
+        const id = `ok-${form}`;
+        const reply = await pool.unary(target, METHOD, Buffer.from('hello'), {
+          timeoutMs: 5000, metadata: { 'x-id': id, 'x-fail': '2' },
+        });
+        assert.equal(Buffer.from(reply).toString(), 'hello');
+        assert.deepEqual(attempts.get(id), [0, 1, 2]);
+        const refusedId = `refused-${form}`;
+        await assert.rejects(
+          pool.unary(target, METHOD, Buffer.alloc(0), {
+            timeoutMs: 5000, metadata: { 'x-id': refusedId, 'x-fail': '2', 'x-code': 'INVALID_ARGUMENT' },
+          }),
+          (error) => error instanceof GrpcError && error.code === Status.INVALID_ARGUMENT,
+        );
+        assert.deepEqual(attempts.get(refusedId), [0], 'a code the policy does not name is not retried');
+        const spentId = `spent-${form}`;
+        await assert.rejects(
+          pool.unary(target, METHOD, Buffer.alloc(0), { timeoutMs: 5000, metadata: { 'x-id': spentId, 'x-fail': '9' } }),
+          (error) => error instanceof GrpcError && error.code === Status.UNAVAILABLE,
+        );
+        assert.deepEqual(attempts.get(spentId), [0, 1, 2, 3], 'maxAttempts 4');
+        assert.equal(pool.stats().targets[0].retries, 2 + 3);
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+
+  it('refuses bad service configs when the pool is made, naming the field', () => {
+    const cases = [
+      [{ methodConfig: [{ name: [{}], timeout: 5 }] }, 'methodConfig[0].timeout'],
+      [{ methodConfig: [{ name: [{}], retryPolicy: { maxAttempts: 1 } }] }, 'retryPolicy'],
+      [{ loadBalancingConfig: [{ round_robin: {} }] }, 'loadBalancingConfig'],
+      ['{', 'not valid JSON'],
+    ];
+    for (const [config, field] of cases) {
+      assert.throws(() => new Pool({ serviceConfig: config }), (error) => error.message.includes(field), field);
+    }
+    assert.throws(() => new Pool({ serviceConfig: 42 }), /serviceConfig must be JSON text or a plain object/);
+  });
+});

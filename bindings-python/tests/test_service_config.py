@@ -1,0 +1,118 @@
+"""The service config through the Python face, against a grpcio server that fails the first
+attempts of each call: retries to success with grpc-previous-rpc-attempts counted, codes the
+policy does not name left alone, a dict or a str accepted, bad configs refused at creation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent import futures
+from typing import Dict, Iterator, List, Tuple
+
+import grpc
+import pytest
+
+import grpcpool
+
+METHOD = "/retry.Flaky/Call"
+
+
+class Flaky:
+    """Fails an attempt with the code in ``x-code`` while its ``grpc-previous-rpc-attempts``
+    is below ``x-fail``; records each attempt's header value by ``x-id``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.attempts: Dict[str, List[int]] = {}
+
+    def call(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+        previous = int(metadata.get("grpc-previous-rpc-attempts", "0"))
+        with self.lock:
+            self.attempts.setdefault(metadata.get("x-id", ""), []).append(previous)
+        if previous < int(metadata.get("x-fail", "0")):
+            context.abort(grpc.StatusCode[metadata.get("x-code", "UNAVAILABLE")], "not yet")
+        return request
+
+
+@pytest.fixture
+def flaky() -> Iterator[Tuple[str, Flaky]]:
+    service = Flaky()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("retry.Flaky", {"Call": grpc.unary_unary_rpc_method_handler(service.call)}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"http://127.0.0.1:{port}", service
+    server.stop(None)
+
+
+POLICY = {
+    "methodConfig": [
+        {
+            "name": [{"service": "retry.Flaky"}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.01s",
+                "maxBackoff": "0.05s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize("form", ["dict", "str"])
+def test_a_retry_policy_retries_until_the_server_answers(flaky: Tuple[str, Flaky], form: str) -> None:
+    target, service = flaky
+    config = POLICY if form == "dict" else json.dumps(POLICY)
+    with grpcpool.Pool(service_config=config) as pool:
+        reply = pool.unary(target, METHOD, b"hello", timeout=5, metadata=(("x-id", "a"), ("x-fail", "2")))
+        assert reply == b"hello"
+        assert service.attempts["a"] == [0, 1, 2]
+        with pytest.raises(grpcpool.RpcError) as refused:
+            pool.unary(
+                target, METHOD, b"", timeout=5, metadata=(("x-id", "b"), ("x-fail", "2"), ("x-code", "INVALID_ARGUMENT"))
+            )
+        assert refused.value.code() is grpcpool.StatusCode.INVALID_ARGUMENT
+        assert service.attempts["b"] == [0], "a code the policy does not name is not retried"
+        with pytest.raises(grpcpool.RpcError) as spent:
+            pool.unary(target, METHOD, b"", timeout=5, metadata=(("x-id", "c"), ("x-fail", "9")))
+        assert spent.value.code() is grpcpool.StatusCode.UNAVAILABLE
+        assert service.attempts["c"] == [0, 1, 2, 3], "maxAttempts 4"
+        stats = pool.stats()["targets"][0]
+        assert stats["retries"] == 2 + 3
+
+
+def test_the_aio_pool_takes_the_same_service_config(flaky: Tuple[str, Flaky]) -> None:
+    target, service = flaky
+
+    async def main() -> bytes:
+        async with grpcpool.aio.Pool(service_config=POLICY) as pool:
+            return await pool.unary(target, METHOD, b"aio", timeout=5, metadata=(("x-id", "d"), ("x-fail", "1")))
+
+    assert asyncio.run(main()) == b"aio"
+    assert service.attempts["d"] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ({"methodConfig": [{"name": [{}], "timeout": 5}]}, "methodConfig[0].timeout"),
+        ({"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 1}}]}, "retryPolicy"),
+        ({"loadBalancingConfig": [{"round_robin": {}}]}, "loadBalancingConfig"),
+        ("{", "not valid JSON"),
+    ],
+)
+def test_bad_service_configs_are_refused_when_the_pool_is_made(config: object, field: str) -> None:
+    with pytest.raises(ValueError, match="service_config") as refused:
+        grpcpool.Pool(service_config=config)  # type: ignore[arg-type]
+    assert field in str(refused.value)
+
+
+def test_a_service_config_must_be_json_text_or_a_dict() -> None:
+    with pytest.raises(TypeError, match="service_config"):
+        grpcpool.Pool(service_config=42)  # type: ignore[arg-type]

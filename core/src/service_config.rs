@@ -1,0 +1,559 @@
+//! gRPC's service config, in the JSON form grpc-go accepts (`doc/service_config.md`, gRPC A6):
+//! per-method timeouts, wait-for-ready, message limits and retry policies, and retry
+//! throttling. Parsed once when the pool is made; a config that does not parse, or has a bad
+//! field, is an error naming the field, never a surprise at call time.
+//!
+//! Not supported yet, and so refused rather than ignored: `loadBalancingConfig` /
+//! `loadBalancingPolicy`, `hedgingPolicy` and `healthCheckConfig`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::{Code, Error};
+
+/// Attempts above this are treated as this many, as gRPC A6 requires of clients by default.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// A parsed service config: the method configs by name, and retry throttling.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceConfig {
+    methods: Vec<Arc<MethodConfig>>,
+    /// `service/method` to its config.
+    by_method: HashMap<String, usize>,
+    /// `service` to the config for all its methods.
+    by_service: HashMap<String, usize>,
+    /// The config for every method no other name matches.
+    default: Option<usize>,
+    retry_throttling: Option<RetryThrottling>,
+}
+
+/// What a service config says about one method.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MethodConfig {
+    /// The longest a call may take; the caller's deadline wins when it is sooner.
+    pub timeout: Option<Duration>,
+    /// Calls wait for a connection instead of failing fast.
+    pub wait_for_ready: Option<bool>,
+    /// Largest request message; the smaller of this and the pool's limit applies.
+    pub max_request_message_bytes: Option<usize>,
+    /// Largest response message; the smaller of this and the pool's limit applies.
+    pub max_response_message_bytes: Option<usize>,
+    /// How failed calls are tried again.
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+/// A `retryPolicy` (gRPC A6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; at most 5.
+    pub max_attempts: u32,
+    /// The first retry waits `initial_backoff` (spread by ±20%).
+    pub initial_backoff: Duration,
+    /// No wait is longer than this (before the spread).
+    pub max_backoff: Duration,
+    /// Growth of the wait per retry.
+    pub backoff_multiplier: f64,
+    /// Statuses that are retried, as a bit per code.
+    retryable: u32,
+}
+
+impl RetryPolicy {
+    /// Whether a call that ended with `code` may be tried again.
+    pub fn retries(&self, code: Code) -> bool {
+        self.retryable & (1 << code.as_i32()) != 0
+    }
+
+    /// The wait before retry number `retry` (1 for the first), before the ±20% spread:
+    /// `min(initial_backoff * multiplier^(retry-1), max_backoff)`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let grown = self.initial_backoff.as_secs_f64()
+            * self
+                .backoff_multiplier
+                .powi(i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX));
+        Duration::try_from_secs_f64(grown)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}
+
+/// `retryThrottling` (gRPC A6): a token bucket per target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryThrottling {
+    /// Tokens the bucket starts with and holds at most (1 to 1000).
+    pub max_tokens: u32,
+    /// Tokens a successful call gives back (three decimal places kept).
+    pub token_ratio: f64,
+}
+
+impl ServiceConfig {
+    /// Parses a service config from its JSON text; the error names the field at fault.
+    pub fn parse(json: &str) -> Result<ServiceConfig, Error> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|error| invalid("", &format!("not valid JSON: {error}")))?;
+        let object = as_object(&value, "")?;
+        let mut config = ServiceConfig::default();
+        for (key, value) in object {
+            match key.as_str() {
+                "methodConfig" => {
+                    for (index, entry) in as_array(value, key)?.iter().enumerate() {
+                        config.add_method(entry, &format!("methodConfig[{index}]"))?;
+                    }
+                }
+                "retryThrottling" => {
+                    config.retry_throttling = Some(retry_throttling(value, key)?);
+                }
+                "loadBalancingConfig" | "loadBalancingPolicy" | "healthCheckConfig" => {
+                    return Err(invalid(key, "not supported by grpcpool yet; leave it out"));
+                }
+                other => return Err(invalid(other, "unknown field")),
+            }
+        }
+        Ok(config)
+    }
+
+    /// The config for `path` (`/service/method`): the entry naming the method, else the one
+    /// naming its service, else the default entry, as gRPC matches names.
+    pub fn method(&self, path: &str) -> Option<&Arc<MethodConfig>> {
+        let name = path.strip_prefix('/').unwrap_or(path);
+        let service = name.split_once('/').map_or(name, |(service, _)| service);
+        self.by_method
+            .get(name)
+            .or_else(|| self.by_service.get(service))
+            .or(self.default.as_ref())
+            .and_then(|index| self.methods.get(*index))
+    }
+
+    /// Retry throttling, when configured.
+    pub fn retry_throttling(&self) -> Option<RetryThrottling> {
+        self.retry_throttling
+    }
+
+    fn add_method(&mut self, value: &Value, at: &str) -> Result<(), Error> {
+        let object = as_object(value, at)?;
+        let index = self.methods.len();
+        let mut method = MethodConfig::default();
+        let mut named = false;
+        for (key, value) in object {
+            let field = format!("{at}.{key}");
+            match key.as_str() {
+                "name" => {
+                    for (position, name) in as_array(value, &field)?.iter().enumerate() {
+                        self.add_name(name, index, &format!("{field}[{position}]"))?;
+                        named = true;
+                    }
+                }
+                "timeout" => method.timeout = Some(duration(value, &field)?),
+                "waitForReady" => {
+                    method.wait_for_ready = Some(
+                        value
+                            .as_bool()
+                            .ok_or_else(|| invalid(&field, "must be a bool"))?,
+                    )
+                }
+                "maxRequestMessageBytes" => {
+                    method.max_request_message_bytes = Some(byte_count(value, &field)?)
+                }
+                "maxResponseMessageBytes" => {
+                    method.max_response_message_bytes = Some(byte_count(value, &field)?)
+                }
+                "retryPolicy" => method.retry_policy = Some(retry_policy(value, &field)?),
+                "hedgingPolicy" => {
+                    return Err(invalid(
+                        &field,
+                        "not supported by grpcpool yet; leave it out",
+                    ))
+                }
+                _ => return Err(invalid(&field, "unknown field")),
+            }
+        }
+        if !named {
+            return Err(invalid(
+                &format!("{at}.name"),
+                "at least one name is required",
+            ));
+        }
+        self.methods.push(Arc::new(method));
+        Ok(())
+    }
+
+    fn add_name(&mut self, value: &Value, index: usize, at: &str) -> Result<(), Error> {
+        let object = as_object(value, at)?;
+        let mut service = "";
+        let mut method = "";
+        for (key, value) in object {
+            let text = || {
+                value
+                    .as_str()
+                    .ok_or_else(|| invalid(&format!("{at}.{key}"), "must be a string"))
+            };
+            match key.as_str() {
+                "service" => service = text()?,
+                "method" => method = text()?,
+                _ => return Err(invalid(&format!("{at}.{key}"), "unknown field")),
+            }
+        }
+        let duplicate = || invalid(at, "names a method another entry already names");
+        match (service.is_empty(), method.is_empty()) {
+            (true, true) => {
+                if self.default.replace(index).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            (true, false) => {
+                return Err(invalid(
+                    &format!("{at}.method"),
+                    "a method needs its service",
+                ))
+            }
+            (false, true) => {
+                if self.by_service.insert(service.to_owned(), index).is_some() {
+                    return Err(duplicate());
+                }
+            }
+            (false, false) => {
+                if self
+                    .by_method
+                    .insert(format!("{service}/{method}"), index)
+                    .is_some()
+                {
+                    return Err(duplicate());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> Error {
+    if field.is_empty() {
+        Error::InvalidConfig(format!("service_config: {reason}"))
+    } else {
+        Error::InvalidConfig(format!("service_config: {field}: {reason}"))
+    }
+}
+
+fn as_object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, Error> {
+    value
+        .as_object()
+        .ok_or_else(|| invalid(at, "must be a JSON object"))
+}
+
+fn as_array<'a>(value: &'a Value, at: &str) -> Result<&'a Vec<Value>, Error> {
+    value
+        .as_array()
+        .ok_or_else(|| invalid(at, "must be a JSON array"))
+}
+
+/// A proto3 JSON duration: decimal seconds with an `s` suffix (`"1.5s"`, `"0.010s"`).
+fn duration(value: &Value, at: &str) -> Result<Duration, Error> {
+    let bad = || invalid(at, "must be a duration in seconds such as \"1.5s\"");
+    let text = value.as_str().ok_or_else(bad)?;
+    let number = text.strip_suffix('s').ok_or_else(bad)?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole.bytes().all(|byte| byte.is_ascii_digit())
+        || !fraction.bytes().all(|byte| byte.is_ascii_digit())
+        || fraction.len() > 9
+    {
+        return Err(bad());
+    }
+    let seconds: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    // proto3's Duration holds at most 315,576,000,000 seconds.
+    if seconds > 315_576_000_000 {
+        return Err(bad());
+    }
+    let nanos: u32 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().map_err(|_| bad())?
+    };
+    Ok(Duration::new(seconds, nanos))
+}
+
+fn positive_duration(value: Option<&Value>, at: &str) -> Result<Duration, Error> {
+    let value = value.ok_or_else(|| invalid(at, "is required"))?;
+    let duration = duration(value, at)?;
+    if duration.is_zero() {
+        return Err(invalid(at, "must be greater than 0"));
+    }
+    Ok(duration)
+}
+
+fn byte_count(value: &Value, at: &str) -> Result<usize, Error> {
+    // proto3 JSON writes 64-bit integers as strings; accept both forms.
+    let number = match value {
+        Value::String(text) => text.parse::<u64>().ok(),
+        other => other.as_u64(),
+    };
+    number
+        .and_then(|number| usize::try_from(number).ok())
+        .ok_or_else(|| invalid(at, "must be a whole number of bytes"))
+}
+
+fn max_attempts(value: Option<&Value>, at: &str) -> Result<u32, Error> {
+    let attempts = value
+        .ok_or_else(|| invalid(at, "is required"))?
+        .as_u64()
+        .filter(|attempts| *attempts > 1)
+        .ok_or_else(|| invalid(at, "must be an integer greater than 1"))?;
+    Ok(u32::try_from(attempts)
+        .unwrap_or(u32::MAX)
+        .min(MAX_ATTEMPTS))
+}
+
+/// A status code by number or by case-insensitive name, as A6 allows.
+fn status_code(value: &Value, at: &str) -> Result<Code, Error> {
+    let code = match value {
+        Value::Number(number) => number
+            .as_u64()
+            .and_then(|number| usize::try_from(number).ok())
+            .and_then(|number| Code::ALL.get(number).copied()),
+        Value::String(name) => Code::ALL
+            .iter()
+            .copied()
+            .find(|code| code.name().eq_ignore_ascii_case(name)),
+        _ => None,
+    };
+    code.ok_or_else(|| invalid(at, "is not a gRPC status code"))
+}
+
+fn retry_policy(value: &Value, at: &str) -> Result<RetryPolicy, Error> {
+    let object = as_object(value, at)?;
+    for key in object.keys() {
+        if !matches!(
+            key.as_str(),
+            "maxAttempts"
+                | "initialBackoff"
+                | "maxBackoff"
+                | "backoffMultiplier"
+                | "retryableStatusCodes"
+        ) {
+            return Err(invalid(&format!("{at}.{key}"), "unknown field"));
+        }
+    }
+    let field = |key: &str| format!("{at}.{key}");
+    let multiplier_at = field("backoffMultiplier");
+    let backoff_multiplier = object
+        .get("backoffMultiplier")
+        .ok_or_else(|| invalid(&multiplier_at, "is required"))?
+        .as_f64()
+        .filter(|multiplier| *multiplier > 0.0 && multiplier.is_finite())
+        .ok_or_else(|| invalid(&multiplier_at, "must be a number greater than 0"))?;
+    let codes_at = field("retryableStatusCodes");
+    let codes = as_array(
+        object
+            .get("retryableStatusCodes")
+            .ok_or_else(|| invalid(&codes_at, "is required"))?,
+        &codes_at,
+    )?;
+    if codes.is_empty() {
+        return Err(invalid(&codes_at, "must not be empty"));
+    }
+    let mut retryable = 0;
+    for (index, code) in codes.iter().enumerate() {
+        let code = status_code(code, &format!("{codes_at}[{index}]"))?;
+        if code == Code::Ok {
+            return Err(invalid(
+                &format!("{codes_at}[{index}]"),
+                "OK is not a failure",
+            ));
+        }
+        retryable |= 1 << code.as_i32();
+    }
+    Ok(RetryPolicy {
+        max_attempts: max_attempts(object.get("maxAttempts"), &field("maxAttempts"))?,
+        initial_backoff: positive_duration(object.get("initialBackoff"), &field("initialBackoff"))?,
+        max_backoff: positive_duration(object.get("maxBackoff"), &field("maxBackoff"))?,
+        backoff_multiplier,
+        retryable,
+    })
+}
+
+fn retry_throttling(value: &Value, at: &str) -> Result<RetryThrottling, Error> {
+    let object = as_object(value, at)?;
+    for key in object.keys() {
+        if !matches!(key.as_str(), "maxTokens" | "tokenRatio") {
+            return Err(invalid(&format!("{at}.{key}"), "unknown field"));
+        }
+    }
+    let tokens_at = format!("{at}.maxTokens");
+    let max_tokens = object
+        .get("maxTokens")
+        .ok_or_else(|| invalid(&tokens_at, "is required"))?
+        .as_u64()
+        .filter(|tokens| (1..=1000).contains(tokens))
+        .and_then(|tokens| u32::try_from(tokens).ok())
+        .ok_or_else(|| invalid(&tokens_at, "must be an integer from 1 to 1000"))?;
+    let ratio_at = format!("{at}.tokenRatio");
+    let ratio = object
+        .get("tokenRatio")
+        .ok_or_else(|| invalid(&ratio_at, "is required"))?
+        .as_f64()
+        .filter(|ratio| *ratio > 0.0 && ratio.is_finite())
+        .ok_or_else(|| invalid(&ratio_at, "must be a number greater than 0"))?;
+    // A6: decimal places beyond three are ignored.
+    let token_ratio = (ratio * 1000.0).floor() / 1000.0;
+    if token_ratio <= 0.0 {
+        return Err(invalid(&ratio_at, "must be at least 0.001"));
+    }
+    Ok(RetryThrottling {
+        max_tokens,
+        token_ratio,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RETRYING: &str = r#"{
+        "methodConfig": [
+            {"name": [{"service": "pkg.Echo", "method": "Unary"}], "timeout": "0.25s",
+             "retryPolicy": {"maxAttempts": 9, "initialBackoff": "0.010s", "maxBackoff": "1s",
+                             "backoffMultiplier": 2, "retryableStatusCodes": ["unavailable", 10]}},
+            {"name": [{"service": "pkg.Echo"}], "waitForReady": true,
+             "maxRequestMessageBytes": "1024"},
+            {"name": [{}], "maxResponseMessageBytes": 2048}
+        ],
+        "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1234}
+    }"#;
+
+    #[test]
+    fn names_match_method_then_service_then_default() {
+        let config = ServiceConfig::parse(RETRYING).unwrap();
+        let unary = config.method("/pkg.Echo/Unary").unwrap();
+        assert_eq!(unary.timeout, Some(Duration::from_millis(250)));
+        let policy = unary.retry_policy.as_ref().unwrap();
+        assert_eq!(policy.max_attempts, 5, "capped at 5");
+        assert!(policy.retries(Code::Unavailable) && policy.retries(Code::Aborted));
+        assert!(!policy.retries(Code::Internal));
+        assert_eq!(policy.backoff(1), Duration::from_millis(10));
+        assert_eq!(policy.backoff(3), Duration::from_millis(40));
+        assert_eq!(policy.backoff(30), Duration::from_secs(1));
+        let other = config.method("/pkg.Echo/Other").unwrap();
+        assert_eq!(other.wait_for_ready, Some(true));
+        assert_eq!(other.max_request_message_bytes, Some(1024));
+        let fallback = config.method("/else.Where/Any").unwrap();
+        assert_eq!(fallback.max_response_message_bytes, Some(2048));
+        let throttling = config.retry_throttling().unwrap();
+        assert_eq!(throttling.max_tokens, 10);
+        assert!((throttling.token_ratio - 0.123).abs() < 1e-9);
+        assert!(ServiceConfig::parse("{}")
+            .unwrap()
+            .method("/a.B/C")
+            .is_none());
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let policy = |body: &str| {
+            format!(r#"{{"methodConfig": [{{"name": [{{}}], "retryPolicy": {{{body}}}}}]}}"#)
+        };
+        let good = r#""maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 1, "retryableStatusCodes": [14]"#;
+        assert!(ServiceConfig::parse(&policy(good)).is_ok());
+        let cases = [
+            ("not json".to_owned(), "not valid JSON"),
+            ("[]".to_owned(), "must be a JSON object"),
+            (
+                r#"{"methodconfig": []}"#.to_owned(),
+                "methodconfig: unknown field",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#.to_owned(),
+                "loadBalancingConfig: not supported",
+            ),
+            (
+                r#"{"methodConfig": [{"timeout": "1s"}]}"#.to_owned(),
+                "methodConfig[0].name: at least one",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{}]}, {"name": [{}]}]}"#.to_owned(),
+                "methodConfig[1].name[0]: names a method",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{"method": "M"}]}]}"#.to_owned(),
+                "name[0].method: a method needs its service",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{}], "timeout": "1"}]}"#.to_owned(),
+                "methodConfig[0].timeout: must be a duration",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{}], "timeout": "-1s"}]}"#.to_owned(),
+                "timeout: must be a duration",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {}}]}"#.to_owned(),
+                "hedgingPolicy: not supported",
+            ),
+            (
+                policy(&good.replace("\"maxAttempts\": 2", "\"maxAttempts\": 1")),
+                "retryPolicy.maxAttempts: must be an integer greater than 1",
+            ),
+            (
+                policy(&good.replace("\"1s\", \"maxBackoff\"", "\"0s\", \"maxBackoff\"")),
+                "retryPolicy.initialBackoff: must be greater than 0",
+            ),
+            (
+                policy(&good.replace("\"backoffMultiplier\": 1", "\"backoffMultiplier\": 0")),
+                "retryPolicy.backoffMultiplier: must be a number greater than 0",
+            ),
+            (
+                policy(&good.replace("[14]", "[]")),
+                "retryPolicy.retryableStatusCodes: must not be empty",
+            ),
+            (
+                policy(&good.replace("[14]", "[\"NOPE\"]")),
+                "retryableStatusCodes[0]: is not a gRPC status code",
+            ),
+            (
+                policy(&good.replace("[14]", "[17]")),
+                "retryableStatusCodes[0]: is not a gRPC status code",
+            ),
+            (
+                policy(&good.replace(", \"maxBackoff\": \"1s\"", "")),
+                "retryPolicy.maxBackoff: is required",
+            ),
+            (
+                r#"{"retryThrottling": {"maxTokens": 0, "tokenRatio": 1}}"#.to_owned(),
+                "retryThrottling.maxTokens: must be an integer from 1 to 1000",
+            ),
+            (
+                r#"{"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.0001}}"#.to_owned(),
+                "retryThrottling.tokenRatio: must be at least 0.001",
+            ),
+        ];
+        for (json, expected) in cases {
+            let error = ServiceConfig::parse(&json).unwrap_err().to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn durations_follow_proto3_json() {
+        let parse = |text: &str| duration(&Value::String(text.to_owned()), "d");
+        assert_eq!(parse("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse(".5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse("0.000000001s").unwrap(), Duration::from_nanos(1));
+        for bad in [
+            "",
+            "s",
+            ".s",
+            "1",
+            "1.0000000001s",
+            "1e3s",
+            "+1s",
+            "1.5ms",
+            "315576000001s",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

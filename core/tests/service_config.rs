@@ -1,0 +1,295 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
+//! gRPC's service config against the in-process tonic server: retry policies (attempts,
+//! retryable codes, `grpc-previous-rpc-attempts`, pushback, throttling), per-method timeouts,
+//! wait-for-ready and message limits, and bad configs refused when the pool is made.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use grpcpool_core::{CallOptions, Code, Config, Error, Metadata, Pool};
+use grpcpool_testserver::{
+    ServerOptions, TestServer, RECEIVED_PREVIOUS_ATTEMPTS_KEY, RECEIVED_TIMEOUT_KEY, UNARY_PATH,
+};
+use support::{echo, metadata, quick_config};
+
+const SERVICE: &str = "grpcpool.test.Echo";
+
+fn pool_with(service_config: &str) -> Pool {
+    let mut config = quick_config();
+    config.set_text("service_config", service_config).unwrap();
+    Pool::new(config).unwrap()
+}
+
+/// A retry policy for the echo service's methods, with `extra` top-level fields.
+fn retrying(max_attempts: u32, codes: &str, extra: &str) -> String {
+    format!(
+        r#"{{"methodConfig": [{{"name": [{{"service": "{SERVICE}"}}],
+            "retryPolicy": {{"maxAttempts": {max_attempts}, "initialBackoff": "0.01s",
+                             "maxBackoff": "0.05s", "backoffMultiplier": 2,
+                             "retryableStatusCodes": {codes}}}}}]{extra}}}"#
+    )
+}
+
+fn header(response: &grpcpool_core::Response, key: &str) -> Option<String> {
+    response
+        .headers
+        .get(key)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_is_retried_until_it_succeeds() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&retrying(4, r#"["UNAVAILABLE"]"#, ""));
+    let response = echo(
+        &pool,
+        &server.target(),
+        b"hi",
+        metadata(&[("x-status-code", "14"), ("x-fail-attempts", "2")]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(&response.body[..], b"hi");
+    // The third attempt told the server two came before it.
+    assert_eq!(
+        header(&response, RECEIVED_PREVIOUS_ATTEMPTS_KEY).as_deref(),
+        Some("2")
+    );
+    assert_eq!(server.calls_handled(), 3);
+    let stats = pool.stats();
+    assert_eq!(stats.targets[0].retries, 2);
+    assert_eq!(stats.calls_succeeded, 1);
+    assert_eq!(stats.calls_started, 1, "retries are attempts of one call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_outside_the_policy_and_spent_attempts_end_the_call() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&retrying(3, r#"[14, "aborted"]"#, ""));
+    let invalid = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[("x-status-code", "3"), ("x-fail-attempts", "2")]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(invalid.code, Code::InvalidArgument);
+    assert_eq!(server.calls_handled(), 1, "INVALID_ARGUMENT is not retried");
+
+    let exhausted = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[("x-status-code", "10"), ("x-fail-attempts", "100")]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(exhausted.code, Code::Aborted);
+    assert_eq!(server.calls_handled(), 1 + 3, "maxAttempts 3 in all");
+
+    assert_eq!(pool.stats().targets[0].retries, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushback_sets_the_delay_or_stops_retries() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&retrying(3, r#"["UNAVAILABLE"]"#, ""));
+    let started = Instant::now();
+    let delayed = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[
+            ("x-status-code", "14"),
+            ("x-fail-attempts", "1"),
+            ("x-pushback-ms", "300"),
+        ]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(delayed.code, Code::Ok, "{}", delayed.message);
+    // The policy's backoff is 10 ms; the server asked for 300.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(server.calls_handled(), 2);
+
+    let stopped = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[
+            ("x-status-code", "14"),
+            ("x-fail-attempts", "1"),
+            ("x-pushback-ms", "-1"),
+        ]),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(stopped.code, Code::Unavailable);
+    assert_eq!(
+        server.calls_handled(),
+        3,
+        "a negative pushback stops retries"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.targets[0].retry_pushbacks, 2);
+    assert_eq!(stats.targets[0].retries, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_stops_retries_against_a_server_that_always_fails() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let throttled = r#", "retryThrottling": {"maxTokens": 4, "tokenRatio": 0.1}"#;
+    let pool = pool_with(&retrying(5, r#"["UNAVAILABLE"]"#, throttled));
+    for _ in 0..5 {
+        let response = echo(
+            &pool,
+            &server.target(),
+            b"",
+            metadata(&[("x-status-code", "14")]),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(response.code, Code::Unavailable);
+    }
+    // 4 tokens: the first failure leaves 3 (above half, retried), the second 2 (not above):
+    // the first call made two attempts, every later one a single attempt.
+    assert_eq!(server.calls_handled(), 2 + 4);
+    let stats = pool.stats();
+    assert_eq!(stats.targets[0].retries, 1);
+    assert!(stats.targets[0].retries_throttled >= 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_is_retried_by_the_policy_too() {
+    // Port 1 on loopback: connecting is refused at once, so each attempt fails fast.
+    let pool = pool_with(&retrying(3, r#"["UNAVAILABLE"]"#, ""));
+    let response = echo(
+        &pool,
+        "http://127.0.0.1:1",
+        b"",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Unavailable);
+    let stats = pool.stats();
+    assert_eq!(stats.targets[0].retries, 2, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_timeouts_wait_for_ready_and_message_limits_apply() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&format!(
+        r#"{{"methodConfig": [
+            {{"name": [{{"service": "{SERVICE}", "method": "Unary"}}], "timeout": "0.2s",
+              "maxRequestMessageBytes": 10, "maxResponseMessageBytes": 8}},
+            {{"name": [{{}}], "waitForReady": true}}]}}"#
+    ));
+    // The method's 200 ms beat the caller's 10 s, on the wire and locally.
+    let quick = echo(
+        &pool,
+        &server.target(),
+        b"ok",
+        Metadata::new(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(quick.code, Code::Ok);
+    let sent = header(&quick, RECEIVED_TIMEOUT_KEY).unwrap();
+    let (amount, unit) = sent.split_at(sent.len() - 1);
+    let amount: u64 = amount.parse().unwrap();
+    let sent = match unit {
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        other => panic!("unit {other}"),
+    };
+    assert!(sent <= Duration::from_millis(200), "{sent:?}");
+    let slow = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[("x-sleep-ms", "3000")]),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(slow.code, Code::DeadlineExceeded);
+    // A caller's sooner deadline still wins.
+    let mut options = CallOptions::with_timeout(Duration::from_millis(50));
+    options.metadata = metadata(&[("x-sleep-ms", "3000")]);
+    let started = Instant::now();
+    let sooner = pool
+        .unary(&server.target(), UNARY_PATH, b"".to_vec(), options)
+        .await
+        .unwrap();
+    assert_eq!(sooner.code, Code::DeadlineExceeded);
+    assert!(started.elapsed() < Duration::from_millis(200));
+
+    // 11 bytes: over the method's request limit, refused before anything is sent.
+    let refused = pool.prepare(UNARY_PATH, b"12345678901".to_vec(), CallOptions::default());
+    assert!(matches!(
+        refused,
+        Err(Error::MessageTooLarge { limit: 10, .. })
+    ));
+    // 9 bytes echoed: over the method's response limit of 8.
+    let large = echo(
+        &pool,
+        &server.target(),
+        b"123456789",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(large.code, Code::ResourceExhausted, "{}", large.message);
+
+    // The default entry makes every other method wait for ready: against a target that
+    // refuses connections, the call waits out its deadline instead of failing fast.
+    let started = Instant::now();
+    let waited = pool
+        .unary(
+            "http://127.0.0.1:1",
+            "/other.Service/Method",
+            b"".to_vec(),
+            CallOptions::with_timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(waited.code, Code::DeadlineExceeded, "{}", waited.message);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn bad_service_configs_are_refused_when_the_pool_is_made() {
+    let cases = [
+        (
+            r#"{"methodConfig": [{"name": [{}], "timeout": 5}]}"#,
+            "methodConfig[0].timeout",
+        ),
+        (
+            r#"{"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 2}}]}"#,
+            "retryPolicy.backoffMultiplier: is required",
+        ),
+        (
+            r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#,
+            "loadBalancingConfig",
+        ),
+        ("{", "not valid JSON"),
+    ];
+    for (json, field) in cases {
+        let mut config = Config::default();
+        config.set_text("service_config", json).unwrap();
+        let Err(error) = Pool::new(config) else {
+            panic!("{json}: accepted");
+        };
+        let error = error.to_string();
+        assert!(error.contains(field), "{json}: {error}");
+        assert!(
+            error.starts_with("invalid config: service_config: ")
+                || error.contains("service_config"),
+            "{error}"
+        );
+    }
+}
