@@ -5,7 +5,8 @@
 //! (each a driver process speaking the protocol in `driver.rs`) at every cell of the matrix,
 //! in turn within each round, and writes JSON, CSV, a Markdown report and SVG plots.
 //! `grpcpool-bench drive CLIENT ARGS` is one of this binary's own driver rows;
-//! `grpcpool-bench serve ARGS` is the tonic server's child process.
+//! `grpcpool-bench serve ARGS` is the tonic server's child process;
+//! `grpcpool-bench soak [OPTIONS]` is the soak run (soak.rs), not part of the matrix.
 
 mod affinity;
 mod clients;
@@ -14,6 +15,9 @@ mod measure;
 mod report;
 mod scale;
 mod server;
+mod soak;
+mod soak_report;
+mod soak_summary;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,7 +48,11 @@ target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
   grpcpool-bench drive CLIENT --target URL --concurrency N --seconds S --payload BYTES
        [--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]
        runs one of this binary's client rows (grpcpool, core-blocking, c-abi-blocking,
-       tonic-channel, dial-per-call, h2load) and prints its JSON report line.";
+       tonic-channel, dial-per-call, h2load) and prints its JSON report line.
+
+  grpcpool-bench soak [--calls N] [--threads T] [--max-seconds S] [--docs FILE] ...
+       1,000,000 calls through the C ABI from 16 threads, RSS sampled every second
+       (soak --help for its options); not part of the matrix, nor of CI.";
 
 /// One client row: a driver command and how it is compared.
 struct Client {
@@ -260,7 +268,7 @@ fn clients(options: &Options) -> Vec<Client> {
         face: "c",
         ours: true,
         connections: true,
-        available: build_c_driver(&root, &c_driver)
+        available: build_c_program(&root, &c_driver, "driver")
             .and_then(|binary| driver::check(&[binary.display().to_string()])),
         command: vec![c_driver.join("driver").display().to_string()],
     });
@@ -392,9 +400,29 @@ fn cargo_build_release(root: &Path, package: &str) -> Result<(), String> {
     }
 }
 
-/// Builds bench/c/driver.c with `cc` against target/release/libgrpcpool.so (built with the
-/// harness, or with cargo when missing) into `directory`; returns the driver's path.
-fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
+/// The newest libgrpcpool.so of this build: cargo links the ffi crate's cdylib into deps/ beside
+/// this binary whenever it builds the harness (current with the sources, the same features), but
+/// copies it up beside it only for a direct `-p grpcpool-ffi` build, which may be older; and a
+/// CARGO_TARGET_DIR elsewhere leaves the repository's own target/release stale.
+fn c_library(root: &Path) -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let mut candidates: Vec<PathBuf> = beside
+        .map(|dir| vec![dir.join("deps/libgrpcpool.so"), dir.join("libgrpcpool.so")])
+        .unwrap_or_default();
+    candidates.push(root.join("target/release/libgrpcpool.so"));
+    candidates
+        .iter()
+        .filter_map(|path| Some((modified(path)?, path)))
+        .max_by_key(|(built, _)| *built)
+        .map(|(_, path)| path.clone())
+        .unwrap_or_else(|| root.join("target/release/libgrpcpool.so"))
+}
+
+/// Builds bench/c/`name`.c (driver.c, soak.c) with `cc` against libgrpcpool.so (built with the
+/// harness, or with cargo when missing) into `directory`; returns the program's path.
+fn build_c_program(root: &Path, directory: &Path, name: &str) -> Result<PathBuf, String> {
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     Command::new(&compiler)
         .arg("--version")
@@ -403,9 +431,10 @@ fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
     // The harness depends on grpcpool-ffi, so building it (`cargo run -p grpcpool-bench`) has
     // just built the library too, current with the sources. Building `-p grpcpool-ffi` here
     // instead would unify features differently and make each run relink both.
-    let library = root.join("target/release/libgrpcpool.so");
+    let mut library = c_library(root);
     if !library.is_file() {
         cargo_build_release(root, "grpcpool-ffi")?;
+        library = c_library(root);
     }
     if !library.is_file() {
         return Err(format!("cargo built no {}", library.display()));
@@ -418,8 +447,8 @@ fn build_c_driver(root: &Path, directory: &Path) -> Result<PathBuf, String> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&library, &link).map_err(|error| error.to_string())?;
     }
-    let source = root.join("bench/c/driver.c");
-    let binary = directory.join("driver");
+    let source = root.join("bench/c").join(format!("{name}.c"));
+    let binary = directory.join(name);
     let newest = modified(&source).max(modified(&library));
     if modified(&binary).is_some_and(|built| Some(built) >= newest) {
         return Ok(binary);
@@ -521,6 +550,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("drive") => {
             return clients::drive(&args[2..]).map_err(|error| error.to_string().into());
         }
+        Some("soak") => return soak::main(&args[2..]),
         _ => {}
     }
     let options = parse_options()?;
@@ -814,7 +844,13 @@ fn write_results(
         for (name, svg) in report::plots(cells) {
             std::fs::write(plots.join(name), svg)?;
         }
-        std::fs::write(docs, report::markdown(meta, cells, scale, "benchmarks"))?;
+        let mut text = report::markdown(meta, cells, scale, "benchmarks");
+        // The soak section comes from its own run (`soak --docs`); a matrix run keeps it.
+        let existing = std::fs::read_to_string(docs).unwrap_or_default();
+        if let Some(soak) = soak_report::section_of(&existing) {
+            text = soak_report::splice(&text, soak);
+        }
+        std::fs::write(docs, text)?;
         println!(
             "report also written to {} (plots in {})",
             docs.display(),
