@@ -677,6 +677,15 @@ grpcpool_result grpcpool_acquire_at(const grpcpool_pool_t *pool,
 grpcpool_result grpcpool_release(grpcpool_lease_t lease);
 
 /**
+ * The address of the lease's connection (`127.0.0.1:50051`, `unix:/path`): which backend a
+ * balancing policy picked. Free `*out_address` with `grpcpool_string_free`.
+ *
+ * # Safety
+ * `out_address` is NULL or writable.
+ */
+grpcpool_result grpcpool_lease_address(grpcpool_lease_t lease, char **out_address);
+
+/**
  * Routes the library's own log lines up to `max_level` (1 = error .. 5 = trace) to `callback`,
  * with `user_data` passed back each time. NULL `callback` stops it. Without a callback the
  * library is silent unless `GRPCPOOL_LOG` is set. May be called at any time from any thread.

@@ -98,12 +98,69 @@ describe('service config', () => {
     const cases = [
       [{ methodConfig: [{ name: [{}], timeout: 5 }] }, 'methodConfig[0].timeout'],
       [{ methodConfig: [{ name: [{}], retryPolicy: { maxAttempts: 1 } }] }, 'retryPolicy'],
-      [{ loadBalancingConfig: [{ round_robin: {} }] }, 'loadBalancingConfig'],
+      [{ loadBalancingConfig: [{ grpclb: {} }] }, 'loadBalancingConfig'],
       ['{', 'not valid JSON'],
     ];
     for (const [config, field] of cases) {
       assert.throws(() => new Pool({ serviceConfig: config }), (error) => error.message.includes(field), field);
     }
     assert.throws(() => new Pool({ serviceConfig: 42 }), /serviceConfig must be JSON text or a plain object/);
+  });
+});
+
+describe('balancing policies', () => {
+  const servers = [];
+  const counts = [0, 0, 0];
+  let target;
+  before(async () => {
+    const hosts = [];
+    for (const [index, octet] of [1, 2, 3].entries()) {
+      const server = new grpc.Server();
+      server.addService(FLAKY, {
+        call(call, callback) {
+          counts[index] += 1;
+          callback(null, call.request);
+        },
+      });
+      const port = await new Promise((resolve, reject) => {
+        server.bindAsync(`127.0.0.${octet}:0`, grpc.ServerCredentials.createInsecure(), (error, bound) => (
+          error ? reject(error) : resolve(bound)));
+      });
+      servers.push(server);
+      hosts.push(`127.0.0.${octet}:${port}`);
+    }
+    target = `http://${hosts.join(',')}`;
+  });
+  after(() => Promise.all(servers.map((server) => new Promise((resolve) => server.tryShutdown(resolve)))));
+
+  it('round_robin spreads calls over every address', async () => {
+    const pool = new Pool({ serviceConfig: { loadBalancingConfig: [{ round_robin: {} }] } });
+    try {
+      await pool.unary(target, METHOD, Buffer.from('warm'), { timeoutMs: 5000 });
+      // Bounded: until a connection to every address is up.
+      for (let round = 0; round < 500 && pool.stats().targets[0].connections.ready < 3; round += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const before = [...counts];
+      for (let call = 0; call < 300; call += 1) {
+        await pool.unary(target, METHOD, Buffer.from('x'), { timeoutMs: 5000 });
+      }
+      assert.deepEqual(counts.map((count, index) => count - before[index]), [100, 100, 100]);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('pick_first sends every call to the first address', async () => {
+    const before = [...counts];
+    const pool = new Pool({ serviceConfig: '{"loadBalancingConfig": [{"pick_first": {}}]}' });
+    try {
+      for (let call = 0; call < 100; call += 1) {
+        await pool.unary(target, METHOD, Buffer.from('x'), { timeoutMs: 5000 });
+      }
+    } finally {
+      await pool.close();
+    }
+    assert.deepEqual(counts.map((count, index) => count - before[index]), [100, 0, 0]);
   });
 });

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from concurrent import futures
 from typing import Dict, Iterator, List, Tuple
 
@@ -103,7 +104,7 @@ def test_the_aio_pool_takes_the_same_service_config(flaky: Tuple[str, Flaky]) ->
     [
         ({"methodConfig": [{"name": [{}], "timeout": 5}]}, "methodConfig[0].timeout"),
         ({"methodConfig": [{"name": [{}], "retryPolicy": {"maxAttempts": 1}}]}, "retryPolicy"),
-        ({"loadBalancingConfig": [{"round_robin": {}}]}, "loadBalancingConfig"),
+        ({"loadBalancingConfig": [{"grpclb": {}}]}, "loadBalancingConfig"),
         ("{", "not valid JSON"),
     ],
 )
@@ -116,3 +117,59 @@ def test_bad_service_configs_are_refused_when_the_pool_is_made(config: object, f
 def test_a_service_config_must_be_json_text_or_a_dict() -> None:
     with pytest.raises(TypeError, match="service_config"):
         grpcpool.Pool(service_config=42)  # type: ignore[arg-type]
+
+
+class Counting:
+    """Answers ``/retry.Flaky/Call`` and counts the calls it served."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def call(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        with self.lock:
+            self.calls += 1
+        return request
+
+
+@pytest.fixture
+def three_servers() -> Iterator[Tuple[str, List[Counting]]]:
+    """Three grpcio servers on 127.0.0.1, 127.0.0.2 and 127.0.0.3 behind one target."""
+    servers, services, hosts = [], [], []
+    for octet in (1, 2, 3):
+        service = Counting()
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("retry.Flaky", {"Call": grpc.unary_unary_rpc_method_handler(service.call)}),)
+        )
+        port = server.add_insecure_port(f"127.0.0.{octet}:0")
+        server.start()
+        servers.append(server)
+        services.append(service)
+        hosts.append(f"127.0.0.{octet}:{port}")
+    yield "http://" + ",".join(hosts), services
+    for server in servers:
+        server.stop(None)
+
+
+def test_round_robin_spreads_calls_over_every_address(three_servers: Tuple[str, List[Counting]]) -> None:
+    target, services = three_servers
+    with grpcpool.Pool(service_config={"loadBalancingConfig": [{"round_robin": {}}]}) as pool:
+        pool.unary(target, METHOD, b"warm", timeout=5)
+        for _ in range(500):  # bounded: until a connection to every address is up
+            if pool.stats()["targets"][0]["connections"]["ready"] == 3:
+                break
+            time.sleep(0.01)
+        before = [service.calls for service in services]
+        for _ in range(300):
+            pool.unary(target, METHOD, b"x", timeout=5)
+    spread = [service.calls - seen for service, seen in zip(services, before)]
+    assert spread == [100, 100, 100]
+
+
+def test_pick_first_sends_every_call_to_the_first_address(three_servers: Tuple[str, List[Counting]]) -> None:
+    target, services = three_servers
+    with grpcpool.Pool(service_config='{"loadBalancingConfig": [{"pick_first": {}}]}') as pool:
+        for _ in range(100):
+            pool.unary(target, METHOD, b"x", timeout=5)
+    assert [service.calls for service in services] == [100, 0, 0]

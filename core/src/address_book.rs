@@ -43,8 +43,12 @@ impl AddressBook {
         self.resolved_at.map(|at| at + every)
     }
 
-    /// Replaces the address list, keeping the backoff of addresses that stay.
-    pub(crate) fn update(&mut self, addresses: Vec<Address>, now: Instant) {
+    /// Replaces the address list, keeping the backoff of addresses that stay; `shuffle` puts it
+    /// in a random order first (pick_first's `shuffleAddressList`, gRPC A62).
+    pub(crate) fn update(&mut self, mut addresses: Vec<Address>, now: Instant, shuffle: bool) {
+        if shuffle {
+            fastrand::shuffle(&mut addresses);
+        }
         let mut previous = std::mem::take(&mut self.entries);
         self.entries = addresses
             .into_iter()
@@ -67,6 +71,11 @@ impl AddressBook {
         self.resolved_at = Some(now);
     }
 
+    /// How many addresses the last resolution gave.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(crate) fn contains(&self, address: &Address) -> bool {
         self.entries.iter().any(|entry| &entry.address == address)
     }
@@ -85,12 +94,26 @@ impl AddressBook {
             .map(|entry| &entry.address)
     }
 
-    /// The address not in backoff with the fewest connections; ties rotate.
+    /// The address the next connection goes to: under pick_first (`sticky`), the address that
+    /// already has connections while it is out of backoff, else the first one in order that
+    /// is; otherwise the address not in backoff with the fewest connections, ties rotated.
     pub(crate) fn pick(
         &mut self,
         now: Instant,
+        sticky: bool,
         connections_to: impl Fn(&Address) -> usize,
     ) -> Option<Address> {
+        if sticky {
+            let mut available = self
+                .entries
+                .iter()
+                .filter(|entry| entry.retry_at.is_none_or(|at| at <= now));
+            let first = available.clone().next();
+            return available
+                .find(|entry| connections_to(&entry.address) > 0)
+                .or(first)
+                .map(|entry| entry.address.clone());
+        }
         let count = self.entries.len();
         self.rotation = self.rotation.wrapping_add(1);
         (0..count)

@@ -71,7 +71,9 @@ pub use metadata::{Metadata, MetadataValue};
 pub use pool::{AcquireOptions, Pool};
 pub use resolver::{Resolve, Resolver, Resolving};
 pub use response::Response;
-pub use service_config::{MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig};
+pub use service_config::{
+    LoadBalancing, MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig,
+};
 pub use settings::{setting, Setting, SettingType, SettingValue, SETTINGS};
 pub use shared_stream::SharedStream;
 pub use stats::{ConnectionCounts, PoolStats, TargetStats, WaitPercentiles};

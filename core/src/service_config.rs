@@ -3,8 +3,12 @@
 //! throttling. Parsed once when the pool is made; a config that does not parse, or has a bad
 //! field, is an error naming the field, never a surprise at call time.
 //!
-//! Not supported yet, and so refused rather than ignored: `loadBalancingConfig` /
-//! `loadBalancingPolicy`, `hedgingPolicy` and `healthCheckConfig`.
+//! `loadBalancingConfig` picks how a target's calls spread over its addresses: the first entry
+//! grpcpool supports wins, as in gRPC (`pick_first`, `round_robin`,
+//! `least_request_experimental`).
+//!
+//! Not supported yet, and so refused rather than ignored: `hedgingPolicy` and
+//! `healthCheckConfig`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +32,32 @@ pub struct ServiceConfig {
     /// The config for every method no other name matches.
     default: Option<usize>,
     retry_throttling: Option<RetryThrottling>,
+    load_balancing: LoadBalancing,
+}
+
+/// How a target's calls spread over the addresses it resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalancing {
+    /// No policy configured: each call takes the least-loaded ready connection of the target
+    /// (streams in flight over the server's limit, ties rotated), whatever its address; new
+    /// connections go to the address with the fewest.
+    #[default]
+    LeastLoaded,
+    /// `pick_first`: every connection goes to the first address (in resolved order, shuffled
+    /// first when asked) that connects, and stays there while it answers; on its loss, the next.
+    PickFirst {
+        /// `shuffleAddressList`: shuffle the addresses of each resolution first (gRPC A62).
+        shuffle_address_list: bool,
+    },
+    /// `round_robin`: a connection to every address, calls rotated over the ready ones.
+    RoundRobin,
+    /// `least_request_experimental` (gRPC A48): a connection to every address; each call
+    /// compares `choice_count` addresses picked at random and takes the one with the fewest
+    /// calls in flight.
+    LeastRequest {
+        /// Addresses compared per call, 2 to 10.
+        choice_count: u32,
+    },
 }
 
 /// What a service config says about one method.
@@ -105,7 +135,25 @@ impl ServiceConfig {
                 "retryThrottling" => {
                     config.retry_throttling = Some(retry_throttling(value, key)?);
                 }
-                "loadBalancingConfig" | "loadBalancingPolicy" | "healthCheckConfig" => {
+                "loadBalancingConfig" => {
+                    config.load_balancing = load_balancing_config(value, key)?;
+                }
+                "loadBalancingPolicy" => {
+                    // The older form: a policy name.
+                    let name = value
+                        .as_str()
+                        .ok_or_else(|| invalid(key, "must be a policy name"))?;
+                    config.load_balancing =
+                        balancing_policy(name, &Value::Object(Map::new()), key)?.ok_or_else(
+                            || {
+                                invalid(
+                                    key,
+                                    "names no policy grpcpool supports (pick_first, round_robin)",
+                                )
+                            },
+                        )?;
+                }
+                "healthCheckConfig" => {
                     return Err(invalid(key, "not supported by grpcpool yet; leave it out"));
                 }
                 other => return Err(invalid(other, "unknown field")),
@@ -124,6 +172,11 @@ impl ServiceConfig {
             .or_else(|| self.by_service.get(service))
             .or(self.default.as_ref())
             .and_then(|index| self.methods.get(*index))
+    }
+
+    /// The balancing policy (`LoadBalancing::LeastLoaded` when none is configured).
+    pub fn load_balancing(&self) -> LoadBalancing {
+        self.load_balancing
     }
 
     /// Retry throttling, when configured.
@@ -376,6 +429,73 @@ fn retry_policy(value: &Value, at: &str) -> Result<RetryPolicy, Error> {
     })
 }
 
+/// `loadBalancingConfig`: a list of one-key objects; the first policy grpcpool supports wins,
+/// as in gRPC, and a list naming none of them is an error.
+fn load_balancing_config(value: &Value, at: &str) -> Result<LoadBalancing, Error> {
+    let entries = as_array(value, at)?;
+    for (index, entry) in entries.iter().enumerate() {
+        let entry_at = format!("{at}[{index}]");
+        let object = as_object(entry, &entry_at)?;
+        let mut names = object.iter();
+        let (Some((name, config)), None) = (names.next(), names.next()) else {
+            return Err(invalid(&entry_at, "must name exactly one policy"));
+        };
+        if let Some(policy) = balancing_policy(name, config, &format!("{entry_at}.{name}"))? {
+            return Ok(policy);
+        }
+    }
+    Err(invalid(
+        at,
+        "names no policy grpcpool supports (pick_first, round_robin, least_request_experimental)",
+    ))
+}
+
+/// The policy `name` with its `config`; `None` for a policy grpcpool does not know.
+fn balancing_policy(name: &str, config: &Value, at: &str) -> Result<Option<LoadBalancing>, Error> {
+    let object = as_object(config, at)?;
+    let only = |allowed: &[&str]| match object.keys().find(|key| !allowed.contains(&key.as_str())) {
+        Some(key) => Err(invalid(&format!("{at}.{key}"), "unknown field")),
+        None => Ok(()),
+    };
+    Ok(Some(match name {
+        "pick_first" => {
+            only(&["shuffleAddressList"])?;
+            let shuffle_address_list = match object.get("shuffleAddressList") {
+                None => false,
+                Some(value) => value.as_bool().ok_or_else(|| {
+                    invalid(&format!("{at}.shuffleAddressList"), "must be a bool")
+                })?,
+            };
+            LoadBalancing::PickFirst {
+                shuffle_address_list,
+            }
+        }
+        "round_robin" => {
+            only(&[])?;
+            LoadBalancing::RoundRobin
+        }
+        "least_request_experimental" => {
+            only(&["choiceCount"])?;
+            let choice_count = match object.get("choiceCount") {
+                None => 2,
+                // A48: below 2 is refused, above 10 is treated as 10.
+                Some(value) => value
+                    .as_u64()
+                    .filter(|count| *count >= 2)
+                    .ok_or_else(|| {
+                        invalid(
+                            &format!("{at}.choiceCount"),
+                            "must be an integer of at least 2",
+                        )
+                    })?
+                    .min(10) as u32,
+            };
+            LoadBalancing::LeastRequest { choice_count }
+        }
+        _ => return Ok(None),
+    }))
+}
+
 fn retry_throttling(value: &Value, at: &str) -> Result<RetryThrottling, Error> {
     let object = as_object(value, at)?;
     for key in object.keys() {
@@ -466,8 +586,25 @@ mod tests {
                 "methodconfig: unknown field",
             ),
             (
-                r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#.to_owned(),
-                "loadBalancingConfig: not supported",
+                r#"{"loadBalancingConfig": [{"grpclb": {}}]}"#.to_owned(),
+                "loadBalancingConfig: names no policy",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"round_robin": {}, "pick_first": {}}]}"#.to_owned(),
+                "loadBalancingConfig[0]: must name exactly one",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"least_request_experimental": {"choiceCount": 1}}]}"#
+                    .to_owned(),
+                "least_request_experimental.choiceCount: must be an integer of at least 2",
+            ),
+            (
+                r#"{"loadBalancingConfig": [{"pick_first": {"shuffle": true}}]}"#.to_owned(),
+                "pick_first.shuffle: unknown field",
+            ),
+            (
+                r#"{"loadBalancingPolicy": "weighted"}"#.to_owned(),
+                "loadBalancingPolicy: names no policy",
             ),
             (
                 r#"{"methodConfig": [{"timeout": "1s"}]}"#.to_owned(),
@@ -534,6 +671,34 @@ mod tests {
             let error = ServiceConfig::parse(&json).unwrap_err().to_string();
             assert!(error.contains(expected), "{json}: {error}");
         }
+    }
+
+    #[test]
+    fn the_first_supported_balancing_policy_wins() {
+        let policy = |json: &str| ServiceConfig::parse(json).unwrap().load_balancing();
+        assert_eq!(policy("{}"), LoadBalancing::LeastLoaded);
+        assert_eq!(
+            policy(
+                r#"{"loadBalancingConfig": [{"grpclb": {}}, {"round_robin": {}}, {"pick_first": {}}]}"#
+            ),
+            LoadBalancing::RoundRobin
+        );
+        assert_eq!(
+            policy(r#"{"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": true}}]}"#),
+            LoadBalancing::PickFirst {
+                shuffle_address_list: true
+            }
+        );
+        assert_eq!(
+            policy(
+                r#"{"loadBalancingConfig": [{"least_request_experimental": {"choiceCount": 50}}]}"#
+            ),
+            LoadBalancing::LeastRequest { choice_count: 10 }
+        );
+        assert_eq!(
+            policy(r#"{"loadBalancingPolicy": "round_robin"}"#),
+            LoadBalancing::RoundRobin
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::connection::Connection;
 use crate::leases::LeaseRegister;
 use crate::reachability::Reachability;
 use crate::retry::RetryThrottle;
+use crate::service_config::LoadBalancing;
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
 use crate::target::Target;
@@ -33,6 +34,7 @@ pub(crate) enum DialPurpose {
 
 mod dialing;
 mod maintenance;
+mod picking;
 
 /// Every connection to one target, and the state shared by its acquires. Its parts are
 /// private to this module and its children (dialing, upkeep); the rest of the crate uses the
@@ -52,6 +54,8 @@ pub(crate) struct TargetPool {
     reachability: Reachability,
     /// The service config's `retryThrottling` bucket for this target, if it has one.
     retry_throttle: Option<RetryThrottle>,
+    /// How calls and connections spread over the target's addresses.
+    balancing: LoadBalancing,
 }
 
 impl TargetPool {
@@ -66,8 +70,13 @@ impl TargetPool {
             .as_ref()
             .and_then(|service| service.retry_throttling())
             .map(RetryThrottle::new);
+        let balancing = shared
+            .service_config
+            .as_ref()
+            .map_or(LoadBalancing::default(), |service| service.load_balancing());
         Arc::new(TargetPool {
             retry_throttle,
+            balancing,
             addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             target,
             connections: RwLock::new(Vec::new()),
@@ -216,39 +225,18 @@ impl TargetPool {
             .any(|connection| connection.is_ready())
     }
 
-    /// Picks the ready connection with the lowest streams-in-flight / stream-limit and reserves a
-    /// slot on it; asks for another connection when every ready one is then at the threshold.
+    /// Picks a ready connection with a free slot as the balancing policy says (by default the
+    /// one with the lowest streams-in-flight / stream-limit) and reserves the slot; asks for
+    /// another connection when every ready one is then at the threshold.
     fn try_reserve(self: &Arc<Self>) -> Option<Arc<Connection>> {
         let threshold = self.shared.config.streams_per_connection;
         let connections = self.connections.read();
-        let count = connections.len();
         let mut picked = None;
         for _attempt in 0..4 {
-            let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-            let mut best: Option<(&Arc<Connection>, u64, u64)> = None;
-            for offset in 0..count {
-                let connection = &connections[start.wrapping_add(offset) % count];
-                if !connection.is_ready() {
-                    continue;
-                }
-                let limit = connection.stream_limit();
-                let reserved = connection.reserved();
-                if reserved >= limit {
-                    continue;
-                }
-                let (reserved, limit) = (u64::from(reserved), u64::from(limit));
-                // Strictly lower load wins, so ties stay with the rotating start and spread.
-                let better = best.is_none_or(|(_, best_reserved, best_limit)| {
-                    reserved * best_limit < best_reserved * limit
-                });
-                if better {
-                    best = Some((connection, reserved, limit));
-                }
-            }
-            let Some((connection, _, limit)) = best else {
+            let Some((connection, limit)) = self.choose(&connections) else {
                 break;
             };
-            if connection.try_reserve(u32::try_from(limit).unwrap_or(u32::MAX)) {
+            if connection.try_reserve(limit) {
                 // Closing marks a connection draining, then closes it only with no slot taken:
                 // re-checking here means one of the two sides always sees the other.
                 if connection.is_ready() {
@@ -272,7 +260,7 @@ impl TargetPool {
             all_loaded &= before >= threshold.min(connection.stream_limit());
         }
         drop(connections);
-        if (open == 0 || all_loaded) && open < self.shared.config.max_connections_per_target {
+        if (open == 0 || all_loaded) && open < self.max_connections() {
             self.start_dial(DialPurpose::Demand);
         }
         picked

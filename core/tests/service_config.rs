@@ -273,7 +273,7 @@ fn bad_service_configs_are_refused_when_the_pool_is_made() {
             "retryPolicy.backoffMultiplier: is required",
         ),
         (
-            r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#,
+            r#"{"loadBalancingConfig": [{"grpclb": {}}]}"#,
             "loadBalancingConfig",
         ),
         ("{", "not valid JSON"),

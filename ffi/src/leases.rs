@@ -7,7 +7,7 @@ use grpcpool_core::AcquireOptions;
 
 use crate::args::{self, millis, non_null};
 use crate::error::{ffi_boundary, grpcpool_result};
-use crate::pool::{grpcpool_pool_t, pool_ref};
+use crate::pool::{c_string, grpcpool_pool_t, pool_ref};
 use crate::registry::{self, LeaseEntry};
 
 /// A lease: a slot on one pooled connection. A generation-checked handle, never a pointer;
@@ -92,4 +92,23 @@ pub unsafe extern "C" fn grpcpool_acquire_at(
 #[no_mangle]
 pub extern "C" fn grpcpool_release(lease: grpcpool_lease_t) -> grpcpool_result {
     ffi_boundary!({ registry::remove_lease(lease).map(drop) })
+}
+
+/// The address of the lease's connection (`127.0.0.1:50051`, `unix:/path`): which backend a
+/// balancing policy picked. Free `*out_address` with `grpcpool_string_free`.
+///
+/// # Safety
+/// `out_address` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_lease_address(
+    lease: grpcpool_lease_t,
+    out_address: *mut *mut c_char,
+) -> grpcpool_result {
+    ffi_boundary!({
+        non_null(out_address, "out_address")?;
+        let entry = registry::lease(lease)?;
+        // SAFETY: checked non-NULL above.
+        unsafe { args::write(out_address, c_string(entry.lease.address())) };
+        Ok(())
+    })
 }

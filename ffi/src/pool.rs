@@ -167,7 +167,8 @@ pub unsafe extern "C" fn grpcpool_pool_leaks_json(
     })
 }
 
-fn c_string(text: String) -> *mut c_char {
+/// A string for C, freed with `grpcpool_string_free`; a NUL inside becomes a space.
+pub(crate) fn c_string(text: String) -> *mut c_char {
     CString::new(text.replace('\0', " "))
         .unwrap_or_default()
         .into_raw()

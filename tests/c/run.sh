@@ -45,7 +45,11 @@ start_server() {
 start_server plain_port
 start_server limited_port --max-streams 2
 start_server tls_port --tls-out "$build/tls"
+# Three servers on three loopback addresses behind one target, for the balancing policies.
+start_server second_port --ip 127.0.0.2
+start_server third_port --ip 127.0.0.3
 export GRPCPOOL_TEST_TARGET="http://127.0.0.1:$plain_port"
+export GRPCPOOL_TEST_THREE_TARGET="http://127.0.0.1:$plain_port,127.0.0.2:$second_port,127.0.0.3:$third_port"
 export GRPCPOOL_TEST_TARGET_LIMITED="http://127.0.0.1:$limited_port"
 export GRPCPOOL_TEST_TLS_TARGET="https://127.0.0.1:$tls_port"
 export GRPCPOOL_TEST_CA_FILE="$build/tls/ca.pem"

@@ -208,10 +208,62 @@ static void check_service_config(const char *target) {
   grpcpool_pool_free(pool);
 }
 
+/* Acquires and releases `count` leases on `target`, counting the leases per address (up to 3). */
+static void count_addresses(grpcpool_pool_t *pool, const char *target, int count, char seen[3][64], int hits[3]) {
+  for (int i = 0; i < count; i++) {
+    grpcpool_lease_t lease = 0;
+    if (grpcpool_acquire(pool, target, 5000, &lease) != GRPCPOOL_OK) continue;
+    char *address = NULL;
+    if (grpcpool_lease_address(lease, &address) != GRPCPOOL_OK) address = NULL; /* counted below */
+    for (int slot = 0; slot < 3 && address != NULL; slot++) {
+      if (seen[slot][0] == '\0') snprintf(seen[slot], 64, "%s", address);
+      if (strcmp(seen[slot], address) == 0) {
+        hits[slot]++;
+        break;
+      }
+    }
+    grpcpool_string_free(address);
+    grpcpool_release(lease);
+  }
+}
+
+static void check_balancing(const char *three) {
+  check_section("balancing: round_robin rotates over three addresses, pick_first keeps to the first");
+  grpcpool_config_t *config = grpcpool_config_new();
+  CHECK_RC(grpcpool_config_set_service_config(config, "{\"loadBalancingConfig\": [{\"round_robin\": {}}]}"), GRPCPOOL_OK);
+  grpcpool_pool_t *pool = NULL;
+  CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
+  char seen[3][64] = {{0}};
+  int hits[3] = {0, 0, 0};
+  /* Until a connection to every address is up (bounded: 100 rounds of 30 leases). */
+  for (int round = 0; round < 100 && (hits[0] == 0 || hits[1] == 0 || hits[2] == 0); round++) {
+    count_addresses(pool, three, 30, seen, hits);
+  }
+  memset(seen, 0, sizeof seen);
+  memset(hits, 0, sizeof hits);
+  count_addresses(pool, three, 300, seen, hits);
+  CHECK(hits[0] + hits[1] + hits[2] == 300, "every lease said its address");
+  CHECK(hits[0] == 100 && hits[1] == 100 && hits[2] == 100, "round_robin spread %d/%d/%d", hits[0], hits[1], hits[2]);
+  grpcpool_pool_free(pool);
+
+  char *address = NULL;
+  CHECK_RC(grpcpool_lease_address(0, &address), GRPCPOOL_INVALID_HANDLE);
+  CHECK_RC(grpcpool_lease_address(0, NULL), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_config_set_service_config(config, "{\"loadBalancingConfig\": [{\"pick_first\": {}}]}"), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
+  memset(seen, 0, sizeof seen);
+  memset(hits, 0, sizeof hits);
+  count_addresses(pool, three, 300, seen, hits);
+  CHECK(hits[0] == 300 && strncmp(seen[0], "127.0.0.1:", 10) == 0, "pick_first: %d to %s", hits[0], seen[0]);
+  grpcpool_pool_free(pool);
+  grpcpool_config_free(config);
+}
+
 int main(void) {
   const char *target = check_env("GRPCPOOL_TEST_TARGET");
   check_settings_by_name(target);
   check_call_options(target);
   check_service_config(target);
+  check_balancing(check_env("GRPCPOOL_TEST_THREE_TARGET"));
   return check_summary("test_options");
 }

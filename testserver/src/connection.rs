@@ -26,6 +26,8 @@ pub(crate) struct ConnectionConfig {
     pub(crate) http: http2::Builder<TokioExecutor>,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) max_age: Option<Duration>,
+    /// Every unary call waits this long first.
+    pub(crate) unary_delay: Option<Duration>,
 }
 
 /// An accepted socket.

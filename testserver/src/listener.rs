@@ -26,12 +26,12 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
-    /// Listens on `127.0.0.1:port` (any free port for 0), with SO_REUSEADDR
-    /// so a restarted server can take the port of a killed one.
-    pub(crate) fn bind_tcp(port: u16) -> io::Result<Self> {
+    /// Listens on `ip:port` (any free port for 0), with SO_REUSEADDR so a restarted server
+    /// can take the port of a killed one.
+    pub(crate) fn bind_tcp(ip: Ipv4Addr, port: u16) -> io::Result<Self> {
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+        socket.bind(SocketAddr::from((ip, port)))?;
         Ok(Self::Tcp(socket.listen(1024)?))
     }
 
@@ -105,7 +105,7 @@ pub(crate) async fn accept_loop(
         let task = tokio::spawn(connection::run(
             stream,
             Arc::clone(&config),
-            EchoService::new(counters),
+            EchoService::new(counters, config.unary_delay),
             shutdown.clone(),
             guard,
         ));

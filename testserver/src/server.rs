@@ -41,6 +41,11 @@ pub struct ServerOptions {
     /// Shut each connection down gracefully (GOAWAY, in-flight calls finish)
     /// once it is this old.
     pub max_connection_age: Option<Duration>,
+    /// The loopback address to listen on instead of 127.0.0.1 (any of 127.0.0.0/8 works on
+    /// Linux), so tests can have several servers behind one multi-address target.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Every unary call waits this long before it is answered: a slow backend.
+    pub unary_delay: Option<Duration>,
 }
 
 /// TLS settings of a [`TestServer`], all PEM.
@@ -83,7 +88,10 @@ impl TestServer {
         let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
         let listener = match &options.unix_path {
             Some(path) => Listener::bind_unix(path)?,
-            None => Listener::bind_tcp(options.port)?,
+            None => Listener::bind_tcp(
+                options.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+                options.port,
+            )?,
         };
         let local_addr = listener.local_addr()?;
         let mut http = http2::Builder::new(TokioExecutor::new());
@@ -93,6 +101,7 @@ impl TestServer {
             http,
             tls: tls.clone(),
             max_age: options.max_connection_age,
+            unary_delay: options.unary_delay,
         });
         let registry = Arc::new(Registry::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -129,7 +138,10 @@ impl TestServer {
         match (&self.unix_path, self.tls) {
             (Some(path), _) => format!("unix:{}", path.display()),
             (None, true) => format!("https://localhost:{}", self.port()),
-            (None, false) => format!("http://127.0.0.1:{}", self.port()),
+            (None, false) => match self.local_addr {
+                Some(addr) => format!("http://{addr}"),
+                None => format!("http://127.0.0.1:{}", self.port()),
+            },
         }
     }
 

@@ -80,9 +80,9 @@ pub(crate) struct EchoService {
 
 impl EchoService {
     /// A service counting its calls in `counters`.
-    pub(crate) fn new(counters: CallCounters) -> Self {
+    pub(crate) fn new(counters: CallCounters, delay: Option<Duration>) -> Self {
         Self {
-            handler: UnaryHandler { counters },
+            handler: UnaryHandler { counters, delay },
         }
     }
 }
@@ -137,6 +137,8 @@ where
 #[derive(Debug, Clone)]
 struct UnaryHandler {
     counters: CallCounters,
+    /// Every call waits this long first (a slow backend).
+    delay: Option<Duration>,
 }
 
 impl UnaryService<Bytes> for UnaryHandler {
@@ -146,7 +148,13 @@ impl UnaryService<Bytes> for UnaryHandler {
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         self.counters.total.fetch_add(1, Ordering::Relaxed);
         self.counters.connection.fetch_add(1, Ordering::Relaxed);
-        Box::pin(echo(request))
+        let delay = self.delay;
+        Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            echo(request).await
+        })
     }
 }
 

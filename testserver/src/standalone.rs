@@ -1,7 +1,8 @@
 //! The test server as a process of its own, for C tests and benchmarks that must not share
 //! a process (or CPU accounting) with the server.
 //!
-//! Arguments: `--port N` (default any), `--max-streams N` (default 1024), `--tls-cert-dir DIR`
+//! Arguments: `--port N` (default any), `--ip A` (a loopback address to listen on, default
+//! 127.0.0.1), `--max-streams N` (default 1024), `--tls-cert-dir DIR`
 //! (serve TLS with `DIR/server.pem` and `DIR/server.key`), `--tls-out DIR` (make a CA and a
 //! server certificate for `localhost` and `127.0.0.1`, write the CA to `DIR/ca.pem`, serve
 //! TLS), `--worker-threads N` (default 2). Prints `LISTENING <port>` once it accepts calls,
@@ -25,6 +26,7 @@ pub fn serve(args: &[String]) -> Result<(), Box<dyn Error>> {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--port" => options.port = value()?.parse()?,
+            "--ip" => options.ip = Some(value()?.parse()?),
             "--max-streams" => options.max_concurrent_streams = Some(value()?.parse()?),
             "--worker-threads" => worker_threads = value()?.parse()?,
             "--tls-cert-dir" => {

@@ -96,8 +96,9 @@ impl TargetPool {
         self.maintenance.notify_one();
     }
 
-    /// Resolves if needed, then dials addresses, fewest connections first, until one answers;
-    /// each failed address waits out its own backoff.
+    /// Resolves if needed, then dials addresses in the policy's order (fewest connections first,
+    /// or pick_first's address order) until one answers; each failed address waits out its own
+    /// backoff.
     async fn open_connection(self: &Arc<Self>) -> Result<Arc<Connection>, String> {
         if !self.addresses.lock().is_resolved() {
             self.refresh_addresses().await;
@@ -106,9 +107,12 @@ impl TargetPool {
         loop {
             let address = {
                 let counts = self.connections_per_address();
-                self.addresses.lock().pick(Instant::now(), |address| {
-                    counts.iter().filter(|a| *a == address).count()
-                })
+                let sticky = self.sticky_address();
+                self.addresses
+                    .lock()
+                    .pick(Instant::now(), sticky, |address| {
+                        counts.iter().filter(|a| *a == address).count()
+                    })
             };
             let Some(address) = address else {
                 if failures.is_empty() {
@@ -123,6 +127,9 @@ impl TargetPool {
             };
             match self.connect_to(address).await {
                 Ok(connection) => return Ok(connection),
+                // round_robin and least_request dial each address for itself: a failed one
+                // waits out its backoff rather than adding a connection to another.
+                Err(message) if self.covers_every_address() => return Err(message),
                 Err(message) => failures.push(message),
             }
         }
@@ -203,7 +210,7 @@ impl TargetPool {
         let mut book = self.addresses.lock();
         match result {
             Ok(addresses) => {
-                book.update(addresses, Instant::now());
+                book.update(addresses, Instant::now(), self.shuffles_addresses());
                 self.reachability.resolved();
             }
             Err(message) => {

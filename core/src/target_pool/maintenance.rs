@@ -71,11 +71,23 @@ impl TargetPool {
         ready.retain(|connection| connection.is_ready());
         ready.sort_by_key(|connection| std::cmp::Reverse(connection.idle_for(now)));
         let mut open = ready.len();
+        let covering = self.covers_every_address();
         for connection in &ready {
             if open <= config.min_connections_per_target
                 || connection.idle_for(now) < config.idle_timeout
             {
                 break;
+            }
+            // round_robin and least_request keep one connection to every address.
+            let last_to_its_address = || {
+                ready
+                    .iter()
+                    .filter(|other| other.address == connection.address && other.is_ready())
+                    .count()
+                    <= 1
+            };
+            if covering && last_to_its_address() {
+                continue;
             }
             if connection.mark_draining() {
                 tracing::debug!(target = %self.target.text, address = %connection.address, "closing idle connection");
@@ -92,7 +104,12 @@ impl TargetPool {
         {
             self.start_dial(DialPurpose::Warm);
         }
-        self.spread_over_addresses(now);
+        if covering {
+            self.cover_addresses(now);
+        } else if !self.sticky_address() {
+            // pick_first keeps its connections on one address; the default spreads them.
+            self.spread_over_addresses(now);
+        }
         // Waiters with no connection to wait on (say, after a backoff ran out) get a dial.
         self.serve_waiters();
 
@@ -130,6 +147,24 @@ impl TargetPool {
             }
         }
         next
+    }
+
+    /// Dials an address out of backoff that has no connection (one at a time; each finished
+    /// dial wakes upkeep for the next), for the policies that keep one to every address.
+    fn cover_addresses(self: &Arc<Self>, now: Instant) {
+        if self.dials_in_flight.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let connections = self.connections.read().clone();
+        let uncovered = self.addresses.lock().available(now).any(|address| {
+            !connections
+                .iter()
+                .any(|connection| &connection.address == address && !connection.is_closed())
+        });
+        if uncovered {
+            // The dial goes to the address with the fewest connections: an uncovered one.
+            self.start_dial(DialPurpose::Warm);
+        }
     }
 
     /// When an address has no connection and is out of backoff while another address has
