@@ -288,8 +288,10 @@ export interface TargetStats {
   retries: number
   /** Retries the policy allowed that retry throttling refused. */
   retriesThrottled: number
-  /** Retries the server delayed or refused with `grpc-retry-pushback-ms`. */
+  /** Retries and hedges the server delayed or refused with `grpc-retry-pushback-ms`. */
   retryPushbacks: number
+  /** Attempts sent beside a call's first under the service config's hedging policy. */
+  hedges: number
   /** Connections established. */
   connects: number
   /** Connection attempts that failed. */

@@ -38,8 +38,10 @@ pub struct TargetStats {
     pub retries: f64,
     /// Retries the policy allowed that retry throttling refused.
     pub retries_throttled: f64,
-    /// Retries the server delayed or refused with `grpc-retry-pushback-ms`.
+    /// Retries and hedges the server delayed or refused with `grpc-retry-pushback-ms`.
     pub retry_pushbacks: f64,
+    /// Attempts sent beside a call's first under the service config's hedging policy.
+    pub hedges: f64,
     /// Connections established.
     pub connects: f64,
     /// Connection attempts that failed.
@@ -164,6 +166,7 @@ impl From<&grpcpool_core::TargetStats> for TargetStats {
             retries: number(stats.retries),
             retries_throttled: number(stats.retries_throttled),
             retry_pushbacks: number(stats.retry_pushbacks),
+            hedges: number(stats.hedges),
             connects: number(stats.connects),
             connect_failures: number(stats.connect_failures),
             goaways_received: number(stats.goaways_received),

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::call::{self, PreparedCall};
+use crate::call;
 use crate::call_options::CallOptions;
 use crate::connection::Connection;
 use crate::leases::AcquireSite;
+use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::slot::Slot;
 use crate::stats::Counters;

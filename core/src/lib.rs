@@ -23,6 +23,7 @@
 //! host program (or a binding, under `GRPCPOOL_LOG`) sets one up.
 
 mod address_book;
+mod attempt;
 mod backoff;
 mod body;
 mod call;
@@ -33,11 +34,13 @@ mod codec;
 mod config;
 mod connection;
 mod error;
+mod hedging;
 mod histogram;
 mod lease;
 mod leases;
 mod metadata;
 mod pool;
+mod prepared_call;
 mod reachability;
 mod resolver;
 mod response;
@@ -58,7 +61,6 @@ mod transport;
 mod wait_queue;
 
 pub use backoff::BackoffConfig;
-pub use call::PreparedCall;
 pub use call_options::{
     parse_call_option, CallOption, CallOptionValue, CallOptions, Compression, CALL_OPTIONS,
 };
@@ -69,10 +71,11 @@ pub use lease::Lease;
 pub use leases::{AcquireSite, LeakReport};
 pub use metadata::{Metadata, MetadataValue};
 pub use pool::{AcquireOptions, Pool};
+pub use prepared_call::PreparedCall;
 pub use resolver::{Resolve, Resolver, Resolving};
 pub use response::Response;
 pub use service_config::{
-    LoadBalancing, MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig,
+    HedgingPolicy, LoadBalancing, MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig,
 };
 pub use settings::{setting, Setting, SettingType, SettingValue, SETTINGS};
 pub use shared_stream::SharedStream;

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 
-use crate::call::PreparedCall;
 use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
+use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::retry::{Pushback, Retries};
 use crate::runtime::LazyRuntime;

@@ -40,9 +40,14 @@ impl RetryThrottle {
         }
     }
 
+    /// Whether retries and hedges may go out now: the bucket above half full.
+    pub(crate) fn allows(&self) -> bool {
+        self.tokens.load(Ordering::Acquire) > self.max / 2
+    }
+
     /// A failed attempt takes a token; whether retries are still allowed afterwards (the
     /// bucket above half full).
-    fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         let before = self
             .tokens
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |tokens| {

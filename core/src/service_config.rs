@@ -7,8 +7,7 @@
 //! grpcpool supports wins, as in gRPC (`pick_first`, `round_robin`,
 //! `least_request_experimental`).
 //!
-//! Not supported yet, and so refused rather than ignored: `hedgingPolicy` and
-//! `healthCheckConfig`.
+//! Not supported yet, and so refused rather than ignored: `healthCheckConfig`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +72,29 @@ pub struct MethodConfig {
     pub max_response_message_bytes: Option<usize>,
     /// How failed calls are tried again.
     pub retry_policy: Option<RetryPolicy>,
+    /// How calls are sent again without waiting for the first attempt to fail.
+    pub hedging_policy: Option<HedgingPolicy>,
+}
+
+/// A `hedgingPolicy` (gRPC A6): the call goes out again every `hedging_delay` while no
+/// attempt has answered, up to `max_attempts` at once; the first good answer wins and the
+/// others are cancelled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HedgingPolicy {
+    /// Attempts in all, the first included; at most 5.
+    pub max_attempts: u32,
+    /// Time between attempts while none has answered; zero sends them all at once.
+    pub hedging_delay: Duration,
+    /// Statuses after which the next attempt goes at once instead of ending the call, as a bit
+    /// per code.
+    non_fatal: u32,
+}
+
+impl HedgingPolicy {
+    /// Whether an attempt that ended with `code` lets the others go on.
+    pub fn is_non_fatal(&self, code: Code) -> bool {
+        self.non_fatal & (1 << code.as_i32()) != 0
+    }
 }
 
 /// A `retryPolicy` (gRPC A6).
@@ -213,12 +235,7 @@ impl ServiceConfig {
                     method.max_response_message_bytes = Some(byte_count(value, &field)?)
                 }
                 "retryPolicy" => method.retry_policy = Some(retry_policy(value, &field)?),
-                "hedgingPolicy" => {
-                    return Err(invalid(
-                        &field,
-                        "not supported by grpcpool yet; leave it out",
-                    ))
-                }
+                "hedgingPolicy" => method.hedging_policy = Some(hedging_policy(value, &field)?),
                 _ => return Err(invalid(&field, "unknown field")),
             }
         }
@@ -226,6 +243,12 @@ impl ServiceConfig {
             return Err(invalid(
                 &format!("{at}.name"),
                 "at least one name is required",
+            ));
+        }
+        if method.retry_policy.is_some() && method.hedging_policy.is_some() {
+            return Err(invalid(
+                &format!("{at}.hedgingPolicy"),
+                "only one of retryPolicy and hedgingPolicy may be set",
             ));
         }
         self.methods.push(Arc::new(method));
@@ -496,6 +519,41 @@ fn balancing_policy(name: &str, config: &Value, at: &str) -> Result<Option<LoadB
     }))
 }
 
+fn hedging_policy(value: &Value, at: &str) -> Result<HedgingPolicy, Error> {
+    let object = as_object(value, at)?;
+    for key in object.keys() {
+        if !matches!(
+            key.as_str(),
+            "maxAttempts" | "hedgingDelay" | "nonFatalStatusCodes"
+        ) {
+            return Err(invalid(&format!("{at}.{key}"), "unknown field"));
+        }
+    }
+    let hedging_delay = match object.get("hedgingDelay") {
+        Some(value) => duration(value, &format!("{at}.hedgingDelay"))?,
+        None => Duration::ZERO,
+    };
+    let mut non_fatal = 0;
+    if let Some(codes) = object.get("nonFatalStatusCodes") {
+        let codes_at = format!("{at}.nonFatalStatusCodes");
+        for (index, code) in as_array(codes, &codes_at)?.iter().enumerate() {
+            let code = status_code(code, &format!("{codes_at}[{index}]"))?;
+            if code == Code::Ok {
+                return Err(invalid(
+                    &format!("{codes_at}[{index}]"),
+                    "OK is not a failure",
+                ));
+            }
+            non_fatal |= 1 << code.as_i32();
+        }
+    }
+    Ok(HedgingPolicy {
+        max_attempts: max_attempts(object.get("maxAttempts"), &format!("{at}.maxAttempts"))?,
+        hedging_delay,
+        non_fatal,
+    })
+}
+
 fn retry_throttling(value: &Value, at: &str) -> Result<RetryThrottling, Error> {
     let object = as_object(value, at)?;
     for key in object.keys() {
@@ -628,7 +686,15 @@ mod tests {
             ),
             (
                 r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {}}]}"#.to_owned(),
-                "hedgingPolicy: not supported",
+                "hedgingPolicy.maxAttempts: is required",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 2, "nonFatalStatusCodes": ["nope"]}}]}"#.to_owned(),
+                "hedgingPolicy.nonFatalStatusCodes[0]: is not a gRPC status code",
+            ),
+            (
+                r#"{"methodConfig": [{"name": [{}], "hedgingPolicy": {"maxAttempts": 2}, "retryPolicy": {"maxAttempts": 2, "initialBackoff": "1s", "maxBackoff": "1s", "backoffMultiplier": 1, "retryableStatusCodes": [14]}}]}"#.to_owned(),
+                "only one of retryPolicy and hedgingPolicy",
             ),
             (
                 policy(&good.replace("\"maxAttempts\": 2", "\"maxAttempts\": 1")),

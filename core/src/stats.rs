@@ -18,6 +18,7 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) retries_throttled: AtomicU64,
     pub(crate) retry_pushbacks: AtomicU64,
+    pub(crate) hedges: AtomicU64,
     pub(crate) connects: AtomicU64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) goaways_received: AtomicU64,
@@ -90,8 +91,10 @@ pub struct TargetStats {
     pub retries: u64,
     /// Retries the policy allowed that retry throttling refused.
     pub retries_throttled: u64,
-    /// Retries the server delayed or refused with `grpc-retry-pushback-ms`.
+    /// Retries and hedges the server delayed or refused with `grpc-retry-pushback-ms`.
     pub retry_pushbacks: u64,
+    /// Attempts sent beside a call's first under the service config's hedging policy.
+    pub hedges: u64,
     /// Connections established.
     pub connects: u64,
     /// Connection attempts that failed.
@@ -158,6 +161,7 @@ impl Counters {
         stats.retries = load(&self.retries);
         stats.retries_throttled = load(&self.retries_throttled);
         stats.retry_pushbacks = load(&self.retry_pushbacks);
+        stats.hedges = load(&self.hedges);
         stats.connects = load(&self.connects);
         stats.connect_failures = load(&self.connect_failures);
         stats.goaways_received = load(&self.goaways_received);

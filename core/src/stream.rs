@@ -10,9 +10,11 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tonic::codec::Streaming;
 
+use crate::attempt::failure_response;
 use crate::body::CancelSignal;
-use crate::call::{closed_under, failure_response, PreparedCall};
+use crate::call::closed_under;
 use crate::connection::OwnedActiveStream;
+use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::shared::Shared;
 use crate::stats::Counters;

@@ -11,11 +11,13 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tonic::codec::Streaming;
 
+use crate::attempt::stream_error;
 use crate::body::CancelSignal;
-use crate::call::{reacquire, stream_error, PreparedCall, RetryBudget};
+use crate::call::{reacquire, RetryBudget};
 use crate::codec::RawCodec;
 use crate::connection::{Connection, OwnedActiveStream};
 use crate::lease::Lease;
+use crate::prepared_call::PreparedCall;
 use crate::target_pool::TargetPool;
 
 /// What opening a stream gives: the response head, or the status it failed with.

@@ -199,6 +199,15 @@ impl TargetPool {
         }
     }
 
+    /// A slot now if one is free and nobody waits for one: hedges take slots this way, never
+    /// queueing behind calls that have none.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Arc<Connection>> {
+        if self.shared.is_closed() || !self.waiting.is_empty() {
+            return None;
+        }
+        self.try_reserve()
+    }
+
     /// Gives free slots to waiters, oldest first, while there are both.
     pub(crate) fn serve_waiters(self: &Arc<Self>) {
         while !self.waiting.is_empty() {

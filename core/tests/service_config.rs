@@ -11,7 +11,7 @@ use grpcpool_core::{CallOptions, Code, Config, Error, Metadata, Pool};
 use grpcpool_testserver::{
     ServerOptions, TestServer, RECEIVED_PREVIOUS_ATTEMPTS_KEY, RECEIVED_TIMEOUT_KEY, UNARY_PATH,
 };
-use support::{echo, metadata, quick_config};
+use support::{echo, eventually, metadata, quick_config};
 
 const SERVICE: &str = "grpcpool.test.Echo";
 
@@ -292,4 +292,87 @@ fn bad_service_configs_are_refused_when_the_pool_is_made() {
             "{error}"
         );
     }
+}
+
+fn hedging(max_attempts: u32, delay: &str, non_fatal: &str) -> String {
+    format!(
+        r#"{{"methodConfig": [{{"name": [{{"service": "{SERVICE}"}}],
+            "hedgingPolicy": {{"maxAttempts": {max_attempts}, "hedgingDelay": "{delay}",
+                               "nonFatalStatusCodes": {non_fatal}}}}}]}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedge_answers_for_a_held_first_attempt_which_is_then_cancelled() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&hedging(2, "0.05s", "[]"));
+    let warm = echo(
+        &pool,
+        &server.target(),
+        b"",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(warm.code, Code::Ok);
+    let started = Instant::now();
+    // The first attempt is held for a second; the hedge, 50 ms later, is answered at once.
+    let response = echo(
+        &pool,
+        &server.target(),
+        b"hedged",
+        metadata(&[("x-sleep-ms", "1000"), ("x-slow-attempts", "1")]),
+        Duration::from_secs(5),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(&response.body[..], b"hedged");
+    assert_eq!(
+        header(&response, RECEIVED_PREVIOUS_ATTEMPTS_KEY).as_deref(),
+        Some("1"),
+        "the hedge answered"
+    );
+    println!("hedged call took {took:?}");
+    assert!(took >= Duration::from_millis(50), "{took:?}");
+    assert!(
+        took < Duration::from_millis(800),
+        "waited for the held attempt: {took:?}"
+    );
+    // The held attempt was cancelled: the server saw its stream reset before it answered.
+    assert!(eventually(Duration::from_secs(2), || server.calls_cancelled() == 1).await);
+    let stats = pool.stats();
+    assert_eq!(stats.targets[0].hedges, 1);
+    assert_eq!((stats.leases_out, stats.streams_in_flight), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_fatal_failures_send_the_next_hedge_at_once_and_fatal_ones_end_the_call() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    // A hedging delay of 10 s: every hedge here goes early, sent by a non-fatal failure.
+    let pool = pool_with(&hedging(3, "10s", r#"["UNAVAILABLE"]"#));
+    let started = Instant::now();
+    let response = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[("x-status-code", "14"), ("x-fail-attempts", "2")]),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.calls_handled(), 3);
+
+    let fatal = echo(
+        &pool,
+        &server.target(),
+        b"",
+        metadata(&[("x-status-code", "3")]),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(fatal.code, Code::InvalidArgument);
+    assert_eq!(server.calls_handled(), 4, "a fatal status sends no hedge");
+    assert_eq!(pool.stats().targets[0].hedges, 2);
 }

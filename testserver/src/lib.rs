@@ -16,6 +16,7 @@
 //! | `x-response-compression: gzip` | compress the response messages (if the client accepts gzip) |
 //! | `x-fail-attempts: N` | with `x-status-code`, fail only attempts whose `grpc-previous-rpc-attempts` is below N |
 //! | `x-pushback-ms: V` | a failure carries `grpc-retry-pushback-ms: V` |
+//! | `x-slow-attempts: N` | with `x-sleep-ms`, sleep only in attempts whose `grpc-previous-rpc-attempts` is below N |
 //!
 //! The server accepts gzip-compressed requests; an OK unary response carries the request's
 //! `grpc-encoding` as [`RECEIVED_ENCODING_KEY`] and its `grpc-accept-encoding` as
@@ -54,7 +55,7 @@ pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
     ECHO_PREFIX, FAIL_ATTEMPTS_KEY, PUSHBACK_KEY, RECEIVED_ACCEPT_ENCODING_KEY,
     RECEIVED_ENCODING_KEY, RECEIVED_PREVIOUS_ATTEMPTS_KEY, RECEIVED_TIMEOUT_KEY,
-    RESPONSE_COMPRESSION_KEY, SLEEP_MS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
+    RESPONSE_COMPRESSION_KEY, SLEEP_MS_KEY, SLOW_ATTEMPTS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY,
     STATUS_MESSAGE_KEY, TRAILER_PREFIX, UNARY_PATH,
 };
 pub use streaming::{

@@ -16,6 +16,7 @@ pub(crate) struct Registry {
     accepted: AtomicU64,
     open: AtomicU64,
     calls: Arc<AtomicU64>,
+    cancelled: Arc<AtomicU64>,
     per_connection: Mutex<Vec<Arc<AtomicU64>>>,
     tasks: Mutex<Vec<AbortHandle>>,
     closed: Notify,
@@ -36,6 +37,7 @@ impl Registry {
         let counters = CallCounters {
             total: Arc::clone(&self.calls),
             connection,
+            cancelled: Arc::clone(&self.cancelled),
         };
         (guard, counters)
     }
@@ -79,6 +81,10 @@ impl Registry {
     /// Calls that reached the handler.
     pub(crate) fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// Calls handled on each connection, in accept order.

@@ -160,6 +160,11 @@ impl TestServer {
         self.registry.calls()
     }
 
+    /// Unary calls the client cancelled before the server answered them.
+    pub fn calls_cancelled(&self) -> u64 {
+        self.registry.cancelled()
+    }
+
     /// Calls handled on each connection, in accept order.
     pub fn calls_per_connection(&self) -> Vec<u64> {
         self.registry.calls_per_connection()

@@ -49,6 +49,11 @@ pub const RECEIVED_ACCEPT_ENCODING_KEY: &str = "x-received-grpc-accept-encoding"
 /// retrying client succeeds on attempt N + 1.
 pub const FAIL_ATTEMPTS_KEY: &str = "x-fail-attempts";
 
+/// Request metadata: with [`SLEEP_MS_KEY`], sleep only in attempts whose
+/// `grpc-previous-rpc-attempts` is below this number: a first attempt held while a hedge or a
+/// retry is answered at once.
+pub const SLOW_ATTEMPTS_KEY: &str = "x-slow-attempts";
+
 /// Request metadata: a failure asked for by [`STATUS_CODE_KEY`] carries this value as
 /// `grpc-retry-pushback-ms`.
 pub const PUSHBACK_KEY: &str = "x-pushback-ms";
@@ -69,6 +74,27 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) struct CallCounters {
     pub(crate) total: Arc<AtomicU64>,
     pub(crate) connection: Arc<AtomicU64>,
+    /// Unary calls the client cancelled before they were answered.
+    pub(crate) cancelled: Arc<AtomicU64>,
+}
+
+/// Counts a unary call as cancelled when its handler is dropped before it answered (hyper
+/// drops it on the client's RST_STREAM).
+struct Unanswered(Option<Arc<AtomicU64>>);
+
+impl Unanswered {
+    /// The call was answered: no longer counted as cancelled.
+    fn answered(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(cancelled) = self.0.take() {
+            cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The HTTP service for one connection: routes the Echo method, answers
@@ -149,11 +175,14 @@ impl UnaryService<Bytes> for UnaryHandler {
         self.counters.total.fetch_add(1, Ordering::Relaxed);
         self.counters.connection.fetch_add(1, Ordering::Relaxed);
         let delay = self.delay;
+        let mut unanswered = Unanswered(Some(Arc::clone(&self.counters.cancelled)));
         Box::pin(async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
-            echo(request).await
+            let answer = echo(request).await;
+            unanswered.answered();
+            answer
         })
     }
 }
@@ -166,9 +195,20 @@ struct Controls {
 
 impl Controls {
     fn parse(metadata: &MetadataMap) -> Result<Self, Status> {
+        let previous: u32 = match metadata.get("grpc-previous-rpc-attempts") {
+            Some(value) => parse_number("grpc-previous-rpc-attempts", value)?,
+            None => 0,
+        };
         let sleep = match metadata.get(SLEEP_MS_KEY) {
             Some(value) => Some(Duration::from_millis(parse_number(SLEEP_MS_KEY, value)?)),
             None => None,
+        };
+        let sleep = match metadata.get(SLOW_ATTEMPTS_KEY) {
+            Some(value) => {
+                let slow: u32 = parse_number(SLOW_ATTEMPTS_KEY, value)?;
+                sleep.filter(|_| previous < slow)
+            }
+            None => sleep,
         };
         let status = match metadata.get(STATUS_CODE_KEY) {
             Some(value) => match parse_number::<i32>(STATUS_CODE_KEY, value)? {
@@ -189,10 +229,6 @@ impl Controls {
         let status = match metadata.get(FAIL_ATTEMPTS_KEY) {
             Some(value) => {
                 let failing: u32 = parse_number(FAIL_ATTEMPTS_KEY, value)?;
-                let previous: u32 = match metadata.get("grpc-previous-rpc-attempts") {
-                    Some(value) => parse_number("grpc-previous-rpc-attempts", value)?,
-                    None => 0,
-                };
                 status.filter(|_| previous < failing)
             }
             None => status,
