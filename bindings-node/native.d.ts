@@ -224,6 +224,11 @@ export interface PoolStats {
   reconnects: number
   /** Leaks reported, over all targets. */
   leaksDetected: number
+  /**
+   * Tasks alive on the pool's runtime (one upkeep task per target, one per connection, and
+   * calls' own).
+   */
+  runtimeTasks: number
 }
 
 /** The gRPC status codes, named and numbered as @grpc/grpc-js's `status`. */

@@ -23,6 +23,8 @@ export interface PoolOptions {
   tcpKeepaliveMs?: number;
   /** Connections above the minimum that carry no call for this long are closed. Default 120000 (2m). */
   idleTimeoutMs?: number;
+  /** A target with no call, lease or stream for this long leaves the pool: its connections close and its upkeep stops; using it again starts it afresh. 0 keeps every target for the pool's life. Default 1800000 (30m). */
+  targetIdleTimeoutMs?: number;
   /** Connections older than this (±10% jitter) are replaced: a new one opens first, then the old one drains. 0 keeps connections for good. Default 1800000 (30m). */
   maxConnectionAgeMs?: number;
   /** Delay after the first failed connection attempt. Default 1000 (1s). */

@@ -87,6 +87,9 @@ pub struct PoolStats {
     pub reconnects: f64,
     /// Leaks reported, over all targets.
     pub leaks_detected: f64,
+    /// Tasks alive on the pool's runtime (one upkeep task per target, one per connection, and
+    /// calls' own).
+    pub runtime_tasks: f64,
 }
 
 /// A lease held past the leak threshold.
@@ -147,6 +150,7 @@ impl From<grpcpool_core::PoolStats> for PoolStats {
             goaways_received: number(stats.goaways_received),
             reconnects: number(stats.reconnects),
             leaks_detected: number(stats.leaks_detected),
+            runtime_tasks: number(stats.runtime_tasks),
         }
     }
 }

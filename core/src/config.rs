@@ -60,6 +60,10 @@ pub struct Config {
     /// a burst that needed them is likely to return soon, yet well under common load balancer
     /// idle cut-offs (350 s and more).
     pub idle_timeout: Duration,
+    /// A target with no call, lease or stream for this long leaves the pool (its connections
+    /// close, its upkeep stops; using it again starts it afresh). Default 30 minutes, gRPC's
+    /// default channel idle timeout. `None` keeps every target for the pool's life.
+    pub target_idle_timeout: Option<Duration>,
     /// Connections older than this (±10% jitter) are replaced: a new one is opened first, then
     /// the old one drains. Default 30 minutes: new DNS answers and backends get traffic.
     pub max_connection_age: Option<Duration>,
@@ -107,6 +111,7 @@ impl Default for Config {
             tcp_nodelay: true,
             tcp_keepalive: Some(Duration::from_secs(60)),
             idle_timeout: Duration::from_secs(120),
+            target_idle_timeout: Some(Duration::from_secs(30 * 60)),
             max_connection_age: Some(Duration::from_secs(30 * 60)),
             backoff: BackoffConfig::default(),
             acquire_timeout: Duration::from_secs(10),
@@ -181,6 +186,7 @@ impl Config {
             ("tcp_keepalive", self.tcp_keepalive),
             ("idle_timeout", Some(self.idle_timeout)),
             ("max_connection_age", self.max_connection_age),
+            ("target_idle_timeout", self.target_idle_timeout),
             ("acquire_timeout", Some(self.acquire_timeout)),
             ("lease_leak_threshold", Some(self.lease_leak_threshold)),
             ("dns_refresh_interval", Some(self.dns_refresh_interval)),

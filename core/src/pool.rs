@@ -63,7 +63,8 @@ struct PoolInner {
     shared: OnceLock<Arc<Shared>>,
     /// Serialises the first start of the runtime and the shared state.
     starting: Mutex<()>,
-    targets: RwLock<HashMap<String, Arc<TargetPool>>>,
+    /// Every target in use; shared (weakly) with each target, which leaves it when idle.
+    targets: Arc<RwLock<HashMap<String, Arc<TargetPool>>>>,
 }
 
 impl Pool {
@@ -91,7 +92,7 @@ impl Pool {
                 closed: AtomicBool::new(false),
                 shared: OnceLock::new(),
                 starting: Mutex::new(()),
-                targets: RwLock::new(HashMap::new()),
+                targets: Arc::new(RwLock::new(HashMap::new())),
             }),
         })
     }
@@ -277,7 +278,11 @@ impl Pool {
             .values()
             .map(|pool| pool.stats())
             .collect();
-        PoolStats::from_targets(targets)
+        let mut stats = PoolStats::from_targets(targets);
+        stats.runtime_tasks = self.inner.shared.get().map_or(0, |shared| {
+            shared.runtime.metrics().num_alive_tasks() as u64
+        });
+        stats
     }
 
     /// Leases held longer than the leak threshold now.
@@ -398,6 +403,9 @@ impl Pool {
             return Err(Error::PoolClosed);
         }
         if let Some(pool) = self.inner.targets.read().get(text) {
+            // Touched under the map's lock: an idle target's upkeep, which checks idleness
+            // again under the write lock before it leaves, sees this use.
+            pool.touch();
             return Ok(Arc::clone(pool));
         }
         let target = Target::parse(text)?;
@@ -406,11 +414,32 @@ impl Pool {
         }
         let mut targets = self.inner.targets.write();
         let pool = targets.entry(text.to_owned()).or_insert_with(|| {
-            let pool = TargetPool::new(target, Arc::clone(shared));
+            let pool = TargetPool::new(target, Arc::clone(shared), self.leave());
             shared.runtime.spawn(Arc::clone(&pool).upkeep());
             pool
         });
+        pool.touch();
         Ok(Arc::clone(pool))
+    }
+
+    /// How an idle target takes itself out of the map. It holds the map weakly, so a target
+    /// never keeps its pool's state alive, and dropping the map there drops no runtime.
+    fn leave(&self) -> crate::target_pool::Leave {
+        let targets = Arc::downgrade(&self.inner.targets);
+        Box::new(move |target: &TargetPool| {
+            let Some(targets) = targets.upgrade() else {
+                return false;
+            };
+            let mut map = targets.write();
+            let ours = map
+                .get(target.text())
+                .is_some_and(|entry| std::ptr::eq(Arc::as_ptr(entry), target));
+            if !ours || !target.is_idle(Instant::now()) {
+                return false;
+            }
+            map.remove(target.text());
+            true
+        })
     }
 }
 
@@ -419,7 +448,7 @@ impl Drop for PoolInner {
         if let Some(shared) = self.shared.get() {
             shared.mark_closed();
         }
-        for pool in self.targets.get_mut().values() {
+        for pool in self.targets.read().values() {
             pool.close_all();
         }
         self.runtime.shutdown();

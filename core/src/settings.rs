@@ -286,6 +286,22 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "target_idle_timeout",
+        kind: SettingType::Duration,
+        unit: "",
+        summary: "A target with no call, lease or stream for this long leaves the pool: its \
+                  connections close and its upkeep stops; using it again starts it afresh.",
+        why: "30 min, gRPC's default channel idle timeout: a fleet's retired backends do not \
+              hold connections and tasks for the pool's life.",
+        off: Some("keeps every target for the pool's life"),
+        per_target: false,
+        read: |config| some_duration(config.target_idle_timeout),
+        write: |config, value| {
+            config.target_idle_timeout = optional_duration(value)?;
+            Some(())
+        },
+    },
+    Setting {
         name: "max_connection_age",
         kind: SettingType::Duration,
         unit: "",

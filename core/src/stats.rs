@@ -142,6 +142,9 @@ pub struct PoolStats {
     pub reconnects: u64,
     /// Leaks reported, over all targets.
     pub leaks_detected: u64,
+    /// Tasks alive on the pool's runtime: one upkeep task per target, one driver per
+    /// connection, and calls' and streams' own.
+    pub runtime_tasks: u64,
 }
 
 impl Counters {

@@ -56,11 +56,23 @@ pub(crate) struct TargetPool {
     retry_throttle: Option<RetryThrottle>,
     /// How calls and connections spread over the target's addresses.
     balancing: LoadBalancing,
+    /// When the target was made; `last_used_ms` counts from it.
+    created: Instant,
+    /// When the pool last looked the target up for a call, lease or stream.
+    last_used_ms: AtomicU64,
+    /// Asks the pool to drop the target from its map, if it is still idle then.
+    leave: Leave,
 }
+
+/// Called by the target's upkeep when it has been idle for `target_idle_timeout`: the pool
+/// removes it from its map if it is still idle under the map's lock (so a caller looking it up
+/// at that moment either sees it touched, or finds it gone and makes a new one); true when it
+/// was removed.
+pub(crate) type Leave = Box<dyn Fn(&TargetPool) -> bool + Send + Sync>;
 
 impl TargetPool {
     /// Makes the target's pool; its upkeep ([`TargetPool::upkeep`]) is started by the caller.
-    pub(crate) fn new(target: Target, shared: Arc<Shared>) -> Arc<TargetPool> {
+    pub(crate) fn new(target: Target, shared: Arc<Shared>, leave: Leave) -> Arc<TargetPool> {
         let config = &shared.config;
         let keepalive_ms = config.keepalive_time.map_or(0, |every| {
             u64::try_from(every.as_millis()).unwrap_or(u64::MAX)
@@ -77,6 +89,9 @@ impl TargetPool {
         Arc::new(TargetPool {
             retry_throttle,
             balancing,
+            created: Instant::now(),
+            last_used_ms: AtomicU64::new(0),
+            leave,
             addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             target,
             connections: RwLock::new(Vec::new()),
@@ -105,6 +120,29 @@ impl TargetPool {
     /// The target's counters, which calls and streams bump.
     pub(crate) fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Marks the target used now; the pool calls it on every lookup, under its map's lock.
+    pub(crate) fn touch(&self) {
+        let millis = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_used_ms.store(millis, Ordering::Relaxed);
+    }
+
+    /// Whether the target has had no call, lease, stream or waiter for `target_idle_timeout`.
+    pub(crate) fn is_idle(&self, now: Instant) -> bool {
+        let Some(timeout) = self.shared.config.target_idle_timeout else {
+            return false;
+        };
+        let last_used = self.created
+            + std::time::Duration::from_millis(self.last_used_ms.load(Ordering::Relaxed));
+        now.saturating_duration_since(last_used) >= timeout
+            && self.leases.len() == 0
+            && self.waiting.is_empty()
+            && self
+                .connections
+                .read()
+                .iter()
+                .all(|connection| connection.idle_for(now) >= timeout)
     }
 
     /// The target's retry throttle, when the service config has `retryThrottling`.

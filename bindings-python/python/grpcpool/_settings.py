@@ -32,6 +32,8 @@ class PoolSettings(TypedDict, total=False):
     """TCP keepalive idle time. 0 (or float("inf")) leaves the OS default."""
     idle_timeout: Optional[float]
     """Connections above the minimum that carry no call for this long are closed."""
+    target_idle_timeout: Optional[float]
+    """A target with no call, lease or stream for this long leaves the pool: its connections close and its upkeep stops; using it again starts it afresh. 0 (or float("inf")) keeps every target for the pool's life."""
     max_connection_age: Optional[float]
     """Connections older than this (±10% jitter) are replaced: a new one opens first, then the old one drains. 0 (or float("inf")) keeps connections for good."""
     backoff_initial: Optional[float]
@@ -81,6 +83,7 @@ SETTING_NAMES = (
     "tcp_nodelay",
     "tcp_keepalive",
     "idle_timeout",
+    "target_idle_timeout",
     "max_connection_age",
     "backoff_initial",
     "backoff_multiplier",

@@ -15,6 +15,13 @@ impl TargetPool {
     pub(crate) async fn upkeep(self: Arc<Self>) {
         while !self.shared.is_closed() {
             let next = self.maintain().await;
+            if self.is_idle(Instant::now()) && (self.leave)(&self) {
+                // Out of the pool's map: no caller can reach it any more. Its connections
+                // close and this task ends; a later use of the target starts it afresh.
+                tracing::debug!(target = %self.target.text, "idle target left the pool");
+                self.close_all();
+                return;
+            }
             let _ = self.shared.until(next, self.maintenance.notified()).await;
         }
     }
