@@ -3,12 +3,12 @@
 // native.d.ts, which napi-rs generates from the addon's Rust (scripts/gen-types.sh); this file
 // declares the JavaScript layer over them (lib/).
 
-import type { PoolOptions } from './settings';
+import type { PoolOptions, TargetOptions } from './settings';
 import type { PoolStats, TargetStats, ConnectionCounts, LeakedLease } from './native';
 import { Status, poolOptionNames, poolOptionDefaults } from './native';
 
 export { Status, poolOptionNames, poolOptionDefaults };
-export type { PoolOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease };
+export type { PoolOptions, TargetOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease };
 
 /** Request metadata: a Metadata, or key -> string (Buffer for `-bin` keys), or arrays of them. */
 export type MetadataInit = Metadata | Record<string, string | Uint8Array | Array<string | Uint8Array>>;

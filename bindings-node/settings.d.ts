@@ -59,6 +59,68 @@ export interface PoolOptions {
   tlsClientKeyPem?: string | Buffer | Uint8Array;
   /** The name checked against the server's certificate (and sent as SNI) instead of the target's host. Default unset. */
   tlsServerName?: string;
+  /** The :authority sent with every call instead of the target's host:port (a virtual host behind a proxy or load balancer). Default unset. */
+  authority?: string;
+  /** gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them. Default unset. */
+  serviceConfig?: string | Record<string, unknown>;
+  /** Settings of single targets over the pool's, by target string. */
+  targets?: Record<string, TargetOptions>;
+}
+
+/** The options one target may have of its own (`targets` of `new Pool(options)`). */
+export interface TargetOptions {
+  /** Connections kept open per target once it has been used. Default 1. */
+  minConnectionsPerTarget?: number;
+  /** Upper bound on connections per target. Default 4. */
+  maxConnectionsPerTarget?: number;
+  /** Streams in flight per connection before another connection is opened. Default 64. */
+  streamsPerConnection?: number;
+  /** Time allowed for TCP connect, TLS and the HTTP/2 handshake. Default 20000 (20s). */
+  connectTimeoutMs?: number;
+  /** Interval between HTTP/2 keepalive pings; doubled per target after a GOAWAY too_many_pings (gRPC A8). 0 sends no pings. Default 300000 (5m). */
+  keepaliveTimeMs?: number;
+  /** How long a ping may go unanswered before the connection is declared dead. Default 20000 (20s). */
+  keepaliveTimeoutMs?: number;
+  /** Whether to ping connections with no calls in flight. Default false. */
+  keepaliveWhileIdle?: boolean;
+  /** Sets TCP_NODELAY on every connection. Default true. */
+  tcpNodelay?: boolean;
+  /** TCP keepalive idle time. 0 leaves the OS default. Default 60000 (1m). */
+  tcpKeepaliveMs?: number;
+  /** Connections above the minimum that carry no call for this long are closed. Default 120000 (2m). */
+  idleTimeoutMs?: number;
+  /** Connections older than this (±10% jitter) are replaced: a new one opens first, then the old one drains. 0 keeps connections for good. Default 1800000 (30m). */
+  maxConnectionAgeMs?: number;
+  /** Delay after the first failed connection attempt. Default 1000 (1s). */
+  backoffInitialMs?: number;
+  /** Growth of the delay per failed attempt (at least 1). Default 1.6. */
+  backoffMultiplier?: number;
+  /** Random spread of each delay, as a fraction from 0 to below 1. Default 0.2. */
+  backoffJitter?: number;
+  /** Longest delay between connection attempts. Default 120000 (2m). */
+  backoffMaxMs?: number;
+  /** How long an acquire waits for a slot when the caller gives no timeout. Default 10000 (10s). */
+  acquireTimeoutMs?: number;
+  /** HTTP/2 initial stream flow-control window (65535 to 2^31-1). Default 2097152. */
+  initialStreamWindowSize?: number;
+  /** HTTP/2 initial connection flow-control window (65535 to 2^31-1). Default 8388608. */
+  initialConnectionWindowSize?: number;
+  /** Largest request message accepted; a larger one fails before it is sent. Default 4194304. */
+  maxSendMessageSize?: number;
+  /** Largest response message accepted; a larger one ends the call with RESOURCE_EXHAUSTED. Default 4194304. */
+  maxReceiveMessageSize?: number;
+  /** How often host names in targets are resolved again. Default 30000 (30s). */
+  dnsRefreshIntervalMs?: number;
+  /** PEM certificates to trust for https:// targets instead of the system roots. Default unset. */
+  tlsCaPem?: string | Buffer | Uint8Array;
+  /** PEM certificate chain presented to servers that ask for one (mTLS). Default unset. */
+  tlsClientCertPem?: string | Buffer | Uint8Array;
+  /** PEM private key of tlsClientCertPem. Default unset. */
+  tlsClientKeyPem?: string | Buffer | Uint8Array;
+  /** The name checked against the server's certificate (and sent as SNI) instead of the target's host. Default unset. */
+  tlsServerName?: string;
+  /** The :authority sent with every call instead of the target's host:port (a virtual host behind a proxy or load balancer). Default unset. */
+  authority?: string;
   /** gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them. Default unset. */
   serviceConfig?: string | Record<string, unknown>;
 }

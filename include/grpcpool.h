@@ -545,6 +545,23 @@ void grpcpool_config_free(grpcpool_config_t *config);
 grpcpool_result grpcpool_config_set(grpcpool_config_t *config, const char *name, const char *value);
 
 /**
+ * Sets a setting for calls to `target` alone (the exact target string), over the pool's own,
+ * from text as `grpcpool_config_set` takes it: one of the settings `grpcpool_settings_json`
+ * marks `per_target` (TLS material and server name, `authority`, connection counts, streams
+ * per connection, keepalive, `service_config`, ...). A setting that belongs to the pool as a
+ * whole, an unknown name or a value of the wrong form is `GRPCPOOL_INVALID_CONFIG`; the
+ * target's whole configuration is checked by `grpcpool_pool_new`, which names the target.
+ *
+ * # Safety
+ * `config` is NULL or a live config; `target`, `name` and `value` are NULL or NUL-terminated
+ * strings.
+ */
+grpcpool_result grpcpool_config_set_for_target(grpcpool_config_t *config,
+                                               const char *target,
+                                               const char *name,
+                                               const char *value);
+
+/**
  * Sets gRPC's service config (JSON, as grpc-go reads it: `methodConfig` with `timeout`,
  * `waitForReady`, `maxRequestMessageBytes`, `maxResponseMessageBytes`, `retryPolicy`, and
  * `retryThrottling`). The same as `grpcpool_config_set(config, "service_config", json)`, but

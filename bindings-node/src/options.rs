@@ -67,6 +67,10 @@ pub(crate) fn config_from(options: Option<Unknown<'_>>) -> Result<Config, Failur
     let object = Object::from_unknown(options).map_err(unreadable)?;
     // Enumerable string keys, inherited ones included: the same keys a property read sees.
     for key in Object::keys(&object).map_err(unreadable)? {
+        if key == "targets" {
+            target_options_from(&mut config, &object)?;
+            continue;
+        }
         let setting = SETTINGS
             .iter()
             .find(|setting| setting.camel_case_name() == key)
@@ -83,6 +87,46 @@ pub(crate) fn config_from(options: Option<Unknown<'_>>) -> Result<Config, Failur
         }
     }
     Ok(config)
+}
+
+/// `targets: { [target]: { option: value } }`: settings of single targets over the pool's,
+/// each option named and converted as the pool's own are.
+fn target_options_from(config: &mut Config, options: &Object<'_>) -> Result<(), Failure> {
+    let targets: Unknown<'_> = options.get_named_property("targets").map_err(unreadable)?;
+    match targets.get_type().map_err(unreadable)? {
+        ValueType::Undefined => return Ok(()),
+        ValueType::Object => {}
+        other => {
+            return Err(Failure::invalid(format!(
+                "targets must be an object of target to options, not {}",
+                describe(other)
+            )))
+        }
+    }
+    let targets = Object::from_unknown(targets).map_err(unreadable)?;
+    for target in Object::keys(&targets).map_err(unreadable)? {
+        let own: Unknown<'_> = targets.get_named_property(&target).map_err(unreadable)?;
+        if own.get_type().map_err(unreadable)? != ValueType::Object {
+            return Err(Failure::invalid(format!(
+                "targets[{target:?}] must be an object of options"
+            )));
+        }
+        let own = Object::from_unknown(own).map_err(unreadable)?;
+        for key in Object::keys(&own).map_err(unreadable)? {
+            let setting = SETTINGS
+                .iter()
+                .find(|setting| setting.camel_case_name() == key)
+                .ok_or_else(|| {
+                    Failure::invalid(format!("unknown option {key:?} for target {target:?}"))
+                })?;
+            if let Some(value) = setting_value(&own, &key, setting)? {
+                config
+                    .set_for_target(&target, setting.name, value)
+                    .map_err(Failure::from_error)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The value of option `key` for `setting`, converted by the setting's type; `None` for

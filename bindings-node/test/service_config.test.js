@@ -164,3 +164,43 @@ describe('balancing policies', () => {
     assert.deepEqual(counts.map((count, index) => count - before[index]), [100, 0, 0]);
   });
 });
+
+describe('settings of single targets', () => {
+  it('applies a target\'s own service config and keepalive, and refuses pool-wide settings', async () => {
+    const server = new grpc.Server();
+    const seen = new Map();
+    server.addService(FLAKY, {
+      call(call, callback) {
+        const id = String(call.metadata.get('x-id')[0]);
+        const previous = Number(call.metadata.get('grpc-previous-rpc-attempts')[0] ?? '0');
+        seen.set(id, [...(seen.get(id) ?? []), previous]);
+        if (previous < 1) return callback({ code: grpc.status.UNAVAILABLE, details: 'not yet' });
+        return callback(null, call.request);
+      },
+    });
+    const port = await new Promise((resolve, reject) => {
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (
+        error ? reject(error) : resolve(bound)));
+    });
+    const own = `http://127.0.0.1:${port}`;
+    const other = `http://localhost:${port}`;
+    const pool = new Pool({ targets: { [own]: { serviceConfig: POLICY, keepaliveTimeMs: 60000 } } });
+    try {
+      await pool.unary(own, METHOD, Buffer.from('own'), { timeoutMs: 5000, metadata: { 'x-id': 'n1' } });
+      await assert.rejects(
+        pool.unary(other, METHOD, Buffer.alloc(0), { timeoutMs: 5000, metadata: { 'x-id': 'n2' } }),
+        (error) => error instanceof GrpcError && error.code === Status.UNAVAILABLE,
+      );
+      assert.deepEqual(seen.get('n1'), [0, 1]);
+      assert.deepEqual(seen.get('n2'), [0]);
+      const stats = new Map(pool.stats().targets.map((entry) => [entry.target, entry]));
+      assert.equal(stats.get(own).keepaliveTimeMs, 60000);
+      assert.equal(stats.get(other).keepaliveTimeMs, 300000);
+    } finally {
+      await pool.close();
+      await new Promise((resolve) => server.tryShutdown(resolve));
+    }
+    assert.throws(() => new Pool({ targets: { [own]: { workerThreads: 2 } } }), /workerThreads|worker_threads belongs to the pool/);
+    assert.throws(() => new Pool({ targets: { [own]: { maxConnectionsPerTarget: 0 } } }), /target http:\/\/127\.0\.0\.1:\d+: max_connections_per_target/);
+  });
+});

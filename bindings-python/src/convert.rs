@@ -84,6 +84,10 @@ pub(crate) fn config_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Conf
         if value.is_none() {
             continue;
         }
+        if name == "targets" {
+            target_settings_from(&mut config, &value)?;
+            continue;
+        }
         // An unknown keyword is a TypeError, as Python reports one for any function.
         let setting = grpcpool_core::setting(&name)
             .map_err(|_| PyTypeError::new_err(format!("unknown pool setting '{name}'")))?;
@@ -91,6 +95,36 @@ pub(crate) fn config_from(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Conf
         config.set(setting.name, value).map_err(to_py_err)?;
     }
     Ok(config)
+}
+
+/// `targets={target: {setting: value}}`: settings of single targets over the pool's, each by
+/// its name in core's settings table, converted as the pool's keyword arguments are.
+fn target_settings_from(config: &mut Config, targets: &Bound<'_, PyAny>) -> PyResult<()> {
+    let targets = targets.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err("targets takes a dict of target to a dict of settings")
+    })?;
+    for (target, settings) in targets.iter() {
+        let target: String = target
+            .extract()
+            .map_err(|_| PyTypeError::new_err("targets takes target strings as keys"))?;
+        let settings = settings.cast::<PyDict>().map_err(|_| {
+            PyTypeError::new_err(format!("targets[{target:?}] takes a dict of settings"))
+        })?;
+        for (key, value) in settings.iter() {
+            let name: String = key.extract()?;
+            if value.is_none() {
+                continue;
+            }
+            let setting = grpcpool_core::setting(&name).map_err(|_| {
+                PyTypeError::new_err(format!("unknown setting '{name}' for target {target:?}"))
+            })?;
+            let value = setting_value(setting, &value)?;
+            config
+                .set_for_target(&target, setting.name, value)
+                .map_err(to_py_err)?;
+        }
+    }
+    Ok(())
 }
 
 /// A Python value as the setting's type takes it. A value of the wrong Python type is a

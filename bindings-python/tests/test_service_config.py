@@ -173,3 +173,25 @@ def test_pick_first_sends_every_call_to_the_first_address(three_servers: Tuple[s
         for _ in range(100):
             pool.unary(target, METHOD, b"x", timeout=5)
     assert [service.calls for service in services] == [100, 0, 0]
+
+
+def test_a_target_has_settings_of_its_own(flaky: Tuple[str, Flaky]) -> None:
+    target, service = flaky
+    # The same server under a second name keeps the pool's settings: no retry policy.
+    other = target.replace("127.0.0.1", "localhost")
+    with grpcpool.Pool(targets={target: {"service_config": POLICY, "keepalive_time": 60.0}}) as pool:
+        assert pool.unary(target, METHOD, b"own", timeout=5, metadata=(("x-id", "t1"), ("x-fail", "1"))) == b"own"
+        with pytest.raises(grpcpool.RpcError) as refused:
+            pool.unary(other, METHOD, b"", timeout=5, metadata=(("x-id", "t2"), ("x-fail", "1")))
+        assert refused.value.code() is grpcpool.StatusCode.UNAVAILABLE
+        stats = {entry["target"]: entry for entry in pool.stats()["targets"]}
+        assert stats[target]["keepalive_time_ms"] == 60_000
+        assert stats[other]["keepalive_time_ms"] == 300_000
+    assert service.attempts["t1"] == [0, 1] and service.attempts["t2"] == [0]
+
+
+def test_pool_wide_settings_cannot_be_set_per_target() -> None:
+    with pytest.raises(ValueError, match="worker_threads belongs to the pool"):
+        grpcpool.Pool(targets={"http://127.0.0.1:1": {"worker_threads": 2}})
+    with pytest.raises(ValueError, match="target http://127.0.0.1:1: max_connections_per_target"):
+        grpcpool.Pool(targets={"http://127.0.0.1:1": {"max_connections_per_target": 0}})

@@ -46,7 +46,9 @@ def test_the_table_is_complete_and_typed() -> None:
     assert list(SETTING_NAMES) == NAMES
     # The conveniences add to the settings, never replace one.
     extra = set(grpcpool.PoolOptions.__annotations__) - set(NAMES)
-    assert extra == {"tls_ca_file", "tls_client_cert", "tls_client_key"}
+    assert extra == {"tls_ca_file", "tls_client_cert", "tls_client_key", "targets"}
+    # A target's own settings are the table's per-target ones.
+    assert set(grpcpool.TargetSettings.__annotations__) == {row[0] for row in TABLE if row[3]}
     for name, kind, off, per_target, default in TABLE:
         assert isinstance(per_target, bool)
         assert off is None or (kind == "duration" and isinstance(off, str)), name

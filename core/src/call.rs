@@ -192,7 +192,7 @@ pub(crate) async fn reacquire(
     call: &PreparedCall,
 ) -> Result<Arc<Connection>, Response> {
     let pool = slot.pool();
-    let wait = call.acquire_wait(&pool.shared().config);
+    let wait = call.acquire_wait(pool.config());
     match pool.acquire(wait, call.wait_for_ready()).await {
         Ok(connection) => {
             slot.take(Arc::clone(&connection));

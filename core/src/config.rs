@@ -96,6 +96,12 @@ pub struct Config {
     /// pool is made): per-method timeouts, wait-for-ready, message limits and retry policies,
     /// and retry throttling. Default unset: no per-method policy, only transparent retries.
     pub service_config: Option<String>,
+    /// The `:authority` sent with every call instead of the target's `host:port`. Default
+    /// unset. Usually set for one target ([`Config::set_for_target`]).
+    pub authority: Option<String>,
+    /// Settings of single targets over the pool's ([`Config::set_for_target`]).
+    pub(crate) target_settings:
+        std::collections::BTreeMap<String, Vec<(&'static str, crate::SettingValue)>>,
 }
 
 impl Default for Config {
@@ -125,6 +131,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             resolver: Resolver::system(),
             service_config: None,
+            authority: None,
+            target_settings: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -205,6 +213,11 @@ impl Config {
         }
         if self.max_send_message_size == 0 || self.max_receive_message_size == 0 {
             return fail("message size limits must be above zero");
+        }
+        if let Some(authority) = &self.authority {
+            if authority.parse::<http::uri::Authority>().is_err() {
+                return fail(&format!("authority {authority:?} is not a host[:port]"));
+            }
         }
         self.backoff.validate()
     }

@@ -68,7 +68,13 @@ impl Lease {
         request: impl Into<Bytes>,
         options: CallOptions,
     ) -> Result<Response, Error> {
-        let call = PreparedCall::on_lease(self.pool().shared(), method, request.into(), options)?;
+        let call = PreparedCall::configured(
+            self.pool().config(),
+            self.pool().service_config(),
+            method,
+            request.into(),
+            options,
+        )?;
         Ok(self.call(call).await)
     }
 

@@ -21,7 +21,7 @@ use crate::service_config::ServiceConfig;
 use crate::shared::Shared;
 use crate::stats::{Counters, PoolStats};
 use crate::target::{Security, Target};
-use crate::target_pool::TargetPool;
+use crate::target_pool::{TargetPool, TargetSettings};
 use crate::transport::Dialer;
 use crate::{Config, Error, Lease, Stream};
 
@@ -57,6 +57,8 @@ struct PoolInner {
     config: Arc<Config>,
     /// `config.service_config`, parsed when the pool was made.
     service_config: Option<Arc<ServiceConfig>>,
+    /// The targets with settings of their own, checked when the pool was made.
+    per_target: HashMap<String, TargetSettings>,
     runtime: LazyRuntime,
     /// Set by [`Pool::close`]: no new acquire, call or stream from then on.
     closed: AtomicBool,
@@ -70,24 +72,36 @@ struct PoolInner {
 impl Pool {
     /// Makes a pool. No thread or connection starts until the first acquire.
     pub fn new(config: Config) -> Result<Pool, Error> {
-        config.validate()?;
-        let tls = &config.tls;
-        if tls.ca_pem.is_some() || tls.client_cert_pem.is_some() || tls.client_key_pem.is_some() {
-            // Report bad TLS material now, not at the first https call.
-            crate::tls::client_config(tls)?;
+        let service_config = checked(&config)?;
+        // Each target with settings of its own is checked whole now, not at its first call.
+        let mut per_target = HashMap::new();
+        for target in config.targets_with_settings() {
+            let in_target = |error: Error| match error {
+                Error::InvalidConfig(message) => {
+                    Error::InvalidConfig(format!("target {target}: {message}"))
+                }
+                other => other,
+            };
+            let Some(own) = config.for_target(target) else {
+                continue;
+            };
+            let own = own.map_err(in_target)?;
+            let own_service_config = checked(&own).map_err(in_target)?;
+            per_target.insert(
+                target.to_owned(),
+                TargetSettings {
+                    config: Arc::new(own),
+                    service_config: own_service_config,
+                    own: true,
+                },
+            );
         }
-        if let Some(name) = &tls.server_name_override {
-            crate::tls::server_name(tls, name)?;
-        }
-        let service_config = match &config.service_config {
-            Some(json) => Some(Arc::new(ServiceConfig::parse(json)?)),
-            None => None,
-        };
         let runtime = LazyRuntime::new(config.effective_worker_threads());
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 config: Arc::new(config),
                 service_config,
+                per_target,
                 runtime,
                 closed: AtomicBool::new(false),
                 shared: OnceLock::new(),
@@ -127,9 +141,11 @@ impl Pool {
             None => AcquireSite::Code(Location::caller()),
         };
         let target_pool = self.target_pool(target);
-        let timeout = options.timeout.unwrap_or(self.inner.config.acquire_timeout);
         async move {
             let target_pool = target_pool?;
+            let timeout = options
+                .timeout
+                .unwrap_or(target_pool.config().acquire_timeout);
             let connection = target_pool.acquire(timeout, options.wait_for_ready).await?;
             Ok(Lease::new(target_pool, connection, site))
         }
@@ -183,12 +199,15 @@ impl Pool {
     pub fn unary_prepared(
         &self,
         target: &str,
-        call: PreparedCall,
+        mut call: PreparedCall,
     ) -> Result<impl Future<Output = Result<Response, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
         let target_pool = self.target_pool(target)?;
-        let timeout = call.acquire_wait(&self.inner.config);
-        let config = Arc::clone(&self.inner.config);
+        if target_pool.has_own_settings() {
+            call.retarget(target_pool.config(), target_pool.service_config())?;
+        }
+        let config = Arc::clone(target_pool.config());
+        let timeout = call.acquire_wait(&config);
         Ok(async move {
             let mut retries = Retries::new(call.retry_policy());
             let mut timeout = timeout;
@@ -258,11 +277,14 @@ impl Pool {
     pub fn open_stream_prepared(
         &self,
         target: &str,
-        call: PreparedCall,
+        mut call: PreparedCall,
     ) -> Result<impl Future<Output = Result<Stream, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
         let target_pool = self.target_pool(target)?;
-        let timeout = call.acquire_wait(&self.inner.config);
+        if target_pool.has_own_settings() {
+            call.retarget(target_pool.config(), target_pool.service_config())?;
+        }
+        let timeout = call.acquire_wait(target_pool.config());
         Ok(async move {
             let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
             Arc::new(Lease::new(target_pool, connection, site)).open_stream_prepared(call)
@@ -414,7 +436,17 @@ impl Pool {
         }
         let mut targets = self.inner.targets.write();
         let pool = targets.entry(text.to_owned()).or_insert_with(|| {
-            let pool = TargetPool::new(target, Arc::clone(shared), self.leave());
+            let settings =
+                self.inner
+                    .per_target
+                    .get(text)
+                    .cloned()
+                    .unwrap_or_else(|| TargetSettings {
+                        config: Arc::clone(&shared.config),
+                        service_config: shared.service_config.clone(),
+                        own: false,
+                    });
+            let pool = TargetPool::new(target, Arc::clone(shared), settings, self.leave());
             shared.runtime.spawn(Arc::clone(&pool).upkeep());
             pool
         });
@@ -460,5 +492,23 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("targets", &self.inner.targets.read().len())
             .finish()
+    }
+}
+
+/// Checks a configuration whole (ranges, TLS material, the service config) and returns its
+/// parsed service config.
+fn checked(config: &Config) -> Result<Option<Arc<ServiceConfig>>, Error> {
+    config.validate()?;
+    let tls = &config.tls;
+    if tls.ca_pem.is_some() || tls.client_cert_pem.is_some() || tls.client_key_pem.is_some() {
+        // Report bad TLS material now, not at the first https call.
+        crate::tls::client_config(tls)?;
+    }
+    if let Some(name) = &tls.server_name_override {
+        crate::tls::server_name(tls, name)?;
+    }
+    match &config.service_config {
+        Some(json) => Ok(Some(Arc::new(ServiceConfig::parse(json)?))),
+        None => Ok(None),
     }
 }

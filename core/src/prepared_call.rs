@@ -27,6 +27,9 @@ pub struct PreparedCall {
     pub(crate) request: Bytes,
     deadline: Option<Instant>,
     wait_for_ready: bool,
+    /// The caller's own deadline and wait-for-ready, before a method config's.
+    caller_deadline: Option<Instant>,
+    caller_wait_for_ready: bool,
     compression: Option<Compression>,
     /// The request and response limits: the pool's, or the method config's when smaller.
     pub(crate) max_send: usize,
@@ -55,6 +58,8 @@ impl PreparedCall {
             request,
             deadline: options.deadline,
             wait_for_ready: options.wait_for_ready,
+            caller_deadline: options.deadline,
+            caller_wait_for_ready: options.wait_for_ready,
             compression: options.compression,
             max_send: config.max_send_message_size,
             max_receive: config.max_receive_message_size,
@@ -72,20 +77,32 @@ impl PreparedCall {
         Ok(call)
     }
 
-    /// A call on a lease of the pool `shared` belongs to, under its settings and service config.
-    pub(crate) fn on_lease(
-        shared: &crate::shared::Shared,
-        method: &str,
-        request: Bytes,
-        options: CallOptions,
-    ) -> Result<PreparedCall, Error> {
-        PreparedCall::configured(
-            &shared.config,
-            shared.service_config.as_deref(),
-            method,
-            request,
-            options,
-        )
+    /// Checks the call again under a target's own settings and service config (a target with
+    /// settings of its own): the caller's deadline and wait-for-ready with that target's
+    /// method config over them, and its message limits.
+    pub(crate) fn retarget(
+        &mut self,
+        config: &Config,
+        service_config: Option<&ServiceConfig>,
+    ) -> Result<(), Error> {
+        self.deadline = self.caller_deadline;
+        self.wait_for_ready = self.caller_wait_for_ready;
+        self.max_send = config.max_send_message_size;
+        self.max_receive = config.max_receive_message_size;
+        self.retry_policy = None;
+        if let Some(method_config) =
+            service_config.and_then(|service| service.method(self.path.as_str()))
+        {
+            let method_config = Arc::clone(method_config);
+            self.apply(&method_config);
+        }
+        if self.request.len() > self.max_send {
+            return Err(Error::MessageTooLarge {
+                size: self.request.len(),
+                limit: self.max_send,
+            });
+        }
+        Ok(())
     }
 
     fn apply(&mut self, method_config: &Arc<MethodConfig>) {

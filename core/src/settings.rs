@@ -561,6 +561,21 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "authority",
+        kind: SettingType::Text,
+        unit: "",
+        summary: "The :authority sent with every call instead of the target's host:port (a \
+                  virtual host behind a proxy or load balancer).",
+        why: "unset: the target's host:port, as gRPC sends it.",
+        off: None,
+        per_target: true,
+        read: |config| config.authority.clone().map(SettingValue::Text),
+        write: |config, value| {
+            config.authority = Some(text(value)?);
+            Some(())
+        },
+    },
+    Setting {
         name: "service_config",
         kind: SettingType::Json,
         unit: "",
@@ -711,6 +726,59 @@ impl Config {
         let setting = setting(name)?;
         let value = setting.parse(text)?;
         setting.apply(self, value)
+    }
+
+    /// Sets the setting called `name` for calls to `target` alone (the exact target string),
+    /// over the pool's own value: one of the settings marked [`Setting::per_target`]. The
+    /// value's type is checked now; the target's whole configuration when the pool is made.
+    pub fn set_for_target(
+        &mut self,
+        target: &str,
+        name: &str,
+        value: SettingValue,
+    ) -> Result<(), Error> {
+        let setting = setting(name)?;
+        if !setting.per_target {
+            return Err(Error::InvalidConfig(format!(
+                "{name} belongs to the pool as a whole and cannot be set per target"
+            )));
+        }
+        // The type, checked on a scratch copy: the override is applied when the pool is made.
+        setting.apply(&mut Config::default(), value.clone())?;
+        let overrides = self.target_settings.entry(target.to_owned()).or_default();
+        overrides.retain(|(existing, _)| *existing != setting.name);
+        overrides.push((setting.name, value));
+        Ok(())
+    }
+
+    /// [`Config::set_for_target`] from text, as [`Setting::parse`] reads it.
+    pub fn set_text_for_target(
+        &mut self,
+        target: &str,
+        name: &str,
+        text: &str,
+    ) -> Result<(), Error> {
+        let value = setting(name)?.parse(text)?;
+        self.set_for_target(target, name, value)
+    }
+
+    /// The targets with settings of their own.
+    pub fn targets_with_settings(&self) -> impl Iterator<Item = &str> {
+        self.target_settings.keys().map(String::as_str)
+    }
+
+    /// The configuration calls to `target` run under: the pool's, with the target's own
+    /// settings over it; `None` when the target has none.
+    pub fn for_target(&self, target: &str) -> Option<Result<Config, Error>> {
+        let overrides = self.target_settings.get(target)?;
+        let mut config = self.clone();
+        config.target_settings.clear();
+        for (name, value) in overrides {
+            if let Err(error) = config.set(name, value.clone()) {
+                return Some(Err(error));
+            }
+        }
+        Some(Ok(config))
     }
 }
 

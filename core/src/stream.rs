@@ -74,7 +74,13 @@ impl Lease {
         method: &str,
         options: CallOptions,
     ) -> Result<Stream, Error> {
-        let call = PreparedCall::on_lease(self.pool().shared(), method, Bytes::new(), options)?;
+        let call = PreparedCall::configured(
+            self.pool().config(),
+            self.pool().service_config(),
+            method,
+            Bytes::new(),
+            options,
+        )?;
         self.open_stream_prepared(call)
     }
 

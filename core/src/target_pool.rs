@@ -10,14 +10,16 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 
 use crate::address_book::AddressBook;
+use crate::config::Config;
 use crate::connection::Connection;
 use crate::leases::LeaseRegister;
 use crate::reachability::Reachability;
 use crate::retry::RetryThrottle;
-use crate::service_config::LoadBalancing;
+use crate::service_config::{LoadBalancing, ServiceConfig};
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
 use crate::target::Target;
+use crate::transport::Dialer;
 use crate::wait_queue::{Grant, WaitQueue};
 use crate::Error;
 
@@ -62,6 +64,22 @@ pub(crate) struct TargetPool {
     last_used_ms: AtomicU64,
     /// Asks the pool to drop the target from its map, if it is still idle then.
     leave: Leave,
+    /// The settings calls to this target run under.
+    config: Arc<Config>,
+    /// The service config calls to this target run under.
+    service_config: Option<Arc<ServiceConfig>>,
+    /// A dialer of its own when the target has settings of its own (its TLS may differ).
+    dialer: Option<Dialer>,
+}
+
+/// What a target runs under: the pool's settings and service config, or its own where it has
+/// settings of its own.
+#[derive(Clone)]
+pub(crate) struct TargetSettings {
+    pub(crate) config: Arc<Config>,
+    pub(crate) service_config: Option<Arc<ServiceConfig>>,
+    /// Whether these are the target's own (it then dials with a TLS setup of its own).
+    pub(crate) own: bool,
 }
 
 /// Called by the target's upkeep when it has been idle for `target_idle_timeout`: the pool
@@ -72,27 +90,46 @@ pub(crate) type Leave = Box<dyn Fn(&TargetPool) -> bool + Send + Sync>;
 
 impl TargetPool {
     /// Makes the target's pool; its upkeep ([`TargetPool::upkeep`]) is started by the caller.
-    pub(crate) fn new(target: Target, shared: Arc<Shared>, leave: Leave) -> Arc<TargetPool> {
-        let config = &shared.config;
+    pub(crate) fn new(
+        mut target: Target,
+        shared: Arc<Shared>,
+        settings: TargetSettings,
+        leave: Leave,
+    ) -> Arc<TargetPool> {
+        let TargetSettings {
+            config,
+            service_config,
+            own,
+        } = settings;
+        if let Some(authority) = config
+            .authority
+            .as_deref()
+            .and_then(|authority| authority.parse().ok())
+        {
+            // Checked when the pool was made.
+            target.authority = authority;
+        }
         let keepalive_ms = config.keepalive_time.map_or(0, |every| {
             u64::try_from(every.as_millis()).unwrap_or(u64::MAX)
         });
-        let retry_throttle = shared
-            .service_config
+        let retry_throttle = service_config
             .as_ref()
             .and_then(|service| service.retry_throttling())
             .map(RetryThrottle::new);
-        let balancing = shared
-            .service_config
+        let balancing = service_config
             .as_ref()
             .map_or(LoadBalancing::default(), |service| service.load_balancing());
+        let dialer = own.then(|| Dialer::new(Arc::clone(&config)));
         Arc::new(TargetPool {
+            addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
+            config,
+            service_config,
+            dialer,
             retry_throttle,
             balancing,
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             leave,
-            addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             target,
             connections: RwLock::new(Vec::new()),
             dials_in_flight: AtomicUsize::new(0),
@@ -110,6 +147,27 @@ impl TargetPool {
     /// The target as given (the key of its pool).
     pub(crate) fn text(&self) -> &str {
         &self.target.text
+    }
+
+    /// The settings calls to this target run under (the pool's, or the target's own).
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The service config calls to this target run under.
+    pub(crate) fn service_config(&self) -> Option<&ServiceConfig> {
+        self.service_config.as_deref()
+    }
+
+    /// Whether the target has settings of its own (calls prepared under the pool's are then
+    /// checked again under the target's).
+    pub(crate) fn has_own_settings(&self) -> bool {
+        self.dialer.is_some()
+    }
+
+    /// The dialer of this target: its own, or the pool's.
+    pub(crate) fn dialer(&self) -> &Dialer {
+        self.dialer.as_ref().unwrap_or(&self.shared.dialer)
     }
 
     /// What every target of the pool shares: settings, dialer, runtime.
@@ -130,7 +188,7 @@ impl TargetPool {
 
     /// Whether the target has had no call, lease, stream or waiter for `target_idle_timeout`.
     pub(crate) fn is_idle(&self, now: Instant) -> bool {
-        let Some(timeout) = self.shared.config.target_idle_timeout else {
+        let Some(timeout) = self.config.target_idle_timeout else {
             return false;
         };
         let last_used = self.created
@@ -276,7 +334,7 @@ impl TargetPool {
     /// one with the lowest streams-in-flight / stream-limit) and reserves the slot; asks for
     /// another connection when every ready one is then at the threshold.
     fn try_reserve(self: &Arc<Self>) -> Option<Arc<Connection>> {
-        let threshold = self.shared.config.streams_per_connection;
+        let threshold = self.config.streams_per_connection;
         let connections = self.connections.read();
         let mut picked = None;
         for _attempt in 0..4 {

@@ -105,7 +105,10 @@ async fn two_thousand_idle_targets_leave_the_pool_and_come_back_afresh() {
         busy.runtime_tasks >= 2 * TARGETS as u64,
         "an upkeep task and a driver each"
     );
-    assert!(busy_fds >= 2 * TARGETS, "both ends of every connection are open");
+    assert!(
+        busy_fds >= 2 * TARGETS,
+        "both ends of every connection are open"
+    );
 
     // Five seconds past the last use (and an upkeep tick) later, every target has left.
     assert!(eventually(Duration::from_secs(20), || pool.stats().targets.is_empty()).await);

@@ -79,6 +79,34 @@ pub unsafe extern "C" fn grpcpool_config_set(
     })
 }
 
+/// Sets a setting for calls to `target` alone (the exact target string), over the pool's own,
+/// from text as `grpcpool_config_set` takes it: one of the settings `grpcpool_settings_json`
+/// marks `per_target` (TLS material and server name, `authority`, connection counts, streams
+/// per connection, keepalive, `service_config`, ...). A setting that belongs to the pool as a
+/// whole, an unknown name or a value of the wrong form is `GRPCPOOL_INVALID_CONFIG`; the
+/// target's whole configuration is checked by `grpcpool_pool_new`, which names the target.
+///
+/// # Safety
+/// `config` is NULL or a live config; `target`, `name` and `value` are NULL or NUL-terminated
+/// strings.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_config_set_for_target(
+    config: *mut grpcpool_config_t,
+    target: *const c_char,
+    name: *const c_char,
+    value: *const c_char,
+) -> grpcpool_result {
+    with_config(config, |config| {
+        // SAFETY: per the function's contract.
+        let target = unsafe { args::text(target, "target")? };
+        // SAFETY: per the function's contract.
+        let name = unsafe { args::text(name, "name")? };
+        // SAFETY: per the function's contract.
+        let value = unsafe { args::text(value, "value")? };
+        Ok(config.set_text_for_target(target, name, value)?)
+    })
+}
+
 /// Sets gRPC's service config (JSON, as grpc-go reads it: `methodConfig` with `timeout`,
 /// `waitForReady`, `maxRequestMessageBytes`, `maxResponseMessageBytes`, `retryPolicy`, and
 /// `retryThrottling`). The same as `grpcpool_config_set(config, "service_config", json)`, but

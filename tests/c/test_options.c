@@ -259,11 +259,53 @@ static void check_balancing(const char *three) {
   grpcpool_config_free(config);
 }
 
+static void check_per_target(const char *target) {
+  check_section("settings of single targets: a target's own retry policy; pool-wide settings refused");
+  grpcpool_config_t *config = grpcpool_config_new();
+  CHECK_RC(grpcpool_config_set_for_target(config, target, "worker_threads", "2"), GRPCPOOL_INVALID_CONFIG);
+  CHECK_RC(grpcpool_config_set_for_target(config, target, "keepalive_time", "soon"), GRPCPOOL_INVALID_CONFIG);
+  CHECK_RC(grpcpool_config_set_for_target(NULL, target, "keepalive_time", "1m"), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_config_set_for_target(
+               config, target, "service_config",
+               "{\"methodConfig\": [{\"name\": [{}], \"retryPolicy\": {\"maxAttempts\": 2, "
+               "\"initialBackoff\": \"0.01s\", \"maxBackoff\": \"0.01s\", \"backoffMultiplier\": 1, "
+               "\"retryableStatusCodes\": [\"UNAVAILABLE\"]}}]}"),
+           GRPCPOOL_OK);
+  grpcpool_pool_t *pool = NULL;
+  CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
+  grpcpool_call_options_t *options = grpcpool_call_options_new();
+  CHECK_RC(grpcpool_call_options_set_timeout_ms(options, 5000), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_call_options_add_metadata(options, "x-status-code", (const uint8_t *)"14", 2), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_call_options_add_metadata(options, "x-fail-attempts", (const uint8_t *)"1", 1), GRPCPOOL_OK);
+  grpcpool_response_t *response = NULL;
+  CHECK_RC(grpcpool_unary_with(pool, target, ECHO, (const uint8_t *)"t", 1, options, &response), GRPCPOOL_OK);
+  CHECK(response != NULL && grpcpool_response_code(response) == 0, "the target's own retry policy: code %d",
+        response ? grpcpool_response_code(response) : -1);
+  grpcpool_response_free(response);
+  /* The same server by another name keeps the pool's settings: no retry. */
+  char other[128];
+  const char *port = strrchr(target, ':');
+  snprintf(other, sizeof other, "http://localhost%s", port ? port : ":1");
+  CHECK_RC(grpcpool_unary_with(pool, other, ECHO, (const uint8_t *)"t", 1, options, &response), GRPCPOOL_OK);
+  CHECK(response != NULL && grpcpool_response_code(response) == 14, "elsewhere no retry: code %d",
+        response ? grpcpool_response_code(response) : -1);
+  grpcpool_response_free(response);
+  grpcpool_call_options_free(options);
+  grpcpool_pool_free(pool);
+  CHECK_RC(grpcpool_config_set_for_target(config, target, "max_connections_per_target", "0"), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_INVALID_CONFIG);
+  const char *message = grpcpool_last_error();
+  CHECK(message != NULL && strstr(message, "max_connections_per_target") != NULL && strstr(message, target) != NULL,
+        "the target is named: %s", message ? message : "(null)");
+  grpcpool_config_free(config);
+}
+
 int main(void) {
   const char *target = check_env("GRPCPOOL_TEST_TARGET");
   check_settings_by_name(target);
   check_call_options(target);
   check_service_config(target);
+  check_per_target(target);
   check_balancing(check_env("GRPCPOOL_TEST_THREE_TARGET"));
   return check_summary("test_options");
 }

@@ -61,6 +61,10 @@ pub const PUSHBACK_KEY: &str = "x-pushback-ms";
 /// Response header carrying the `grpc-previous-rpc-attempts` the request arrived with.
 pub const RECEIVED_PREVIOUS_ATTEMPTS_KEY: &str = "x-received-previous-attempts";
 
+/// Response header carrying the `:authority` the request arrived with (an `x-echo-` key, so
+/// every method's echo returns it).
+pub const RECEIVED_AUTHORITY_KEY: &str = "x-echo-received-authority";
+
 /// Response header carrying the `grpc-timeout` the request arrived with, if any.
 pub const RECEIVED_TIMEOUT_KEY: &str = "x-received-grpc-timeout";
 
@@ -122,8 +126,19 @@ where
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
 
-    fn call(&self, request: http::Request<B>) -> Self::Future {
+    fn call(&self, mut request: http::Request<B>) -> Self::Future {
         let handler = self.handler.clone();
+        // The :authority the call came with, as request metadata the echo copies into its
+        // response headers (every `x-echo-*` entry is).
+        let authority = request
+            .uri()
+            .authority()
+            .and_then(|authority| http::HeaderValue::from_str(authority.as_str()).ok());
+        if let Some(authority) = authority {
+            request
+                .headers_mut()
+                .insert(RECEIVED_AUTHORITY_KEY, authority);
+        }
         Box::pin(async move {
             let mut grpc = Grpc::new(BytesCodec)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -14,7 +14,7 @@ from ._channel import Channel
 from ._errors import BusyError, LeaseReleasedError, PoolClosedError, RpcError, StreamClosedError
 from ._pool import Lease, Pool, PoolOptions
 from ._response import Request, Response
-from ._settings import PoolSettings
+from ._settings import PoolSettings, TargetSettings
 from ._status import StatusCode
 from ._stream import Stream
 from ._types import Decoder, Message, Metadata, MetadataTuple, MetadataValue
@@ -37,6 +37,7 @@ __all__ = [
     "PoolClosedError",
     "PoolOptions",
     "PoolSettings",
+    "TargetSettings",
     "Request",
     "Response",
     "RpcError",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple, Type, Ty
 
 from . import _native
 from ._response import Request, Response, encode_request, response_body, status_error
-from ._settings import PoolSettings
+from ._settings import PoolSettings, TargetSettings
 from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
 from ._types import Decoder, Metadata, PathLike
 
@@ -35,6 +35,9 @@ class PoolOptions(PoolSettings, total=False):
     """The client certificate chain (mTLS): PEM bytes, or a PEM file's path."""
     tls_client_key: Union[bytes, PathLike, None]
     """The client certificate's key: PEM bytes, or a PEM file's path."""
+    targets: Optional[Dict[str, TargetSettings]]
+    """Settings of single targets over the pool's, by target string (per-target settings
+    only: TLS material, authority, connection counts, keepalive, service config, ...)."""
 
 
 #: The file conveniences, each with the setting it fills.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, TypedDict, Union
 
-__all__ = ["PoolSettings", "SETTING_NAMES"]
+__all__ = ["PoolSettings", "TargetSettings", "SETTING_NAMES"]
 
 
 class PoolSettings(TypedDict, total=False):
@@ -68,6 +68,67 @@ class PoolSettings(TypedDict, total=False):
     """PEM private key of tls_client_cert_pem."""
     tls_server_name: Optional[str]
     """The name checked against the server's certificate (and sent as SNI) instead of the target's host."""
+    authority: Optional[str]
+    """The :authority sent with every call instead of the target's host:port (a virtual host behind a proxy or load balancer)."""
+    service_config: Union[str, Dict[str, Any], None]
+    """gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them."""
+
+
+class TargetSettings(TypedDict, total=False):
+    """The settings one target may have of its own (``Pool(targets={target: {...}})``), over the pool's."""
+
+    min_connections_per_target: Optional[int]
+    """Connections kept open per target once it has been used."""
+    max_connections_per_target: Optional[int]
+    """Upper bound on connections per target."""
+    streams_per_connection: Optional[int]
+    """Streams in flight per connection before another connection is opened."""
+    connect_timeout: Optional[float]
+    """Time allowed for TCP connect, TLS and the HTTP/2 handshake."""
+    keepalive_time: Optional[float]
+    """Interval between HTTP/2 keepalive pings; doubled per target after a GOAWAY too_many_pings (gRPC A8). 0 (or float("inf")) sends no pings."""
+    keepalive_timeout: Optional[float]
+    """How long a ping may go unanswered before the connection is declared dead."""
+    keepalive_while_idle: Optional[bool]
+    """Whether to ping connections with no calls in flight."""
+    tcp_nodelay: Optional[bool]
+    """Sets TCP_NODELAY on every connection."""
+    tcp_keepalive: Optional[float]
+    """TCP keepalive idle time. 0 (or float("inf")) leaves the OS default."""
+    idle_timeout: Optional[float]
+    """Connections above the minimum that carry no call for this long are closed."""
+    max_connection_age: Optional[float]
+    """Connections older than this (±10% jitter) are replaced: a new one opens first, then the old one drains. 0 (or float("inf")) keeps connections for good."""
+    backoff_initial: Optional[float]
+    """Delay after the first failed connection attempt."""
+    backoff_multiplier: Optional[float]
+    """Growth of the delay per failed attempt (at least 1)."""
+    backoff_jitter: Optional[float]
+    """Random spread of each delay, as a fraction from 0 to below 1."""
+    backoff_max: Optional[float]
+    """Longest delay between connection attempts."""
+    acquire_timeout: Optional[float]
+    """How long an acquire waits for a slot when the caller gives no timeout."""
+    initial_stream_window_size: Optional[int]
+    """HTTP/2 initial stream flow-control window (65535 to 2^31-1)."""
+    initial_connection_window_size: Optional[int]
+    """HTTP/2 initial connection flow-control window (65535 to 2^31-1)."""
+    max_send_message_size: Optional[int]
+    """Largest request message accepted; a larger one fails before it is sent."""
+    max_receive_message_size: Optional[int]
+    """Largest response message accepted; a larger one ends the call with RESOURCE_EXHAUSTED."""
+    dns_refresh_interval: Optional[float]
+    """How often host names in targets are resolved again."""
+    tls_ca_pem: Union[bytes, str, None]
+    """PEM certificates to trust for https:// targets instead of the system roots."""
+    tls_client_cert_pem: Union[bytes, str, None]
+    """PEM certificate chain presented to servers that ask for one (mTLS)."""
+    tls_client_key_pem: Union[bytes, str, None]
+    """PEM private key of tls_client_cert_pem."""
+    tls_server_name: Optional[str]
+    """The name checked against the server's certificate (and sent as SNI) instead of the target's host."""
+    authority: Optional[str]
+    """The :authority sent with every call instead of the target's host:port (a virtual host behind a proxy or load balancer)."""
     service_config: Union[str, Dict[str, Any], None]
     """gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them."""
 
@@ -101,5 +162,6 @@ SETTING_NAMES = (
     "tls_client_cert_pem",
     "tls_client_key_pem",
     "tls_server_name",
+    "authority",
     "service_config",
 )

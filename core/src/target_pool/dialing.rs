@@ -137,8 +137,8 @@ impl TargetPool {
 
     /// Dials one address and starts the connection's driver.
     async fn connect_to(self: &Arc<Self>, address: Address) -> Result<Arc<Connection>, String> {
-        let config = Arc::clone(&self.shared.config);
-        match self.shared.dialer.dial(&self.target, &address).await {
+        let config = Arc::clone(&self.config);
+        match self.dialer().dial(&self.target, &address).await {
             Ok((send, io)) => {
                 self.addresses.lock().succeeded(&address);
                 let channel = H2Channel {
@@ -206,7 +206,7 @@ impl TargetPool {
 
     /// Looks the target's names up again and records the result.
     pub(crate) async fn refresh_addresses(&self) {
-        let result = self.target.resolve(&self.shared.config.resolver).await;
+        let result = self.target.resolve(&self.config.resolver).await;
         let mut book = self.addresses.lock();
         match result {
             Ok(addresses) => {

@@ -28,7 +28,7 @@ impl TargetPool {
 
     /// One round of upkeep; returns when the next round is due at the latest.
     async fn maintain(self: &Arc<Self>) -> Instant {
-        let config = Arc::clone(&self.shared.config);
+        let config = Arc::clone(&self.config);
         let dns_every = config.dns_refresh_interval;
         if self.target.needs_resolution()
             && self

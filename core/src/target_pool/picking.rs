@@ -49,7 +49,7 @@ impl TargetPool {
     /// The most connections the target may have: for policies that keep a connection to
     /// every address, at least one per address.
     pub(super) fn max_connections(&self) -> usize {
-        let configured = self.shared.config.max_connections_per_target;
+        let configured = self.config.max_connections_per_target;
         if self.covers_every_address() {
             configured.max(self.addresses.lock().len())
         } else {
