@@ -47,6 +47,10 @@ export interface PoolOptions {
   maxSendMessageSize?: number;
   /** Largest response message accepted; a larger one ends the call with RESOURCE_EXHAUSTED. Default 4194304. */
   maxReceiveMessageSize?: number;
+  /** Request bytes a call keeps for another attempt (configured and transparent retries); a call that sends more is committed to its attempt. Default 262144. */
+  perCallRetryBufferSize?: number;
+  /** Request bytes all the pool's streams keep for other attempts together; a stream that would pass it is committed to its attempt. Default 16777216. */
+  retryBufferSize?: number;
   /** How often host names in targets are resolved again. Default 30000 (30s). */
   dnsRefreshIntervalMs?: number;
   /** Worker threads of the pool's internal runtime; 0 means one per core, at most 4. Default 0. */
@@ -109,6 +113,8 @@ export interface TargetOptions {
   maxSendMessageSize?: number;
   /** Largest response message accepted; a larger one ends the call with RESOURCE_EXHAUSTED. Default 4194304. */
   maxReceiveMessageSize?: number;
+  /** Request bytes a call keeps for another attempt (configured and transparent retries); a call that sends more is committed to its attempt. Default 262144. */
+  perCallRetryBufferSize?: number;
   /** How often host names in targets are resolved again. Default 30000 (30s). */
   dnsRefreshIntervalMs?: number;
   /** PEM certificates to trust for https:// targets instead of the system roots. Default unset. */

@@ -8,7 +8,7 @@ use crate::codec::RawCodec;
 use crate::connection::Connection;
 use crate::prepared_call::PreparedCall;
 use crate::response::Response;
-use crate::retry::{Pushback, PREVIOUS_ATTEMPTS_KEY};
+use crate::retry::{mark_attempt, Pushback};
 use crate::{Code, Metadata};
 
 /// What one attempt on one connection came to.
@@ -37,12 +37,7 @@ pub(crate) async fn attempt(
         return Attempt::Unprocessed(error);
     }
     let mut request = call.request(http::Extensions::new(), call.request.clone());
-    if previous_attempts > 0 {
-        request.metadata_mut().insert(
-            PREVIOUS_ATTEMPTS_KEY,
-            tonic::metadata::MetadataValue::from(previous_attempts),
-        );
-    }
+    mark_attempt(&mut request, previous_attempts);
     let response = match grpc
         .server_streaming(request, call.path.clone(), RawCodec)
         .await

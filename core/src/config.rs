@@ -83,6 +83,11 @@ pub struct Config {
     pub max_send_message_size: usize,
     /// Largest response accepted. Default 4 MiB, gRPC's default.
     pub max_receive_message_size: usize,
+    /// Request bytes a call keeps for another attempt (configured and transparent retries); a
+    /// call that sends more is committed to its attempt. Default 256 KiB, gRPC's.
+    pub per_call_retry_buffer_size: usize,
+    /// Request bytes all the pool's streams keep for other attempts together. Default 16 MiB.
+    pub retry_buffer_size: usize,
     /// How often host names in targets are resolved again. Default 30 s.
     pub dns_refresh_interval: Duration,
     /// Worker threads of the internal runtime; 0 means one per core, at most 4. Default 0.
@@ -126,6 +131,8 @@ impl Default for Config {
             initial_connection_window_size: 8 * 1024 * 1024,
             max_send_message_size: 4 * 1024 * 1024,
             max_receive_message_size: 4 * 1024 * 1024,
+            per_call_retry_buffer_size: 256 * 1024,
+            retry_buffer_size: 16 * 1024 * 1024,
             dns_refresh_interval: Duration::from_secs(30),
             worker_threads: 0,
             tls: TlsConfig::default(),

@@ -37,6 +37,9 @@ pub struct PreparedCall {
     /// The method config when it has a retry or hedging policy; `None`: only transparent
     /// retries.
     retry_policy: Option<Arc<MethodConfig>>,
+    /// `per_call_retry_buffer_size`: a unary request larger than this is not retried or
+    /// hedged (it is not kept for another attempt), as gRPC A6 has it.
+    retry_buffer: usize,
 }
 
 impl PreparedCall {
@@ -64,6 +67,7 @@ impl PreparedCall {
             max_send: config.max_send_message_size,
             max_receive: config.max_receive_message_size,
             retry_policy: None,
+            retry_buffer: config.per_call_retry_buffer_size,
         };
         if let Some(method_config) = method_config {
             call.apply(method_config);
@@ -90,6 +94,7 @@ impl PreparedCall {
         self.max_send = config.max_send_message_size;
         self.max_receive = config.max_receive_message_size;
         self.retry_policy = None;
+        self.retry_buffer = config.per_call_retry_buffer_size;
         if let Some(method_config) =
             service_config.and_then(|service| service.method(self.path.as_str()))
         {
@@ -125,18 +130,26 @@ impl PreparedCall {
         }
     }
 
-    /// The method's hedging policy, if its service config entry has one.
+    /// The method's hedging policy, if its service config entry has one and the request fits
+    /// the per-call retry buffer.
     pub(crate) fn hedging_policy(&self) -> Option<&HedgingPolicy> {
-        self.retry_policy
-            .as_deref()
+        self.buffered()
             .and_then(|method| method.hedging_policy.as_ref())
     }
 
-    /// The method's retry policy, if its service config entry has one.
+    /// The method's retry policy, if its service config entry has one and the request fits
+    /// the per-call retry buffer.
     pub(crate) fn retry_policy(&self) -> Option<&RetryPolicy> {
-        self.retry_policy
-            .as_deref()
+        self.buffered()
             .and_then(|method| method.retry_policy.as_ref())
+    }
+
+    /// The method config with a policy, when the request can be kept for another attempt.
+    fn buffered(&self) -> Option<&MethodConfig> {
+        if self.request.len() > self.retry_buffer {
+            return None;
+        }
+        self.retry_policy.as_deref()
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {

@@ -18,7 +18,17 @@ use crate::{Code, Response};
 const PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
 
 /// The header that tells the server how many attempts came before this one.
-pub(crate) const PREVIOUS_ATTEMPTS_KEY: &str = "grpc-previous-rpc-attempts";
+const PREVIOUS_ATTEMPTS_KEY: &str = "grpc-previous-rpc-attempts";
+
+/// Adds `grpc-previous-rpc-attempts` to an attempt's request when attempts came before it.
+pub(crate) fn mark_attempt<T>(request: &mut tonic::Request<T>, previous_attempts: u32) {
+    if previous_attempts > 0 {
+        request.metadata_mut().insert(
+            PREVIOUS_ATTEMPTS_KEY,
+            tonic::metadata::MetadataValue::from(previous_attempts),
+        );
+    }
+}
 
 /// `retryThrottling`'s bucket for one target, in thousandths of a token (A6 keeps three
 /// decimal places of `tokenRatio`), so it is one atomic.

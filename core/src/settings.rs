@@ -468,6 +468,37 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "per_call_retry_buffer_size",
+        kind: SettingType::Integer { max: U32 },
+        unit: "bytes",
+        summary: "Request bytes a call keeps for another attempt (configured and transparent \
+                  retries); a call that sends more is committed to its attempt.",
+        why: "256 KiB, gRPC's per-call retry buffer: most requests fit, large uploads are not \
+              held twice.",
+        off: None,
+        per_target: true,
+        read: |config| some_integer(config.per_call_retry_buffer_size),
+        write: |config, value| {
+            config.per_call_retry_buffer_size = integer(value)?;
+            Some(())
+        },
+    },
+    Setting {
+        name: "retry_buffer_size",
+        kind: SettingType::Integer { max: U32 },
+        unit: "bytes",
+        summary: "Request bytes all the pool's streams keep for other attempts together; a \
+                  stream that would pass it is committed to its attempt.",
+        why: "16 MiB: retries never hold much of a process's memory, however many streams.",
+        off: None,
+        per_target: false,
+        read: |config| some_integer(config.retry_buffer_size),
+        write: |config, value| {
+            config.retry_buffer_size = integer(value)?;
+            Some(())
+        },
+    },
+    Setting {
         name: "dns_refresh_interval",
         kind: SettingType::Duration,
         unit: "",
@@ -854,8 +885,9 @@ mod tests {
         let missing: Vec<String> = fields
             .iter()
             .map(|field| renamed(field))
-            // The resolver is a Rust object, not a value a face can give.
-            .filter(|field| field != "resolver")
+            // The resolver is a Rust object, not a value a face can give; target_settings
+            // holds other settings, by target (set_for_target).
+            .filter(|field| field != "resolver" && field != "target_settings")
             .filter(|field| setting(field).is_err())
             .collect();
         assert!(fields.len() > 20, "parsed {fields:?}");

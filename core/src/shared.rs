@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: Handle,
     closed: AtomicBool,
     next_connection_id: AtomicU64,
+    /// Request bytes the pool's streams keep for other attempts now (`retry_buffer_size`).
+    pub(crate) retry_buffered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Shared {
@@ -36,6 +38,7 @@ impl Shared {
             runtime,
             closed: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),
+            retry_buffered: Arc::default(),
         }
     }
 

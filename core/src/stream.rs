@@ -112,7 +112,12 @@ impl Lease {
                 Arc::clone(&pool),
                 call,
                 connection,
-                RequestBody::new(receiver),
+                RequestBody::new(
+                    receiver,
+                    pool.config().per_call_retry_buffer_size,
+                    Arc::clone(&shared.retry_buffered),
+                    shared.config.retry_buffer_size,
+                ),
                 cancel.clone(),
                 Arc::clone(&active),
             );

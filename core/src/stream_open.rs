@@ -1,9 +1,14 @@
 //! Opening a streaming call: the attempt on the lease's connection and, when the server never
 //! processed it (the connection was going away, or refused the stream), the same request on
-//! another connection, as unary calls get (gRPC A6 transparent retry). The request messages
-//! are shared by the attempts: those handed to an attempt before its response headers came are
-//! kept, so a moved attempt sends them again; once the headers came nothing is kept.
+//! another connection, as unary calls get (gRPC A6 transparent retry); when the server failed
+//! it with a status the method's retry policy names before any response headers, another
+//! attempt after the policy's backoff (A6 configured retry). The request messages are shared
+//! by the attempts: those handed to an attempt before its response headers came are kept, so a
+//! new attempt sends them again; once the headers came (the call is committed), or the kept
+//! bytes pass the per-call or the pool-wide retry buffer, nothing is kept and no attempt
+//! follows.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -11,14 +16,16 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tonic::codec::Streaming;
 
-use crate::attempt::stream_error;
+use crate::attempt::{failure_response, stream_error};
 use crate::body::CancelSignal;
 use crate::call::{reacquire, RetryBudget};
 use crate::codec::RawCodec;
 use crate::connection::{Connection, OwnedActiveStream};
 use crate::lease::Lease;
 use crate::prepared_call::PreparedCall;
+use crate::retry::{mark_attempt, Pushback, Retries};
 use crate::target_pool::TargetPool;
+use crate::Metadata;
 
 /// What opening a stream gives: the response head, or the status it failed with.
 pub(crate) type Head = Result<tonic::Response<Streaming<Bytes>>, tonic::Status>;
@@ -37,21 +44,49 @@ pub(crate) struct RequestBody {
 struct Kept {
     messages: Vec<Bytes>,
     bytes: usize,
-    /// Still keeping: no headers yet, and under the limit.
+    /// Still keeping: no headers yet, and under the limits.
     keeping: bool,
+    /// `per_call_retry_buffer_size`.
+    per_call: usize,
+    /// What the pool's streams keep together, and its limit (`retry_buffer_size`).
+    pool_kept: Arc<AtomicUsize>,
+    pool_limit: usize,
 }
 
-/// Past this many bytes kept, an attempt is no longer moved: the memory is not worth it.
-const MAX_KEPT_BYTES: usize = 1 << 20;
+impl Kept {
+    /// Stops keeping: the call is committed to its attempt; its bytes leave the pool's count.
+    fn stop(&mut self) {
+        self.keeping = false;
+        self.messages = Vec::new();
+        self.pool_kept.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.pool_kept.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
 
 impl RequestBody {
-    pub(crate) fn new(receiver: mpsc::Receiver<Bytes>) -> RequestBody {
+    /// The body of a stream whose messages come through `receiver`, kept for other attempts
+    /// within `per_call` bytes and the pool's `pool_limit` shared in `pool_kept`.
+    pub(crate) fn new(
+        receiver: mpsc::Receiver<Bytes>,
+        per_call: usize,
+        pool_kept: Arc<AtomicUsize>,
+        pool_limit: usize,
+    ) -> RequestBody {
         RequestBody {
             receiver: Arc::new(AsyncMutex::new(receiver)),
             kept: Arc::new(Mutex::new(Kept {
                 messages: Vec::new(),
                 bytes: 0,
                 keeping: true,
+                per_call,
+                pool_kept,
+                pool_limit,
             })),
             current: Arc::new(watch::channel(0).0),
         }
@@ -102,16 +137,17 @@ impl RequestBody {
         self.kept.lock().messages.get(index).cloned()
     }
 
-    /// Keeps a message read from the channel while keeping.
+    /// Keeps a message read from the channel while keeping and within both buffers.
     fn keep(&self, message: &Bytes) {
         let mut kept = self.kept.lock();
         if !kept.keeping {
             return;
         }
-        kept.bytes += message.len();
-        if kept.bytes > MAX_KEPT_BYTES {
-            kept.keeping = false;
-            kept.messages = Vec::new();
+        let size = message.len();
+        let pool_before = kept.pool_kept.fetch_add(size, Ordering::AcqRel);
+        kept.bytes += size;
+        if kept.bytes > kept.per_call || pool_before + size > kept.pool_limit {
+            kept.stop();
         } else {
             kept.messages.push(message.clone());
         }
@@ -119,9 +155,7 @@ impl RequestBody {
 
     /// The response headers came: the server has the call, nothing more is kept.
     fn headers_came(&self) {
-        let mut kept = self.kept.lock();
-        kept.keeping = false;
-        kept.messages = Vec::new();
+        self.kept.lock().stop();
     }
 
     /// Whether another attempt could send everything this one was given.
@@ -143,10 +177,12 @@ pub(crate) async fn open(
     active: Arc<Mutex<Option<OwnedActiveStream>>>,
 ) -> Head {
     let mut budget = RetryBudget::default();
+    let mut retries = Retries::new(call.retry_policy());
     loop {
         let mut extensions = http::Extensions::new();
         extensions.insert(cancel.clone());
-        let request = call.request(extensions, body.attempt());
+        let mut request = call.request(extensions, body.attempt());
+        mark_attempt(&mut request, retries.previous_attempts());
         let mut grpc = call.client(&connection);
         let error = match grpc.ready().await {
             Err(error) => error,
@@ -157,7 +193,40 @@ pub(crate) async fn open(
                 }
                 Err(status) => match stream_error(&status) {
                     Some(error) if error.unprocessed && body.replayable() => error.clone(),
-                    _ => return Err(status),
+                    // A status before any response headers: the policy may try again.
+                    _ => {
+                        let response = failure_response(&status, Metadata::new());
+                        let delay = body.replayable().then(|| {
+                            retries.after(
+                                &response,
+                                Pushback::of(status.metadata()),
+                                call.deadline(),
+                                pool.retry_throttle(),
+                                pool.counters(),
+                            )
+                        });
+                        let Some(Some(delay)) = delay else {
+                            return Err(status);
+                        };
+                        let Some(lease) = lease.upgrade() else {
+                            return Err(status);
+                        };
+                        lease.slot().give_back();
+                        pool.shared().sleep(delay).await;
+                        match reacquire(lease.slot(), &call).await {
+                            Ok(next) => {
+                                *active.lock() = Some(OwnedActiveStream::new(Arc::clone(&next)));
+                                connection = next;
+                                continue;
+                            }
+                            Err(next) => {
+                                return Err(tonic::Status::new(
+                                    tonic::Code::from(next.code.as_i32()),
+                                    format!("{}; then {}", response.message, next.message),
+                                ))
+                            }
+                        }
+                    }
                 },
             },
         };

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use grpcpool_core::{CallOptions, Code, Config, Error, Metadata, Pool};
 use grpcpool_testserver::{
-    ServerOptions, TestServer, RECEIVED_PREVIOUS_ATTEMPTS_KEY, RECEIVED_TIMEOUT_KEY, UNARY_PATH,
+    ServerOptions, TestServer, BIDI_PATH, CLIENT_STREAM_PATH, RECEIVED_PREVIOUS_ATTEMPTS_KEY,
+    RECEIVED_TIMEOUT_KEY, SERVER_STREAM_PATH, UNARY_PATH,
 };
 use support::{echo, eventually, metadata, quick_config};
 
@@ -375,4 +376,107 @@ async fn non_fatal_failures_send_the_next_hedge_at_once_and_fatal_ones_end_the_c
     assert_eq!(fatal.code, Code::InvalidArgument);
     assert_eq!(server.calls_handled(), 4, "a fatal status sends no hedge");
     assert_eq!(pool.stats().targets[0].hedges, 2);
+}
+
+async fn stream_call(
+    pool: &Pool,
+    target: &str,
+    path: &str,
+    controls: &[(&str, &str)],
+    messages: &[&[u8]],
+) -> (Vec<Vec<u8>>, grpcpool_core::Response) {
+    let options = CallOptions::with_timeout(Duration::from_secs(5)).metadata(metadata(controls));
+    let mut stream = pool.open_stream(target, path, options).await.unwrap();
+    for message in messages {
+        // A send may find the stream already over (its status comes from finish).
+        if stream.send(message.to_vec()).await.is_err() {
+            break;
+        }
+    }
+    stream.close_send();
+    let mut received = Vec::new();
+    while let Some(message) = stream.recv().await {
+        received.push(message.to_vec());
+    }
+    (received, stream.finish().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_retried_until_committed_replaying_what_they_sent() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&retrying(3, r#"["UNAVAILABLE"]"#, ""));
+    let target = server.target();
+    // Bidi, failed before any response on its first two attempts: the third gets both
+    // messages again and answers them.
+    let failing = [("x-status-code", "14"), ("x-fail-attempts", "2")];
+    let (received, response) =
+        stream_call(&pool, &target, BIDI_PATH, &failing, &[b"a", b"b"]).await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(received, vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        header(&response, RECEIVED_PREVIOUS_ATTEMPTS_KEY).as_deref(),
+        Some("2")
+    );
+    assert_eq!(server.calls_handled(), 3);
+
+    // Client streaming that fails after reading every message (still before any response):
+    // the retry replays them all.
+    let once = [("x-status-code", "14"), ("x-fail-attempts", "1")];
+    let (received, response) =
+        stream_call(&pool, &target, CLIENT_STREAM_PATH, &once, &[b"x", b"yz"]).await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(received, vec![b"xyz".to_vec()]);
+    assert_eq!(server.calls_handled(), 3 + 2);
+
+    // A failure after response headers commits the call: no retry.
+    let after_headers = [("x-status-code", "14"), ("x-count", "2")];
+    let (received, response) =
+        stream_call(&pool, &target, SERVER_STREAM_PATH, &after_headers, &[b"m"]).await;
+    assert_eq!(response.code, Code::Unavailable);
+    assert_eq!(received.len(), 2);
+    assert_eq!(server.calls_handled(), 5 + 1, "committed: not retried");
+    assert_eq!(pool.stats().targets[0].retries, 2 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_past_the_retry_buffer_is_committed_and_a_large_unary_request_too() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let mut config = quick_config();
+    config
+        .set_text("service_config", &retrying(3, r#"["UNAVAILABLE"]"#, ""))
+        .unwrap();
+    config.set_text("per_call_retry_buffer_size", "4").unwrap();
+    let pool = Pool::new(config).unwrap();
+    let once = [("x-status-code", "14"), ("x-fail-attempts", "1")];
+    // Six bytes sent, four kept at most: the call cannot be replayed, so it is not retried.
+    let (_, response) = stream_call(
+        &pool,
+        &server.target(),
+        CLIENT_STREAM_PATH,
+        &once,
+        &[b"abc", b"def"],
+    )
+    .await;
+    assert_eq!(response.code, Code::Unavailable);
+    assert_eq!(server.calls_handled(), 1);
+    // A unary request over the buffer is not retried either; one within it is.
+    let large = echo(
+        &pool,
+        &server.target(),
+        b"12345",
+        metadata(&once),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(large.code, Code::Unavailable);
+    let small = echo(
+        &pool,
+        &server.target(),
+        b"1234",
+        metadata(&once),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(small.code, Code::Ok);
+    assert_eq!(server.calls_handled(), 1 + 1 + 2);
 }

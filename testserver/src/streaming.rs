@@ -20,7 +20,8 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::body::ExtraTrailers;
 use crate::service::{
-    copy_prefixed, CallCounters, ECHO_PREFIX, STATUS_CODE_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX,
+    copy_prefixed, CallCounters, ECHO_PREFIX, FAIL_ATTEMPTS_KEY, RECEIVED_PREVIOUS_ATTEMPTS_KEY,
+    STATUS_CODE_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX,
 };
 
 /// Path of the server-streaming echo method.
@@ -52,11 +53,20 @@ fn number(
     }
 }
 
-/// The status asked for by `x-status-code`, if any.
+/// The status asked for by `x-status-code`, if any. With `x-fail-attempts`, only attempts
+/// whose `grpc-previous-rpc-attempts` is below it fail, and they fail at once, before any
+/// response (trailers-only): what a retrying client may try again.
 fn final_status(request_metadata: &tonic::metadata::MetadataMap) -> Result<Option<Status>, Status> {
     let code = number(request_metadata, STATUS_CODE_KEY, 0)?;
     if code == 0 {
         return Ok(None);
+    }
+    if request_metadata.get(FAIL_ATTEMPTS_KEY).is_some() {
+        let failing = number(request_metadata, FAIL_ATTEMPTS_KEY, 0)?;
+        let previous = number(request_metadata, "grpc-previous-rpc-attempts", 0)?;
+        if previous >= failing {
+            return Ok(None);
+        }
     }
     let message = request_metadata
         .get(STATUS_MESSAGE_KEY)
@@ -65,11 +75,29 @@ fn final_status(request_metadata: &tonic::metadata::MetadataMap) -> Result<Optio
     Ok(Some(Status::new(Code::from_i32(code as i32), message)))
 }
 
-/// A response carrying the request's `x-echo-*` entries as headers and its `x-trailer-*`
+/// The failure an early attempt gets before any response, with `x-fail-attempts`.
+fn early_failure(request_metadata: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    if request_metadata.get(FAIL_ATTEMPTS_KEY).is_none() {
+        return Ok(());
+    }
+    match final_status(request_metadata)? {
+        Some(status) => Err(status),
+        None => Ok(()),
+    }
+}
+
+/// A response carrying the request's `x-echo-*` entries as headers (and its
+/// `grpc-previous-rpc-attempts` as [`RECEIVED_PREVIOUS_ATTEMPTS_KEY`]) and its `x-trailer-*`
 /// entries as extra trailers.
 fn echoing<T>(request_metadata: &tonic::metadata::MetadataMap, message: T) -> Response<T> {
     let mut response = Response::new(message);
     let request_headers = request_metadata.as_ref();
+    if let Some(previous) = request_headers.get("grpc-previous-rpc-attempts") {
+        response
+            .metadata_mut()
+            .as_mut()
+            .insert(RECEIVED_PREVIOUS_ATTEMPTS_KEY, previous.clone());
+    }
     copy_prefixed(
         request_headers,
         ECHO_PREFIX,
@@ -100,6 +128,7 @@ impl ServerStreamingService<Bytes> for ServerStream {
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         count(&self.0);
         Box::pin(async move {
+            early_failure(request.metadata())?;
             let copies = number(request.metadata(), COUNT_KEY, 3)?.min(100_000);
             let interval = Duration::from_millis(number(request.metadata(), INTERVAL_MS_KEY, 0)?);
             let ending = final_status(request.metadata())?;
@@ -170,6 +199,7 @@ impl StreamingService<Bytes> for Bidi {
     fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
         count(&self.0);
         Box::pin(async move {
+            early_failure(request.metadata())?;
             let ending = final_status(request.metadata())?;
             let metadata = request.metadata().clone();
             let messages = request.into_inner();

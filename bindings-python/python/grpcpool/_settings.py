@@ -56,6 +56,10 @@ class PoolSettings(TypedDict, total=False):
     """Largest request message accepted; a larger one fails before it is sent."""
     max_receive_message_size: Optional[int]
     """Largest response message accepted; a larger one ends the call with RESOURCE_EXHAUSTED."""
+    per_call_retry_buffer_size: Optional[int]
+    """Request bytes a call keeps for another attempt (configured and transparent retries); a call that sends more is committed to its attempt."""
+    retry_buffer_size: Optional[int]
+    """Request bytes all the pool's streams keep for other attempts together; a stream that would pass it is committed to its attempt."""
     dns_refresh_interval: Optional[float]
     """How often host names in targets are resolved again."""
     worker_threads: Optional[int]
@@ -117,6 +121,8 @@ class TargetSettings(TypedDict, total=False):
     """Largest request message accepted; a larger one fails before it is sent."""
     max_receive_message_size: Optional[int]
     """Largest response message accepted; a larger one ends the call with RESOURCE_EXHAUSTED."""
+    per_call_retry_buffer_size: Optional[int]
+    """Request bytes a call keeps for another attempt (configured and transparent retries); a call that sends more is committed to its attempt."""
     dns_refresh_interval: Optional[float]
     """How often host names in targets are resolved again."""
     tls_ca_pem: Union[bytes, str, None]
@@ -156,6 +162,8 @@ SETTING_NAMES = (
     "initial_connection_window_size",
     "max_send_message_size",
     "max_receive_message_size",
+    "per_call_retry_buffer_size",
+    "retry_buffer_size",
     "dns_refresh_interval",
     "worker_threads",
     "tls_ca_pem",
