@@ -16,6 +16,13 @@ const READY: u8 = 0;
 const DRAINING: u8 = 1;
 const CLOSED: u8 = 2;
 
+/// Health (gRPC A17): serving, or not checked.
+const SERVING: u8 = 0;
+/// The server said NOT_SERVING (or UNKNOWN, SERVICE_UNKNOWN), or its health watch failed.
+const NOT_SERVING: u8 = 1;
+/// Checked, and no answer yet: no calls until the server says SERVING.
+const AWAITING: u8 = 2;
+
 /// A pooled connection. Leases hold slots on it; the pool picks it by load.
 pub(crate) struct Connection {
     pub(crate) id: u64,
@@ -37,6 +44,10 @@ pub(crate) struct Connection {
     pub(crate) goaway_counted: AtomicBool,
     /// It failed or was told to go away; its replacement counts as a reconnect.
     pub(crate) lost: AtomicBool,
+    /// SERVING, NOT_SERVING or AWAITING, from its health watch (SERVING when not checked).
+    health: AtomicU8,
+    /// A health watch runs on it, taking one of the server's concurrent streams.
+    health_checked: AtomicBool,
     stop: Notify,
 }
 
@@ -66,12 +77,37 @@ impl Connection {
             replacement_started: AtomicBool::new(false),
             goaway_counted: AtomicBool::new(false),
             lost: AtomicBool::new(false),
+            health: AtomicU8::new(SERVING),
+            health_checked: AtomicBool::new(false),
             stop: Notify::new(),
         }
     }
 
     pub(crate) fn is_ready(&self) -> bool {
         self.state.load(Ordering::SeqCst) == READY
+    }
+
+    /// Ready, and serving as far as its health check says: what calls may be given to.
+    pub(crate) fn takes_calls(&self) -> bool {
+        self.is_ready() && self.health.load(Ordering::Acquire) == SERVING
+    }
+
+    /// A health watch starts on it: no calls until the server says SERVING.
+    pub(crate) fn await_health(&self) {
+        self.health_checked.store(true, Ordering::Release);
+        self.health.store(AWAITING, Ordering::Release);
+    }
+
+    /// Records what its health watch said; true when that changed whether it takes calls.
+    pub(crate) fn set_serving(&self, serving: bool) -> bool {
+        let next = if serving { SERVING } else { NOT_SERVING };
+        let before = self.health.swap(next, Ordering::AcqRel);
+        (before == SERVING) != serving
+    }
+
+    /// Whether its server said it is not serving (not merely: no answer yet).
+    pub(crate) fn reports_not_serving(&self) -> bool {
+        self.health.load(Ordering::Acquire) == NOT_SERVING
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -95,9 +131,15 @@ impl Connection {
         self.stop.notify_one();
     }
 
-    /// The most streams it may carry: the peer's MAX_CONCURRENT_STREAMS, as last read.
+    /// The most streams it may carry: the peer's MAX_CONCURRENT_STREAMS, as last read, less
+    /// the one its health watch takes (but at least one).
     pub(crate) fn stream_limit(&self) -> u32 {
-        self.stream_limit.load(Ordering::Relaxed)
+        let limit = self.stream_limit.load(Ordering::Relaxed);
+        if self.health_checked.load(Ordering::Relaxed) {
+            limit.saturating_sub(1).max(1)
+        } else {
+            limit
+        }
     }
 
     /// Reads the peer's MAX_CONCURRENT_STREAMS again (it locks h2's state, so not per pick).

@@ -34,6 +34,7 @@ mod codec;
 mod config;
 mod connection;
 mod error;
+mod health_check;
 mod hedging;
 mod histogram;
 mod lease;

@@ -7,7 +7,7 @@
 //! grpcpool supports wins, as in gRPC (`pick_first`, `round_robin`,
 //! `least_request_experimental`).
 //!
-//! Not supported yet, and so refused rather than ignored: `healthCheckConfig`.
+//! `healthCheckConfig.serviceName` turns on client-side health checking (gRPC A17).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ pub struct ServiceConfig {
     default: Option<usize>,
     retry_throttling: Option<RetryThrottling>,
     load_balancing: LoadBalancing,
+    health_check_service: Option<String>,
 }
 
 /// How a target's calls spread over the addresses it resolves to.
@@ -176,7 +177,7 @@ impl ServiceConfig {
                         )?;
                 }
                 "healthCheckConfig" => {
-                    return Err(invalid(key, "not supported by grpcpool yet; leave it out"));
+                    config.health_check_service = Some(health_check_config(value, key)?);
                 }
                 other => return Err(invalid(other, "unknown field")),
             }
@@ -199,6 +200,12 @@ impl ServiceConfig {
     /// The balancing policy (`LoadBalancing::LeastLoaded` when none is configured).
     pub fn load_balancing(&self) -> LoadBalancing {
         self.load_balancing
+    }
+
+    /// The service whose health each connection watches (`healthCheckConfig.serviceName`),
+    /// when configured; "" is the server's overall health.
+    pub fn health_check_service(&self) -> Option<&str> {
+        self.health_check_service.as_deref()
     }
 
     /// Retry throttling, when configured.
@@ -450,6 +457,19 @@ fn retry_policy(value: &Value, at: &str) -> Result<RetryPolicy, Error> {
         backoff_multiplier,
         retryable,
     })
+}
+
+/// `healthCheckConfig`: `{"serviceName": "..."}` (gRPC A17).
+fn health_check_config(value: &Value, at: &str) -> Result<String, Error> {
+    let object = as_object(value, at)?;
+    if let Some(key) = object.keys().find(|key| key.as_str() != "serviceName") {
+        return Err(invalid(&format!("{at}.{key}"), "unknown field"));
+    }
+    match object.get("serviceName") {
+        None => Ok(String::new()),
+        Some(Value::String(name)) => Ok(name.clone()),
+        Some(_) => Err(invalid(&format!("{at}.serviceName"), "must be a string")),
+    }
 }
 
 /// `loadBalancingConfig`: a list of one-key objects; the first policy grpcpool supports wins,

@@ -58,6 +58,8 @@ pub(crate) struct TargetPool {
     retry_throttle: Option<RetryThrottle>,
     /// How calls and connections spread over the target's addresses.
     balancing: LoadBalancing,
+    /// The service each connection's health watch asks about, when health checking is on.
+    health_service: Option<String>,
     /// When the target was made; `last_used_ms` counts from it.
     created: Instant,
     /// When the pool last looked the target up for a call, lease or stream.
@@ -120,6 +122,10 @@ impl TargetPool {
             .as_ref()
             .map_or(LoadBalancing::default(), |service| service.load_balancing());
         let dialer = own.then(|| Dialer::new(Arc::clone(&config)));
+        let health_service = service_config
+            .as_ref()
+            .and_then(|service| service.health_check_service())
+            .map(str::to_owned);
         Arc::new(TargetPool {
             addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             config,
@@ -127,6 +133,7 @@ impl TargetPool {
             dialer,
             retry_throttle,
             balancing,
+            health_service,
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             leave,
@@ -317,10 +324,26 @@ impl TargetPool {
         }
     }
 
-    /// UNAVAILABLE when no connection is ready and the last attempt to connect failed.
+    /// UNAVAILABLE when no connection takes calls and the last attempt to connect failed, or
+    /// every open connection's server says it is not serving (its health check).
     fn fail_fast(&self) -> Result<(), Error> {
-        self.reachability
-            .fail_fast(&self.target.text, self.has_ready_connection())
+        let (takes_calls, not_serving) = {
+            let connections = self.connections.read();
+            let takes_calls = connections
+                .iter()
+                .any(|connection| connection.takes_calls());
+            let not_serving = connections
+                .iter()
+                .any(|connection| connection.is_ready() && connection.reports_not_serving());
+            (takes_calls, not_serving)
+        };
+        if !takes_calls && not_serving {
+            return Err(Error::Unavailable {
+                target: self.target.text.clone(),
+                reason: "no connection's server is serving (health check)".to_owned(),
+            });
+        }
+        self.reachability.fail_fast(&self.target.text, takes_calls)
     }
 
     pub(crate) fn has_ready_connection(&self) -> bool {
@@ -328,6 +351,19 @@ impl TargetPool {
             .read()
             .iter()
             .any(|connection| connection.is_ready())
+    }
+
+    /// A connection's health watch changed whether it takes calls: waiters may have a slot
+    /// now, or upkeep another address to dial.
+    pub(crate) fn health_changed(self: &Arc<Self>) {
+        self.waiting.state_changed();
+        self.serve_waiters();
+        self.maintenance.notify_one();
+    }
+
+    /// The service health checking watches, when it is on.
+    pub(crate) fn health_service(&self) -> Option<&str> {
+        self.health_service.as_deref()
     }
 
     /// Picks a ready connection with a free slot as the balancing policy says (by default the

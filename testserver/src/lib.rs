@@ -41,6 +41,7 @@ mod body;
 mod ca;
 mod codec;
 mod connection;
+mod health;
 mod listener;
 mod registry;
 mod server;
@@ -51,6 +52,7 @@ mod tls;
 
 pub use ca::TestCa;
 pub use codec::BytesCodec;
+pub use health::HEALTH_WATCH_PATH;
 pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
     ECHO_PREFIX, FAIL_ATTEMPTS_KEY, PUSHBACK_KEY, RECEIVED_ACCEPT_ENCODING_KEY,

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::connection::ConnectionConfig;
+use crate::health::HealthStates;
 use crate::listener::{self, Listener};
 use crate::registry::Registry;
 use crate::tls;
@@ -46,6 +47,9 @@ pub struct ServerOptions {
     pub ip: Option<std::net::Ipv4Addr>,
     /// Every unary call waits this long before it is answered: a slow backend.
     pub unary_delay: Option<Duration>,
+    /// Serve the standard health service (`grpc.health.v1.Health/Watch`); without it the
+    /// health methods answer UNIMPLEMENTED.
+    pub health: bool,
 }
 
 /// TLS settings of a [`TestServer`], all PEM.
@@ -74,6 +78,7 @@ impl fmt::Debug for ServerTls {
 #[derive(Debug)]
 pub struct TestServer {
     registry: Arc<Registry>,
+    health: Option<Arc<HealthStates>>,
     local_addr: Option<SocketAddr>,
     unix_path: Option<PathBuf>,
     tls: bool,
@@ -97,11 +102,13 @@ impl TestServer {
         let mut http = http2::Builder::new(TokioExecutor::new());
         http.timer(TokioTimer::new())
             .max_concurrent_streams(options.max_concurrent_streams);
+        let health = options.health.then(|| Arc::new(HealthStates::new()));
         let config = Arc::new(ConnectionConfig {
             http,
             tls: tls.clone(),
             max_age: options.max_connection_age,
             unary_delay: options.unary_delay,
+            health: health.clone(),
         });
         let registry = Arc::new(Registry::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -114,6 +121,7 @@ impl TestServer {
         debug!(?local_addr, unix_path = ?options.unix_path, "test server started");
         Ok(TestServer {
             registry,
+            health,
             local_addr,
             unix_path: options.unix_path,
             tls: tls.is_some(),
@@ -158,6 +166,15 @@ impl TestServer {
     /// gRPC calls that reached the handler.
     pub fn calls_handled(&self) -> u64 {
         self.registry.calls()
+    }
+
+    /// Sets `service` ("" for the server as a whole) SERVING or NOT_SERVING in the health
+    /// service; every watch hears it at once. Does nothing on a server started without
+    /// [`ServerOptions::health`].
+    pub fn set_serving(&self, service: &str, serving: bool) {
+        if let Some(health) = &self.health {
+            health.set(service, serving);
+        }
     }
 
     /// Unary calls the client cancelled before the server answered them.

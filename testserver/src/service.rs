@@ -17,6 +17,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::body::{ExtraTrailers, WithTrailers};
 use crate::codec::BytesCodec;
+use crate::health::{HealthStates, HealthWatch, HEALTH_WATCH_PATH};
 use crate::streaming::{
     Bidi, ClientStream, ServerStream, BIDI_PATH, CLIENT_STREAM_PATH, SERVER_STREAM_PATH,
 };
@@ -106,13 +107,19 @@ impl Drop for Unanswered {
 #[derive(Debug, Clone)]
 pub(crate) struct EchoService {
     handler: UnaryHandler,
+    health: Option<Arc<HealthStates>>,
 }
 
 impl EchoService {
     /// A service counting its calls in `counters`.
-    pub(crate) fn new(counters: CallCounters, delay: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        counters: CallCounters,
+        delay: Option<Duration>,
+        health: Option<Arc<HealthStates>>,
+    ) -> Self {
         Self {
             handler: UnaryHandler { counters, delay },
+            health,
         }
     }
 }
@@ -128,6 +135,7 @@ where
 
     fn call(&self, mut request: http::Request<B>) -> Self::Future {
         let handler = self.handler.clone();
+        let health = self.health.clone();
         // The :authority the call came with, as request metadata the echo copies into its
         // response headers (every `x-echo-*` entry is).
         let authority = request
@@ -157,6 +165,10 @@ where
                 SERVER_STREAM_PATH => grpc.server_streaming(ServerStream(counters), request).await,
                 CLIENT_STREAM_PATH => grpc.client_streaming(ClientStream(counters), request).await,
                 BIDI_PATH => grpc.streaming(Bidi(counters), request).await,
+                HEALTH_WATCH_PATH if health.is_some() => {
+                    let states = health.unwrap_or_else(|| Arc::new(HealthStates::new()));
+                    grpc.server_streaming(HealthWatch(states), request).await
+                }
                 path => {
                     let status = Status::unimplemented(format!("unknown method {path}"));
                     return Ok(status

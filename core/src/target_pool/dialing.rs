@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use super::{DialPurpose, TargetPool};
 use crate::channel::H2Channel;
 use crate::connection::{drive, Connection, Ended, Keepalive};
+use crate::health_check;
 use crate::stats::Counters;
 use crate::target::Address;
 
@@ -168,7 +169,25 @@ impl TargetPool {
                 });
                 // Offer the connection only once the server's settings are known.
                 match tokio::time::timeout(config.connect_timeout, settling).await {
-                    Ok(Ok(())) => Ok(connection),
+                    Ok(Ok(())) => {
+                        if let Some(service) = self.health_service() {
+                            // No calls until the server says SERVING (gRPC A17).
+                            connection.await_health();
+                            let pool = Arc::downgrade(self);
+                            let watched = Arc::clone(&connection);
+                            let service = service.to_owned();
+                            self.shared.runtime.spawn(health_check::watch(
+                                watched,
+                                service,
+                                move || {
+                                    if let Some(pool) = pool.upgrade() {
+                                        pool.health_changed();
+                                    }
+                                },
+                            ));
+                        }
+                        Ok(connection)
+                    }
                     _ => {
                         Counters::bump(&self.counters.connect_failures);
                         connection.close();

@@ -111,7 +111,9 @@ impl TargetPool {
         {
             self.start_dial(DialPurpose::Warm);
         }
-        if covering {
+        let none_take_calls = !snapshot.iter().any(|connection| connection.takes_calls());
+        if covering || (self.health_service().is_some() && none_take_calls) {
+            // Also: with health checking on and no serving connection, another address.
             self.cover_addresses(now);
         } else if !self.sticky_address() {
             // pick_first keeps its connections on one address; the default spreads them.

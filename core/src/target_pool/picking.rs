@@ -104,7 +104,7 @@ fn at<'a>(
 fn least_loaded<'a>(candidates: impl Iterator<Item = &'a Arc<Connection>>) -> Option<Choice<'a>> {
     let mut best: Option<(&Arc<Connection>, u64, u64)> = None;
     for connection in candidates {
-        if !connection.is_ready() {
+        if !connection.takes_calls() {
             continue;
         }
         let limit = connection.stream_limit();
