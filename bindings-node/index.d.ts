@@ -113,6 +113,8 @@ export declare class Pool implements AsyncDisposable {
   openStream(target: string, method: string, options?: PoolCallOptions): Promise<Stream>;
   /** A snapshot of the pool's counters. */
   stats(): PoolStats;
+  /** The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry client metrics (A66) by method, target and status, and the pool's own `grpcpool_*`. */
+  metricsText(): string;
   /** Leases held longer than `leaseLeakThresholdMs` now, with where they were acquired. */
   leakedLeases(): LeakedLease[];
   /** Stops new work, waits up to `graceMs` for slots in use, closes every connection; resolves with the slots still in use. */

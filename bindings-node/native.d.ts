@@ -55,6 +55,8 @@ export declare class NativePool {
   cancel(id: number): void
   /** A snapshot of every target's counters. */
   stats(): PoolStats
+  /** The pool's metrics in the Prometheus text exposition format. */
+  metricsText(): string
   /** Leases held longer than the leak threshold now. */
   leakedLeases(): Array<LeakedLease>
   /**

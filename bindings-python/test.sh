@@ -38,7 +38,7 @@ echo "== installing test tools"
 "$python" -m pip install -q --upgrade "pip>=23"
 "$python" -m pip install -q \
   "maturin>=1.9.4,<2" "grpcio>=1.60" "grpcio-tools>=1.60" "grpcio-health-checking>=1.60" \
-  "protobuf>=4.25" "pytest>=7" "mypy>=1.8"
+  "prometheus_client>=0.17" "protobuf>=4.25" "pytest>=7" "mypy>=1.8"
 
 echo "== pip install ./bindings-python (builds the native module)"
 "$python" -m pip install -q --force-reinstall --no-deps ./bindings-python

@@ -800,6 +800,17 @@ void grpcpool_pool_free(grpcpool_pool_t *pool);
 grpcpool_result grpcpool_pool_stats_json(const grpcpool_pool_t *pool, char **out_json);
 
 /**
+ * The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry client
+ * metrics (A66: `grpc_client_attempt_started_total`, `grpc_client_attempt_duration_seconds`,
+ * `grpc_client_call_duration_seconds` by `grpc_method`, `grpc_target`, `grpc_status`) and the
+ * pool's own `grpcpool_*`. Free `*out_text` with `grpcpool_string_free`.
+ *
+ * # Safety
+ * `pool` is NULL or a live pool; `out_text` is NULL or writable.
+ */
+grpcpool_result grpcpool_pool_metrics_text(const grpcpool_pool_t *pool, char **out_text);
+
+/**
  * Leases held past the leak threshold now, as a JSON array of `{"target", "site",
  * "held_ms"}`. Free `*out_json` with `grpcpool_string_free`.
  *

@@ -90,6 +90,11 @@ class Pool {
     return this.#native.stats();
   }
 
+  /** The pool's metrics in the Prometheus text exposition format. */
+  metricsText() {
+    return this.#native.metricsText();
+  }
+
   /**
    * Stops new work, waits up to `graceMs` (default 5000) for leases and calls in use, then
    * closes every connection. Resolves with the slots still in use when it gave up.

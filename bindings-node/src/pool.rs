@@ -155,6 +155,12 @@ impl NativePool {
         self.state.pool.stats().into()
     }
 
+    /// The pool's metrics in the Prometheus text exposition format.
+    #[napi]
+    pub fn metrics_text(&self) -> String {
+        self.state.pool.metrics_text()
+    }
+
     /// Leases held longer than the leak threshold now.
     #[napi]
     pub fn leaked_leases(&self) -> Vec<LeakedLease> {

@@ -460,6 +460,11 @@ impl NativePool {
             .map_err(|error| PyRuntimeError::new_err(error.to_string()))
     }
 
+    /// The pool's metrics in the Prometheus text exposition format.
+    fn metrics_text(&self) -> String {
+        self.state.pool.metrics_text()
+    }
+
     /// Leases held past the leak threshold, as `(target, site, held_seconds)`.
     fn leaked_leases(&self) -> Vec<(String, String, f64)> {
         self.state

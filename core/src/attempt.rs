@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::channel::StreamError;
 use crate::codec::RawCodec;
 use crate::connection::Connection;
+use crate::metrics::MethodStats;
 use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::retry::{mark_attempt, Pushback};
@@ -24,9 +25,27 @@ pub(crate) enum Attempt {
     Unprocessed(StreamError),
 }
 
-/// Makes one attempt of `call` on `connection`; `previous_attempts` (configured retries or
-/// hedges before this one) goes out as `grpc-previous-rpc-attempts` when above 0.
+/// Makes one attempt of `call` on `connection`, counted and timed in `method`'s metrics;
+/// `previous_attempts` (configured retries or hedges before this one) goes out as
+/// `grpc-previous-rpc-attempts` when above 0.
 pub(crate) async fn attempt(
+    connection: &Connection,
+    call: &PreparedCall,
+    previous_attempts: u32,
+    method: &MethodStats,
+) -> Attempt {
+    method.attempt_started();
+    let started = std::time::Instant::now();
+    let outcome = attempt_on(connection, call, previous_attempts).await;
+    let code = match &outcome {
+        Attempt::Finished { response, .. } => response.code,
+        Attempt::Unprocessed(error) => error.code,
+    };
+    method.attempt_ended(code, started.elapsed());
+    outcome
+}
+
+async fn attempt_on(
     connection: &Connection,
     call: &PreparedCall,
     previous_attempts: u32,

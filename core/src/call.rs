@@ -8,6 +8,7 @@ use crate::attempt::{attempt, Attempt};
 use crate::channel::StreamError;
 use crate::connection::Connection;
 use crate::hedging;
+use crate::metrics::MethodStats;
 use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::retry::Retries;
@@ -26,6 +27,8 @@ const MAX_REFUSED_RETRIES: u32 = 1;
 /// request left (gRPC A6 transparent retry). Every outcome is a `Response`.
 pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
     let pool = slot.pool();
+    let started = Instant::now();
+    let method = pool.method_metrics().of(call.path.as_str());
     Counters::bump(&pool.counters().calls_started);
     if call
         .deadline()
@@ -33,13 +36,18 @@ pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
     {
         // Already over (a timeout of 0): as every gRPC client, fail without sending.
         pool.counters().call_finished(Code::DeadlineExceeded);
+        method.call_ended(Code::DeadlineExceeded, started.elapsed());
         return Response::with_status(
             Code::DeadlineExceeded,
             "deadline exceeded before the call started",
         );
     }
     let response = match call.deadline() {
-        Some(deadline) => match pool.shared().until(deadline, attempts(slot, &call)).await {
+        Some(deadline) => match pool
+            .shared()
+            .until(deadline, attempts(slot, &call, &method))
+            .await
+        {
             // A failure that lands after the deadline is the deadline's, as in every gRPC client.
             Some(response) if !response.is_ok() && Instant::now() >= deadline => Response {
                 code: Code::DeadlineExceeded,
@@ -52,10 +60,11 @@ pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
                 "deadline exceeded before the response arrived",
             ),
         },
-        None => attempts(slot, &call).await,
+        None => attempts(slot, &call, &method).await,
     };
     let response = closed_under(pool.shared(), response);
     pool.counters().call_finished(response.code);
+    method.call_ended(response.code, started.elapsed());
     response
 }
 
@@ -75,9 +84,9 @@ pub(crate) fn closed_under(shared: &crate::shared::Shared, response: Response) -
     }
 }
 
-async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
+async fn attempts(slot: &Slot, call: &PreparedCall, method: &MethodStats) -> Response {
     if let Some(policy) = call.hedging_policy() {
-        return hedging::hedged(slot, call, policy).await;
+        return hedging::hedged(slot, call, policy, method).await;
     }
     let pool = slot.pool();
     let mut budget = RetryBudget::default();
@@ -92,7 +101,7 @@ async fn attempts(slot: &Slot, call: &PreparedCall) -> Response {
             },
         };
         let previous = retries.previous_attempts();
-        let error = match attempt(&connection, call, previous).await {
+        let error = match attempt(&connection, call, previous, method).await {
             Attempt::Finished {
                 response,
                 committed,

@@ -10,6 +10,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use crate::attempt::{attempt, Attempt};
 use crate::connection::Connection;
+use crate::metrics::MethodStats;
 use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::retry::Pushback;
@@ -33,14 +34,19 @@ impl Drop for HedgeSlot<'_> {
 
 /// Runs `call` under `policy`: the first attempt on the lease's slot, hedges on slots of their
 /// own. Bounded by the caller's deadline, which wraps this.
-pub(crate) async fn hedged(slot: &Slot, call: &PreparedCall, policy: &HedgingPolicy) -> Response {
+pub(crate) async fn hedged(
+    slot: &Slot,
+    call: &PreparedCall,
+    policy: &HedgingPolicy,
+    method: &MethodStats,
+) -> Response {
     let pool = slot.pool();
     let Some(first) = slot.connection() else {
         return Response::with_status(Code::Unavailable, "the lease lost its connection");
     };
     let throttle = pool.retry_throttle();
     let mut running = FuturesUnordered::new();
-    running.push(Box::pin(one(first, None, call, 0)));
+    running.push(Box::pin(one(first, None, call, 0, method)));
     let mut sent = 1;
     let mut next_at = Instant::now() + policy.hedging_delay;
     let mut stop_hedging = false;
@@ -107,7 +113,7 @@ pub(crate) async fn hedged(slot: &Slot, call: &PreparedCall, policy: &HedgingPol
                     stop_hedging = true;
                 } else if let Some(connection) = pool.try_acquire() {
                     let extra = HedgeSlot { pool, connection: Arc::clone(&connection) };
-                    running.push(Box::pin(one(connection, Some(extra), call, sent)));
+                    running.push(Box::pin(one(connection, Some(extra), call, sent, method)));
                     sent += 1;
                     Counters::bump(&pool.counters().hedges);
                     next_at = Instant::now() + policy.hedging_delay;
@@ -131,8 +137,9 @@ async fn one(
     slot: Option<HedgeSlot<'_>>,
     call: &PreparedCall,
     previous_attempts: u32,
+    method: &MethodStats,
 ) -> Attempt {
-    let outcome = attempt(&connection, call, previous_attempts).await;
+    let outcome = attempt(&connection, call, previous_attempts, method).await;
     drop(slot);
     outcome
 }

@@ -40,6 +40,7 @@ mod histogram;
 mod lease;
 mod leases;
 mod metadata;
+mod metrics;
 mod pool;
 mod prepared_call;
 mod reachability;

@@ -13,6 +13,7 @@ use tokio::runtime::Handle;
 
 use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
+use crate::metrics::TargetMetrics;
 use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::retry::{Pushback, Retries};
@@ -209,6 +210,7 @@ impl Pool {
         let config = Arc::clone(target_pool.config());
         let timeout = call.acquire_wait(&config);
         Ok(async move {
+            let started = Instant::now();
             let mut retries = Retries::new(call.retry_policy());
             let mut timeout = timeout;
             loop {
@@ -237,6 +239,10 @@ impl Pool {
                         }
                         Counters::bump(&counters.calls_started);
                         counters.call_finished(error.code());
+                        target_pool
+                            .method_metrics()
+                            .of(call.path.as_str())
+                            .call_ended(error.code(), started.elapsed());
                         return Ok(response);
                     }
                     Err(error) => return Err(error),
@@ -289,6 +295,24 @@ impl Pool {
             let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
             Arc::new(Lease::new(target_pool, connection, site)).open_stream_prepared(call)
         })
+    }
+
+    /// The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry
+    /// client metrics (A66) by method, target and status, and the pool's own `grpcpool_*`
+    /// (connections by state, leases out, retries, hedges, GOAWAYs, ...), for a scrape
+    /// endpoint or a metrics library's collector.
+    pub fn metrics_text(&self) -> String {
+        let mut targets: Vec<Arc<TargetPool>> =
+            self.inner.targets.read().values().cloned().collect();
+        targets.sort_by(|a, b| a.text().cmp(b.text()));
+        let parts: Vec<TargetMetrics<'_>> = targets
+            .iter()
+            .map(|target| TargetMetrics {
+                methods: target.method_metrics(),
+                stats: target.stats(),
+            })
+            .collect();
+        crate::metrics::render(&parts)
     }
 
     /// A snapshot of every target's counters.

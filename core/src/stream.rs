@@ -14,11 +14,12 @@ use crate::attempt::failure_response;
 use crate::body::CancelSignal;
 use crate::call::closed_under;
 use crate::connection::OwnedActiveStream;
+use crate::metrics::MethodStats;
 use crate::prepared_call::PreparedCall;
 use crate::response::Response;
 use crate::shared::Shared;
 use crate::stats::Counters;
-use crate::stream_open::{self, Head, RequestBody};
+use crate::stream_open::{self, Attempts, Head, RequestBody};
 use crate::target_pool::TargetPool;
 use crate::{CallOptions, Code, Error, Lease, Metadata};
 
@@ -50,6 +51,10 @@ pub struct Stream {
     ended: Arc<AtomicBool>,
     /// The call on its connection (moved with it), for the connection's count of streams.
     _active: Arc<Mutex<Option<OwnedActiveStream>>>,
+    /// The method's metrics, when the call started, and when its last attempt did.
+    method: Arc<MethodStats>,
+    started: Instant,
+    attempt_started: Arc<Mutex<Instant>>,
 }
 
 enum State {
@@ -101,6 +106,9 @@ impl Lease {
         let (head_sender, head) = oneshot::channel();
         let deadline = call.deadline();
         let max_send = call.max_send;
+        let method = pool.method_metrics().of(call.path.as_str());
+        let started = Instant::now();
+        let attempt_started = Arc::new(Mutex::new(started));
         // Already over (a timeout of 0): as every gRPC client, nothing is sent.
         let expired = past(deadline);
         if !expired {
@@ -119,7 +127,11 @@ impl Lease {
                     shared.config.retry_buffer_size,
                 ),
                 cancel.clone(),
-                Arc::clone(&active),
+                Attempts {
+                    active: Arc::clone(&active),
+                    method: Arc::clone(&method),
+                    last_started: Arc::clone(&attempt_started),
+                },
             );
             shared.runtime.spawn(async move {
                 let _ = head_sender.send(opening.await);
@@ -140,6 +152,9 @@ impl Lease {
             _active: active,
             lease: Some(Arc::clone(self)),
             pool,
+            method,
+            started,
+            attempt_started,
         };
         if expired {
             stream.expire();
@@ -355,6 +370,10 @@ impl Stream {
         self.sender = None;
         self.ended.store(true, Ordering::Release);
         self.pool.counters().call_finished(response.code);
+        self.method
+            .attempt_ended(response.code, self.attempt_started.lock().elapsed());
+        self.method
+            .call_ended(response.code, self.started.elapsed());
         // The call is over: the lease is free for other use, and its slot goes back now if
         // nobody else holds the lease, not when the handle is dropped.
         if let Some(lease) = self.lease.take() {
@@ -404,8 +423,13 @@ impl StreamSender {
             return Err(Error::StreamClosed);
         };
         // The call may be over before the request body is dropped: don't take more messages.
-        if self.ended.load(Ordering::Acquire) || past(self.deadline) {
+        if self.ended.load(Ordering::Acquire) {
             self.sender = None;
+            return Err(Error::StreamClosed);
+        }
+        // Past the deadline: refused, but the request is not half-closed, which would let the
+        // server finish the call OK after its deadline; the reading side cancels it instead.
+        if past(self.deadline) {
             return Err(Error::StreamClosed);
         }
         match self
@@ -414,10 +438,11 @@ impl StreamSender {
             .await
         {
             Some(Ok(())) => Ok(()),
-            _ => {
+            Some(Err(_)) => {
                 self.sender = None;
                 Err(Error::StreamClosed)
             }
+            None => Err(Error::StreamClosed),
         }
     }
 

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -22,10 +23,11 @@ use crate::call::{reacquire, RetryBudget};
 use crate::codec::RawCodec;
 use crate::connection::{Connection, OwnedActiveStream};
 use crate::lease::Lease;
+use crate::metrics::MethodStats;
 use crate::prepared_call::PreparedCall;
 use crate::retry::{mark_attempt, Pushback, Retries};
 use crate::target_pool::TargetPool;
-use crate::Metadata;
+use crate::{Code, Metadata};
 
 /// What opening a stream gives: the response head, or the status it failed with.
 pub(crate) type Head = Result<tonic::Response<Streaming<Bytes>>, tonic::Status>;
@@ -164,6 +166,28 @@ impl RequestBody {
     }
 }
 
+/// Where a stream's attempts are followed: the connection it runs on now (for that
+/// connection's count of streams), its method's metrics, and when its last attempt started
+/// (the stream times that attempt to its end).
+pub(crate) struct Attempts {
+    pub(crate) active: Arc<Mutex<Option<OwnedActiveStream>>>,
+    pub(crate) method: Arc<MethodStats>,
+    pub(crate) last_started: Arc<Mutex<Instant>>,
+}
+
+impl Attempts {
+    fn started(&self) {
+        self.method.attempt_started();
+        *self.last_started.lock() = Instant::now();
+    }
+
+    /// An attempt ended in `open`, before the stream got its response head.
+    fn failed(&self, code: Code) {
+        self.method
+            .attempt_ended(code, self.last_started.lock().elapsed());
+    }
+}
+
 /// Opens the call on the lease's connection, moving it while the server never processed it;
 /// `active` follows the connection the call runs on. The lease is held weakly: a stream let go
 /// (and its lease released) while it opens gives its slot back at once, not after this ends.
@@ -174,11 +198,13 @@ pub(crate) async fn open(
     mut connection: Arc<Connection>,
     body: RequestBody,
     cancel: CancelSignal,
-    active: Arc<Mutex<Option<OwnedActiveStream>>>,
+    attempts: Attempts,
 ) -> Head {
+    let active = &attempts.active;
     let mut budget = RetryBudget::default();
     let mut retries = Retries::new(call.retry_policy());
     loop {
+        attempts.started();
         let mut extensions = http::Extensions::new();
         extensions.insert(cancel.clone());
         let mut request = call.request(extensions, body.attempt());
@@ -211,6 +237,8 @@ pub(crate) async fn open(
                         let Some(lease) = lease.upgrade() else {
                             return Err(status);
                         };
+                        // This attempt is over; the stream times the next one to its end.
+                        attempts.failed(response.code);
                         lease.slot().give_back();
                         pool.shared().sleep(delay).await;
                         match reacquire(lease.slot(), &call).await {
@@ -241,6 +269,7 @@ pub(crate) async fn open(
                 "the stream was let go while it opened",
             ));
         };
+        attempts.failed(error.code);
         // The old slot goes back before waiting for a new one, as for unary calls.
         lease.slot().give_back();
         match reacquire(lease.slot(), &call).await {

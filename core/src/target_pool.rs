@@ -13,6 +13,7 @@ use crate::address_book::AddressBook;
 use crate::config::Config;
 use crate::connection::Connection;
 use crate::leases::LeaseRegister;
+use crate::metrics::MethodMetrics;
 use crate::reachability::Reachability;
 use crate::retry::RetryThrottle;
 use crate::service_config::{LoadBalancing, ServiceConfig};
@@ -60,6 +61,8 @@ pub(crate) struct TargetPool {
     balancing: LoadBalancing,
     /// The service each connection's health watch asks about, when health checking is on.
     health_service: Option<String>,
+    /// Calls and attempts by method, for the metrics text.
+    method_metrics: MethodMetrics,
     /// When the target was made; `last_used_ms` counts from it.
     created: Instant,
     /// When the pool last looked the target up for a call, lease or stream.
@@ -134,6 +137,7 @@ impl TargetPool {
             retry_throttle,
             balancing,
             health_service,
+            method_metrics: MethodMetrics::default(),
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
             leave,
@@ -359,6 +363,11 @@ impl TargetPool {
         self.waiting.state_changed();
         self.serve_waiters();
         self.maintenance.notify_one();
+    }
+
+    /// Calls and attempts by method.
+    pub(crate) fn method_metrics(&self) -> &MethodMetrics {
+        &self.method_metrics
     }
 
     /// The service health checking watches, when it is on.

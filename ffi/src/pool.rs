@@ -135,6 +135,28 @@ pub unsafe extern "C" fn grpcpool_pool_stats_json(
     })
 }
 
+/// The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry client
+/// metrics (A66: `grpc_client_attempt_started_total`, `grpc_client_attempt_duration_seconds`,
+/// `grpc_client_call_duration_seconds` by `grpc_method`, `grpc_target`, `grpc_status`) and the
+/// pool's own `grpcpool_*`. Free `*out_text` with `grpcpool_string_free`.
+///
+/// # Safety
+/// `pool` is NULL or a live pool; `out_text` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_pool_metrics_text(
+    pool: *const grpcpool_pool_t,
+    out_text: *mut *mut c_char,
+) -> grpcpool_result {
+    ffi_boundary!({
+        let pool = pool_ref(pool)?;
+        non_null(out_text, "out_text")?;
+        let text = pool.pool.metrics_text();
+        // SAFETY: checked non-NULL above.
+        unsafe { args::write(out_text, c_string(text)) };
+        Ok(())
+    })
+}
+
 /// Leases held past the leak threshold now, as a JSON array of `{"target", "site",
 /// "held_ms"}`. Free `*out_json` with `grpcpool_string_free`.
 ///

@@ -3,9 +3,11 @@
  * the per-call options (timeout 0, wait-for-ready, gzip, metadata) through
  * grpcpool_call_options_t on the _with calls, by setter and by name, and a service config's
  * retry policy and its refusals. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "grpcpool.h"
 #include "check.h"
@@ -204,6 +206,18 @@ static void check_service_config(const char *target) {
   CHECK_RC(grpcpool_pool_stats_json(pool, &stats), GRPCPOOL_OK);
   CHECK(stats != NULL && strstr(stats, "\"retries\":2") != NULL, "stats count the retries: %s", stats ? stats : "(null)");
   grpcpool_string_free(stats);
+  char *metrics = NULL;
+  CHECK_RC(grpcpool_pool_metrics_text(pool, &metrics), GRPCPOOL_OK);
+  char expected[512];
+  snprintf(expected, sizeof expected,
+           "grpc_client_attempt_started_total{grpc_method=\"grpcpool.test.Echo/Unary\",grpc_target=\"%s\"} 3\n", target);
+  CHECK(metrics != NULL && strstr(metrics, expected) != NULL, "three attempts in the metrics text");
+  snprintf(expected, sizeof expected,
+           "grpc_client_call_duration_seconds_count{grpc_method=\"grpcpool.test.Echo/Unary\",grpc_target=\"%s\","
+           "grpc_status=\"OK\"} 1\n", target);
+  CHECK(metrics != NULL && strstr(metrics, expected) != NULL, "one OK call in the metrics text");
+  grpcpool_string_free(metrics);
+  CHECK_RC(grpcpool_pool_metrics_text(pool, NULL), GRPCPOOL_NULL_ARGUMENT);
   grpcpool_call_options_free(options);
   grpcpool_pool_free(pool);
 }
@@ -235,9 +249,12 @@ static void check_balancing(const char *three) {
   CHECK_RC(grpcpool_pool_new(config, &pool), GRPCPOOL_OK);
   char seen[3][64] = {{0}};
   int hits[3] = {0, 0, 0};
-  /* Until a connection to every address is up (bounded: 100 rounds of 30 leases). */
+  /* Until a connection to every address is up: the pool dials them one after another
+   * (bounded: 100 rounds of 30 leases, 50 ms apart). */
   for (int round = 0; round < 100 && (hits[0] == 0 || hits[1] == 0 || hits[2] == 0); round++) {
     count_addresses(pool, three, 30, seen, hits);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
   }
   memset(seen, 0, sizeof seen);
   memset(hits, 0, sizeof hits);

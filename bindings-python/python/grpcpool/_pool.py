@@ -555,6 +555,13 @@ class Pool:
         stats: Dict[str, Any] = json.loads(self._native.stats_json())
         return stats
 
+    def metrics_text(self) -> str:
+        """The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry
+        client metrics (``grpc_client_call_duration_seconds`` and the rest, by method, target
+        and status) and the pool's own ``grpcpool_*``; ``grpcpool.metrics.Collector`` serves
+        them to ``prometheus_client``."""
+        return self._native.metrics_text()
+
     def leaked_leases(self) -> Tuple[Tuple[str, str, float], ...]:
         """Leases held past ``lease_leak_threshold``: ``(target, where acquired, seconds held)``."""
         return tuple(self._native.leaked_leases())

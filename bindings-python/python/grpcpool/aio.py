@@ -561,6 +561,11 @@ class Pool:
         """A snapshot of the pool's counters."""
         return self._sync.stats()
 
+    def metrics_text(self) -> str:
+        """The pool's metrics in the Prometheus text exposition format (see
+        :meth:`grpcpool.Pool.metrics_text`)."""
+        return self._sync.metrics_text()
+
     def leaked_leases(self) -> Tuple[Tuple[str, str, float], ...]:
         """Leases held past ``lease_leak_threshold``: ``(target, where acquired, seconds held)``,
         where acquired being the ``file:line`` that awaited :meth:`acquire`."""
