@@ -4,11 +4,11 @@
 // declares the JavaScript layer over them (lib/).
 
 import type { PoolOptions, TargetOptions } from './settings';
-import type { PoolStats, TargetStats, ConnectionCounts, LeakedLease } from './native';
+import type { PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease } from './native';
 import { Status, poolOptionNames, poolOptionDefaults } from './native';
 
 export { Status, poolOptionNames, poolOptionDefaults };
-export type { PoolOptions, TargetOptions, PoolStats, TargetStats, ConnectionCounts, LeakedLease };
+export type { PoolOptions, TargetOptions, PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease };
 
 /** Request metadata: a Metadata, or key -> string (Buffer for `-bin` keys), or arrays of them. */
 export type MetadataInit = Metadata | Record<string, string | Uint8Array | Array<string | Uint8Array>>;

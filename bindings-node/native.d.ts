@@ -154,6 +154,28 @@ export interface ConnectionCounts {
   draining: number
 }
 
+/** One connection of a target. */
+export interface ConnectionStats {
+  /** The pool's number for it. */
+  id: number
+  /** The address it is connected to. */
+  address: string
+  /** `ready`, `draining` or `closed`. */
+  state: string
+  /** Milliseconds since it connected. */
+  ageMs: number
+  /** Slots reserved on it now. */
+  streamsInFlight: number
+  /** The server's stream limit as last read (less one for a health watch). */
+  streamLimit: number
+  /** Calls and streams it has carried. */
+  calls: number
+  /** The error code of the GOAWAY it received, if any. */
+  lastGoaway?: string
+  /** `unchecked`, `awaiting`, `serving` or `not_serving`. */
+  health: string
+}
+
 /** Why an operation could not be done. JavaScript turns it into an Error: `kind` picks the class. */
 export interface Failure {
   /**
@@ -277,6 +299,8 @@ export interface TargetStats {
   target: string
   /** Connections by state. */
   connections: ConnectionCounts
+  /** Every connection now. */
+  perConnection: Array<ConnectionStats>
   /** Slots reserved by leases and calls now. */
   streamsInFlight: number
   /** Leases not yet released. */

@@ -13,6 +13,29 @@ pub struct ConnectionCounts {
     pub draining: f64,
 }
 
+/// One connection of a target.
+#[napi(object)]
+pub struct ConnectionStats {
+    /// The pool's number for it.
+    pub id: f64,
+    /// The address it is connected to.
+    pub address: String,
+    /// `ready`, `draining` or `closed`.
+    pub state: String,
+    /// Milliseconds since it connected.
+    pub age_ms: f64,
+    /// Slots reserved on it now.
+    pub streams_in_flight: f64,
+    /// The server's stream limit as last read (less one for a health watch).
+    pub stream_limit: f64,
+    /// Calls and streams it has carried.
+    pub calls: f64,
+    /// The error code of the GOAWAY it received, if any.
+    pub last_goaway: Option<String>,
+    /// `unchecked`, `awaiting`, `serving` or `not_serving`.
+    pub health: String,
+}
+
 /// A snapshot of one target's counters.
 #[napi(object)]
 pub struct TargetStats {
@@ -20,6 +43,8 @@ pub struct TargetStats {
     pub target: String,
     /// Connections by state.
     pub connections: ConnectionCounts,
+    /// Every connection now.
+    pub per_connection: Vec<ConnectionStats>,
     /// Slots reserved by leases and calls now.
     pub streams_in_flight: f64,
     /// Leases not yet released.
@@ -160,6 +185,21 @@ impl From<&grpcpool_core::TargetStats> for TargetStats {
         TargetStats {
             target: stats.target.clone(),
             connections: connections(&stats.connections),
+            per_connection: stats
+                .per_connection
+                .iter()
+                .map(|connection| ConnectionStats {
+                    id: number(connection.id),
+                    address: connection.address.clone(),
+                    state: connection.state.clone(),
+                    age_ms: number(connection.age_ms),
+                    streams_in_flight: number(connection.streams_in_flight),
+                    stream_limit: number(connection.stream_limit),
+                    calls: number(connection.calls),
+                    last_goaway: connection.last_goaway.clone(),
+                    health: connection.health.clone(),
+                })
+                .collect(),
             streams_in_flight: number(stats.streams_in_flight),
             leases_out: number(stats.leases_out),
             leases_acquired: number(stats.leases_acquired),

@@ -41,5 +41,10 @@ describe('metrics text', () => {
     assert.equal(sample(text, `grpc_client_attempt_started_total{${labels}}`), 6);
     assert.equal(sample(text, `grpcpool_connections{grpc_target="${server.target}",state="ready"}`), 1);
     assert.match(text, /^# TYPE grpc_client_call_duration_seconds histogram$/m);
+    // The per-connection view: the one connection carried every call.
+    const [connection] = pool.stats().targets.find((entry) => entry.target === server.target).perConnection;
+    assert.equal(connection.address, server.target.replace('http://', ''));
+    assert.equal(connection.state, 'ready');
+    assert.ok(connection.calls >= 6, `${connection.calls}`);
   });
 });

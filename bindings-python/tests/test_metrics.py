@@ -64,6 +64,9 @@ def test_the_text_counts_a_known_mix_of_calls_and_a_scrape_agrees(target: str) -
             pool.unary(target, METHOD, b"", timeout=0.1, metadata=(("x-sleep", "1"),))
         assert late.value.code() is grpcpool.StatusCode.DEADLINE_EXCEEDED
         text = pool.metrics_text()
+        (connection,) = pool.stats()["targets"][0]["per_connection"]
+        assert connection["address"] == target.replace("http://", "")
+        assert connection["state"] == "ready" and connection["calls"] == 6
         registry = CollectorRegistry()
         registry.register(Collector(pool))
         scraped = generate_latest(registry).decode()

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
 use crate::channel::H2Channel;
+use crate::stats::ConnectionStats;
 use crate::target::Address;
 use crate::transport::Io;
 
@@ -48,8 +49,15 @@ pub(crate) struct Connection {
     health: AtomicU8,
     /// A health watch runs on it, taking one of the server's concurrent streams.
     health_checked: AtomicBool,
+    /// Calls (and streams) it has carried.
+    calls: AtomicU64,
+    /// The error code of the GOAWAY it received, if any (h2's reason as a number).
+    goaway_code: AtomicU32,
     stop: Notify,
 }
+
+/// No GOAWAY received: `goaway_code` holds this.
+const NO_GOAWAY: u32 = u32::MAX;
 
 impl Connection {
     pub(crate) fn new(
@@ -79,6 +87,8 @@ impl Connection {
             lost: AtomicBool::new(false),
             health: AtomicU8::new(SERVING),
             health_checked: AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+            goaway_code: AtomicU32::new(NO_GOAWAY),
             stop: Notify::new(),
         }
     }
@@ -180,8 +190,45 @@ impl Connection {
 
     /// Counts a call as running on this connection until the guard drops.
     pub(crate) fn stream_started(&self) -> ActiveStream<'_> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         self.active_streams.fetch_add(1, Ordering::Relaxed);
         ActiveStream(self)
+    }
+
+    /// Records the GOAWAY the server sent.
+    pub(crate) fn note_goaway(&self, reason: h2::Reason) {
+        self.goaway_code.store(u32::from(reason), Ordering::Relaxed);
+    }
+
+    /// A snapshot for the target's stats.
+    pub(crate) fn stats(&self, now: Instant) -> ConnectionStats {
+        let state = match self.state.load(Ordering::SeqCst) {
+            READY => "ready",
+            DRAINING => "draining",
+            _ => "closed",
+        };
+        let health = if !self.health_checked.load(Ordering::Relaxed) {
+            "unchecked"
+        } else {
+            match self.health.load(Ordering::Acquire) {
+                SERVING => "serving",
+                NOT_SERVING => "not_serving",
+                _ => "awaiting",
+            }
+        };
+        let goaway = self.goaway_code.load(Ordering::Relaxed);
+        ConnectionStats {
+            id: self.id,
+            address: self.address.to_string(),
+            state: state.to_owned(),
+            age_ms: u64::try_from(now.saturating_duration_since(self.opened_at).as_millis())
+                .unwrap_or(u64::MAX),
+            streams_in_flight: u64::from(self.reserved()),
+            stream_limit: u64::from(self.stream_limit()),
+            calls: self.calls.load(Ordering::Relaxed),
+            last_goaway: (goaway != NO_GOAWAY).then(|| format!("{:?}", h2::Reason::from(goaway))),
+            health: health.to_owned(),
+        }
     }
 
     /// How long it has carried nothing, or zero while it carries something.

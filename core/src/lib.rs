@@ -81,5 +81,5 @@ pub use service_config::{
 };
 pub use settings::{setting, Setting, SettingType, SettingValue, SETTINGS};
 pub use shared_stream::SharedStream;
-pub use stats::{ConnectionCounts, PoolStats, TargetStats, WaitPercentiles};
+pub use stats::{ConnectionCounts, ConnectionStats, PoolStats, TargetStats, WaitPercentiles};
 pub use stream::{Stream, StreamSender};

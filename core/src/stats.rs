@@ -51,6 +51,29 @@ pub struct ConnectionCounts {
     pub draining: u64,
 }
 
+/// One connection of a target, as [`TargetStats::per_connection`] shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionStats {
+    /// The pool's number for it.
+    pub id: u64,
+    /// The address it is connected to.
+    pub address: String,
+    /// `ready`, `draining` (finishing its calls) or `closed`.
+    pub state: String,
+    /// Time since it connected.
+    pub age_ms: u64,
+    /// Slots reserved on it now.
+    pub streams_in_flight: u64,
+    /// The server's MAX_CONCURRENT_STREAMS as last read (less one for a health watch).
+    pub stream_limit: u64,
+    /// Calls and streams it has carried.
+    pub calls: u64,
+    /// The error code of the GOAWAY it received (`NO_ERROR`, `ENHANCE_YOUR_CALM`, ...), if any.
+    pub last_goaway: Option<String>,
+    /// Its health check: `unchecked`, `awaiting`, `serving` or `not_serving`.
+    pub health: String,
+}
+
 /// Acquire wait times in microseconds; each value is an upper bound within 1/8 of itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WaitPercentiles {
@@ -73,6 +96,8 @@ pub struct TargetStats {
     pub target: String,
     /// Connections by state.
     pub connections: ConnectionCounts,
+    /// Every connection now: address, state, age, load, calls, last GOAWAY and health.
+    pub per_connection: Vec<ConnectionStats>,
     /// Slots reserved by leases and calls now.
     pub streams_in_flight: u64,
     /// Leases not yet released.

@@ -452,7 +452,9 @@ impl TargetPool {
             connecting: self.dials_in_flight.load(Ordering::Acquire) as u64,
             ..ConnectionCounts::default()
         };
+        let now = Instant::now();
         for connection in self.connections.read().iter() {
+            stats.per_connection.push(connection.stats(now));
             if connection.is_ready() {
                 counts.ready += 1;
             } else if connection.is_draining() {

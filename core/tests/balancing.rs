@@ -108,6 +108,21 @@ async fn round_robin_spreads_evenly_and_skips_a_killed_server_until_it_returns()
         .map(|(after, before)| after - before)
         .collect();
     println!("round_robin over 3,000 calls: {spread:?}");
+    // The per-connection view shows the same spread: one ready connection per address.
+    let per_connection = &pool.stats().targets[0].per_connection;
+    assert_eq!(per_connection.len(), 3, "{per_connection:?}");
+    let mut addresses: Vec<&str> = per_connection.iter().map(|c| c.address.as_str()).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 3);
+    for connection in per_connection {
+        assert_eq!(
+            (connection.state.as_str(), connection.health.as_str()),
+            ("ready", "unchecked")
+        );
+        assert!(connection.calls >= 1000, "{connection:?}");
+        assert_eq!(connection.last_goaway, None);
+    }
     for share in &spread {
         // A third of 3,000 each, within 8 points (±240).
         assert!((760..=1240).contains(share), "{spread:?}");

@@ -118,6 +118,18 @@ async fn a_not_serving_backend_gets_no_calls_until_it_serves_again() {
         calls(2) > third_at_1s,
         "the unchecked backend stopped getting calls"
     );
+    // The per-connection view shows the health of each.
+    let mut healths: Vec<String> = pool.stats().targets[0]
+        .per_connection
+        .iter()
+        .map(|connection| connection.health.clone())
+        .collect();
+    healths.sort();
+    assert_eq!(
+        healths,
+        ["not_serving", "serving", "serving"],
+        "the third answered UNIMPLEMENTED: used as serving"
+    );
 
     servers[1].set_serving(SERVICE, true);
     let back = calls(1);

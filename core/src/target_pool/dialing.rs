@@ -289,6 +289,7 @@ impl TargetPool {
     /// Counts a GOAWAY once per connection, stops new picks on it, and backs keepalive off when
     /// the server said the pings were too many (gRPC A8).
     pub(crate) fn note_goaway(&self, connection: &Connection, reason: h2::Reason) {
+        connection.note_goaway(reason);
         connection.lost.store(true, Ordering::Release);
         connection.mark_draining();
         if connection.goaway_counted.swap(true, Ordering::AcqRel) {
