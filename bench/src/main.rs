@@ -54,6 +54,24 @@ target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
        1,000,000 calls through the C ABI from 16 threads, RSS sampled every second
        (soak --help for its options); not part of the matrix, nor of CI.";
 
+/// The heading of the section bench/policy_cost.sh writes into docs/benchmarks.md.
+const POLICY_COST_HEADING: &str = "## Policy layer cost";
+
+/// The section of `text` whose heading starts with `heading`: from it to the next `## ` heading
+/// or the end, without trailing blank lines; `None` when there is none.
+fn kept_section<'a>(text: &'a str, heading: &str) -> Option<&'a str> {
+    let start = if text.starts_with(heading) {
+        0
+    } else {
+        text.find(&format!("\n{heading}"))? + 1
+    };
+    let rest = &text[start..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |at| at + heading.len() + 1);
+    Some(rest[..end].trim_end())
+}
+
 /// One client row: a driver command and how it is compared.
 struct Client {
     name: String,
@@ -850,6 +868,10 @@ fn write_results(
         if let Some(soak) = soak_report::section_of(&existing) {
             text = soak_report::splice(&text, soak);
         }
+        // So does the policy-cost section, from bench/policy_cost.sh.
+        if let Some(cost) = kept_section(&existing, POLICY_COST_HEADING) {
+            text = format!("{}\n\n{cost}\n", text.trim_end());
+        }
         std::fs::write(docs, text)?;
         println!(
             "report also written to {} (plots in {})",
@@ -858,4 +880,24 @@ fn write_results(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_cost_section_is_found_to_the_next_heading() {
+        let text = "# B\n\n## Scale\n\nx\n\n## Policy layer cost (Ir)\n\ny\n\n## Later\n\nz\n";
+        assert_eq!(
+            kept_section(text, POLICY_COST_HEADING),
+            Some("## Policy layer cost (Ir)\n\ny")
+        );
+        let last = "# B\n\n## Policy layer cost\n\ny\n\n";
+        assert_eq!(
+            kept_section(last, POLICY_COST_HEADING),
+            Some("## Policy layer cost\n\ny")
+        );
+        assert_eq!(kept_section("# B\n\n## Scale\n", POLICY_COST_HEADING), None);
+    }
 }
