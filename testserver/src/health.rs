@@ -58,13 +58,15 @@ impl ServerStreamingService<Bytes> for HealthWatch {
             let service = HealthCheckRequest::decode(request.into_inner())
                 .map_err(|error| Status::invalid_argument(error.to_string()))?
                 .service;
+            // The status now, then again at each change; `last` is what was sent last (none
+            // before the first answer).
             let answers = futures_util::stream::unfold(
-                (receiver, true, None),
-                move |(mut receiver, first, last): (_, bool, Option<bool>)| {
+                (receiver, None),
+                move |(mut receiver, last): (_, Option<bool>)| {
                     let service = service.clone();
                     async move {
                         loop {
-                            if !first && receiver.changed().await.is_err() {
+                            if last.is_some() && receiver.changed().await.is_err() {
                                 return None;
                             }
                             let serving = receiver
@@ -73,10 +75,6 @@ impl ServerStreamingService<Bytes> for HealthWatch {
                                 .copied()
                                 .unwrap_or(true);
                             if last == Some(serving) {
-                                // Only changes are sent after the first answer.
-                                if first {
-                                    break;
-                                }
                                 continue;
                             }
                             let status = if serving {
@@ -88,12 +86,8 @@ impl ServerStreamingService<Bytes> for HealthWatch {
                                 status: status as i32,
                             }
                             .encode_to_vec();
-                            return Some((
-                                Ok(Bytes::from(answer)),
-                                (receiver, false, Some(serving)),
-                            ));
+                            return Some((Ok(Bytes::from(answer)), (receiver, Some(serving))));
                         }
-                        None
                     }
                 },
             );
