@@ -19,6 +19,8 @@ use crate::stream::NativeStream;
 #[napi]
 pub struct NativeLease {
     state: Arc<PoolState>,
+    /// Face-only: whether this JavaScript handle was released (`None` then), since the object
+    /// outlives `release()`; the lease and its slot are core's.
     lease: Mutex<Option<Arc<Lease>>>,
     target: String,
 }

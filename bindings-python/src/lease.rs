@@ -19,8 +19,10 @@ use crate::{
 #[pyclass(module = "grpcpool._native", frozen)]
 pub(crate) struct NativeLease {
     state: Arc<PoolState>,
-    /// The lease; `None` once released. A stream opened on it holds its own reference until
-    /// the call ends, so the slot outlives this one while the stream runs.
+    /// The lease; `None` once released. Face-only: the Python object outlives `release()`, so
+    /// the handle keeps whether it was released; the lease and its slot are core's. A stream
+    /// opened on it holds its own reference until the call ends, so the slot outlives this one
+    /// while the stream runs.
     lease: Mutex<Option<Arc<Lease>>>,
     target: String,
 }
