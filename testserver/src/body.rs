@@ -1,4 +1,5 @@
-//! A response body adapter that adds entries to the trailers frame.
+//! A response body adapter that adds entries to the trailers frame (and can cut its messages
+//! short, for tests of a client's framing checks).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,9 +10,15 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 
 /// Extra trailers a handler wants sent after an OK response, carried from the
-/// handler to [`WithTrailers`] as an extension of the response.
+/// handler to [`WithTrailers`] as an extension of the response. An entry replaces the
+/// server's own of that name (`grpc-message`, say).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ExtraTrailers(pub(crate) HeaderMap);
+
+/// Bytes to cut from the end of every data frame of an OK response (a unary response has one
+/// frame: its message), carried like [`ExtraTrailers`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Truncate(pub(crate) usize);
 
 /// Wraps tonic's response body and merges extra entries into its trailers
 /// frame (tonic itself puts a response's metadata in the headers only).
@@ -19,12 +26,23 @@ pub(crate) struct ExtraTrailers(pub(crate) HeaderMap);
 pub(crate) struct WithTrailers {
     inner: tonic::body::Body,
     extra: Option<HeaderMap>,
+    truncate: usize,
 }
 
 impl WithTrailers {
     /// Wraps `inner`, adding `extra` to the trailers frame it ends with, if any.
     pub(crate) fn new(inner: tonic::body::Body, extra: Option<HeaderMap>) -> Self {
-        Self { inner, extra }
+        Self {
+            inner,
+            extra,
+            truncate: 0,
+        }
+    }
+
+    /// Cuts `bytes` from the end of every data frame.
+    pub(crate) fn truncating(mut self, bytes: usize) -> Self {
+        self.truncate = bytes;
+        self
     }
 }
 
@@ -45,7 +63,14 @@ impl Body for WithTrailers {
                     }
                     Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
-                Err(frame) => Poll::Ready(Some(Ok(frame))),
+                Err(frame) => match frame.into_data() {
+                    Ok(mut data) if this.truncate > 0 => {
+                        data.truncate(data.len().saturating_sub(this.truncate));
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
+                    Ok(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Err(frame) => Poll::Ready(Some(Ok(frame))),
+                },
             },
             other => other,
         }

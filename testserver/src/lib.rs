@@ -13,6 +13,8 @@
 //! | `x-status-details-bin` | the status details |
 //! | `x-echo-*` | copied into the response headers |
 //! | `x-trailer-*` | copied into the response trailers |
+//! | `x-raw-trailer-NAME` | the trailer `NAME` (in a trailers-only answer's headers), as sent, replacing the server's own |
+//! | `x-truncate-bytes: N` | an OK response's message loses its last N bytes on the wire |
 //! | `x-response-compression: gzip` | compress the response messages (if the client accepts gzip) |
 //! | `x-fail-attempts: N` | with `x-status-code`, fail only attempts whose `grpc-previous-rpc-attempts` is below N |
 //! | `x-pushback-ms: V` | a failure carries `grpc-retry-pushback-ms: V` |
@@ -55,10 +57,11 @@ pub use codec::BytesCodec;
 pub use health::HEALTH_WATCH_PATH;
 pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
-    ECHO_PREFIX, FAIL_ATTEMPTS_KEY, PUSHBACK_KEY, RECEIVED_ACCEPT_ENCODING_KEY,
+    ECHO_PREFIX, FAIL_ATTEMPTS_KEY, PUSHBACK_KEY, RAW_TRAILER_PREFIX, RECEIVED_ACCEPT_ENCODING_KEY,
     RECEIVED_AUTHORITY_KEY, RECEIVED_ENCODING_KEY, RECEIVED_PREVIOUS_ATTEMPTS_KEY,
     RECEIVED_TIMEOUT_KEY, RESPONSE_COMPRESSION_KEY, SLEEP_MS_KEY, SLOW_ATTEMPTS_KEY,
-    STATUS_CODE_KEY, STATUS_DETAILS_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX, UNARY_PATH,
+    STATUS_CODE_KEY, STATUS_DETAILS_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX, TRUNCATE_KEY,
+    UNARY_PATH,
 };
 pub use streaming::{
     BIDI_PATH, CLIENT_STREAM_PATH, COUNT_KEY, INTERVAL_MS_KEY, SERVER_STREAM_PATH,

@@ -177,7 +177,8 @@ impl TestServer {
         }
     }
 
-    /// Unary calls the client cancelled before the server answered them.
+    /// Calls the client cancelled before the server answered them: a unary call before its
+    /// response, a client-streaming or bidi call before its response headers.
     pub fn calls_cancelled(&self) -> u64 {
         self.registry.cancelled()
     }

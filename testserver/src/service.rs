@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderMap;
 use tonic::codec::CompressionEncoding;
@@ -15,7 +16,7 @@ use tonic::metadata::{Ascii, MetadataMap, MetadataValue};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
-use crate::body::{ExtraTrailers, WithTrailers};
+use crate::body::{ExtraTrailers, Truncate, WithTrailers};
 use crate::codec::BytesCodec;
 use crate::health::{HealthStates, HealthWatch, HEALTH_WATCH_PATH};
 use crate::streaming::{
@@ -36,6 +37,22 @@ pub const STATUS_DETAILS_KEY: &str = "x-status-details-bin";
 pub const ECHO_PREFIX: &str = "x-echo-";
 /// Request metadata with keys starting with this prefix is copied into the response trailers.
 pub const TRAILER_PREFIX: &str = "x-trailer-";
+/// Request metadata with keys starting with this prefix goes into the response's trailers
+/// (the headers of a trailers-only answer) with the prefix taken off, as sent, replacing the
+/// server's own entry of that name: `x-raw-trailer-grpc-message: %FF` sends a `grpc-message`
+/// that is not UTF-8. A `-bin` entry's bytes are sent as they are, not base64-encoded, so
+/// `x-raw-trailer-grpc-status-details-bin` can send details that are not base64.
+pub const RAW_TRAILER_PREFIX: &str = "x-raw-trailer-";
+/// How binary metadata arrives: the standard alphabet, padding optional.
+const RAW_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// Request metadata: an OK unary response's message loses its last N bytes on the wire, the
+/// trailers still saying OK.
+pub const TRUNCATE_KEY: &str = "x-truncate-bytes";
 
 /// Request metadata: `gzip` has the server compress its response messages (when the client
 /// accepts gzip). The server always accepts gzip-compressed requests.
@@ -79,17 +96,23 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) struct CallCounters {
     pub(crate) total: Arc<AtomicU64>,
     pub(crate) connection: Arc<AtomicU64>,
-    /// Unary calls the client cancelled before they were answered.
+    /// Calls the client cancelled before they were answered (see [`Unanswered`]).
     pub(crate) cancelled: Arc<AtomicU64>,
 }
 
-/// Counts a unary call as cancelled when its handler is dropped before it answered (hyper
-/// drops it on the client's RST_STREAM).
-struct Unanswered(Option<Arc<AtomicU64>>);
+/// Counts a call as cancelled when its handler is dropped before it answered (hyper drops it
+/// on the client's RST_STREAM): a unary call before its response, a stream before its
+/// response headers.
+pub(crate) struct Unanswered(Option<Arc<AtomicU64>>);
 
 impl Unanswered {
+    /// Counts in `counters` until answered.
+    pub(crate) fn of(counters: &CallCounters) -> Unanswered {
+        Unanswered(Some(Arc::clone(&counters.cancelled)))
+    }
+
     /// The call was answered: no longer counted as cancelled.
-    fn answered(&mut self) {
+    pub(crate) fn answered(&mut self) {
         self.0 = None;
     }
 }
@@ -147,6 +170,24 @@ where
                 .headers_mut()
                 .insert(RECEIVED_AUTHORITY_KEY, authority);
         }
+        let mut raw = HeaderMap::new();
+        for (name, value) in request.headers() {
+            if let Some(raw_name) = name.as_str().strip_prefix(RAW_TRAILER_PREFIX) {
+                let value = match raw_name.ends_with("-bin") {
+                    // A binary entry arrives base64-encoded; its bytes are what is sent.
+                    true => RAW_BASE64
+                        .decode(value.as_bytes())
+                        .ok()
+                        .and_then(|bytes| http::HeaderValue::from_bytes(&bytes).ok()),
+                    false => Some(value.clone()),
+                };
+                if let (Ok(raw_name), Some(value)) =
+                    (http::HeaderName::from_bytes(raw_name.as_bytes()), value)
+                {
+                    raw.insert(raw_name, value);
+                }
+            }
+        }
         Box::pin(async move {
             let mut grpc = Grpc::new(BytesCodec)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -177,11 +218,23 @@ where
                 }
             };
             let mut response = response;
-            let extra = response
+            let mut extra = response
                 .extensions_mut()
                 .remove::<ExtraTrailers>()
                 .map(|ExtraTrailers(map)| map);
-            Ok(response.map(|body| WithTrailers::new(body, extra)))
+            if !raw.is_empty() {
+                if response.headers().contains_key("grpc-status") {
+                    // Trailers-only: the status travels in the headers.
+                    response.headers_mut().extend(raw);
+                } else {
+                    extra.get_or_insert_with(HeaderMap::new).extend(raw);
+                }
+            }
+            let Truncate(truncate) = response
+                .extensions_mut()
+                .remove::<Truncate>()
+                .unwrap_or_default();
+            Ok(response.map(|body| WithTrailers::new(body, extra).truncating(truncate)))
         })
     }
 }
@@ -202,7 +255,7 @@ impl UnaryService<Bytes> for UnaryHandler {
         self.counters.total.fetch_add(1, Ordering::Relaxed);
         self.counters.connection.fetch_add(1, Ordering::Relaxed);
         let delay = self.delay;
-        let mut unanswered = Unanswered(Some(Arc::clone(&self.counters.cancelled)));
+        let mut unanswered = Unanswered::of(&self.counters);
         Box::pin(async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
@@ -218,6 +271,7 @@ impl UnaryService<Bytes> for UnaryHandler {
 struct Controls {
     sleep: Option<Duration>,
     status: Option<Status>,
+    truncate: Option<usize>,
 }
 
 impl Controls {
@@ -226,17 +280,7 @@ impl Controls {
             Some(value) => parse_number("grpc-previous-rpc-attempts", value)?,
             None => 0,
         };
-        let sleep = match metadata.get(SLEEP_MS_KEY) {
-            Some(value) => Some(Duration::from_millis(parse_number(SLEEP_MS_KEY, value)?)),
-            None => None,
-        };
-        let sleep = match metadata.get(SLOW_ATTEMPTS_KEY) {
-            Some(value) => {
-                let slow: u32 = parse_number(SLOW_ATTEMPTS_KEY, value)?;
-                sleep.filter(|_| previous < slow)
-            }
-            None => sleep,
-        };
+        let sleep = sleep_asked(metadata, previous)?;
         let status = match metadata.get(STATUS_CODE_KEY) {
             Some(value) => match parse_number::<i32>(STATUS_CODE_KEY, value)? {
                 0 => None,
@@ -269,8 +313,44 @@ impl Controls {
             }
             (status, _) => status,
         };
-        Ok(Self { sleep, status })
+        let truncate = match metadata.get(TRUNCATE_KEY) {
+            Some(value) => Some(parse_number(TRUNCATE_KEY, value)?),
+            None => None,
+        };
+        Ok(Self {
+            sleep,
+            status,
+            truncate,
+        })
     }
+}
+
+/// The sleep `x-sleep-ms` asks for, in an attempt with `previous` attempts before it (only
+/// those below `x-slow-attempts`, when given, sleep).
+fn sleep_asked(metadata: &MetadataMap, previous: u32) -> Result<Option<Duration>, Status> {
+    let sleep = match metadata.get(SLEEP_MS_KEY) {
+        Some(value) => Some(Duration::from_millis(parse_number(SLEEP_MS_KEY, value)?)),
+        None => None,
+    };
+    match metadata.get(SLOW_ATTEMPTS_KEY) {
+        Some(value) => {
+            let slow: u32 = parse_number(SLOW_ATTEMPTS_KEY, value)?;
+            Ok(sleep.filter(|_| previous < slow))
+        }
+        None => Ok(sleep),
+    }
+}
+
+/// Sleeps as `x-sleep-ms` and `x-slow-attempts` ask, before a stream's response headers.
+pub(crate) async fn hold(metadata: &MetadataMap) -> Result<(), Status> {
+    let previous: u32 = match metadata.get("grpc-previous-rpc-attempts") {
+        Some(value) => parse_number("grpc-previous-rpc-attempts", value)?,
+        None => 0,
+    };
+    if let Some(sleep) = sleep_asked(metadata, previous)? {
+        tokio::time::sleep(sleep).await;
+    }
+    Ok(())
 }
 
 fn parse_number<T: FromStr>(key: &str, value: &MetadataValue<Ascii>) -> Result<T, Status> {
@@ -345,6 +425,9 @@ async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
     copy_prefixed(&headers, TRAILER_PREFIX, &mut trailers);
     if !trailers.is_empty() {
         response.extensions_mut().insert(ExtraTrailers(trailers));
+    }
+    if let Some(truncate) = controls.truncate {
+        response.extensions_mut().insert(Truncate(truncate));
     }
     Ok(response)
 }

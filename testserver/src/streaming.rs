@@ -6,6 +6,8 @@
 //! - [`BIDI_PATH`]: answers each request message as it arrives; ends when the client does.
 //!
 //! `x-status-code` and `x-status-message` end any of them with that status after the messages.
+//! `x-sleep-ms` (with `x-slow-attempts`) holds the client-streaming and bidi methods' response
+//! headers that long; a call reset before its headers counts in `calls_cancelled`.
 //! As for the unary method, `x-echo-*` request metadata comes back in the response headers and
 //! `x-trailer-*` in the trailers (whatever the status).
 
@@ -20,8 +22,8 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::body::ExtraTrailers;
 use crate::service::{
-    copy_prefixed, CallCounters, ECHO_PREFIX, FAIL_ATTEMPTS_KEY, RECEIVED_PREVIOUS_ATTEMPTS_KEY,
-    STATUS_CODE_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX,
+    copy_prefixed, hold, CallCounters, Unanswered, ECHO_PREFIX, FAIL_ATTEMPTS_KEY,
+    RECEIVED_PREVIOUS_ATTEMPTS_KEY, STATUS_CODE_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX,
 };
 
 /// Path of the server-streaming echo method.
@@ -165,24 +167,31 @@ impl ClientStreamingService<Bytes> for ClientStream {
 
     fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
         count(&self.0);
+        let mut unanswered = Unanswered::of(&self.0);
         Box::pin(async move {
-            let ending = final_status(request.metadata())?;
-            let metadata = request.metadata().clone();
-            let mut messages = request.into_inner();
-            let mut joined = BytesMut::new();
-            while let Some(message) = messages.message().await? {
-                joined.extend_from_slice(&message);
-            }
-            match ending {
-                // Trailers-only, as the unary method's errors: both kinds travel together.
-                Some(mut status) => {
-                    let map = status.metadata_mut().as_mut();
-                    copy_prefixed(metadata.as_ref(), ECHO_PREFIX, map);
-                    copy_prefixed(metadata.as_ref(), TRAILER_PREFIX, map);
-                    Err(status)
+            let answer = async move {
+                let ending = final_status(request.metadata())?;
+                let metadata = request.metadata().clone();
+                let mut messages = request.into_inner();
+                let mut joined = BytesMut::new();
+                while let Some(message) = messages.message().await? {
+                    joined.extend_from_slice(&message);
                 }
-                None => Ok(echoing(&metadata, joined.freeze())),
+                hold(&metadata).await?;
+                match ending {
+                    // Trailers-only, as the unary method's errors: both kinds travel together.
+                    Some(mut status) => {
+                        let map = status.metadata_mut().as_mut();
+                        copy_prefixed(metadata.as_ref(), ECHO_PREFIX, map);
+                        copy_prefixed(metadata.as_ref(), TRAILER_PREFIX, map);
+                        Err(status)
+                    }
+                    None => Ok(echoing(&metadata, joined.freeze())),
+                }
             }
+            .await;
+            unanswered.answered();
+            answer
         })
     }
 }
@@ -198,16 +207,23 @@ impl StreamingService<Bytes> for Bidi {
 
     fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
         count(&self.0);
+        let mut unanswered = Unanswered::of(&self.0);
         Box::pin(async move {
-            early_failure(request.metadata())?;
-            let ending = final_status(request.metadata())?;
-            let metadata = request.metadata().clone();
-            let messages = request.into_inner();
-            let ending = futures_util::stream::iter(ending.map(Err));
-            Ok(echoing(
-                &metadata,
-                Box::pin(messages.chain(ending)) as MessageStream,
-            ))
+            let answer = async move {
+                early_failure(request.metadata())?;
+                hold(request.metadata()).await?;
+                let ending = final_status(request.metadata())?;
+                let metadata = request.metadata().clone();
+                let messages = request.into_inner();
+                let ending = futures_util::stream::iter(ending.map(Err));
+                Ok(echoing(
+                    &metadata,
+                    Box::pin(messages.chain(ending)) as MessageStream,
+                ))
+            }
+            .await;
+            unanswered.answered();
+            answer
         })
     }
 }
