@@ -9,6 +9,7 @@ use std::task::{ready, Context, Poll};
 use futures_util::task::AtomicWaker;
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
 
 use crate::Code;
@@ -111,10 +112,13 @@ impl RequestPump {
     }
 }
 
-/// A response body read from an h2 stream; errors come out as gRPC statuses.
+/// A response body read from an h2 stream; errors come out as gRPC statuses, and its trailers
+/// reach tonic sanitized (crate::status_headers) and saying INTERNAL when the last message was
+/// cut short.
 pub(crate) struct ResponseBody {
     recv: h2::RecvStream,
     data_done: bool,
+    framing: MessageFraming,
 }
 
 impl ResponseBody {
@@ -122,8 +126,80 @@ impl ResponseBody {
         ResponseBody {
             recv,
             data_done: false,
+            framing: MessageFraming::default(),
         }
     }
+}
+
+/// Where the data so far ends in gRPC's length-prefixed framing (1 flag byte, 4 length bytes,
+/// the message). tonic 0.14 drops the bytes of an unfinished message when trailers come, so a
+/// response cut inside its last message would end OK; this notices it.
+#[derive(Default)]
+struct MessageFraming {
+    /// Prefix bytes seen of the next message (0 between messages).
+    prefix: [u8; 5],
+    prefix_seen: usize,
+    /// Bytes still to come of the current message.
+    remaining: u64,
+}
+
+impl MessageFraming {
+    fn consume(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let taken =
+                    usize::try_from(self.remaining).map_or(data.len(), |r| r.min(data.len()));
+                self.remaining -= taken as u64;
+                data = &data[taken..];
+                continue;
+            }
+            let taken = (self.prefix.len() - self.prefix_seen).min(data.len());
+            self.prefix[self.prefix_seen..self.prefix_seen + taken].copy_from_slice(&data[..taken]);
+            self.prefix_seen += taken;
+            data = &data[taken..];
+            if self.prefix_seen == self.prefix.len() {
+                let [_, a, b, c, d] = self.prefix;
+                self.remaining = u64::from(u32::from_be_bytes([a, b, c, d]));
+                self.prefix_seen = 0;
+            }
+        }
+    }
+
+    /// Whether the data stops inside a message's prefix or body.
+    fn unfinished(&self) -> Option<String> {
+        if self.prefix_seen > 0 {
+            Some(format!(
+                "the response ended {} bytes into a message's 5-byte prefix",
+                self.prefix_seen
+            ))
+        } else if self.remaining > 0 {
+            Some(format!(
+                "the response ended {} bytes short of a whole message",
+                self.remaining
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Trailers as tonic should read them: sanitized, and INTERNAL in place of an OK (or missing)
+/// status when the data ended inside a message, as gRPC's other clients report it.
+fn checked_trailers(mut trailers: HeaderMap, framing: &MessageFraming) -> HeaderMap {
+    crate::status_headers::sanitize(&mut trailers);
+    if let Some(unfinished) = framing.unfinished() {
+        let said_ok = trailers
+            .get("grpc-status")
+            .is_none_or(|status| status.as_bytes() == b"0");
+        if said_ok {
+            trailers.insert("grpc-status", HeaderValue::from_static("13"));
+            if let Ok(message) = HeaderValue::from_str(&unfinished) {
+                trailers.insert("grpc-message", message);
+            }
+            trailers.remove("grpc-status-details-bin");
+        }
+    }
+    trailers
 }
 
 fn status_of(error: h2::Error) -> tonic::Status {
@@ -149,6 +225,7 @@ impl Body for ResponseBody {
                     // Give the window back as soon as tonic has the bytes: its decoder bounds
                     // what it buffers by the max message size.
                     let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.framing.consume(&data);
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 Some(Err(error)) => return Poll::Ready(Some(Err(status_of(error)))),
@@ -156,7 +233,10 @@ impl Body for ResponseBody {
             }
         }
         match ready!(self.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(checked_trailers(
+                trailers,
+                &self.framing,
+            ))))),
             Ok(None) => Poll::Ready(None),
             Err(error) => Poll::Ready(Some(Err(status_of(error)))),
         }

@@ -48,13 +48,7 @@ pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
             .until(deadline, attempts(slot, &call, &method))
             .await
         {
-            // A failure that lands after the deadline is the deadline's, as in every gRPC client.
-            Some(response) if !response.is_ok() && Instant::now() >= deadline => Response {
-                code: Code::DeadlineExceeded,
-                message: format!("deadline exceeded ({})", response.message),
-                ..response
-            },
-            Some(response) => response,
+            Some(response) => response.after_deadline(Some(deadline)),
             None => Response::with_status(
                 Code::DeadlineExceeded,
                 "deadline exceeded before the response arrived",

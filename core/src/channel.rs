@@ -182,6 +182,9 @@ impl Future for ResponseFuture {
                         })
                     }));
                 }
+                let mut head = head;
+                // A trailers-only answer carries its status in these headers.
+                crate::status_headers::sanitize(head.headers_mut());
                 Poll::Ready(Ok(head.map(ResponseBody::new)))
             }
         }

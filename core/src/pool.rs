@@ -223,7 +223,10 @@ impl Pool {
                     // status, after the retries its policy allows (A6 retries a pick that
                     // failed with the target unreachable).
                     Err(error @ (Error::Unavailable { .. } | Error::AcquireTimeout { .. })) => {
-                        let response = Response::with_status(error.code(), error.to_string());
+                        // Past the deadline (a timeout of 0 among them) it is the deadline's,
+                        // whatever the pick said.
+                        let response = Response::with_status(error.code(), error.to_string())
+                            .after_deadline(call.deadline());
                         let counters = target_pool.counters();
                         let throttle = target_pool.retry_throttle();
                         if let Some(delay) = retries.after(
@@ -238,11 +241,11 @@ impl Pool {
                             continue;
                         }
                         Counters::bump(&counters.calls_started);
-                        counters.call_finished(error.code());
+                        counters.call_finished(response.code);
                         target_pool
                             .method_metrics()
                             .of(call.path.as_str())
-                            .call_ended(error.code(), started.elapsed());
+                            .call_ended(response.code, started.elapsed());
                         return Ok(response);
                     }
                     Err(error) => return Err(error),

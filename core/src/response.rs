@@ -1,5 +1,7 @@
 //! The outcome of a call: its status, headers, trailers and message.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use crate::{Code, Metadata};
@@ -37,6 +39,19 @@ impl Response {
             headers: Metadata::new(),
             trailers: Metadata::new(),
             body: Bytes::new(),
+        }
+    }
+
+    /// A failure that lands at or after `deadline` is the deadline's, as in every gRPC client:
+    /// DEADLINE_EXCEEDED with the failure's message kept.
+    pub(crate) fn after_deadline(self, deadline: Option<Instant>) -> Response {
+        match deadline {
+            Some(deadline) if !self.is_ok() && Instant::now() >= deadline => Response {
+                code: Code::DeadlineExceeded,
+                message: format!("deadline exceeded ({})", self.message),
+                ..self
+            },
+            _ => self,
         }
     }
 

@@ -820,24 +820,57 @@ pub(crate) fn parse_duration(text: &str, may_be_off: bool) -> Option<Duration> {
     }
     let split = text.find(|character: char| character.is_ascii_alphabetic())?;
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.trim().parse().ok()?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
+    let nanos_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         _ => return None,
     };
-    Duration::try_from_secs_f64(number * scale).ok()
+    // Decimal digits, in integers: an f64 holds whole nanoseconds only below 2^22 s (about 48
+    // days), and a config may hold up to 10 years.
+    let number = number.trim();
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole = whole.trim_start_matches('0');
+    // More than 20 digits is past a u64 of seconds in any unit (and keeps the u128 in range).
+    if whole.len() > 20 {
+        return None;
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    // Digits past the 20th are below a nanosecond in every unit; they are dropped.
+    let fraction = &fraction[..fraction.len().min(20)];
+    let fraction_nanos = if fraction.is_empty() {
+        0
+    } else {
+        let scale = 10u128.pow(u32::try_from(fraction.len()).ok()?);
+        fraction.parse::<u128>().ok()? * nanos_per_unit / scale
+    };
+    let nanos = whole
+        .checked_mul(nanos_per_unit)?
+        .checked_add(fraction_nanos)?;
+    let seconds = u64::try_from(nanos / 1_000_000_000).ok()?;
+    let subsec = u32::try_from(nanos % 1_000_000_000).ok()?;
+    Some(Duration::new(seconds, subsec))
 }
 
 /// The largest unit that shows `duration` exactly.
 fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
+    let nanos = duration.subsec_nanos();
     if duration.is_zero() {
         "0".to_owned()
-    } else if !duration.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}s", duration.as_secs_f64())
+    } else if !nanos.is_multiple_of(1_000_000) {
+        // Seconds with the nanoseconds written out exactly, trailing zeros dropped.
+        let fraction = format!("{nanos:09}");
+        format!("{}.{}s", duration.as_secs(), fraction.trim_end_matches('0'))
     } else if !millis.is_multiple_of(1000) {
         format!("{millis}ms")
     } else if millis.is_multiple_of(3_600_000) {
@@ -933,6 +966,47 @@ mod tests {
         assert!(config
             .set("streams_per_connection", SettingValue::Integer(1 << 40))
             .is_err());
+    }
+
+    #[test]
+    fn durations_read_and_write_exactly() {
+        for (text, expected) in [
+            ("250ms", Duration::from_millis(250)),
+            ("1.5s", Duration::from_millis(1500)),
+            (".5s", Duration::from_millis(500)),
+            ("2.s", Duration::from_secs(2)),
+            ("0.000000001s", Duration::from_nanos(1)),
+            ("1.5m", Duration::from_secs(90)),
+            ("1 h", Duration::from_secs(3600)),
+            // Found by fuzz/fuzz_targets/settings.rs: f64 arithmetic rounded these.
+            ("184157092048ms", Duration::from_millis(184_157_092_048)),
+            ("8447783.065190666s", Duration::new(8_447_783, 65_190_666)),
+        ] {
+            assert_eq!(parse_duration(text, false), Some(expected), "{text}");
+        }
+        for refused in [
+            "",
+            "s",
+            ".s",
+            "+1s",
+            "-1s",
+            "1e3s",
+            "1..5s",
+            "1.5",
+            "5d",
+            "99999999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(refused, false), None, "{refused}");
+        }
+        for duration in [
+            Duration::new(315_360_000, 999_999_999),
+            Duration::new(8_447_783, 65_190_666),
+            Duration::from_nanos(1),
+            Duration::from_millis(1500),
+        ] {
+            let text = format_duration(duration);
+            assert_eq!(parse_duration(&text, false), Some(duration), "{text}");
+        }
     }
 
     #[test]

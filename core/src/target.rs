@@ -1,7 +1,7 @@
 //! Target strings: what a caller names, parsed into where to connect and how.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -194,10 +194,16 @@ fn parse_host_port(text: &str, default_port: u16) -> Result<Endpoint, String> {
     }
     let authority = Authority::from_str(text).map_err(|error| format!("{text:?}: {error}"))?;
     let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    // `http` takes brackets anywhere in a host ("127.[7.0]") and around anything ("[14.3%]");
+    // RFC 3986 allows them only around an IP literal, and a connection needs an IPv6 one.
+    let misbracketed =
+        || format!("{text:?}: brackets hold only an IPv6 address, as in [::1]:50051");
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(inner) if inner.parse::<Ipv6Addr>().is_ok() => inner,
+        Some(_) => return Err(misbracketed()),
+        None if host.contains(['[', ']']) => return Err(misbracketed()),
+        None => host,
+    };
     if host.is_empty() {
         return Err(format!("{text:?} has no host"));
     }
@@ -206,9 +212,11 @@ fn parse_host_port(text: &str, default_port: u16) -> Result<Endpoint, String> {
         None => text.split_once(':').map(|(_, port)| port),
     };
     let port = match port_text {
-        Some(port) => port
-            .parse::<u16>()
-            .map_err(|_| format!("{text:?} has an invalid port {port:?}"))?,
+        // Decimal digits only (RFC 3986 `port = *DIGIT`); `u16::from_str` would take "+80".
+        Some(port) => Some(port)
+            .filter(|port| !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()))
+            .and_then(|port| port.parse::<u16>().ok())
+            .ok_or_else(|| format!("{text:?} has an invalid port {port:?}"))?,
         None => default_port,
     };
     if port == 0 {
@@ -239,6 +247,9 @@ mod tests {
 
         let target = Target::parse("http://127.0.0.1:1,127.0.0.1:2,[::1]:3").expect("several");
         assert_eq!(target.endpoints.len(), 3);
+        let target = Target::parse("http://[::1]:3").expect("IPv6");
+        assert_eq!(target.tls_host(), "::1");
+        assert!(!target.needs_resolution());
 
         let target = Target::parse("unix:///tmp/a.sock").expect("unix");
         assert_eq!(target.endpoints, vec![Endpoint::Unix("/tmp/a.sock".into())]);
@@ -269,6 +280,13 @@ mod tests {
             "dns://8.8.8.8/host:1",
             "unix:",
             "unix://relative",
+            // Found by fuzz/fuzz_targets/target_parse.rs (fuzz/regressions/target_parse/).
+            "http://a:+80",
+            "http://a:",
+            "http://127.[7.0]:3",
+            "http://0,[14.3%]:6",
+            "http://[127.0.0.1]:6",
+            "http://[::1:6",
         ] {
             let error = Target::parse(bad).expect_err(bad);
             assert!(

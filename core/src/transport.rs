@@ -12,13 +12,13 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::config::Config;
+use crate::socket::Socket;
 use crate::target::{Address, Security, Target};
 
 /// The byte stream under one HTTP/2 connection.
 pub(crate) enum Io {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    Unix(UnixStream),
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
 }
 
 /// An HTTP/2 connection fresh from its handshake, not yet driven.
@@ -68,11 +68,11 @@ impl Dialer {
 
     async fn dial_inner(&self, target: &Target, address: &Address) -> Result<Handshaken, String> {
         let io = match address {
-            Address::Unix(path) => Io::Unix(
+            Address::Unix(path) => Io::Plain(Socket::Unix(
                 UnixStream::connect(path)
                     .await
                     .map_err(|error| format!("connecting to {address}: {error}"))?,
-            ),
+            )),
             Address::Tcp(socket_address) => {
                 let stream = TcpStream::connect(socket_address)
                     .await
@@ -85,7 +85,7 @@ impl Dialer {
                         let name = crate::tls::server_name(&self.config.tls, target.tls_host())
                             .map_err(|error| error.to_string())?;
                         let stream = TlsConnector::from(tls)
-                            .connect(name, stream)
+                            .connect(name, Socket::Tcp(stream))
                             .await
                             .map_err(|error| format!("TLS handshake with {address}: {error}"))?;
                         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
@@ -93,7 +93,7 @@ impl Dialer {
                         }
                         Io::Tls(Box::new(stream))
                     }
-                    Security::Plaintext => Io::Tcp(stream),
+                    Security::Plaintext => Io::Plain(Socket::Tcp(stream)),
                 }
             }
         };
@@ -124,9 +124,8 @@ impl AsyncRead for Io {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Io::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Io::Plain(socket) => Pin::new(socket).poll_read(cx, buf),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-            Io::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
         }
     }
 }
@@ -138,9 +137,8 @@ impl AsyncWrite for Io {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Io::Plain(socket) => Pin::new(socket).poll_write(cx, buf),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-            Io::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
         }
     }
 
@@ -150,33 +148,29 @@ impl AsyncWrite for Io {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Io::Plain(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
-            Io::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Io::Tcp(stream) => stream.is_write_vectored(),
+            Io::Plain(socket) => socket.is_write_vectored(),
             Io::Tls(stream) => stream.is_write_vectored(),
-            Io::Unix(stream) => stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Io::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Io::Plain(socket) => Pin::new(socket).poll_flush(cx),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-            Io::Unix(stream) => Pin::new(stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Io::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Io::Plain(socket) => Pin::new(socket).poll_shutdown(cx),
             Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-            Io::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
         }
     }
 }

@@ -412,3 +412,90 @@ async fn gzip_compresses_requests_and_accepts_compressed_responses() {
         Err(Error::InvalidCompression(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_of_zero_is_deadline_exceeded_even_where_nothing_answers() {
+    // A port nothing listens on: bound, then closed.
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    // The first call to each target (no connection yet) and later ones (the unreachable one
+    // known to fail fast by then) alike.
+    for round in 0..5 {
+        for target in [&refused, &server.target()] {
+            let response = echo(&pool, target, b"x", Metadata::new(), Duration::ZERO).await;
+            assert_eq!(
+                response.code,
+                Code::DeadlineExceeded,
+                "round {round}, {target}: {}",
+                response.message
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.calls_failed.get("DEADLINE_EXCEEDED"), Some(&10));
+    assert_eq!(stats.calls_failed.get("UNAVAILABLE"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_headers_tonic_would_misread_keep_the_servers_status() {
+    // Found by fuzz/fuzz_targets/trailers.rs (fuzz/regressions/trailers/): tonic 0.14 panics on
+    // details that are not base64 and turns a grpc-message that is not UTF-8 into UNKNOWN.
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool(quick_config());
+    let raw = grpcpool_testserver::RAW_TRAILER_PREFIX;
+    for status in ["0", "5"] {
+        let mut sent = metadata(&[
+            (grpcpool_testserver::STATUS_CODE_KEY, status),
+            (&format!("{raw}grpc-message"), "caf%C3%A9 %FF%FE!"),
+        ]);
+        sent.insert_binary(
+            format!("{raw}grpc-status-details-bin"),
+            b"not base64!".to_vec(),
+        );
+        let response = echo(&pool, &server.target(), b"x", sent, Duration::from_secs(5)).await;
+        let expected = if status == "0" {
+            Code::Ok
+        } else {
+            Code::NotFound
+        };
+        assert_eq!(response.code, expected, "{}", response.message);
+        if status != "0" {
+            // An OK response shows no message; a failure shows it, invalid bytes as U+FFFD.
+            assert_eq!(response.message, "caf\u{e9} \u{fffd}\u{fffd}!");
+        }
+        assert!(response.details.is_empty(), "{:?}", response.details);
+    }
+
+    // A message cut short, trailers still saying OK: INTERNAL, as gRPC's other clients say.
+    for cut in ["1", "4", "7"] {
+        let response = echo(
+            &pool,
+            &server.target(),
+            b"hello",
+            metadata(&[(grpcpool_testserver::TRUNCATE_KEY, cut)]),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(
+            response.code,
+            Code::Internal,
+            "cut {cut}: {}",
+            response.message
+        );
+        assert!(response.message.contains("ended"), "{}", response.message);
+    }
+    let whole = echo(
+        &pool,
+        &server.target(),
+        b"hello",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!((whole.code, &whole.body[..]), (Code::Ok, &b"hello"[..]));
+}
