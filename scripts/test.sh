@@ -4,15 +4,20 @@
 # AddressSanitizer and valgrind, plus the `make install` + pkg-config path, and the gRPC
 # interop cases against the grpc-go interop server, the Python package against grpcio and the
 # Node package against @grpc/grpc-js, and the parity suite that runs the same scenarios through
-# the C, Python and Node faces, and the fault suite (tests/faults) through the core and Python.
+# the C, Python and Node faces, the fault suite (tests/faults) through the core and Python, and
+# the fuzz targets (fuzz/) for a bounded time under AddressSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all -- --check
 
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz workspace checks without its sanitizer flags, in a directory of its own.
+CARGO_TARGET_DIR=fuzz/target/check cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked \
+  -- -D warnings
 
 echo "== generated files are current"
 bash scripts/gen-header.sh --check
@@ -37,6 +42,9 @@ bash tests/parity/run.sh
 
 echo "== fault suite: kills, GOAWAY storms, blackholes, slow and dead peers (core, then Python)"
 bash tests/faults/run.sh
+
+echo "== fuzzing: every fuzz target under ASan for a bounded time, crash inputs replayed"
+bash fuzz/run.sh
 
 echo "== gRPC interop cases against the grpc-go interop server"
 bash tests/interop/run.sh

@@ -34,6 +34,9 @@ mod codec;
 mod config;
 mod connection;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod health_check;
 mod hedging;
 mod histogram;
