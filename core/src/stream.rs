@@ -16,10 +16,12 @@ use crate::call::closed_under;
 use crate::connection::OwnedActiveStream;
 use crate::metrics::MethodStats;
 use crate::prepared_call::PreparedCall;
+use crate::request_body::RequestBody;
 use crate::response::Response;
 use crate::shared::Shared;
 use crate::stats::Counters;
-use crate::stream_open::{self, Attempts, Head, RequestBody};
+use crate::stream_hedging;
+use crate::stream_open::{self, Attempts, Head, Opening};
 use crate::target_pool::TargetPool;
 use crate::{CallOptions, Code, Error, Lease, Metadata};
 
@@ -114,27 +116,33 @@ impl Lease {
         if !expired {
             // The call opens on the pool's runtime so the request side moves while the caller
             // waits on anything else; it moves to another connection while the server never
-            // processed it.
-            let opening = stream_open::open(
-                Arc::downgrade(self),
-                Arc::clone(&pool),
+            // processed it, and is retried or hedged as its method's policy says.
+            let body = RequestBody::new(
+                receiver,
+                pool.config().per_call_retry_buffer_size,
+                Arc::clone(&shared.retry_buffered),
+                shared.config.retry_buffer_size,
+            );
+            let attempts = Attempts {
+                active: Arc::clone(&active),
+                method: Arc::clone(&method),
+                last_started: Arc::clone(&attempt_started),
+            };
+            let opening = Opening {
+                lease: Arc::downgrade(self),
+                pool: Arc::clone(&pool),
                 call,
                 connection,
-                RequestBody::new(
-                    receiver,
-                    pool.config().per_call_retry_buffer_size,
-                    Arc::clone(&shared.retry_buffered),
-                    shared.config.retry_buffer_size,
-                ),
-                cancel.clone(),
-                Attempts {
-                    active: Arc::clone(&active),
-                    method: Arc::clone(&method),
-                    last_started: Arc::clone(&attempt_started),
-                },
-            );
+                body,
+                cancel: cancel.clone(),
+                attempts,
+            };
             shared.runtime.spawn(async move {
-                let _ = head_sender.send(opening.await);
+                let head = match opening.call.hedging_policy().cloned() {
+                    Some(policy) => stream_hedging::open(opening, policy).await,
+                    None => stream_open::open(opening).await,
+                };
+                let _ = head_sender.send(head);
             });
         }
         Counters::bump(&pool.counters().calls_started);

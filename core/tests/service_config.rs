@@ -480,3 +480,129 @@ async fn a_stream_past_the_retry_buffer_is_committed_and_a_large_unary_request_t
     assert_eq!(small.code, Code::Ok);
     assert_eq!(server.calls_handled(), 1 + 1 + 2);
 }
+
+/// Opens a stream, sends `before`, waits `pause`, sends `after`, half-closes and reads it out.
+async fn paced_stream(
+    pool: &Pool,
+    target: &str,
+    path: &str,
+    controls: &[(&str, &str)],
+    (before, pause, after): (&[&[u8]], Duration, &[&[u8]]),
+) -> (Vec<Vec<u8>>, grpcpool_core::Response) {
+    let options = CallOptions::with_timeout(Duration::from_secs(10)).metadata(metadata(controls));
+    let mut stream = pool.open_stream(target, path, options).await.unwrap();
+    for message in before {
+        stream.send(message.to_vec()).await.unwrap();
+    }
+    tokio::time::sleep(pause).await;
+    for message in after {
+        stream.send(message.to_vec()).await.unwrap();
+    }
+    stream.close_send();
+    let mut received = Vec::new();
+    while let Some(message) = stream.recv().await {
+        received.push(message.to_vec());
+    }
+    (received, stream.finish().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_stream_is_answered_by_the_hedge_with_every_message_and_the_held_one_reset() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = pool_with(&hedging(2, "0.05s", "[]"));
+    let target = server.target();
+    let warm = echo(&pool, &target, b"", Metadata::new(), Duration::from_secs(5)).await;
+    assert_eq!(warm.code, Code::Ok);
+    // The first attempt's answer is held for 5 s; the hedge goes after 50 ms, while the caller
+    // is between its messages: it is sent the one before again, then the ones after.
+    let held = [("x-sleep-ms", "5000"), ("x-slow-attempts", "1")];
+    let pacing: (&[&[u8]], Duration, &[&[u8]]) =
+        (&[b"a"], Duration::from_millis(150), &[b"b", b"c"]);
+    for (path, expected) in [
+        (CLIENT_STREAM_PATH, vec![b"abc".to_vec()]),
+        (BIDI_PATH, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]),
+    ] {
+        let cancelled_before = server.calls_cancelled();
+        let (received, response) = paced_stream(&pool, &target, path, &held, pacing).await;
+        assert_eq!(response.code, Code::Ok, "{path}: {}", response.message);
+        assert_eq!(received, expected, "{path}");
+        assert_eq!(
+            header(&response, RECEIVED_PREVIOUS_ATTEMPTS_KEY).as_deref(),
+            Some("1"),
+            "{path}: the hedge answered"
+        );
+        // The held attempt was reset: the server saw it cancelled before it answered.
+        assert!(
+            eventually(Duration::from_secs(2), || server.calls_cancelled()
+                == cancelled_before + 1)
+            .await,
+            "{path}: {} cancelled",
+            server.calls_cancelled()
+        );
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.targets[0].hedges, 2);
+    assert_eq!((stats.leases_out, stats.streams_in_flight), (0, 0));
+    // Every attempt gave its slot back: no connection has one reserved.
+    let slots_free = || {
+        pool.stats().targets[0]
+            .per_connection
+            .iter()
+            .all(|connection| connection.streams_in_flight == 0)
+    };
+    assert!(eventually(Duration::from_secs(2), slots_free).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_stream_past_the_retry_buffer_commits_to_the_attempt_that_sent_the_most() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let mut config = quick_config();
+    config
+        .set_text("service_config", &hedging(3, "0s", "[]"))
+        .unwrap();
+    config.set_text("per_call_retry_buffer_size", "8").unwrap();
+    let pool = Pool::new(config).unwrap();
+    let target = server.target();
+    // Every attempt's answer is held 300 ms, so none wins by its headers. Eight bytes are kept
+    // for all three attempts; the ninth passes the buffer: the call commits to the attempt that
+    // read it, the other two are reset at once, and no hedge follows.
+    let held = [("x-sleep-ms", "300")];
+    let pacing: (&[&[u8]], Duration, &[&[u8]]) =
+        (&[b"1234", b"5678"], Duration::from_millis(150), &[b"9"]);
+    let (received, response) = paced_stream(&pool, &target, BIDI_PATH, &held, pacing).await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(
+        received,
+        vec![b"1234".to_vec(), b"5678".to_vec(), b"9".to_vec()]
+    );
+    assert_eq!(
+        server.calls_handled(),
+        3,
+        "the first attempt and two hedges"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || server.calls_cancelled() == 2).await,
+        "{} cancelled",
+        server.calls_cancelled()
+    );
+    assert_eq!(pool.stats().targets[0].hedges, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_fatal_failure_sends_the_next_stream_hedge_at_once_and_a_fatal_one_ends_it() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    // A hedging delay of 10 s: a hedge here goes early only when a failure sends it.
+    let pool = pool_with(&hedging(3, "10s", r#"["UNAVAILABLE"]"#));
+    let target = server.target();
+    let failing_once = [("x-status-code", "14"), ("x-fail-attempts", "1")];
+    let (received, response) =
+        stream_call(&pool, &target, BIDI_PATH, &failing_once, &[b"p", b"q"]).await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(received, vec![b"p".to_vec(), b"q".to_vec()]);
+    assert_eq!(server.calls_handled(), 2);
+    let fatal = [("x-status-code", "3"), ("x-fail-attempts", "3")];
+    let (_, response) = stream_call(&pool, &target, BIDI_PATH, &fatal, &[b"r"]).await;
+    assert_eq!(response.code, Code::InvalidArgument);
+    assert_eq!(server.calls_handled(), 3, "a fatal status sends no hedge");
+    assert_eq!(pool.stats().targets[0].hedges, 1);
+}
