@@ -174,6 +174,8 @@ export interface ConnectionStats {
   lastGoaway?: string
   /** `unchecked`, `awaiting`, `serving` or `not_serving`. */
   health: string
+  /** Whether outlier detection has ejected its address: it takes no calls meanwhile. */
+  ejected: boolean
 }
 
 /** Why an operation could not be done. JavaScript turns it into an Error: `kind` picks the class. */
@@ -323,6 +325,10 @@ export interface TargetStats {
   retryPushbacks: number
   /** Attempts sent beside a call's first under the service config's hedging policy. */
   hedges: number
+  /** Addresses outlier detection has ejected, each time counted. */
+  ejections: number
+  /** Addresses ejected now. */
+  ejectedAddresses: number
   /** Connections established. */
   connects: number
   /** Connection attempts that failed. */

@@ -34,6 +34,8 @@ pub struct ConnectionStats {
     pub last_goaway: Option<String>,
     /// `unchecked`, `awaiting`, `serving` or `not_serving`.
     pub health: String,
+    /// Whether outlier detection has ejected its address: it takes no calls meanwhile.
+    pub ejected: bool,
 }
 
 /// A snapshot of one target's counters.
@@ -67,6 +69,10 @@ pub struct TargetStats {
     pub retry_pushbacks: f64,
     /// Attempts sent beside a call's first under the service config's hedging policy.
     pub hedges: f64,
+    /// Addresses outlier detection has ejected, each time counted.
+    pub ejections: f64,
+    /// Addresses ejected now.
+    pub ejected_addresses: f64,
     /// Connections established.
     pub connects: f64,
     /// Connection attempts that failed.
@@ -198,6 +204,7 @@ impl From<&grpcpool_core::TargetStats> for TargetStats {
                     calls: number(connection.calls),
                     last_goaway: connection.last_goaway.clone(),
                     health: connection.health.clone(),
+                    ejected: connection.ejected,
                 })
                 .collect(),
             streams_in_flight: number(stats.streams_in_flight),
@@ -211,6 +218,8 @@ impl From<&grpcpool_core::TargetStats> for TargetStats {
             retries_throttled: number(stats.retries_throttled),
             retry_pushbacks: number(stats.retry_pushbacks),
             hedges: number(stats.hedges),
+            ejections: number(stats.ejections),
+            ejected_addresses: number(stats.ejected_addresses),
             connects: number(stats.connects),
             connect_failures: number(stats.connect_failures),
             goaways_received: number(stats.goaways_received),

@@ -120,15 +120,19 @@ def test_a_service_config_must_be_json_text_or_a_dict() -> None:
 
 
 class Counting:
-    """Answers ``/retry.Flaky/Call`` and counts the calls it served."""
+    """Answers ``/retry.Flaky/Call`` and counts the calls it served; a failing one answers
+    each with UNAVAILABLE."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls = 0
+        self.failing = False
 
     def call(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         with self.lock:
             self.calls += 1
+        if self.failing:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this backend fails every call")
         return request
 
 
@@ -195,3 +199,50 @@ def test_pool_wide_settings_cannot_be_set_per_target() -> None:
         grpcpool.Pool(targets={"http://127.0.0.1:1": {"worker_threads": 2}})
     with pytest.raises(ValueError, match="target http://127.0.0.1:1: max_connections_per_target"):
         grpcpool.Pool(targets={"http://127.0.0.1:1": {"max_connections_per_target": 0}})
+
+
+def test_outlier_detection_ejects_a_backend_that_fails_every_call(three_servers: Tuple[str, List[Counting]]) -> None:
+    target, services = three_servers
+    services[2].failing = True
+    config = {
+        "loadBalancingConfig": [
+            {
+                "outlier_detection_experimental": {
+                    "interval": "0.2s",
+                    "baseEjectionTime": "5s",
+                    "maxEjectionPercent": 50,
+                    "failurePercentageEjection": {"threshold": 50, "minimumHosts": 3, "requestVolume": 10},
+                    "childPolicy": [{"round_robin": {}}],
+                }
+            }
+        ]
+    }
+
+    def call() -> bool:
+        try:
+            pool.unary(target, METHOD, b"x", timeout=5)
+            return True
+        except grpcpool.RpcError:
+            return False
+
+    with grpcpool.Pool(service_config=config) as pool:
+        deadline = time.monotonic() + 10
+        before = 0
+        # Bounded in count and time: until the failing backend is ejected.
+        while before < 20_000 and time.monotonic() < deadline:
+            call()
+            before += 1
+            if pool.stats()["targets"][0]["ejected_addresses"] == 1:
+                break
+        stats = pool.stats()["targets"][0]
+        assert stats["ejected_addresses"] == 1, f"not ejected after {before} calls"
+        failing_calls = services[2].calls
+        failed = sum(not call() for _ in range(300))
+        stats = pool.stats()["targets"][0]
+        if stats["ejected_addresses"] == 1:
+            assert services[2].calls == failing_calls, "an ejected backend got calls"
+        assert failed * 50 < 300, f"{failed} of 300 failed"
+        ejected = [c["address"] for c in stats["per_connection"] if c["ejected"]]
+        assert ejected and all(address.startswith("127.0.0.3") for address in ejected)
+        assert stats["ejections"] >= 1
+        assert "grpcpool_ejections_total{" in pool.metrics_text()

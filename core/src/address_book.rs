@@ -76,6 +76,14 @@ impl AddressBook {
         self.entries.len()
     }
 
+    /// Every address of the last resolution, in order.
+    pub(crate) fn addresses(&self) -> Vec<Address> {
+        self.entries
+            .iter()
+            .map(|entry| entry.address.clone())
+            .collect()
+    }
+
     pub(crate) fn contains(&self, address: &Address) -> bool {
         self.entries.iter().any(|entry| &entry.address == address)
     }

@@ -38,7 +38,12 @@ pub(crate) async fn attempt(
     let started = std::time::Instant::now();
     let outcome = attempt_on(connection, call, previous_attempts).await;
     let code = match &outcome {
-        Attempt::Finished { response, .. } => response.code,
+        Attempt::Finished { response, .. } => {
+            // A request the server never processed (a GOAWAY, a refused stream) says nothing
+            // of how it serves: outlier detection counts only answered attempts.
+            connection.attempt_ended(response.code);
+            response.code
+        }
         Attempt::Unprocessed(error) => error.code,
     };
     method.attempt_ended(code, started.elapsed());

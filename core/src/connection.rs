@@ -9,9 +9,11 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
 use crate::channel::H2Channel;
+use crate::outlier_detection::AddressRecord;
 use crate::stats::ConnectionStats;
 use crate::target::Address;
 use crate::transport::Io;
+use crate::Code;
 
 const READY: u8 = 0;
 const DRAINING: u8 = 1;
@@ -54,6 +56,8 @@ pub(crate) struct Connection {
     /// The error code of the GOAWAY it received, if any (h2's reason as a number).
     goaway_code: AtomicU32,
     stop: Notify,
+    /// Its address's record for outlier detection, when that is on.
+    outlier: Option<Arc<AddressRecord>>,
 }
 
 /// No GOAWAY received: `goaway_code` holds this.
@@ -65,6 +69,7 @@ impl Connection {
         address: Address,
         channel: H2Channel,
         max_age: Option<Duration>,
+        outlier: Option<Arc<AddressRecord>>,
     ) -> Connection {
         let opened_at = Instant::now();
         let retire_at = max_age.and_then(|age| {
@@ -90,6 +95,7 @@ impl Connection {
             calls: AtomicU64::new(0),
             goaway_code: AtomicU32::new(NO_GOAWAY),
             stop: Notify::new(),
+            outlier,
         }
     }
 
@@ -99,7 +105,21 @@ impl Connection {
 
     /// Ready, and serving as far as its health check says: what calls may be given to.
     pub(crate) fn takes_calls(&self) -> bool {
-        self.is_ready() && self.health.load(Ordering::Acquire) == SERVING
+        self.is_ready() && self.health.load(Ordering::Acquire) == SERVING && !self.is_ejected()
+    }
+
+    /// Whether outlier detection has ejected its address (gRPC A50).
+    pub(crate) fn is_ejected(&self) -> bool {
+        self.outlier
+            .as_ref()
+            .is_some_and(|record| record.is_ejected())
+    }
+
+    /// Counts an attempt that ended on it with `code` for outlier detection, when that is on.
+    pub(crate) fn attempt_ended(&self, code: Code) {
+        if let Some(record) = &self.outlier {
+            record.attempt_ended(code == Code::Ok);
+        }
     }
 
     /// A health watch starts on it: no calls until the server says SERVING.
@@ -228,6 +248,7 @@ impl Connection {
             calls: self.calls.load(Ordering::Relaxed),
             last_goaway: (goaway != NO_GOAWAY).then(|| format!("{:?}", h2::Reason::from(goaway))),
             health: health.to_owned(),
+            ejected: self.is_ejected(),
         }
     }
 
@@ -250,6 +271,11 @@ impl OwnedActiveStream {
     pub(crate) fn new(connection: Arc<Connection>) -> OwnedActiveStream {
         connection.active_streams.fetch_add(1, Ordering::Relaxed);
         OwnedActiveStream(connection)
+    }
+
+    /// The connection the stream runs on.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.0
     }
 }
 

@@ -266,7 +266,7 @@ fn pool_metrics(out: &mut String, targets: &[TargetMetrics<'_>]) {
             let _ = writeln!(out, "grpcpool_connections{labels} {count}");
         }
     }
-    let gauges: [PoolMetric; 11] = [
+    let gauges: [PoolMetric; 13] = [
         (
             "grpcpool_leases_out",
             "gauge",
@@ -296,6 +296,18 @@ fn pool_metrics(out: &mut String, targets: &[TargetMetrics<'_>]) {
             "counter",
             "Attempts sent under a hedging policy.",
             |s| s.hedges,
+        ),
+        (
+            "grpcpool_ejections_total",
+            "counter",
+            "Addresses ejected by outlier detection.",
+            |s| s.ejections,
+        ),
+        (
+            "grpcpool_ejected_addresses",
+            "gauge",
+            "Addresses ejected by outlier detection now.",
+            |s| s.ejected_addresses,
         ),
         (
             "grpcpool_transparent_retries_total",

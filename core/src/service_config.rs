@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::json_fields::{as_array, as_object, duration, invalid};
+use crate::outlier_detection::OutlierDetection;
 use crate::{Code, Error};
 
 /// Attempts above this are treated as this many, as gRPC A6 requires of clients by default.
@@ -32,6 +34,7 @@ pub struct ServiceConfig {
     default: Option<usize>,
     retry_throttling: Option<RetryThrottling>,
     load_balancing: LoadBalancing,
+    outlier_detection: Option<OutlierDetection>,
     health_check_service: Option<String>,
 }
 
@@ -159,22 +162,24 @@ impl ServiceConfig {
                     config.retry_throttling = Some(retry_throttling(value, key)?);
                 }
                 "loadBalancingConfig" => {
-                    config.load_balancing = load_balancing_config(value, key)?;
+                    let (policy, outlier_detection) = load_balancing_config(value, key)?;
+                    config.load_balancing = policy;
+                    config.outlier_detection = outlier_detection;
                 }
                 "loadBalancingPolicy" => {
                     // The older form: a policy name.
                     let name = value
                         .as_str()
                         .ok_or_else(|| invalid(key, "must be a policy name"))?;
-                    config.load_balancing =
-                        balancing_policy(name, &Value::Object(Map::new()), key)?.ok_or_else(
-                            || {
-                                invalid(
-                                    key,
-                                    "names no policy grpcpool supports (pick_first, round_robin)",
-                                )
-                            },
-                        )?;
+                    let (policy, _) = balancing_policy(name, &Value::Object(Map::new()), key)?
+                        .filter(|(_, outlier_detection)| outlier_detection.is_none())
+                        .ok_or_else(|| {
+                            invalid(
+                                key,
+                                "names no policy grpcpool supports (pick_first, round_robin)",
+                            )
+                        })?;
+                    config.load_balancing = policy;
                 }
                 "healthCheckConfig" => {
                     config.health_check_service = Some(health_check_config(value, key)?);
@@ -200,6 +205,12 @@ impl ServiceConfig {
     /// The balancing policy (`LoadBalancing::LeastLoaded` when none is configured).
     pub fn load_balancing(&self) -> LoadBalancing {
         self.load_balancing
+    }
+
+    /// Outlier detection (`outlier_detection_experimental` around the balancing policy), when
+    /// configured.
+    pub fn outlier_detection(&self) -> Option<&OutlierDetection> {
+        self.outlier_detection.as_ref()
     }
 
     /// The service whose health each connection watches (`healthCheckConfig.serviceName`),
@@ -308,56 +319,6 @@ impl ServiceConfig {
         }
         Ok(())
     }
-}
-
-fn invalid(field: &str, reason: &str) -> Error {
-    if field.is_empty() {
-        Error::InvalidConfig(format!("service_config: {reason}"))
-    } else {
-        Error::InvalidConfig(format!("service_config: {field}: {reason}"))
-    }
-}
-
-fn as_object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, Error> {
-    value
-        .as_object()
-        .ok_or_else(|| invalid(at, "must be a JSON object"))
-}
-
-fn as_array<'a>(value: &'a Value, at: &str) -> Result<&'a Vec<Value>, Error> {
-    value
-        .as_array()
-        .ok_or_else(|| invalid(at, "must be a JSON array"))
-}
-
-/// A proto3 JSON duration: decimal seconds with an `s` suffix (`"1.5s"`, `"0.010s"`).
-fn duration(value: &Value, at: &str) -> Result<Duration, Error> {
-    let bad = || invalid(at, "must be a duration in seconds such as \"1.5s\"");
-    let text = value.as_str().ok_or_else(bad)?;
-    let number = text.strip_suffix('s').ok_or_else(bad)?;
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty()
-        || !whole.bytes().all(|byte| byte.is_ascii_digit())
-        || !fraction.bytes().all(|byte| byte.is_ascii_digit())
-        || fraction.len() > 9
-    {
-        return Err(bad());
-    }
-    let seconds: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| bad())?
-    };
-    // proto3's Duration holds at most 315,576,000,000 seconds.
-    if seconds > 315_576_000_000 {
-        return Err(bad());
-    }
-    let nanos: u32 = if fraction.is_empty() {
-        0
-    } else {
-        format!("{fraction:0<9}").parse().map_err(|_| bad())?
-    };
-    Ok(Duration::new(seconds, nanos))
 }
 
 fn positive_duration(value: Option<&Value>, at: &str) -> Result<Duration, Error> {
@@ -472,9 +433,12 @@ fn health_check_config(value: &Value, at: &str) -> Result<String, Error> {
     }
 }
 
+/// A balancing policy, and the outlier detection around it if any.
+type Balancing = (LoadBalancing, Option<OutlierDetection>);
+
 /// `loadBalancingConfig`: a list of one-key objects; the first policy grpcpool supports wins,
 /// as in gRPC, and a list naming none of them is an error.
-fn load_balancing_config(value: &Value, at: &str) -> Result<LoadBalancing, Error> {
+fn load_balancing_config(value: &Value, at: &str) -> Result<Balancing, Error> {
     let entries = as_array(value, at)?;
     for (index, entry) in entries.iter().enumerate() {
         let entry_at = format!("{at}[{index}]");
@@ -489,54 +453,74 @@ fn load_balancing_config(value: &Value, at: &str) -> Result<LoadBalancing, Error
     }
     Err(invalid(
         at,
-        "names no policy grpcpool supports (pick_first, round_robin, least_request_experimental)",
+        "names no policy grpcpool supports (pick_first, round_robin, least_request_experimental, \
+         outlier_detection_experimental)",
     ))
 }
 
 /// The policy `name` with its `config`; `None` for a policy grpcpool does not know.
-fn balancing_policy(name: &str, config: &Value, at: &str) -> Result<Option<LoadBalancing>, Error> {
+fn balancing_policy(name: &str, config: &Value, at: &str) -> Result<Option<Balancing>, Error> {
     let object = as_object(config, at)?;
     let only = |allowed: &[&str]| match object.keys().find(|key| !allowed.contains(&key.as_str())) {
         Some(key) => Err(invalid(&format!("{at}.{key}"), "unknown field")),
         None => Ok(()),
     };
-    Ok(Some(match name {
-        "pick_first" => {
-            only(&["shuffleAddressList"])?;
-            let shuffle_address_list = match object.get("shuffleAddressList") {
-                None => false,
-                Some(value) => value.as_bool().ok_or_else(|| {
-                    invalid(&format!("{at}.shuffleAddressList"), "must be a bool")
-                })?,
-            };
-            LoadBalancing::PickFirst {
-                shuffle_address_list,
+    Ok(Some((
+        match name {
+            // A50: around a child policy, which balances over the addresses not ejected.
+            "outlier_detection_experimental" => {
+                let outlier_detection = OutlierDetection::parse(object, at)?;
+                let child_at = format!("{at}.childPolicy");
+                let child = object
+                    .get("childPolicy")
+                    .ok_or_else(|| invalid(&child_at, "is required"))?;
+                let (policy, nested) = load_balancing_config(child, &child_at)?;
+                if nested.is_some() {
+                    return Err(invalid(
+                        &child_at,
+                        "outlier_detection_experimental inside another is not supported",
+                    ));
+                }
+                return Ok(Some((policy, Some(outlier_detection))));
             }
-        }
-        "round_robin" => {
-            only(&[])?;
-            LoadBalancing::RoundRobin
-        }
-        "least_request_experimental" => {
-            only(&["choiceCount"])?;
-            let choice_count = match object.get("choiceCount") {
-                None => 2,
-                // A48: below 2 is refused, above 10 is treated as 10.
-                Some(value) => value
-                    .as_u64()
-                    .filter(|count| *count >= 2)
-                    .ok_or_else(|| {
-                        invalid(
-                            &format!("{at}.choiceCount"),
-                            "must be an integer of at least 2",
-                        )
-                    })?
-                    .min(10) as u32,
-            };
-            LoadBalancing::LeastRequest { choice_count }
-        }
-        _ => return Ok(None),
-    }))
+            "pick_first" => {
+                only(&["shuffleAddressList"])?;
+                let shuffle_address_list = match object.get("shuffleAddressList") {
+                    None => false,
+                    Some(value) => value.as_bool().ok_or_else(|| {
+                        invalid(&format!("{at}.shuffleAddressList"), "must be a bool")
+                    })?,
+                };
+                LoadBalancing::PickFirst {
+                    shuffle_address_list,
+                }
+            }
+            "round_robin" => {
+                only(&[])?;
+                LoadBalancing::RoundRobin
+            }
+            "least_request_experimental" => {
+                only(&["choiceCount"])?;
+                let choice_count = match object.get("choiceCount") {
+                    None => 2,
+                    // A48: below 2 is refused, above 10 is treated as 10.
+                    Some(value) => value
+                        .as_u64()
+                        .filter(|count| *count >= 2)
+                        .ok_or_else(|| {
+                            invalid(
+                                &format!("{at}.choiceCount"),
+                                "must be an integer of at least 2",
+                            )
+                        })?
+                        .min(10) as u32,
+                };
+                LoadBalancing::LeastRequest { choice_count }
+            }
+            _ => return Ok(None),
+        },
+        None,
+    )))
 }
 
 fn hedging_policy(value: &Value, at: &str) -> Result<HedgingPolicy, Error> {

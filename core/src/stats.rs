@@ -72,6 +72,8 @@ pub struct ConnectionStats {
     pub last_goaway: Option<String>,
     /// Its health check: `unchecked`, `awaiting`, `serving` or `not_serving`.
     pub health: String,
+    /// Whether outlier detection has ejected its address: it takes no calls meanwhile.
+    pub ejected: bool,
 }
 
 /// Acquire wait times in microseconds; each value is an upper bound within 1/8 of itself.
@@ -120,6 +122,10 @@ pub struct TargetStats {
     pub retry_pushbacks: u64,
     /// Attempts sent beside a call's first under the service config's hedging policy.
     pub hedges: u64,
+    /// Addresses outlier detection has ejected, each time counted.
+    pub ejections: u64,
+    /// Addresses ejected now.
+    pub ejected_addresses: u64,
     /// Connections established.
     pub connects: u64,
     /// Connection attempts that failed.

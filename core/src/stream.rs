@@ -380,6 +380,12 @@ impl Stream {
         self.pool.counters().call_finished(response.code);
         self.method
             .attempt_ended(response.code, self.attempt_started.lock().elapsed());
+        if !self.cancelled_here {
+            // The caller's own cancel is no verdict on the server (outlier detection).
+            if let Some(active) = self._active.lock().as_ref() {
+                active.connection().attempt_ended(response.code);
+            }
+        }
         self.method
             .call_ended(response.code, self.started.elapsed());
         // The call is over: the lease is free for other use, and its slot goes back now if

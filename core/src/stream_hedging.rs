@@ -133,6 +133,11 @@ fn one<'a>(
                 let unprocessed = stream_error(&status).is_some_and(|error| error.unprocessed);
                 let response = failure_response(&status, Metadata::new());
                 ended(response.code);
+                if !unprocessed {
+                    // Outlier detection counts answered attempts only: a reset by the call
+                    // (another attempt won) or a request never processed is no verdict.
+                    connection.attempt_ended(response.code);
+                }
                 if unprocessed {
                     // Never processed: as good as a non-fatal failure; the next hedge goes now.
                     Outcome::NonFatal(Err(status), Pushback::None)

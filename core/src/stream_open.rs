@@ -117,6 +117,7 @@ pub(crate) async fn open(opening: Opening) -> Head {
                         };
                         // This attempt is over; the stream times the next one to its end.
                         attempts.failed(response.code);
+                        connection.attempt_ended(response.code);
                         lease.slot().give_back();
                         pool.shared().sleep(delay).await;
                         match reacquire(lease.slot(), &call).await {

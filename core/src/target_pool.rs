@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::leases::LeaseRegister;
 use crate::metrics::MethodMetrics;
+use crate::outlier_detection::OutlierDetector;
 use crate::reachability::Reachability;
 use crate::retry::RetryThrottle;
 use crate::service_config::{LoadBalancing, ServiceConfig};
@@ -61,6 +62,8 @@ pub(crate) struct TargetPool {
     balancing: LoadBalancing,
     /// The service each connection's health watch asks about, when health checking is on.
     health_service: Option<String>,
+    /// Outlier detection over the target's addresses, when the service config has it.
+    outlier: Option<OutlierDetector>,
     /// Calls and attempts by method, for the metrics text.
     method_metrics: MethodMetrics,
     /// When the target was made; `last_used_ms` counts from it.
@@ -129,6 +132,10 @@ impl TargetPool {
             .as_ref()
             .and_then(|service| service.health_check_service())
             .map(str::to_owned);
+        let outlier = service_config
+            .as_ref()
+            .and_then(|service| service.outlier_detection())
+            .and_then(OutlierDetector::new);
         Arc::new(TargetPool {
             addresses: Mutex::new(AddressBook::new(config.backoff.clone())),
             config,
@@ -137,6 +144,7 @@ impl TargetPool {
             retry_throttle,
             balancing,
             health_service,
+            outlier,
             method_metrics: MethodMetrics::default(),
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
@@ -347,6 +355,19 @@ impl TargetPool {
                 reason: "no connection's server is serving (health check)".to_owned(),
             });
         }
+        let all_ejected = !takes_calls
+            && self
+                .connections
+                .read()
+                .iter()
+                .any(|connection| connection.is_ready() && connection.is_ejected());
+        if all_ejected {
+            return Err(Error::Unavailable {
+                target: self.target.text.clone(),
+                reason: "every ready connection's address is ejected (outlier detection)"
+                    .to_owned(),
+            });
+        }
         self.reachability.fail_fast(&self.target.text, takes_calls)
     }
 
@@ -357,9 +378,9 @@ impl TargetPool {
             .any(|connection| connection.is_ready())
     }
 
-    /// A connection's health watch changed whether it takes calls: waiters may have a slot
-    /// now, or upkeep another address to dial.
-    pub(crate) fn health_changed(self: &Arc<Self>) {
+    /// Which connections take calls changed (a health watch's answer, an outlier ejection):
+    /// waiters may have a slot now, or upkeep another address to dial.
+    pub(crate) fn call_takers_changed(self: &Arc<Self>) {
         self.waiting.state_changed();
         self.serve_waiters();
         self.maintenance.notify_one();
@@ -371,6 +392,11 @@ impl TargetPool {
     }
 
     /// The service health checking watches, when it is on.
+    /// The target's outlier detection, when on.
+    pub(crate) fn outlier_detector(&self) -> Option<&OutlierDetector> {
+        self.outlier.as_ref()
+    }
+
     pub(crate) fn health_service(&self) -> Option<&str> {
         self.health_service.as_deref()
     }
@@ -465,6 +491,10 @@ impl TargetPool {
         stats.connections = counts;
         stats.leases_out = self.leases.len() as u64;
         stats.keepalive_time_ms = self.keepalive_ms.load(Ordering::Relaxed);
+        if let Some(detector) = &self.outlier {
+            stats.ejections = detector.ejections();
+            stats.ejected_addresses = detector.ejected_now();
+        }
         self.counters.snapshot_into(&mut stats);
         stats
     }

@@ -234,3 +234,149 @@ async fn without_a_policy_one_connection_serves_sequential_calls() {
     );
     assert_eq!(pool.stats().connects, 1);
 }
+
+async fn failing_server_on(last_octet: u8) -> TestServer {
+    TestServer::start(ServerOptions {
+        ip: Some(Ipv4Addr::new(127, 0, 0, last_octet)),
+        unary_failure: Some(14),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Outlier detection (A50) around round_robin: a sweep every 200 ms, ejections of 3 s times
+/// the address's count, judged by failure percentage over three addresses.
+fn outlier_pool(max_ejection_percent: u32) -> Arc<Pool> {
+    Arc::new(pool_with_policy(&format!(
+        r#"{{"outlier_detection_experimental": {{
+            "interval": "0.2s", "baseEjectionTime": "3s", "maxEjectionTime": "30s",
+            "maxEjectionPercent": {max_ejection_percent},
+            "failurePercentageEjection": {{"threshold": 50, "minimumHosts": 3,
+                                          "requestVolume": 10}},
+            "childPolicy": [{{"round_robin": {{}}}}]}}}}"#
+    )))
+}
+
+/// Calls one by one until `done` holds (at most `limit` calls or 10 s); the codes.
+async fn calls_until(
+    pool: &Pool,
+    target: &str,
+    limit: usize,
+    mut done: impl FnMut() -> bool,
+) -> Vec<Code> {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut codes = Vec::new();
+    while codes.len() < limit && std::time::Instant::now() < until && !done() {
+        codes.push(
+            echo(pool, target, b"x", Metadata::new(), Duration::from_secs(5))
+                .await
+                .code,
+        );
+    }
+    codes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_ejects_a_failing_address_then_brings_it_back() {
+    let servers = vec![
+        server_on(1, 0, None).await,
+        server_on(2, 0, None).await,
+        failing_server_on(3).await,
+    ];
+    let target = target_of(&servers);
+    let pool = outlier_pool(50);
+    let ejected = || {
+        pool.stats()
+            .targets
+            .first()
+            .is_some_and(|t| t.ejected_addresses == 1)
+    };
+    // Before the first sweeps, a third of the calls fail.
+    let before = calls_until(&pool, &target, 20_000, ejected).await;
+    assert!(ejected(), "not ejected after {} calls", before.len());
+    let failing_before = servers[2].calls_handled();
+    // Ejected: the failing server gets no calls, the others all of them.
+    let during = calls_until(&pool, &target, 600, || false).await;
+    let failed = during.iter().filter(|code| **code != Code::Ok).count();
+    println!(
+        "outlier detection: {} calls until ejected ({} failed), then {failed} of {} failed",
+        before.len(),
+        before.iter().filter(|code| **code != Code::Ok).count(),
+        during.len()
+    );
+    assert!(
+        failed * 50 < during.len(),
+        "{failed} of {} failed",
+        during.len()
+    );
+    let stats = pool.stats();
+    let connections = &stats.targets[0].per_connection;
+    assert!(connections
+        .iter()
+        .any(|c| c.ejected && c.address.starts_with("127.0.0.3")));
+    assert!(connections
+        .iter()
+        .all(|c| !c.ejected || c.address.starts_with("127.0.0.3")));
+    if stats.targets[0].ejected_addresses == 1 {
+        assert_eq!(
+            servers[2].calls_handled(),
+            failing_before,
+            "an ejected address got calls"
+        );
+    }
+    // After its ejection time it is back, gets calls again, fails them, and goes out again.
+    let back = || pool.stats().targets[0].ejected_addresses == 0;
+    assert!(
+        eventually(Duration::from_secs(8), back).await,
+        "never brought back"
+    );
+    let again = calls_until(&pool, &target, 20_000, || {
+        pool.stats().targets[0].ejections >= 2
+    })
+    .await;
+    assert!(
+        servers[2].calls_handled() > failing_before,
+        "not called after coming back"
+    );
+    assert!(
+        pool.stats().targets[0].ejections >= 2,
+        "not ejected again after {} calls",
+        again.len()
+    );
+    let metrics = pool.metrics_text();
+    assert!(
+        metrics.contains("grpcpool_ejections_total{grpc_target="),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_never_ejects_more_than_its_percentage() {
+    let servers = vec![
+        server_on(1, 0, None).await,
+        failing_server_on(2).await,
+        failing_server_on(3).await,
+    ];
+    let target = target_of(&servers);
+    // 33% of three addresses: once one is out, the other failing one stays in.
+    let pool = outlier_pool(33);
+    let mut most = 0;
+    let codes = calls_until(&pool, &target, 3_000, || {
+        let now = pool
+            .stats()
+            .targets
+            .first()
+            .map_or(0, |t| t.ejected_addresses);
+        most = most.max(now);
+        false
+    })
+    .await;
+    let stats = pool.stats();
+    assert!(
+        stats.targets[0].ejections >= 1,
+        "none ejected in {} calls",
+        codes.len()
+    );
+    assert_eq!(most, 1, "more than one of three ejected at once");
+}

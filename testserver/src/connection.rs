@@ -28,6 +28,8 @@ pub(crate) struct ConnectionConfig {
     pub(crate) max_age: Option<Duration>,
     /// Every unary call waits this long first.
     pub(crate) unary_delay: Option<Duration>,
+    /// Every unary call fails with this status code.
+    pub(crate) unary_failure: Option<i32>,
     /// The health service's states, when the server has one.
     pub(crate) health: Option<std::sync::Arc<crate::health::HealthStates>>,
 }

@@ -105,7 +105,12 @@ pub(crate) async fn accept_loop(
         let task = tokio::spawn(connection::run(
             stream,
             Arc::clone(&config),
-            EchoService::new(counters, config.unary_delay, config.health.clone()),
+            EchoService::new(
+                counters,
+                config.unary_delay,
+                config.unary_failure,
+                config.health.clone(),
+            ),
             shutdown.clone(),
             guard,
         ));

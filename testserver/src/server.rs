@@ -47,6 +47,8 @@ pub struct ServerOptions {
     pub ip: Option<std::net::Ipv4Addr>,
     /// Every unary call waits this long before it is answered: a slow backend.
     pub unary_delay: Option<Duration>,
+    /// Every unary call fails with this status code (1..=16): a broken backend.
+    pub unary_failure: Option<i32>,
     /// Serve the standard health service (`grpc.health.v1.Health/Watch`); without it the
     /// health methods answer UNIMPLEMENTED.
     pub health: bool,
@@ -108,6 +110,7 @@ impl TestServer {
             tls: tls.clone(),
             max_age: options.max_connection_age,
             unary_delay: options.unary_delay,
+            unary_failure: options.unary_failure,
             health: health.clone(),
         });
         let registry = Arc::new(Registry::default());

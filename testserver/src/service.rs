@@ -138,10 +138,15 @@ impl EchoService {
     pub(crate) fn new(
         counters: CallCounters,
         delay: Option<Duration>,
+        failure: Option<i32>,
         health: Option<Arc<HealthStates>>,
     ) -> Self {
         Self {
-            handler: UnaryHandler { counters, delay },
+            handler: UnaryHandler {
+                counters,
+                delay,
+                failure,
+            },
             health,
         }
     }
@@ -245,6 +250,8 @@ struct UnaryHandler {
     counters: CallCounters,
     /// Every call waits this long first (a slow backend).
     delay: Option<Duration>,
+    /// Every call fails with this status code (a broken backend).
+    failure: Option<i32>,
 }
 
 impl UnaryService<Bytes> for UnaryHandler {
@@ -255,12 +262,19 @@ impl UnaryService<Bytes> for UnaryHandler {
         self.counters.total.fetch_add(1, Ordering::Relaxed);
         self.counters.connection.fetch_add(1, Ordering::Relaxed);
         let delay = self.delay;
+        let failure = self.failure;
         let mut unanswered = Unanswered::of(&self.counters);
         Box::pin(async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
-            let answer = echo(request).await;
+            let answer = match failure {
+                Some(code) => Err(Status::new(
+                    Code::from_i32(code),
+                    "this server fails every call",
+                )),
+                None => echo(request).await,
+            };
             unanswered.answered();
             answer
         })

@@ -149,11 +149,15 @@ impl TargetPool {
                     runtime: self.shared.runtime.clone(),
                 };
                 let id = self.shared.next_connection_id();
+                let outlier = self
+                    .outlier_detector()
+                    .map(|detector| detector.record_for(&address));
                 let connection = Arc::new(Connection::new(
                     id,
                     address,
                     channel,
                     config.max_connection_age,
+                    outlier,
                 ));
                 let keepalive = Keepalive {
                     interval_ms: Arc::clone(&self.keepalive_ms),
@@ -181,7 +185,7 @@ impl TargetPool {
                                 service,
                                 move || {
                                     if let Some(pool) = pool.upgrade() {
-                                        pool.health_changed();
+                                        pool.call_takers_changed();
                                     }
                                 },
                             ));

@@ -105,6 +105,15 @@ impl TargetPool {
             }
         }
 
+        // Outlier detection's sweep (gRPC A50): an ejected address's connections stop taking
+        // calls, and one brought back takes them again; waiters and dials look again.
+        if let Some(detector) = self.outlier_detector() {
+            let addresses = self.addresses.lock().addresses();
+            if detector.sweep_if_due(now, &addresses) {
+                self.call_takers_changed();
+            }
+        }
+
         // Keep the minimum open, and reconnect after a loss, within each address's backoff.
         if open < config.min_connections_per_target
             && self.dials_in_flight.load(Ordering::Acquire) == 0
@@ -112,8 +121,10 @@ impl TargetPool {
             self.start_dial(DialPurpose::Warm);
         }
         let none_take_calls = !snapshot.iter().any(|connection| connection.takes_calls());
-        if covering || (self.health_service().is_some() && none_take_calls) {
-            // Also: with health checking on and no serving connection, another address.
+        let judged = self.health_service().is_some() || self.outlier_detector().is_some();
+        if covering || (judged && none_take_calls) {
+            // Also: with health checking or outlier detection on and no connection taking
+            // calls, another address.
             self.cover_addresses(now);
         } else if !self.sticky_address() {
             // pick_first keeps its connections on one address; the default spreads them.
@@ -150,6 +161,9 @@ impl TargetPool {
             }
         }
         drop(book);
+        if let Some(detector) = self.outlier_detector() {
+            next = next.min(detector.next_sweep().max(now + Duration::from_millis(1)));
+        }
         for connection in &snapshot {
             if let Some(retire_at) = connection.retire_at {
                 next = next.min(retire_at.max(now + Duration::from_millis(1)));
