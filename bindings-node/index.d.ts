@@ -214,3 +214,15 @@ export type Client = Record<string, any>;
 
 /** A client for `service` on `target`, making its calls through `pool`. */
 export declare function createClient(pool: Pool, target: string, service: ServiceDefinition): Client;
+
+/** What `registerMetrics` needs of a registry: prom-client's `Registry` has it. */
+export interface MetricRegistry {
+  registerMetric(metric: any): void;
+}
+
+/**
+ * Registers the pool's metric families (`pool.metricsText()`: gRPC's OpenTelemetry client
+ * metrics and the pool's own `grpcpool_*`) in a prom-client registry, the default one when
+ * omitted; each scrape reads the pool once. Returns the names registered.
+ */
+export declare function registerMetrics(pool: Pool, registry?: MetricRegistry): string[];

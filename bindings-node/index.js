@@ -9,7 +9,9 @@ const { Status } = require('./lib/status');
 const { Metadata } = require('./lib/metadata');
 const { createClient } = require('./lib/client');
 const { poolOptionNames, poolOptionDefaults } = require('./lib/native');
+const { registerMetrics } = require('./lib/metrics');
 
 module.exports = {
   Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, poolOptionNames, poolOptionDefaults,
+  registerMetrics,
 };

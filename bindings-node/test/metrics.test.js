@@ -4,7 +4,8 @@
 
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
-const { Status, GrpcError } = require('..');
+const { Registry } = require('prom-client');
+const { Status, GrpcError, registerMetrics } = require('..');
 const { echoSuite } = require('./helpers/suite');
 const { METHOD, encode } = require('./helpers/codec');
 
@@ -46,5 +47,28 @@ describe('metrics text', () => {
     assert.equal(connection.address, server.target.replace('http://', ''));
     assert.equal(connection.state, 'ready');
     assert.ok(connection.calls >= 6, `${connection.calls}`);
+    assert.equal(connection.ejected, false);
+
+    // Scraped through prom-client: the same families and figures.
+    const registry = new Registry();
+    const names = registerMetrics(pool, registry);
+    assert.ok(names.includes('grpc_client_call_duration_seconds'), names.join(' '));
+    assert.ok(names.includes('grpcpool_ejections_total'), names.join(' '));
+    const scraped = await registry.metrics();
+    const scrapedCalls = (status) => sample(scraped, `grpc_client_call_duration_seconds_count{${labels},grpc_status="${status}"}`);
+    assert.equal(scrapedCalls('OK'), 3, scraped);
+    assert.equal(scrapedCalls('NOT_FOUND'), 2);
+    assert.equal(scrapedCalls('DEADLINE_EXCEEDED'), 1);
+    assert.equal(sample(scraped, `grpc_client_attempt_started_total{${labels}}`), 6);
+    assert.match(scraped, /^# TYPE grpc_client_call_duration_seconds histogram$/m);
+    assert.equal(
+      sample(scraped, `grpc_client_call_duration_seconds_bucket{${labels},grpc_status="OK",le="+Inf"}`),
+      3,
+    );
+    // A later scrape reads the pool again.
+    await pool.unary(server.target, METHOD.unary, encode({ message: 'ok' }), { timeoutMs: 5000 });
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = await registry.metrics();
+    assert.equal(sample(later, `grpc_client_call_duration_seconds_count{${labels},grpc_status="OK"}`), 4);
   });
 });
