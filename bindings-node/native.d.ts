@@ -57,6 +57,11 @@ export declare class NativePool {
   stats(): PoolStats
   /** The pool's metrics in the Prometheus text exposition format. */
   metricsText(): string
+  /**
+   * Sets the endpoints of `static:///name` targets (core's `Pool::set_endpoints`); the
+   * failure, if any.
+   */
+  setEndpoints(name: string, endpoints: Array<string>): Failure | null
   /** Leases held longer than the leak threshold now. */
   leakedLeases(): Array<LeakedLease>
   /**

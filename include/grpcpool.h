@@ -811,6 +811,23 @@ grpcpool_result grpcpool_pool_stats_json(const grpcpool_pool_t *pool, char **out
 grpcpool_result grpcpool_pool_metrics_text(const grpcpool_pool_t *pool, char **out_text);
 
 /**
+ * Sets the endpoints of `static:///name` targets: each `host:port` (an IP literal,
+ * `[v6]:port` or a name resolved as DNS targets are) or `unix:/path`. Every target naming
+ * `name` follows at once: connections to new addresses open before those to removed ones
+ * drain, so calls in flight finish; with `count` 0, calls that are not wait-for-ready fail
+ * fast with UNAVAILABLE. May be called before any call. `GRPCPOOL_INVALID_TARGET` names a
+ * bad name or endpoint.
+ *
+ * # Safety
+ * `pool` is NULL or a live pool; `name` is NULL or a NUL-terminated string; `endpoints` is
+ * NULL with `count` 0, or points to `count` NUL-terminated strings.
+ */
+grpcpool_result grpcpool_pool_set_endpoints(const grpcpool_pool_t *pool,
+                                            const char *name,
+                                            const char *const *endpoints,
+                                            size_t count);
+
+/**
  * Leases held past the leak threshold now, as a JSON array of `{"target", "site",
  * "held_ms"}`. Free `*out_json` with `grpcpool_string_free`.
  *

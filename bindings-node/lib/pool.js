@@ -8,6 +8,7 @@ const { callOptions, POOL_CALL_KEYS } = require('./call_options');
 const { bodyOf, responseOf } = require('./responses');
 const { Lease } = require('./lease');
 const { Stream } = require('./stream');
+const { errorFromFailure, withCode } = require('./errors');
 
 /**
  * Every pool option name, one per setting of the core's table (PoolOptions in settings.d.ts),
@@ -93,6 +94,21 @@ class Pool {
   /** The pool's metrics in the Prometheus text exposition format. */
   metricsText() {
     return this.#native.metricsText();
+  }
+
+  /**
+   * Sets the endpoints of `static:///name` targets: `'host:port'` (an IP literal,
+   * `'[v6]:port'` or a name resolved as DNS targets are) or `'unix:/path'` each. Targets
+   * naming it follow at once; with none, calls that do not wait for ready fail UNAVAILABLE.
+   */
+  setEndpoints(name, endpoints) {
+    checkString('name', name);
+    if (!Array.isArray(endpoints)) {
+      throw withCode(new TypeError('endpoints must be an array of strings'), 'ERR_INVALID_ARG_TYPE');
+    }
+    endpoints.forEach((endpoint, index) => checkString(`endpoints[${index}]`, endpoint));
+    const failure = this.#native.setEndpoints(name, endpoints);
+    if (failure) throw errorFromFailure(failure);
   }
 
   /**

@@ -161,6 +161,21 @@ impl NativePool {
         self.state.pool.metrics_text()
     }
 
+    /// Sets the endpoints of `static:///name` targets (core's `Pool::set_endpoints`); the
+    /// failure, if any.
+    #[napi]
+    pub fn set_endpoints(&self, name: String, endpoints: Vec<String>) -> Option<Failure> {
+        self.state
+            .check_open()
+            .and_then(|()| {
+                self.state
+                    .pool
+                    .set_endpoints(&name, &endpoints)
+                    .map_err(Failure::from_error)
+            })
+            .err()
+    }
+
     /// Leases held longer than the leak threshold now.
     #[napi]
     pub fn leaked_leases(&self) -> Vec<LeakedLease> {

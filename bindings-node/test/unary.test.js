@@ -29,6 +29,25 @@ describe('unary calls', () => {
     assert.equal(decode(body).message, 'once');
   });
 
+  it('follows the endpoints set for a static:/// target', async () => {
+    const target = 'static:///node-echo';
+    await assert.rejects(
+      pool.unary(target, METHOD.unary, encode({ message: 'x' }), { timeoutMs: 5000 }),
+      (error) => error instanceof GrpcError && error.code === Status.UNAVAILABLE && /setEndpoints|set_endpoints/.test(error.details),
+    );
+    pool.setEndpoints('node-echo', [server.target.replace('http://', '')]);
+    const body = await pool.unary(target, METHOD.unary, encode({ message: 'pushed' }), { timeoutMs: 5000 });
+    assert.equal(decode(body).message, 'pushed');
+    pool.setEndpoints('node-echo', []);
+    await assert.rejects(
+      pool.unary(target, METHOD.unary, encode({ message: 'x' }), { timeoutMs: 5000 }),
+      (error) => error instanceof GrpcError && error.code === Status.UNAVAILABLE,
+    );
+    assert.throws(() => pool.setEndpoints('node-echo', ['127.0.0.1']), (error) => error instanceof TypeError && /needs a port/.test(error.message));
+    assert.throws(() => pool.setEndpoints('no name', ['127.0.0.1:1']), /no endpoint name/);
+    assert.throws(() => pool.setEndpoints('node-echo', '127.0.0.1:1'), { code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
   it('takes a Uint8Array request', async () => {
     const bytes = new Uint8Array(encode({ message: 'typed' }));
     const body = await pool.unary(server.target, METHOD.unary, bytes);

@@ -465,6 +465,14 @@ impl NativePool {
         self.state.pool.metrics_text()
     }
 
+    /// Sets the endpoints of `static:///name` targets (core's `Pool::set_endpoints`).
+    fn set_endpoints(&self, name: &str, endpoints: Vec<String>) -> PyResult<()> {
+        self.state
+            .pool
+            .set_endpoints(name, &endpoints)
+            .map_err(to_py_err)
+    }
+
     /// Leases held past the leak threshold, as `(target, site, held_seconds)`.
     fn leaked_leases(&self) -> Vec<(String, String, f64)> {
         self.state

@@ -531,3 +531,38 @@ sys.exit(0 if records and all(name == "grpcpool" for name, _, _ in records) else
     loud = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert loud.returncode == 0, loud.stdout + loud.stderr
     assert "'grpcpool', 10, 'grpcpool_core::" in loud.stdout, loud.stdout
+
+
+def test_static_targets_follow_the_endpoints_set(pool: grpcpool.Pool, server: str, pb: ModuleType) -> None:
+    request = pb.EchoRequest(text="pushed")
+    with pytest.raises(grpcpool.RpcError) as before:
+        pool.unary("static:///py-echo", ECHO, request, timeout=5.0)
+    assert before.value.code() == StatusCode.UNAVAILABLE
+    assert "set_endpoints" in before.value.details()
+    pool.set_endpoints("py-echo", [server.removeprefix("http://")])
+    reply = pool.unary("static:///py-echo", ECHO, request, timeout=5.0, response_type=pb.EchoReply)
+    assert reply.text == "pushed"
+    pool.set_endpoints("py-echo", [])
+    with pytest.raises(grpcpool.RpcError) as none:
+        pool.unary("static:///py-echo", ECHO, request, timeout=5.0)
+    assert none.value.code() == StatusCode.UNAVAILABLE
+    with pytest.raises(ValueError, match="needs a port"):
+        pool.set_endpoints("py-echo", ["127.0.0.1"])
+    with pytest.raises(ValueError, match="no endpoint name"):
+        pool.set_endpoints("no name", ["127.0.0.1:1"])
+    with pytest.raises(TypeError):
+        pool.set_endpoints("py-echo", "127.0.0.1:1")
+
+
+def test_the_aio_pool_sets_endpoints_too(server: str, pb: ModuleType) -> None:
+    import asyncio
+
+    async def main() -> str:
+        async with grpcpool.aio.Pool() as pool:
+            pool.set_endpoints("aio-echo", [server.removeprefix("http://")])
+            reply = await pool.unary(
+                "static:///aio-echo", ECHO, pb.EchoRequest(text="aio"), timeout=5.0, response_type=pb.EchoReply
+            )
+            return str(reply.text)
+
+    assert asyncio.run(main()) == "aio"

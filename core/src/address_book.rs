@@ -17,7 +17,15 @@ pub(crate) struct AddressBook {
     backoff: BackoffConfig,
     resolved_at: Option<Instant>,
     rotation: usize,
+    /// A lookup is due at once (a connection was lost).
+    resolve_now: bool,
+    /// When a lost connection last asked for a lookup.
+    loss_resolution_at: Option<Instant>,
 }
+
+/// A lost connection asks for a new lookup at most this often (gRPC's resolvers rate-limit
+/// re-resolution to 30 s).
+const LOSS_RESOLUTION_EVERY: Duration = Duration::from_secs(30);
 
 impl AddressBook {
     pub(crate) fn new(backoff: BackoffConfig) -> AddressBook {
@@ -26,6 +34,8 @@ impl AddressBook {
             backoff,
             resolved_at: None,
             rotation: 0,
+            resolve_now: false,
+            loss_resolution_at: None,
         }
     }
 
@@ -35,12 +45,31 @@ impl AddressBook {
 
     /// Whether the addresses should be looked up again.
     pub(crate) fn resolution_due(&self, now: Instant, every: Duration) -> bool {
-        self.resolved_at
-            .is_none_or(|at| now.duration_since(at) >= every)
+        self.resolve_now
+            || self
+                .resolved_at
+                .is_none_or(|at| now.duration_since(at) >= every)
     }
 
     pub(crate) fn next_resolution(&self, every: Duration) -> Option<Instant> {
+        if self.resolve_now {
+            return Some(Instant::now());
+        }
         self.resolved_at.map(|at| at + every)
+    }
+
+    /// A connection was lost: the name may point elsewhere now, so it is looked up again at
+    /// once, as gRPC does, but at most once per `LOSS_RESOLUTION_EVERY`; true when asked.
+    pub(crate) fn resolve_after_loss(&mut self, now: Instant) -> bool {
+        let recently = self
+            .loss_resolution_at
+            .is_some_and(|at| now.duration_since(at) < LOSS_RESOLUTION_EVERY);
+        if recently {
+            return false;
+        }
+        self.loss_resolution_at = Some(now);
+        self.resolve_now = true;
+        true
     }
 
     /// Replaces the address list, keeping the backoff of addresses that stay; `shuffle` puts it
@@ -64,11 +93,13 @@ impl AddressBook {
             )
             .collect();
         self.resolved_at = Some(now);
+        self.resolve_now = false;
     }
 
     /// A failed resolution still counts as an attempt, so it is retried on the interval.
     pub(crate) fn resolution_failed(&mut self, now: Instant) {
         self.resolved_at = Some(now);
+        self.resolve_now = false;
     }
 
     /// How many addresses the last resolution gave.

@@ -25,8 +25,10 @@ pub struct ParsedTarget {
     pub scheme: String,
     /// The host a server certificate must match (before any override).
     pub tls_host: String,
-    /// Whether some endpoint is a host name that DNS must resolve.
+    /// Whether some endpoint is a host name that DNS must resolve (or the endpoints are pushed).
     pub needs_resolution: bool,
+    /// For `static:///name`: the name whose endpoints `Pool::set_endpoints` sets.
+    pub pushed: Option<String>,
 }
 
 /// One endpoint of a [`ParsedTarget`].
@@ -64,6 +66,7 @@ pub fn parse_target(text: &str) -> Result<ParsedTarget, Error> {
         scheme: target.scheme.as_str().to_owned(),
         tls_host: target.tls_host().to_owned(),
         needs_resolution: target.needs_resolution(),
+        pushed: target.pushed_name().map(str::to_owned),
     })
 }
 

@@ -48,6 +48,7 @@ mod metrics;
 mod outlier_detection;
 mod pool;
 mod prepared_call;
+mod pushed_endpoints;
 mod reachability;
 mod request_body;
 mod resolver;

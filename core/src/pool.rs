@@ -15,13 +15,14 @@ use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
 use crate::metrics::TargetMetrics;
 use crate::prepared_call::PreparedCall;
+use crate::pushed_endpoints::PushedEndpoints;
 use crate::response::Response;
 use crate::retry::{Pushback, Retries};
 use crate::runtime::LazyRuntime;
 use crate::service_config::ServiceConfig;
 use crate::shared::Shared;
 use crate::stats::{Counters, PoolStats};
-use crate::target::{Security, Target};
+use crate::target::{check_pushed_name, parse_pushed_endpoint, Security, Target};
 use crate::target_pool::{TargetPool, TargetSettings};
 use crate::transport::Dialer;
 use crate::{Config, Error, Lease, Stream};
@@ -68,6 +69,8 @@ struct PoolInner {
     starting: Mutex<()>,
     /// Every target in use; shared (weakly) with each target, which leaves it when idle.
     targets: Arc<RwLock<HashMap<String, Arc<TargetPool>>>>,
+    /// Endpoints set for `static:///name` targets, kept from before the runtime starts.
+    pushed: Arc<PushedEndpoints>,
 }
 
 impl Pool {
@@ -108,6 +111,7 @@ impl Pool {
                 shared: OnceLock::new(),
                 starting: Mutex::new(()),
                 targets: Arc::new(RwLock::new(HashMap::new())),
+                pushed: Arc::default(),
             }),
         })
     }
@@ -300,6 +304,40 @@ impl Pool {
         })
     }
 
+    /// Sets the endpoints of `static:///name` targets: `host:port` (an IP literal, `[v6]:port`
+    /// or a name resolved as DNS targets are) or `unix:/path` each. Every target naming it
+    /// follows at once: connections to new addresses open before those to removed ones drain,
+    /// so calls in flight finish and new calls keep going; with no endpoint, calls that are not
+    /// wait-for-ready fail fast with UNAVAILABLE. Endpoints may be set before any call.
+    pub fn set_endpoints<S: AsRef<str>>(&self, name: &str, endpoints: &[S]) -> Result<(), Error> {
+        let invalid = |reason: String| Error::InvalidTarget {
+            target: format!("static:///{name}"),
+            reason,
+        };
+        check_pushed_name(name).map_err(invalid)?;
+        let parsed = endpoints
+            .iter()
+            .map(|endpoint| parse_pushed_endpoint(endpoint.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        self.inner.pushed.set(name, parsed);
+        let following: Vec<Arc<TargetPool>> = self
+            .inner
+            .targets
+            .read()
+            .values()
+            .filter(|target| target.pushed_name() == Some(name))
+            .cloned()
+            .collect();
+        for target in following {
+            target.endpoints_changed();
+        }
+        Ok(())
+    }
+
     /// The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry
     /// client metrics (A66) by method, target and status, and the pool's own `grpcpool_*`
     /// (connections by state, leases out, retries, hedges, GOAWAYs, ...), for a scrape
@@ -434,6 +472,7 @@ impl Pool {
             self.inner.service_config.clone(),
             Dialer::new(config),
             handle,
+            Arc::clone(&self.inner.pushed),
         ));
         let shared = self.inner.shared.get_or_init(|| shared);
         if self.is_closed() {

@@ -50,6 +50,13 @@ impl Reachability {
         self.unresolved.store(false, Ordering::Release);
     }
 
+    /// The host program gave new addresses: failures so far were about others, so calls wait
+    /// for a dial to these.
+    pub(crate) fn addresses_replaced(&self) {
+        self.failing.store(false, Ordering::Release);
+        self.unresolved.store(false, Ordering::Release);
+    }
+
     /// A connection ended by the peer, the network or a failure.
     pub(crate) fn connection_lost(&self) {
         self.lost_connection.store(true, Ordering::Release);

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::runtime::Handle;
 
 use crate::config::Config;
+use crate::pushed_endpoints::PushedEndpoints;
 use crate::service_config::ServiceConfig;
 use crate::transport::Dialer;
 
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     next_connection_id: AtomicU64,
     /// Request bytes the pool's streams keep for other attempts now (`retry_buffer_size`).
     pub(crate) retry_buffered: Arc<std::sync::atomic::AtomicUsize>,
+    /// Endpoints the host program set for `static:///name` targets.
+    pub(crate) pushed: Arc<PushedEndpoints>,
 }
 
 impl Shared {
@@ -30,12 +33,14 @@ impl Shared {
         service_config: Option<Arc<ServiceConfig>>,
         dialer: Dialer,
         runtime: Handle,
+        pushed: Arc<PushedEndpoints>,
     ) -> Shared {
         Shared {
             config,
             service_config,
             dialer,
             runtime,
+            pushed,
             closed: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),
             retry_buffered: Arc::default(),

@@ -49,11 +49,14 @@ pub(crate) struct Target {
     /// The `:authority` sent with every call.
     pub(crate) authority: Authority,
     pub(crate) scheme: Scheme,
+    /// For `static:///name`: the name whose endpoints the host program sets
+    /// (`Pool::set_endpoints`); `endpoints` is then empty.
+    pushed: Option<String>,
 }
 
 impl Target {
     /// Parses `http://host:port`, `https://host:port`, several comma-separated `host:port`s after
-    /// either scheme, `unix:/path`, `unix:///path` or `dns:///host:port`.
+    /// either scheme, `unix:/path`, `unix:///path`, `dns:///host:port` or `static:///name`.
     pub(crate) fn parse(text: &str) -> Result<Target, Error> {
         let invalid = |reason: &str| Error::InvalidTarget {
             target: text.to_owned(),
@@ -62,9 +65,9 @@ impl Target {
         if text.trim() != text || text.is_empty() {
             return Err(invalid("empty, or surrounded by white space"));
         }
-        let (scheme, rest) = text
-            .split_once(':')
-            .ok_or_else(|| invalid("no scheme; expected http://, https://, unix: or dns:///"))?;
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| {
+            invalid("no scheme; expected http://, https://, unix:, dns:/// or static:///")
+        })?;
         match scheme {
             "http" | "https" => {
                 let hosts = rest
@@ -80,7 +83,7 @@ impl Target {
                 let endpoints = hosts
                     .split(',')
                     .map(|host| {
-                        parse_host_port(host, default_port).map_err(|reason| invalid(&reason))
+                        parse_host_port(host, Some(default_port)).map_err(|reason| invalid(&reason))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Target::from_endpoints(text, security, endpoints)
@@ -89,7 +92,8 @@ impl Target {
                 let host = rest.strip_prefix("///").ok_or_else(|| {
                     invalid("expected dns:///host:port (DNS authorities are not supported)")
                 })?;
-                let endpoint = parse_host_port(host, 443).map_err(|reason| invalid(&reason))?;
+                let endpoint =
+                    parse_host_port(host, Some(443)).map_err(|reason| invalid(&reason))?;
                 Target::from_endpoints(text, Security::Plaintext, vec![endpoint])
             }
             "unix" => {
@@ -106,8 +110,21 @@ impl Target {
                     vec![Endpoint::Unix(PathBuf::from(path))],
                 )
             }
+            "static" => {
+                let name = rest.strip_prefix("///").ok_or_else(|| {
+                    invalid("expected static:///name (the name set_endpoints is given)")
+                })?;
+                check_pushed_name(name).map_err(|reason| invalid(&reason))?;
+                let mut target = Target::from_endpoints(text, Security::Plaintext, Vec::new())?;
+                // Checked above: a name is a valid authority.
+                if let Ok(authority) = Authority::from_str(name) {
+                    target.authority = authority;
+                }
+                target.pushed = Some(name.to_owned());
+                Ok(target)
+            }
             _ => Err(invalid(&format!(
-                "unknown scheme {scheme:?}; expected http, https, unix or dns"
+                "unknown scheme {scheme:?}; expected http, https, unix, dns or static"
             ))),
         }
     }
@@ -136,7 +153,13 @@ impl Target {
             endpoints,
             authority,
             scheme,
+            pushed: None,
         })
+    }
+
+    /// The name whose endpoints the host program sets, for a `static:///name` target.
+    pub(crate) fn pushed_name(&self) -> Option<&str> {
+        self.pushed.as_deref()
     }
 
     /// The host name the server's certificate must match, before any override.
@@ -147,19 +170,31 @@ impl Target {
             .trim_end_matches(']')
     }
 
-    /// Whether some endpoint is a name that DNS must resolve (and re-resolve).
+    /// Whether some endpoint is a name that DNS must resolve (and re-resolve), or the
+    /// endpoints are the host program's (read again on the same schedule and on each update).
     pub(crate) fn needs_resolution(&self) -> bool {
-        self.endpoints.iter().any(|endpoint| match endpoint {
-            Endpoint::Tcp { host, .. } => host.parse::<IpAddr>().is_err(),
-            Endpoint::Unix(_) => false,
-        })
+        self.pushed.is_some()
+            || self.endpoints.iter().any(|endpoint| match endpoint {
+                Endpoint::Tcp { host, .. } => host.parse::<IpAddr>().is_err(),
+                Endpoint::Unix(_) => false,
+            })
     }
 
     /// Every address the endpoints stand for now, deduplicated and sorted.
     pub(crate) async fn resolve(&self, resolver: &Resolver) -> Result<Vec<Address>, String> {
+        self.resolve_endpoints(&self.endpoints, resolver).await
+    }
+
+    /// Every address `endpoints` stand for now (the target's own, or those pushed for it),
+    /// deduplicated and sorted.
+    pub(crate) async fn resolve_endpoints(
+        &self,
+        endpoints: &[Endpoint],
+        resolver: &Resolver,
+    ) -> Result<Vec<Address>, String> {
         let mut addresses = Vec::new();
         let mut failures = Vec::new();
-        for endpoint in &self.endpoints {
+        for endpoint in endpoints {
             match endpoint {
                 Endpoint::Unix(path) => addresses.push(Address::Unix(path.clone())),
                 Endpoint::Tcp { host, port } => match host.parse::<IpAddr>() {
@@ -183,7 +218,51 @@ impl Target {
     }
 }
 
-fn parse_host_port(text: &str, default_port: u16) -> Result<Endpoint, String> {
+/// The addresses `endpoints` name when none needs resolving (IP literals and socket paths),
+/// deduplicated and sorted; `None` when some name must be looked up.
+pub(crate) fn literal_addresses(endpoints: &[Endpoint]) -> Option<Vec<Address>> {
+    let mut addresses = endpoints
+        .iter()
+        .map(|endpoint| match endpoint {
+            Endpoint::Unix(path) => Some(Address::Unix(path.clone())),
+            Endpoint::Tcp { host, port } => host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| Address::Tcp(SocketAddr::new(ip, *port))),
+        })
+        .collect::<Option<Vec<_>>>()?;
+    addresses.sort();
+    addresses.dedup();
+    Some(addresses)
+}
+
+/// A name `static:///name` targets use: a DNS-like label sequence, as it goes out as the
+/// `:authority`.
+pub(crate) fn check_pushed_name(name: &str) -> Result<(), String> {
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b'_');
+    if name.is_empty() || name.len() > 253 || !name.bytes().all(allowed) {
+        return Err(format!(
+            "{name:?} is no endpoint name (letters, digits, '.', '-' and '_', at most 253)"
+        ));
+    }
+    Ok(())
+}
+
+/// One address the host program gives for a `static:///name` target: `host:port` (an IP
+/// literal, `[v6]:port`, or a name resolved as DNS targets are) or `unix:/path`.
+pub(crate) fn parse_pushed_endpoint(text: &str) -> Result<Endpoint, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(format!("{text:?}: expected a socket path after unix:"));
+        }
+        return Ok(Endpoint::Unix(PathBuf::from(path)));
+    }
+    parse_host_port(text, None)
+}
+
+/// `host[:port]`, the port `default_port` when absent (required when that is `None`).
+fn parse_host_port(text: &str, default_port: Option<u16>) -> Result<Endpoint, String> {
     if text.is_empty() {
         return Err("empty host".to_owned());
     }
@@ -217,7 +296,7 @@ fn parse_host_port(text: &str, default_port: u16) -> Result<Endpoint, String> {
             .filter(|port| !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()))
             .and_then(|port| port.parse::<u16>().ok())
             .ok_or_else(|| format!("{text:?} has an invalid port {port:?}"))?,
-        None => default_port,
+        None => default_port.ok_or_else(|| format!("{text:?} needs a port (host:port)"))?,
     };
     if port == 0 {
         return Err(format!("{text:?}: port 0 cannot be connected to"));

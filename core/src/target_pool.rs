@@ -20,7 +20,7 @@ use crate::retry::RetryThrottle;
 use crate::service_config::{LoadBalancing, ServiceConfig};
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
-use crate::target::Target;
+use crate::target::{literal_addresses, Target};
 use crate::transport::Dialer;
 use crate::wait_queue::{Grant, WaitQueue};
 use crate::Error;
@@ -392,6 +392,54 @@ impl TargetPool {
     }
 
     /// The service health checking watches, when it is on.
+    /// The name whose pushed endpoints the target follows (`static:///name`).
+    pub(crate) fn pushed_name(&self) -> Option<&str> {
+        self.target.pushed_name()
+    }
+
+    /// The host program set new endpoints for the target: resolve them now, then let upkeep
+    /// open connections to new addresses before it drains those to removed ones.
+    pub(crate) fn endpoints_changed(self: &Arc<Self>) {
+        let literal = self
+            .pushed_name()
+            .and_then(|name| self.shared.pushed.get(name))
+            .and_then(|endpoints| literal_addresses(&endpoints));
+        match literal {
+            // None at all: the target's connections drain (their calls finish), and calls that
+            // are not wait-for-ready fail fast until endpoints come.
+            Some(addresses) if addresses.is_empty() => {
+                self.addresses
+                    .lock()
+                    .update(Vec::new(), Instant::now(), false);
+                self.reachability.resolution_failed(format!(
+                    "{} has no endpoints (set_endpoints gave none)",
+                    self.target.text
+                ));
+                for connection in self.connections.read().iter() {
+                    connection.mark_draining();
+                }
+                self.call_takers_changed();
+            }
+            // Nothing to look up: the addresses are the target's before this returns, so a
+            // call made next goes to them.
+            Some(addresses) => {
+                self.addresses
+                    .lock()
+                    .update(addresses, Instant::now(), self.shuffles_addresses());
+                self.reachability.addresses_replaced();
+                self.call_takers_changed();
+            }
+            None => {
+                let pool = Arc::clone(self);
+                self.shared.runtime.spawn(async move {
+                    pool.reachability.addresses_replaced();
+                    pool.refresh_addresses().await;
+                    pool.call_takers_changed();
+                });
+            }
+        }
+    }
+
     /// The target's outlier detection, when on.
     pub(crate) fn outlier_detector(&self) -> Option<&OutlierDetector> {
         self.outlier.as_ref()

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use grpcpool_core::{Code, Metadata, Resolve, Resolver, Resolving};
+use grpcpool_core::{Code, Metadata, Pool, Resolve, Resolver, Resolving};
 use grpcpool_testserver::{ServerOptions, ServerTls, TestCa, TestServer};
 use parking_lot::Mutex;
 use support::{echo, eventually, pool, quick_config};
@@ -372,4 +372,181 @@ async fn a_name_that_does_not_resolve_fails_fast_and_comes_back_when_it_does() {
         "after the name resolved: {}",
         last.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_endpoints_move_calls_between_servers_without_a_failure() {
+    let first = TestServer::start(ServerOptions::default()).await.unwrap();
+    let second = TestServer::start(ServerOptions::default()).await.unwrap();
+    let pool = Arc::new(pool(quick_config()));
+    let target = "static:///echo-service";
+
+    // Before any endpoint is set, a call fails fast and says why.
+    let started = std::time::Instant::now();
+    let response = echo(&pool, target, b"x", Metadata::new(), Duration::from_secs(5)).await;
+    assert_eq!(response.code, Code::Unavailable, "{}", response.message);
+    assert!(
+        response.message.contains("set_endpoints"),
+        "{}",
+        response.message
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "waited its timeout"
+    );
+
+    pool.set_endpoints("echo-service", &[first.local_addr().unwrap().to_string()])
+        .unwrap();
+    let response = echo(
+        &pool,
+        target,
+        b"one",
+        Metadata::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    assert_eq!(first.calls_handled(), 1);
+
+    // Calls keep flowing (bounded: 4 callers for at most 3 s) while the endpoint moves.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let until = std::time::Instant::now() + Duration::from_secs(3);
+                let mut codes = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < until
+                {
+                    let response =
+                        echo(&pool, target, b"x", Metadata::new(), Duration::from_secs(5)).await;
+                    codes.push(response.code);
+                }
+                codes
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pool.set_endpoints("echo-service", &[second.local_addr().unwrap().to_string()])
+        .unwrap();
+    let moved = eventually(Duration::from_secs(5), || {
+        first.connections_open() == 0 && second.connections_open() >= 1
+    })
+    .await;
+    let handled_by_first = first.calls_handled();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut codes = Vec::new();
+    for caller in callers {
+        codes.extend(caller.await.unwrap());
+    }
+    assert!(
+        moved,
+        "first open {}, second open {}",
+        first.connections_open(),
+        second.connections_open()
+    );
+    let failed = codes.iter().filter(|code| **code != Code::Ok).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} calls failed across the update",
+        codes.len()
+    );
+    assert_eq!(
+        first.calls_handled(),
+        handled_by_first,
+        "calls reached a removed endpoint"
+    );
+    assert!(second.calls_handled() > 0);
+    println!(
+        "pushed endpoints: {} calls across the update, 0 failed; first {} / second {}",
+        codes.len(),
+        first.calls_handled(),
+        second.calls_handled()
+    );
+
+    // No endpoint at all: calls fail fast again.
+    pool.set_endpoints::<&str>("echo-service", &[]).unwrap();
+    let gone = eventually(Duration::from_secs(5), || second.connections_open() == 0).await;
+    assert!(gone);
+    let response = echo(&pool, target, b"x", Metadata::new(), Duration::from_secs(5)).await;
+    assert_eq!(response.code, Code::Unavailable, "{}", response.message);
+
+    // Bad input is refused, naming what is wrong.
+    for (name, endpoint, says) in [
+        ("bad name", "127.0.0.1:1", "no endpoint name"),
+        ("ok", "127.0.0.1", "needs a port"),
+        ("ok", "127.0.0.1:+1", "invalid port"),
+        ("ok", "[127.0.0.1]:1", "IPv6"),
+    ] {
+        let error = pool.set_endpoints(name, &[endpoint]).unwrap_err();
+        assert!(
+            matches!(error, grpcpool_core::Error::InvalidTarget { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains(says), "{error}");
+    }
+    assert!(Pool::new(quick_config())
+        .unwrap()
+        .set_endpoints("early", &["unix:/tmp/s"])
+        .is_ok());
+}
+
+/// A resolver that counts its lookups.
+struct Counting(Arc<std::sync::atomic::AtomicU64>, SocketAddr);
+
+impl Resolve for Counting {
+    fn resolve(&self, _host: &str, _port: u16) -> Resolving {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = self.1;
+        Box::pin(async move { Ok(vec![answer]) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_has_its_name_resolved_again_at_most_every_30_s() {
+    let server = TestServer::start(ServerOptions::default()).await.unwrap();
+    let port = server.port();
+    let lookups = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut config = quick_config();
+    config.resolver =
+        Resolver::custom(Counting(Arc::clone(&lookups), server.local_addr().unwrap()));
+    config.dns_refresh_interval = Duration::from_secs(3600);
+    let pool = pool(config);
+    let target = "dns:///echo.service.test:50051";
+    let count = || lookups.load(std::sync::atomic::Ordering::Relaxed);
+    let response = echo(&pool, target, b"x", Metadata::new(), Duration::from_secs(5)).await;
+    assert_eq!(response.code, Code::Ok, "{}", response.message);
+    let before = count();
+    // The server goes away: the name is looked up again at once, not in an hour.
+    server.kill().await;
+    assert!(
+        eventually(Duration::from_secs(5), || count() == before + 1).await,
+        "{} lookups",
+        count()
+    );
+    // Back on its port and lost again within 30 s: no further lookup.
+    let server = TestServer::start(ServerOptions {
+        port,
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    // Calls fail fast while the reconnect is pending (backoff), then reach it again.
+    let mut back = false;
+    for _ in 0..100 {
+        let response = echo(&pool, target, b"x", Metadata::new(), Duration::from_secs(5)).await;
+        if response.code == Code::Ok {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "never reached the restarted server");
+    server.kill().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(), before + 1, "looked up again within 30 s");
 }

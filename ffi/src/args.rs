@@ -86,6 +86,31 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
+/// A list of `count` NUL-terminated UTF-8 strings; NULL is allowed when `count` is 0.
+///
+/// # Safety
+/// `items` is NULL with `count` 0, or points to `count` pointers that each follow the rules of
+/// [`text`].
+pub(crate) unsafe fn texts<'a>(
+    items: *const *const c_char,
+    count: usize,
+    what: &str,
+) -> Result<Vec<&'a str>, FfiError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if items.is_null() {
+        return Err(FfiError::null(what));
+    }
+    // SAFETY: `count` pointers per the caller's contract.
+    let items = unsafe { std::slice::from_raw_parts(items, count) };
+    items
+        .iter()
+        // SAFETY: each pointer follows the rules of `text`.
+        .map(|item| unsafe { text(*item, what) })
+        .collect()
+}
+
 /// Reads a metadata list into the core's form (validated later, by the call).
 ///
 /// # Safety

@@ -157,6 +157,34 @@ pub unsafe extern "C" fn grpcpool_pool_metrics_text(
     })
 }
 
+/// Sets the endpoints of `static:///name` targets: each `host:port` (an IP literal,
+/// `[v6]:port` or a name resolved as DNS targets are) or `unix:/path`. Every target naming
+/// `name` follows at once: connections to new addresses open before those to removed ones
+/// drain, so calls in flight finish; with `count` 0, calls that are not wait-for-ready fail
+/// fast with UNAVAILABLE. May be called before any call. `GRPCPOOL_INVALID_TARGET` names a
+/// bad name or endpoint.
+///
+/// # Safety
+/// `pool` is NULL or a live pool; `name` is NULL or a NUL-terminated string; `endpoints` is
+/// NULL with `count` 0, or points to `count` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_pool_set_endpoints(
+    pool: *const grpcpool_pool_t,
+    name: *const c_char,
+    endpoints: *const *const c_char,
+    count: usize,
+) -> grpcpool_result {
+    ffi_boundary!({
+        let pool = pool_ref(pool)?;
+        // SAFETY: per this function's contract.
+        let name = unsafe { args::text(name, "name")? };
+        // SAFETY: per this function's contract.
+        let endpoints = unsafe { args::texts(endpoints, count, "endpoints")? };
+        pool.pool.set_endpoints(name, &endpoints)?;
+        Ok(())
+    })
+}
+
 /// Leases held past the leak threshold now, as a JSON array of `{"target", "site",
 /// "held_ms"}`. Free `*out_json` with `grpcpool_string_free`.
 ///

@@ -5,9 +5,10 @@
 //! - parsing never panics, a failure is always `ErrorKind::InvalidTarget` and its message
 //!   names the text, and parsing twice gives the same answer;
 //! - an accepted target has no surrounding white space, a known scheme, at least one
-//!   endpoint, `https` exactly when it is TLS, no TCP port 0, no empty host, an `:authority`
-//!   that `http` accepts again, a TLS host that is the first endpoint's host, and
-//!   `needs_resolution` exactly when some host is not an IP literal;
+//!   endpoint (none for `static:///name`, whose endpoints are pushed), `https` exactly when it
+//!   is TLS, no TCP port 0, no empty host, an `:authority` that `http` accepts again, a TLS
+//!   host that is the first endpoint's host (the name for `static:`), and `needs_resolution`
+//!   exactly when some host is not an IP literal or the target is `static:`;
 //! - what was accepted follows the documented grammar (`host[:port]` with a decimal port,
 //!   brackets only around an IPv6 address, `unix:` with a path, `dns:///host[:port]`);
 //! - writing the parsed endpoints back as a target string gives the same parse (a round trip).
@@ -57,8 +58,16 @@ fn check_accepted(text: &str, target: &ParsedTarget) {
     assert_eq!(text.trim(), text, "accepted surrounding white space");
     let scheme = text.split_once(':').map(|(scheme, _)| scheme);
     assert!(
-        matches!(scheme, Some("http" | "https" | "unix" | "dns")),
+        matches!(scheme, Some("http" | "https" | "unix" | "dns" | "static")),
         "accepted an unknown scheme: {text:?}"
+    );
+    if scheme == Some("static") {
+        check_static(text, target);
+        return;
+    }
+    assert!(
+        target.pushed.is_none(),
+        "{text:?}: pushed endpoints for another scheme"
     );
     assert!(!target.endpoints.is_empty(), "{text:?}: no endpoint");
     assert_eq!(
@@ -128,6 +137,29 @@ fn check_accepted(text: &str, target: &ParsedTarget) {
     }
 }
 
+/// `static:///name`: no endpoint of its own, the name as `:authority` and TLS host, always
+/// resolved (from what the program pushes), plaintext.
+fn check_static(text: &str, target: &ParsedTarget) {
+    let name = text
+        .strip_prefix("static:///")
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        target.endpoints.is_empty(),
+        "{text:?}: endpoints of its own"
+    );
+    assert_eq!(target.pushed.as_deref(), Some(name), "{text:?}");
+    assert_eq!(target.authority, name, "{text:?}");
+    assert_eq!(target.tls_host, name, "{text:?}");
+    assert!(target.needs_resolution && !target.tls, "{text:?}");
+    assert!(
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b".-_".contains(&byte)),
+        "{text:?}: the name {name:?}"
+    );
+}
+
 /// `host[:port]` where a port is decimal digits (RFC 3986: `port = *DIGIT`).
 fn check_host_port(text: &str, element: &str) {
     if let Some(bracketed) = element.strip_prefix('[') {
@@ -168,6 +200,9 @@ fn write_back(text: &str, target: &ParsedTarget) -> String {
     }
     if text.starts_with("dns:") {
         return format!("dns:///{}", host_port(&target.endpoints[0]));
+    }
+    if let Some(name) = &target.pushed {
+        return format!("static:///{name}");
     }
     let hosts: Vec<String> = target.endpoints.iter().map(host_port).collect();
     format!("{}://{}", target.scheme, hosts.join(","))

@@ -464,6 +464,43 @@ static void check_tls(const char *tls_target, const char *ca_file) {
   grpcpool_pool_free(pool);
 }
 
+/* static:///name targets follow the endpoints the program sets. */
+static void check_pushed_endpoints(grpcpool_pool_t *pool, const char *target) {
+  check_section("static:///name follows grpcpool_pool_set_endpoints; none set fails fast");
+  const char *host_port = strstr(target, "//") + 2;
+  grpcpool_response_t *response = NULL;
+  CHECK_RC(grpcpool_unary(pool, "static:///c-echo", ECHO, (const uint8_t *)"x", 1, NULL, 0, 5000,
+                          &response),
+           GRPCPOOL_OK);
+  CHECK(grpcpool_response_code(response) == 14, "before any endpoint: code %d",
+        grpcpool_response_code(response));
+  grpcpool_response_free(response);
+  const char *endpoints[] = {host_port};
+  CHECK_RC(grpcpool_pool_set_endpoints(pool, "c-echo", endpoints, 1), GRPCPOOL_OK);
+  response = NULL;
+  CHECK_RC(grpcpool_unary(pool, "static:///c-echo", ECHO, (const uint8_t *)"pushed", 6, NULL, 0,
+                          5000, &response),
+           GRPCPOOL_OK);
+  CHECK(grpcpool_response_code(response) == 0 && body_is(response, "pushed", 6),
+        "with the endpoint set: code %d", grpcpool_response_code(response));
+  grpcpool_response_free(response);
+  CHECK_RC(grpcpool_pool_set_endpoints(pool, "c-echo", NULL, 0), GRPCPOOL_OK);
+  response = NULL;
+  CHECK_RC(grpcpool_unary(pool, "static:///c-echo", ECHO, (const uint8_t *)"x", 1, NULL, 0, 5000,
+                          &response),
+           GRPCPOOL_OK);
+  CHECK(grpcpool_response_code(response) == 14, "with none: code %d",
+        grpcpool_response_code(response));
+  grpcpool_response_free(response);
+  const char *no_port[] = {"127.0.0.1"};
+  CHECK_RC(grpcpool_pool_set_endpoints(pool, "c-echo", no_port, 1), GRPCPOOL_INVALID_TARGET);
+  CHECK(strstr(grpcpool_last_error(), "needs a port") != NULL, "error: %s", grpcpool_last_error());
+  CHECK_RC(grpcpool_pool_set_endpoints(pool, "no name", endpoints, 1), GRPCPOOL_INVALID_TARGET);
+  CHECK_RC(grpcpool_pool_set_endpoints(pool, NULL, endpoints, 1), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_pool_set_endpoints(pool, "c-echo", NULL, 1), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_pool_set_endpoints(NULL, "c-echo", endpoints, 1), GRPCPOOL_NULL_ARGUMENT);
+}
+
 int main(void) {
   const char *target = check_env("GRPCPOOL_TEST_TARGET");
   const char *tls_target = check_env("GRPCPOOL_TEST_TLS_TARGET");
@@ -477,6 +514,7 @@ int main(void) {
   check_statuses(pool, target);
   check_deadline(pool, target);
   check_one_shot_and_stats(pool, target);
+  check_pushed_endpoints(pool, target);
   check_section("pool_free of a used pool returns promptly; pool_free(NULL) is a no-op");
   double started = now_ms();
   grpcpool_pool_free(pool);

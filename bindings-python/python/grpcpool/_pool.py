@@ -7,7 +7,7 @@ import os
 import sys
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple, Type, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Sequence, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
 from ._response import Request, Response, encode_request, response_body, status_error
@@ -561,6 +561,17 @@ class Pool:
         and status) and the pool's own ``grpcpool_*``; ``grpcpool.metrics.Collector`` serves
         them to ``prometheus_client``."""
         return self._native.metrics_text()
+
+    def set_endpoints(self, name: str, endpoints: Sequence[str]) -> None:
+        """Sets the endpoints of ``static:///name`` targets: ``"host:port"`` (an IP literal,
+        ``"[v6]:port"`` or a name resolved as DNS targets are) or ``"unix:/path"`` each. Every
+        target naming it follows at once: connections to new addresses open before those to
+        removed ones drain, so calls in flight finish; with none, calls that are not
+        wait-for-ready fail fast with UNAVAILABLE. Raises ``ValueError`` naming a bad name or
+        endpoint."""
+        if isinstance(endpoints, (str, bytes)):
+            raise TypeError("endpoints must be a sequence of strings, not one string")
+        self._native.set_endpoints(name, list(endpoints))
 
     def leaked_leases(self) -> Tuple[Tuple[str, str, float], ...]:
         """Leases held past ``lease_leak_threshold``: ``(target, where acquired, seconds held)``."""

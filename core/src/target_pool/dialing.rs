@@ -229,7 +229,20 @@ impl TargetPool {
 
     /// Looks the target's names up again and records the result.
     pub(crate) async fn refresh_addresses(&self) {
-        let result = self.target.resolve(&self.config.resolver).await;
+        let result = match self.target.pushed_name() {
+            Some(name) => match self.shared.pushed.get(name) {
+                Some(endpoints) => {
+                    self.target
+                        .resolve_endpoints(&endpoints, &self.config.resolver)
+                        .await
+                }
+                None => Err(format!(
+                    "{} has no endpoints yet (set them with set_endpoints)",
+                    self.target.text
+                )),
+            },
+            None => self.target.resolve(&self.config.resolver).await,
+        };
         let mut book = self.addresses.lock();
         match result {
             Ok(addresses) => {
@@ -271,6 +284,11 @@ impl TargetPool {
         if lost && !self.shared.is_closed() {
             tracing::debug!(target = %self.target.text, address = %connection.address, ?ended, "connection lost");
             self.reachability.connection_lost();
+            if self.target.needs_resolution()
+                && self.addresses.lock().resolve_after_loss(Instant::now())
+            {
+                tracing::debug!(target = %self.target.text, "resolving again after a lost connection");
+            }
             // A keepalive timeout or a reset says the address does not answer: as gRPC's
             // TRANSIENT_FAILURE, calls fail fast until a redial succeeds instead of waiting
             // behind it (a GOAWAY or a clean close is no such sign: calls wait for the redial).

@@ -238,6 +238,19 @@ int main(int argc, char **argv) {
   pool = pool_with("max_receive_message_size", "512");
   unary("oversized_response", pool, target, 800, options, 0);
   grpcpool_pool_free(pool);
+  /* static:///name: nothing set, then the echo server's address, then one with no port. */
+  pool = pool_with(NULL, NULL);
+  unary("pushed_none", pool, "static:///parity", 1, options, 0);
+  const char *endpoint = strstr(target, "//") + 2;
+  if (grpcpool_pool_set_endpoints(pool, "parity", &endpoint, 1) != GRPCPOOL_OK) {
+    fprintf(stderr, "set_endpoints: %s\n", grpcpool_last_error());
+  }
+  unary("pushed_endpoints", pool, "static:///parity", 1, options, 0);
+  const char *no_port = "127.0.0.1";
+  grpcpool_result pushed = grpcpool_pool_set_endpoints(pool, "parity", &no_port, 1);
+  report("pushed_bad_endpoint", pushed == GRPCPOOL_OK ? "ok" : error_class(pushed), "error",
+         pushed == GRPCPOOL_OK ? "" : grpcpool_last_error());
+  grpcpool_pool_free(pool);
   pool = pool_with(NULL, NULL);
   grpcpool_pool_shutdown(pool, 1000, NULL);
   unary("closed_pool", pool, target, 1, options, 0);

@@ -127,6 +127,20 @@ const SCENARIOS = {
       };
     }, fromError),
   fail_fast_down: (made, { down }) => call(made(), down, Buffer.from('down'), { timeoutMs: 1000 }),
+  pushed_none: (made) => call(made(), 'static:///parity', Buffer.from('none'), { timeoutMs: 5000 }),
+  pushed_endpoints: (made, { target }) => {
+    const pool = made();
+    pool.setEndpoints('parity', [target.split('//')[1]]);
+    return call(pool, 'static:///parity', Buffer.from('pushed'), { timeoutMs: 5000 });
+  },
+  pushed_bad_endpoint: async (made) => {
+    try {
+      made().setEndpoints('parity', ['127.0.0.1']);
+      return { class: 'ok', via: 'ok', detail: '' };
+    } catch (error) {
+      return fromError(error);
+    }
+  },
   wait_for_ready_down: (made, { down }) => call(made(), down, Buffer.from('down'), { timeoutMs: 300, waitForReady: true }),
   concurrent_send: (made, { target }) => concurrentSend(made, target),
   settings_by_name: async (made, { target }) => {

@@ -128,6 +128,26 @@ def gzip(target: str, down: str) -> Outcome:
     return "wrong_encoding", "ok", f"x-received-grpc-encoding: {encoding!r}"
 
 
+def pushed_none(target: str, down: str) -> Outcome:
+    with fresh() as pool:
+        return unary(pool, "static:///parity", timeout=5.0)
+
+
+def pushed_endpoints(target: str, down: str) -> Outcome:
+    with fresh() as pool:
+        pool.set_endpoints("parity", [target.split("//", 1)[1]])
+        return unary(pool, "static:///parity", timeout=5.0)
+
+
+def pushed_bad_endpoint(target: str, down: str) -> Outcome:
+    with fresh() as pool:
+        try:
+            pool.set_endpoints("parity", ["127.0.0.1"])
+        except Exception as error:  # noqa: BLE001 - every outcome is reported
+            return from_exception(error)
+        return "ok", "", ""
+
+
 def fail_fast_down(target: str, down: str) -> Outcome:
     with fresh() as pool:
         return unary(pool, down, timeout=1.0)
@@ -204,6 +224,9 @@ SCENARIOS: List[Tuple[str, Callable[[str, str], Outcome]]] = [
     ("closed_pool", closed_pool),
     ("gzip", gzip),
     ("fail_fast_down", fail_fast_down),
+    ("pushed_none", pushed_none),
+    ("pushed_endpoints", pushed_endpoints),
+    ("pushed_bad_endpoint", pushed_bad_endpoint),
     ("wait_for_ready_down", wait_for_ready_down),
     ("concurrent_send", concurrent_send),
     ("settings_by_name", settings_by_name),
