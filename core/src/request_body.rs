@@ -167,7 +167,13 @@ impl RequestBody {
     /// to `id`, each message it replays is freed.
     fn replay(&self, id: u32, index: usize) -> Option<Bytes> {
         let mut kept = self.kept.lock();
-        if kept.keeping || *self.reader.borrow() != id {
+        let reader = *self.reader.borrow();
+        if !kept.keeping && reader != ANY_HEDGE && reader != id {
+            // Committed to another attempt, which frees what it replays: this one reads no
+            // more (its body stops), rather than sending a message already taken.
+            return None;
+        }
+        if kept.keeping || reader != id {
             return kept.messages.get(index).cloned();
         }
         let message = std::mem::take(kept.messages.get_mut(index)?);
