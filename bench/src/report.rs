@@ -76,6 +76,20 @@ pub struct Scale {
     #[serde(default)]
     pub load: String,
     pub note: Option<String>,
+    /// The per-connection view: what each connection of the burst pool (one target) carried
+    /// over the leases and both bursts.
+    #[serde(default)]
+    pub burst_connections: Vec<ConnectionLoad>,
+}
+
+/// One connection's share of a run, from the pool's per-connection stats.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionLoad {
+    /// The pool's number for the connection.
+    pub id: u64,
+    pub address: String,
+    /// Calls it carried.
+    pub calls: u64,
 }
 
 #[derive(Serialize)]
@@ -307,7 +321,32 @@ pub fn markdown(meta: &Meta, cells: &[Cell], scale: &Option<Scale>, plots_dir: &
             let _ = writeln!(out, "| {figure} | {value} |");
         }
         out.push('\n');
+        out.push_str(&connection_view(&scale.burst_connections));
     }
+    out
+}
+
+/// The per-connection view of the burst: how its calls spread over the pool's connections.
+pub fn connection_view(connections: &[ConnectionLoad]) -> String {
+    let total: u64 = connections.iter().map(|connection| connection.calls).sum();
+    if connections.is_empty() || total == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "Per-connection view: the burst pool's {} connections to one target, over the held \
+         leases and both bursts ({total} calls); the least-loaded pick spreads them.\n\n\
+         | connection | address | calls | share |\n|---:|---|---:|---:|\n",
+        connections.len()
+    );
+    for connection in connections {
+        let share = 100.0 * connection.calls as f64 / total as f64;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {share:.1}% |",
+            connection.id, connection.address, connection.calls
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -427,6 +466,8 @@ pub fn scale_csv(scale: &Scale) -> String {
             let value = match value {
                 serde_json::Value::String(text) => format!("\"{}\"", text.replace('"', "'")),
                 serde_json::Value::Null => String::new(),
+                // The per-connection view is a table of its own, in the report.
+                serde_json::Value::Array(_) => continue,
                 other => other.to_string(),
             };
             let _ = writeln!(out, "{name},{value}");
@@ -708,10 +749,29 @@ mod tests {
             connections_ready: 400,
             rss_idle_connections_kib_each: 24.0,
             note: Some("a note".into()),
+            burst_connections: vec![
+                ConnectionLoad {
+                    id: 7,
+                    address: "127.0.0.1:1".into(),
+                    calls: 300,
+                },
+                ConnectionLoad {
+                    id: 8,
+                    address: "127.0.0.1:1".into(),
+                    calls: 100,
+                },
+            ],
             ..Scale::default()
         };
         let text = markdown(&Meta::default(), &sample(), &Some(scale.clone()), "plots");
         assert!(text.contains("## Scale"), "{text}");
+        assert!(
+            text.contains(
+                "connections to one target, over the held leases and both bursts (400 calls)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| 7 | 127.0.0.1:1 | 300 | 75.0% |"), "{text}");
         assert!(text.contains("| 200 x 2 (400 / 400) |"), "{text}");
         assert!(
             text.contains("| memory per idle connection: RSS (heap) | 24.0 KiB |"),

@@ -19,7 +19,7 @@ use grpcpool_core::{CallOptions, Code, Config, Pool};
 use grpcpool_testserver::{ServerOptions, TestServer};
 
 use crate::measure;
-use crate::report::Scale;
+use crate::report::{ConnectionLoad, Scale};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -418,6 +418,17 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
             / 1024.0;
     }
     scale.in_flight_peak_rss_kib = measure::peak_rss_kib();
+    scale.burst_connections = burst
+        .stats()
+        .targets
+        .iter()
+        .flat_map(|target| &target.per_connection)
+        .map(|connection| ConnectionLoad {
+            id: connection.id,
+            address: connection.address.clone(),
+            calls: connection.calls,
+        })
+        .collect();
     if !notes.is_empty() {
         scale.note = Some(notes.join("; "));
     }
