@@ -1,5 +1,6 @@
 # Builds and installs the C library: `make install PREFIX=/opt/grpcpool`, then
-# `cc app.c $(pkg-config --cflags --libs grpcpool)` with PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig.
+# `cc app.c $(pkg-config --cflags --libs grpcpool)` with PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig,
+# or CMake's `find_package(grpcpool CONFIG REQUIRED)` with CMAKE_PREFIX_PATH=$PREFIX.
 PREFIX ?= /usr/local
 PROFILE ?= release
 DESTDIR ?=
@@ -10,6 +11,7 @@ MAJOR := $(firstword $(subst ., ,$(VERSION)))
 OUT := target/$(if $(filter release,$(PROFILE)),release,debug)
 LIBDIR := $(DESTDIR)$(PREFIX)/lib
 INCLUDEDIR := $(DESTDIR)$(PREFIX)/include
+CMAKEDIR := $(LIBDIR)/cmake/grpcpool
 
 .PHONY: all lib install uninstall header
 
@@ -29,6 +31,10 @@ install: lib
 	ln -sf libgrpcpool.so.$(MAJOR) $(LIBDIR)/libgrpcpool.so
 	install -m 644 $(OUT)/libgrpcpool.a $(LIBDIR)/libgrpcpool.a
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' ffi/grpcpool.pc.in > $(LIBDIR)/pkgconfig/grpcpool.pc
+	install -d $(CMAKEDIR)
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' ffi/grpcpool-config.cmake.in > $(CMAKEDIR)/grpcpool-config.cmake
+	sed -e 's|@VERSION@|$(VERSION)|g' ffi/grpcpool-config-version.cmake.in > $(CMAKEDIR)/grpcpool-config-version.cmake
 
 uninstall:
 	rm -f $(INCLUDEDIR)/grpcpool.h $(INCLUDEDIR)/grpcpool.hpp $(LIBDIR)/libgrpcpool.* $(LIBDIR)/pkgconfig/grpcpool.pc
+	rm -rf $(CMAKEDIR)

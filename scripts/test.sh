@@ -28,7 +28,7 @@ cargo test --workspace --locked
 echo "== C ABI: C and C++ programs under ASan/UBSan and valgrind"
 bash tests/c/run.sh
 
-echo "== C ABI: make install + pkg-config"
+echo "== C ABI: make install, then pkg-config and CMake builds against the prefix"
 bash tests/c/install_check.sh
 
 echo "== Python: the grpcpool wheel, mypy --strict and pytest against a grpcio server"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Proves the install path a C user takes: `make install PREFIX=...`, then the README's
-# `cc app.c $(pkg-config --cflags --libs grpcpool)` build of examples/c/hello.c, run against
-# the echo server. Uses the debug build the other tests already made.
+# Proves the install paths a C or C++ user takes: `make install PREFIX=...`, then the README's
+# `cc app.c $(pkg-config --cflags --libs grpcpool)` build of examples/c/hello.c, and a CMake
+# project (tests/c/cmake) with `find_package(grpcpool 0.1 CONFIG REQUIRED)` building it on
+# grpcpool::grpcpool and a C++ program on grpcpool::grpcpool_static; each run against the echo
+# server. A request for a version the package does not meet must fail. Uses the debug build the
+# other tests already made.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
@@ -26,5 +29,28 @@ output=$("$work/hello" "http://127.0.0.1:$port")
 echo "$output"
 grep -q '^one-shot status 0' <<<"$output"
 "$work/hello-cpp"
+
+# CMake: configure, build and run the project against the installed prefix.
+cmake -S tests/c/cmake -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Debug >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
+cmake --build "$work/cmake-build" >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
+output=$("$work/cmake-build/hello" "http://127.0.0.1:$port")
+grep -q '^one-shot status 0' <<<"$output"
+"$work/cmake-build/hello_static_cpp" "http://127.0.0.1:$port"
+# The version file refuses what the package is not: another major version, or (below 1.0)
+# another minor one.
+mkdir -p "$work/too-new"
+cat >"$work/too-new/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.16)
+project(too_new C)
+find_package(grpcpool 1.0 CONFIG REQUIRED)
+CMAKE
+if cmake -S "$work/too-new" -B "$work/too-new/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  >"$work/too-new.log" 2>&1; then
+  echo "find_package(grpcpool 1.0) was met by $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" >&2
+  exit 1
+fi
+grep -q 'compatible with requested version "1.0"' "$work/too-new.log"
+echo "cmake: find_package(grpcpool 0.1 CONFIG) builds, links (shared and static) and runs"
 readelf -d "$work/prefix/lib/libgrpcpool.so" | grep -q 'SONAME.*libgrpcpool.so.0'
 echo "install check: 1 passed, 0 failed"
