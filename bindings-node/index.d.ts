@@ -115,8 +115,8 @@ export declare class Pool implements AsyncDisposable {
   stats(): PoolStats;
   /** The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry client metrics (A66) by method, target and status, and the pool's own `grpcpool_*`. */
   metricsText(): string;
-  /** Sets the endpoints of `static:///name` targets (`'host:port'` or `'unix:/path'` each); targets naming it follow at once, opening connections to new addresses before draining removed ones. Throws TypeError (ERR_INVALID_ARG_VALUE) naming a bad name or endpoint. */
-  setEndpoints(name: string, endpoints: string[]): void;
+  /** Sets the endpoints of `static:///name` targets (`'host:port'` or `'unix:/path'` each, or `{ address, weight }`: round_robin gives an endpoint `weight` turns per round); targets naming it follow at once, opening connections to new addresses before draining removed ones. Throws TypeError (ERR_INVALID_ARG_VALUE) naming a bad name, endpoint or weight. */
+  setEndpoints(name: string, endpoints: Array<string | { address: string; weight?: number }>): void;
   /** Leases held longer than `leaseLeakThresholdMs` now, with where they were acquired. */
   leakedLeases(): LeakedLease[];
   /** Stops new work, waits up to `graceMs` for slots in use, closes every connection; resolves with the slots still in use. */

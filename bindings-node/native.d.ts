@@ -58,10 +58,10 @@ export declare class NativePool {
   /** The pool's metrics in the Prometheus text exposition format. */
   metricsText(): string
   /**
-   * Sets the endpoints of `static:///name` targets (core's `Pool::set_endpoints`); the
-   * failure, if any.
+   * Sets the endpoints of `static:///name` targets with their weights (core's
+   * `Pool::set_weighted_endpoints`); the failure, if any.
    */
-  setEndpoints(name: string, endpoints: Array<string>): Failure | null
+  setEndpoints(name: string, endpoints: Array<string>, weights: Array<number>): Failure | null
   /** Leases held longer than the leak threshold now. */
   leakedLeases(): Array<LeakedLease>
   /**

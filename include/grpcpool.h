@@ -828,6 +828,21 @@ grpcpool_result grpcpool_pool_set_endpoints(const grpcpool_pool_t *pool,
                                             size_t count);
 
 /**
+ * `grpcpool_pool_set_endpoints` with a weight (1 or more) for each endpoint: under
+ * round_robin an endpoint's addresses get that many turns per round; other policies ignore
+ * weights. A weight of 0 is `GRPCPOOL_INVALID_TARGET`.
+ *
+ * # Safety
+ * As `grpcpool_pool_set_endpoints`; `weights` is NULL with `count` 0, or points to `count`
+ * weights.
+ */
+grpcpool_result grpcpool_pool_set_weighted_endpoints(const grpcpool_pool_t *pool,
+                                                     const char *name,
+                                                     const char *const *endpoints,
+                                                     const uint32_t *weights,
+                                                     size_t count);
+
+/**
  * Leases held past the leak threshold now, as a JSON array of `{"target", "site",
  * "held_ms"}`. Free `*out_json` with `grpcpool_string_free`.
  *

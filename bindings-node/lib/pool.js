@@ -98,16 +98,34 @@ class Pool {
 
   /**
    * Sets the endpoints of `static:///name` targets: `'host:port'` (an IP literal,
-   * `'[v6]:port'` or a name resolved as DNS targets are) or `'unix:/path'` each. Targets
-   * naming it follow at once; with none, calls that do not wait for ready fail UNAVAILABLE.
+   * `'[v6]:port'` or a name resolved as DNS targets are) or `'unix:/path'` each, or
+   * `{ address, weight }` with a weight of 1 or more, which round_robin gives that many turns
+   * per round. Targets naming it follow at once; with none, calls that do not wait for ready
+   * fail UNAVAILABLE.
    */
   setEndpoints(name, endpoints) {
     checkString('name', name);
     if (!Array.isArray(endpoints)) {
-      throw withCode(new TypeError('endpoints must be an array of strings'), 'ERR_INVALID_ARG_TYPE');
+      throw withCode(new TypeError('endpoints must be an array'), 'ERR_INVALID_ARG_TYPE');
     }
-    endpoints.forEach((endpoint, index) => checkString(`endpoints[${index}]`, endpoint));
-    const failure = this.#native.setEndpoints(name, endpoints);
+    const addresses = [];
+    const weights = [];
+    endpoints.forEach((endpoint, index) => {
+      if (typeof endpoint === 'string') {
+        addresses.push(endpoint);
+        weights.push(1);
+        return;
+      }
+      checkObject(`endpoints[${index}]`, endpoint);
+      checkString(`endpoints[${index}].address`, endpoint.address);
+      const weight = endpoint.weight ?? 1;
+      if (!Number.isInteger(weight) || weight < 0 || weight > 0xffffffff) {
+        throw withCode(new TypeError(`endpoints[${index}].weight must be an integer of 1 or more`), 'ERR_INVALID_ARG_VALUE');
+      }
+      addresses.push(endpoint.address);
+      weights.push(weight);
+    });
+    const failure = this.#native.setEndpoints(name, addresses, weights);
     if (failure) throw errorFromFailure(failure);
   }
 

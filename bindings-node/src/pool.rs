@@ -161,16 +161,22 @@ impl NativePool {
         self.state.pool.metrics_text()
     }
 
-    /// Sets the endpoints of `static:///name` targets (core's `Pool::set_endpoints`); the
-    /// failure, if any.
+    /// Sets the endpoints of `static:///name` targets with their weights (core's
+    /// `Pool::set_weighted_endpoints`); the failure, if any.
     #[napi]
-    pub fn set_endpoints(&self, name: String, endpoints: Vec<String>) -> Option<Failure> {
+    pub fn set_endpoints(
+        &self,
+        name: String,
+        endpoints: Vec<String>,
+        weights: Vec<u32>,
+    ) -> Option<Failure> {
         self.state
             .check_open()
             .and_then(|()| {
+                let weighted: Vec<(String, u32)> = endpoints.into_iter().zip(weights).collect();
                 self.state
                     .pool
-                    .set_endpoints(&name, &endpoints)
+                    .set_weighted_endpoints(&name, &weighted)
                     .map_err(Failure::from_error)
             })
             .err()

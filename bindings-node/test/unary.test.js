@@ -46,6 +46,12 @@ describe('unary calls', () => {
     assert.throws(() => pool.setEndpoints('node-echo', ['127.0.0.1']), (error) => error instanceof TypeError && /needs a port/.test(error.message));
     assert.throws(() => pool.setEndpoints('no name', ['127.0.0.1:1']), /no endpoint name/);
     assert.throws(() => pool.setEndpoints('node-echo', '127.0.0.1:1'), { code: 'ERR_INVALID_ARG_TYPE' });
+    // Weighted: { address, weight }, 1 or more.
+    pool.setEndpoints('node-echo', [{ address: server.target.replace('http://', ''), weight: 3 }]);
+    const weighted = await pool.unary(target, METHOD.unary, encode({ message: 'weighted' }), { timeoutMs: 5000 });
+    assert.equal(decode(weighted).message, 'weighted');
+    assert.throws(() => pool.setEndpoints('node-echo', [{ address: '127.0.0.1:1', weight: 0 }]), /weight 0/);
+    assert.throws(() => pool.setEndpoints('node-echo', [{ address: '127.0.0.1:1', weight: -1 }]), { code: 'ERR_INVALID_ARG_VALUE' });
   });
 
   it('takes a Uint8Array request', async () => {

@@ -465,11 +465,12 @@ impl NativePool {
         self.state.pool.metrics_text()
     }
 
-    /// Sets the endpoints of `static:///name` targets (core's `Pool::set_endpoints`).
-    fn set_endpoints(&self, name: &str, endpoints: Vec<String>) -> PyResult<()> {
+    /// Sets the endpoints of `static:///name` targets with their weights (core's
+    /// `Pool::set_weighted_endpoints`).
+    fn set_endpoints(&self, name: &str, endpoints: Vec<(String, u32)>) -> PyResult<()> {
         self.state
             .pool
-            .set_endpoints(name, &endpoints)
+            .set_weighted_endpoints(name, &endpoints)
             .map_err(to_py_err)
     }
 

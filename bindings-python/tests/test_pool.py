@@ -552,6 +552,14 @@ def test_static_targets_follow_the_endpoints_set(pool: grpcpool.Pool, server: st
         pool.set_endpoints("no name", ["127.0.0.1:1"])
     with pytest.raises(TypeError):
         pool.set_endpoints("py-echo", "127.0.0.1:1")
+    # Weighted: (endpoint, weight), 1 or more.
+    pool.set_endpoints("py-echo", [(server.removeprefix("http://"), 3)])
+    reply = pool.unary("static:///py-echo", ECHO, request, timeout=5.0, response_type=pb.EchoReply)
+    assert reply.text == "pushed"
+    with pytest.raises(ValueError, match="weight 0"):
+        pool.set_endpoints("py-echo", [("127.0.0.1:1", 0)])
+    with pytest.raises(ValueError, match="weight"):
+        pool.set_endpoints("py-echo", [("127.0.0.1:1", "heavy")])  # type: ignore[list-item]
 
 
 def test_the_aio_pool_sets_endpoints_too(server: str, pb: ModuleType) -> None:

@@ -15,7 +15,7 @@ use crate::call_options::CallOptions;
 use crate::leases::{AcquireSite, LeakReport};
 use crate::metrics::TargetMetrics;
 use crate::prepared_call::PreparedCall;
-use crate::pushed_endpoints::PushedEndpoints;
+use crate::pushed_endpoints::{PushedEndpoints, Weighted};
 use crate::response::Response;
 use crate::retry::{Pushback, Retries};
 use crate::runtime::LazyRuntime;
@@ -310,6 +310,21 @@ impl Pool {
     /// so calls in flight finish and new calls keep going; with no endpoint, calls that are not
     /// wait-for-ready fail fast with UNAVAILABLE. Endpoints may be set before any call.
     pub fn set_endpoints<S: AsRef<str>>(&self, name: &str, endpoints: &[S]) -> Result<(), Error> {
+        let weighted: Vec<(&str, u32)> = endpoints
+            .iter()
+            .map(|endpoint| (endpoint.as_ref(), 1))
+            .collect();
+        self.set_weighted_endpoints(name, &weighted)
+    }
+
+    /// [`Pool::set_endpoints`] with a weight (1 or more) for each endpoint: under
+    /// `round_robin` an endpoint's addresses get that many turns per round (3 and 1: three
+    /// calls of four to the first); other policies ignore weights.
+    pub fn set_weighted_endpoints<S: AsRef<str>>(
+        &self,
+        name: &str,
+        endpoints: &[(S, u32)],
+    ) -> Result<(), Error> {
         let invalid = |reason: String| Error::InvalidTarget {
             target: format!("static:///{name}"),
             reason,
@@ -317,7 +332,16 @@ impl Pool {
         check_pushed_name(name).map_err(invalid)?;
         let parsed = endpoints
             .iter()
-            .map(|endpoint| parse_pushed_endpoint(endpoint.as_ref()))
+            .map(|(endpoint, weight)| {
+                let text = endpoint.as_ref();
+                if *weight == 0 {
+                    return Err(format!("{text:?} has weight 0; weights are 1 or more"));
+                }
+                Ok(Weighted {
+                    endpoint: parse_pushed_endpoint(text)?,
+                    weight: *weight,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
         if self.is_closed() {

@@ -1,6 +1,7 @@
 //! The connections of one target: picking by load, growing on demand, waiting fairly, and
 //! reacting when a connection ends.
 
+use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,12 +16,13 @@ use crate::connection::Connection;
 use crate::leases::LeaseRegister;
 use crate::metrics::MethodMetrics;
 use crate::outlier_detection::OutlierDetector;
+use crate::pushed_endpoints::literal_weighted;
 use crate::reachability::Reachability;
 use crate::retry::RetryThrottle;
 use crate::service_config::{LoadBalancing, ServiceConfig};
 use crate::shared::Shared;
 use crate::stats::{micros, ConnectionCounts, Counters, TargetStats};
-use crate::target::{literal_addresses, Target};
+use crate::target::{Address, Target};
 use crate::transport::Dialer;
 use crate::wait_queue::{Grant, WaitQueue};
 use crate::Error;
@@ -64,6 +66,8 @@ pub(crate) struct TargetPool {
     health_service: Option<String>,
     /// Outlier detection over the target's addresses, when the service config has it.
     outlier: Option<OutlierDetector>,
+    /// Weights of pushed endpoints' addresses, for round_robin; empty when all are 1.
+    weights: RwLock<Arc<HashMap<Address, u32>>>,
     /// Calls and attempts by method, for the metrics text.
     method_metrics: MethodMetrics,
     /// When the target was made; `last_used_ms` counts from it.
@@ -145,6 +149,7 @@ impl TargetPool {
             balancing,
             health_service,
             outlier,
+            weights: RwLock::default(),
             method_metrics: MethodMetrics::default(),
             created: Instant::now(),
             last_used_ms: AtomicU64::new(0),
@@ -403,7 +408,7 @@ impl TargetPool {
         let literal = self
             .pushed_name()
             .and_then(|name| self.shared.pushed.get(name))
-            .and_then(|endpoints| literal_addresses(&endpoints));
+            .and_then(|endpoints| literal_weighted(&endpoints));
         match literal {
             // None at all: the target's connections drain (their calls finish), and calls that
             // are not wait-for-ready fail fast until endpoints come.
@@ -422,7 +427,8 @@ impl TargetPool {
             }
             // Nothing to look up: the addresses are the target's before this returns, so a
             // call made next goes to them.
-            Some(addresses) => {
+            Some(weighted) => {
+                let addresses = self.set_weights(weighted);
                 self.addresses
                     .lock()
                     .update(addresses, Instant::now(), self.shuffles_addresses());
@@ -438,6 +444,18 @@ impl TargetPool {
                 });
             }
         }
+    }
+
+    /// Records the pushed endpoints' weights (all 1: none kept, as for any other target) and
+    /// gives back the addresses.
+    pub(crate) fn set_weights(&self, weighted: Vec<(Address, u32)>) -> Vec<Address> {
+        let weights: HashMap<Address, u32> = if weighted.iter().all(|(_, weight)| *weight == 1) {
+            HashMap::new()
+        } else {
+            weighted.iter().cloned().collect()
+        };
+        *self.weights.write() = Arc::new(weights);
+        weighted.into_iter().map(|(address, _)| address).collect()
     }
 
     /// The target's outlier detection, when on.

@@ -380,3 +380,47 @@ async fn outlier_detection_never_ejects_more_than_its_percentage() {
     );
     assert_eq!(most, 1, "more than one of three ejected at once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_gives_pushed_endpoints_turns_by_their_weights() {
+    let servers = vec![server_on(1, 0, None).await, server_on(2, 0, None).await];
+    let addresses: Vec<String> = servers
+        .iter()
+        .map(|server| server.local_addr().unwrap().to_string())
+        .collect();
+    let pool = Arc::new(pool_with_policy(r#"{"round_robin": {}}"#));
+    let target = "static:///weighted";
+    pool.set_weighted_endpoints("weighted", &[(&addresses[0], 3), (&addresses[1], 1)])
+        .unwrap();
+    let first = echo(&pool, target, b"", Metadata::new(), Duration::from_secs(5)).await;
+    assert_eq!(first.code, Code::Ok, "{}", first.message);
+    assert!(
+        eventually(Duration::from_secs(5), || pool.stats().connections.ready
+            == 2)
+        .await
+    );
+    let before = handled(&servers);
+    let codes = calls(&pool, target, 400, 1).await;
+    assert!(codes.iter().all(|code| *code == Code::Ok));
+    let spread: Vec<u64> = handled(&servers)
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| after - before)
+        .collect();
+    assert_eq!(spread, vec![300, 100], "weights 3 and 1");
+
+    // Weights change with the endpoints; all 1 is plain rotation again.
+    pool.set_endpoints("weighted", &addresses).unwrap();
+    let before = handled(&servers);
+    calls(&pool, target, 400, 1).await;
+    let spread: Vec<u64> = handled(&servers)
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| after - before)
+        .collect();
+    assert_eq!(spread, vec![200, 200]);
+    let error = pool
+        .set_weighted_endpoints("weighted", &[(&addresses[0], 0)])
+        .unwrap_err();
+    assert!(error.to_string().contains("weight 0"), "{error}");
+}

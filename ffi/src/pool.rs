@@ -185,6 +185,41 @@ pub unsafe extern "C" fn grpcpool_pool_set_endpoints(
     })
 }
 
+/// `grpcpool_pool_set_endpoints` with a weight (1 or more) for each endpoint: under
+/// round_robin an endpoint's addresses get that many turns per round; other policies ignore
+/// weights. A weight of 0 is `GRPCPOOL_INVALID_TARGET`.
+///
+/// # Safety
+/// As `grpcpool_pool_set_endpoints`; `weights` is NULL with `count` 0, or points to `count`
+/// weights.
+#[no_mangle]
+pub unsafe extern "C" fn grpcpool_pool_set_weighted_endpoints(
+    pool: *const grpcpool_pool_t,
+    name: *const c_char,
+    endpoints: *const *const c_char,
+    weights: *const u32,
+    count: usize,
+) -> grpcpool_result {
+    ffi_boundary!({
+        let pool = pool_ref(pool)?;
+        // SAFETY: per this function's contract.
+        let name = unsafe { args::text(name, "name")? };
+        // SAFETY: per this function's contract.
+        let endpoints = unsafe { args::texts(endpoints, count, "endpoints")? };
+        let weights: &[u32] = if count == 0 {
+            &[]
+        } else {
+            non_null(weights, "weights")?;
+            // SAFETY: non-NULL, `count` weights per this function's contract.
+            unsafe { std::slice::from_raw_parts(weights, count) }
+        };
+        let weighted: Vec<(&str, u32)> =
+            endpoints.into_iter().zip(weights.iter().copied()).collect();
+        pool.pool.set_weighted_endpoints(name, &weighted)?;
+        Ok(())
+    })
+}
+
 /// Leases held past the leak threshold now, as a JSON array of `{"target", "site",
 /// "held_ms"}`. Free `*out_json` with `grpcpool_string_free`.
 ///

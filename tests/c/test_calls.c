@@ -499,6 +499,20 @@ static void check_pushed_endpoints(grpcpool_pool_t *pool, const char *target) {
   CHECK_RC(grpcpool_pool_set_endpoints(pool, NULL, endpoints, 1), GRPCPOOL_NULL_ARGUMENT);
   CHECK_RC(grpcpool_pool_set_endpoints(pool, "c-echo", NULL, 1), GRPCPOOL_NULL_ARGUMENT);
   CHECK_RC(grpcpool_pool_set_endpoints(NULL, "c-echo", endpoints, 1), GRPCPOOL_NULL_ARGUMENT);
+  /* Weighted: round_robin gives an endpoint as many turns as its weight; 0 is refused. */
+  uint32_t weights[] = {3};
+  CHECK_RC(grpcpool_pool_set_weighted_endpoints(pool, "c-echo", endpoints, weights, 1), GRPCPOOL_OK);
+  response = NULL;
+  CHECK_RC(grpcpool_unary(pool, "static:///c-echo", ECHO, (const uint8_t *)"w", 1, NULL, 0, 5000,
+                          &response),
+           GRPCPOOL_OK);
+  CHECK(grpcpool_response_code(response) == 0, "weighted: code %d", grpcpool_response_code(response));
+  grpcpool_response_free(response);
+  uint32_t zero[] = {0};
+  CHECK_RC(grpcpool_pool_set_weighted_endpoints(pool, "c-echo", endpoints, zero, 1),
+           GRPCPOOL_INVALID_TARGET);
+  CHECK_RC(grpcpool_pool_set_weighted_endpoints(pool, "c-echo", endpoints, NULL, 1),
+           GRPCPOOL_NULL_ARGUMENT);
 }
 
 int main(void) {

@@ -7,7 +7,7 @@ import os
 import sys
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Sequence, Tuple, Type, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
 from ._response import Request, Response, encode_request, response_body, status_error
@@ -562,16 +562,26 @@ class Pool:
         them to ``prometheus_client``."""
         return self._native.metrics_text()
 
-    def set_endpoints(self, name: str, endpoints: Sequence[str]) -> None:
+    def set_endpoints(self, name: str, endpoints: Sequence[Union[str, Tuple[str, int]]]) -> None:
         """Sets the endpoints of ``static:///name`` targets: ``"host:port"`` (an IP literal,
-        ``"[v6]:port"`` or a name resolved as DNS targets are) or ``"unix:/path"`` each. Every
-        target naming it follows at once: connections to new addresses open before those to
-        removed ones drain, so calls in flight finish; with none, calls that are not
-        wait-for-ready fail fast with UNAVAILABLE. Raises ``ValueError`` naming a bad name or
-        endpoint."""
+        ``"[v6]:port"`` or a name resolved as DNS targets are) or ``"unix:/path"`` each, or
+        ``(endpoint, weight)`` with a weight of 1 or more, which round_robin gives that many
+        turns per round. Every target naming it follows at once: connections to new addresses
+        open before those to removed ones drain, so calls in flight finish; with none, calls
+        that are not wait-for-ready fail fast with UNAVAILABLE. Raises ``ValueError`` naming a
+        bad name, endpoint or weight."""
         if isinstance(endpoints, (str, bytes)):
             raise TypeError("endpoints must be a sequence of strings, not one string")
-        self._native.set_endpoints(name, list(endpoints))
+        weighted: List[Tuple[str, int]] = []
+        for entry in endpoints:
+            if isinstance(entry, tuple):
+                endpoint, weight = entry
+                if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 0xFFFFFFFF:
+                    raise ValueError(f"{endpoint!r}: a weight is an int of 1 or more, not {weight!r}")
+                weighted.append((endpoint, weight))
+            else:
+                weighted.append((entry, 1))
+        self._native.set_endpoints(name, weighted)
 
     def leaked_leases(self) -> Tuple[Tuple[str, str, float], ...]:
         """Leases held past ``lease_leak_threshold``: ``(target, where acquired, seconds held)``."""

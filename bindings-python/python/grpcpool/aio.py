@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
 from ._pool import Pool as _SyncPool
@@ -566,7 +566,7 @@ class Pool:
         :meth:`grpcpool.Pool.metrics_text`)."""
         return self._sync.metrics_text()
 
-    def set_endpoints(self, name: str, endpoints: Sequence[str]) -> None:
+    def set_endpoints(self, name: str, endpoints: Sequence[Union[str, Tuple[str, int]]]) -> None:
         """Sets the endpoints of ``static:///name`` targets (see
         :meth:`grpcpool.Pool.set_endpoints`); returns at once."""
         self._sync.set_endpoints(name, endpoints)

@@ -11,6 +11,7 @@ use super::{DialPurpose, TargetPool};
 use crate::channel::H2Channel;
 use crate::connection::{drive, Connection, Ended, Keepalive};
 use crate::health_check;
+use crate::pushed_endpoints::{merged, Weighted};
 use crate::stats::Counters;
 use crate::target::Address;
 
@@ -231,11 +232,7 @@ impl TargetPool {
     pub(crate) async fn refresh_addresses(&self) {
         let result = match self.target.pushed_name() {
             Some(name) => match self.shared.pushed.get(name) {
-                Some(endpoints) => {
-                    self.target
-                        .resolve_endpoints(&endpoints, &self.config.resolver)
-                        .await
-                }
+                Some(endpoints) => self.resolve_pushed(&endpoints).await,
                 None => Err(format!(
                     "{} has no endpoints yet (set them with set_endpoints)",
                     self.target.text
@@ -259,6 +256,37 @@ impl TargetPool {
                 self.waiting.state_changed();
             }
         }
+    }
+
+    /// The addresses of pushed endpoints, each endpoint resolved on its own so its addresses
+    /// carry its weight (recorded for round_robin).
+    async fn resolve_pushed(&self, endpoints: &[Weighted]) -> Result<Vec<Address>, String> {
+        let mut weighted = Vec::new();
+        let mut failures = Vec::new();
+        for entry in endpoints {
+            let one = std::slice::from_ref(&entry.endpoint);
+            match self
+                .target
+                .resolve_endpoints(one, &self.config.resolver)
+                .await
+            {
+                Ok(addresses) => {
+                    weighted.extend(addresses.into_iter().map(|address| (address, entry.weight)))
+                }
+                Err(message) => failures.push(message),
+            }
+        }
+        if weighted.is_empty() {
+            return Err(if failures.is_empty() {
+                format!(
+                    "{} has no endpoints (set_endpoints gave none)",
+                    self.target.text
+                )
+            } else {
+                failures.join("; ")
+            });
+        }
+        Ok(self.set_weights(merged(weighted)))
     }
 
     /// Called by a connection's driver when it ends: forget it and let waiters and upkeep react.

@@ -26,8 +26,9 @@ impl TargetPool {
             LoadBalancing::RoundRobin => {
                 let addresses = with_free_slots(connections);
                 let count = addresses.len();
+                let first = self.turn(&addresses, start);
                 (0..count).find_map(|offset| {
-                    let address = addresses[start.wrapping_add(offset) % count];
+                    let address = addresses[first.wrapping_add(offset) % count];
                     least_loaded(at(connections, start, address))
                 })
             }
@@ -44,6 +45,26 @@ impl TargetPool {
                 least_loaded(at(connections, start, sampled))
             }
         }
+    }
+
+    /// Which of `addresses` has turn `start` of the rotation: each in turn, or with pushed
+    /// weights each as many turns per round as its weight.
+    fn turn(&self, addresses: &[&Address], start: usize) -> usize {
+        let weights = self.weights.read();
+        if weights.is_empty() || addresses.is_empty() {
+            return start % addresses.len().max(1);
+        }
+        let weight = |address: &Address| weights.get(address).copied().unwrap_or(1) as usize;
+        let total: usize = addresses.iter().map(|address| weight(address)).sum();
+        let mut position = start % total.max(1);
+        for (index, address) in addresses.iter().enumerate() {
+            let turns = weight(address);
+            if position < turns {
+                return index;
+            }
+            position -= turns;
+        }
+        0
     }
 
     /// The most connections the target may have: for policies that keep a connection to
