@@ -835,11 +835,8 @@ pub(crate) fn parse_duration(text: &str, may_be_off: bool) -> Option<Duration> {
     if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
         return None;
     }
-    let whole = whole.trim_start_matches('0');
-    // More than 20 digits is past a u64 of seconds in any unit (and keeps the u128 in range).
-    if whole.len() > 20 {
-        return None;
-    }
+    // A u128 of the unit (parsing fails past it), then nanoseconds with checked arithmetic:
+    // anything past a u64 of seconds is refused below.
     let whole: u128 = if whole.is_empty() {
         0
     } else {
@@ -981,6 +978,11 @@ mod tests {
             // Found by fuzz/fuzz_targets/settings.rs: f64 arithmetic rounded these.
             ("184157092048ms", Duration::from_millis(184_157_092_048)),
             ("8447783.065190666s", Duration::new(8_447_783, 65_190_666)),
+            // Found by fuzz/fuzz_targets/settings.rs: 21 digits of milliseconds.
+            (
+                "177192000178111962360ms",
+                Duration::new(177_192_000_178_111_962, 360_000_000),
+            ),
         ] {
             assert_eq!(parse_duration(text, false), Some(expected), "{text}");
         }
@@ -1003,6 +1005,8 @@ mod tests {
             Duration::new(8_447_783, 65_190_666),
             Duration::from_nanos(1),
             Duration::from_millis(1500),
+            Duration::new(177_192_000_178_111_962, 360_000_000),
+            Duration::new(u64::MAX, 999_999_999),
         ] {
             let text = format_duration(duration);
             assert_eq!(parse_duration(&text, false), Some(duration), "{text}");

@@ -40,9 +40,9 @@ pub(crate) fn sanitize(headers: &mut HeaderMap) {
             }
             GRPC_MESSAGE => {
                 let bytes = value.as_bytes();
-                // Plain ASCII without escapes decodes to itself; only escapes can make bytes
-                // that are not UTF-8.
-                if bytes.contains(&b'%') {
+                // Plain ASCII without escapes decodes to itself; escapes, or raw bytes above
+                // ASCII (which a header value may carry), can make bytes that are not UTF-8.
+                if !bytes.is_ascii() || bytes.contains(&b'%') {
                     bad_message |= percent_decode(bytes).decode_utf8().is_err();
                 }
             }
@@ -101,6 +101,12 @@ mod tests {
         let status = tonic::Status::from_header_map(&map).unwrap();
         assert_eq!(status.code(), tonic::Code::Ok);
         assert_eq!(status.message(), "ok \u{fffd}\u{fffd} then \u{2713}");
+        // Raw bytes above ASCII, not percent-encoded (found by fuzz/fuzz_targets/trailers.rs).
+        let mut map = headers(&[("grpc-status", b"10"), ("grpc-message", b"\xff\xff\xff")]);
+        sanitize(&mut map);
+        let status = tonic::Status::from_header_map(&map).unwrap();
+        assert_eq!(status.code(), tonic::Code::Aborted);
+        assert_eq!(status.message(), "\u{fffd}\u{fffd}\u{fffd}");
     }
 
     #[test]
