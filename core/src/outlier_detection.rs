@@ -92,64 +92,25 @@ impl OutlierDetection {
         if interval.is_zero() {
             return Err(invalid(&field("interval"), "must be greater than 0"));
         }
-        let success_rate = match object.get("successRateEjection") {
+        let success_rate = match ejection(object, "successRateEjection", at, "stdevFactor")? {
             None => None,
-            Some(value) => {
-                let at = field("successRateEjection");
-                let object = as_object(value, &at)?;
-                only(
-                    object,
-                    &at,
-                    &[
-                        "stdevFactor",
-                        "enforcementPercentage",
-                        "minimumHosts",
-                        "requestVolume",
-                    ],
-                )?;
-                Some(SuccessRateEjection {
-                    stdev_factor: bounded_u32(object, "stdevFactor", &at, u32::MAX, 1900)?,
-                    enforcement_percentage: bounded_u32(
-                        object,
-                        "enforcementPercentage",
-                        &at,
-                        100,
-                        100,
-                    )?,
-                    minimum_hosts: bounded_u32(object, "minimumHosts", &at, u32::MAX, 5)?,
-                    request_volume: bounded_u32(object, "requestVolume", &at, u32::MAX, 100)?,
-                })
-            }
+            Some((object, at)) => Some(SuccessRateEjection {
+                stdev_factor: bounded_u32(object, "stdevFactor", &at, u32::MAX, 1900)?,
+                enforcement_percentage: enforcement(object, &at)?,
+                minimum_hosts: minimum_hosts(object, &at)?,
+                request_volume: bounded_u32(object, "requestVolume", &at, u32::MAX, 100)?,
+            }),
         };
-        let failure_percentage = match object.get("failurePercentageEjection") {
-            None => None,
-            Some(value) => {
-                let at = field("failurePercentageEjection");
-                let object = as_object(value, &at)?;
-                only(
-                    object,
-                    &at,
-                    &[
-                        "threshold",
-                        "enforcementPercentage",
-                        "minimumHosts",
-                        "requestVolume",
-                    ],
-                )?;
-                Some(FailurePercentageEjection {
+        let failure_percentage =
+            match ejection(object, "failurePercentageEjection", at, "threshold")? {
+                None => None,
+                Some((object, at)) => Some(FailurePercentageEjection {
                     threshold: bounded_u32(object, "threshold", &at, 100, 85)?,
-                    enforcement_percentage: bounded_u32(
-                        object,
-                        "enforcementPercentage",
-                        &at,
-                        100,
-                        100,
-                    )?,
-                    minimum_hosts: bounded_u32(object, "minimumHosts", &at, u32::MAX, 5)?,
+                    enforcement_percentage: enforcement(object, &at)?,
+                    minimum_hosts: minimum_hosts(object, &at)?,
                     request_volume: bounded_u32(object, "requestVolume", &at, u32::MAX, 50)?,
-                })
-            }
-        };
+                }),
+            };
         Ok(OutlierDetection {
             interval,
             base_ejection_time,
@@ -164,6 +125,45 @@ impl OutlierDetection {
     pub(crate) fn is_active(&self) -> bool {
         self.success_rate.is_some() || self.failure_percentage.is_some()
     }
+}
+
+/// An ejection algorithm's config object and its path, for errors.
+type EjectionConfig<'a> = (&'a Map<String, Value>, String);
+
+/// The object of an ejection algorithm's field `key`, if present, checked to hold only the
+/// fields both algorithms share and `own`, and its path for errors.
+fn ejection<'a>(
+    object: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+    own: &str,
+) -> Result<Option<EjectionConfig<'a>>, Error> {
+    let Some(value) = object.get(key) else {
+        return Ok(None);
+    };
+    let at = format!("{at}.{key}");
+    let object = as_object(value, &at)?;
+    only(
+        object,
+        &at,
+        &[
+            own,
+            "enforcementPercentage",
+            "minimumHosts",
+            "requestVolume",
+        ],
+    )?;
+    Ok(Some((object, at)))
+}
+
+/// `enforcementPercentage`, 0 to 100, default 100.
+fn enforcement(object: &Map<String, Value>, at: &str) -> Result<u32, Error> {
+    bounded_u32(object, "enforcementPercentage", at, 100, 100)
+}
+
+/// `minimumHosts`, default 5.
+fn minimum_hosts(object: &Map<String, Value>, at: &str) -> Result<u32, Error> {
+    bounded_u32(object, "minimumHosts", at, u32::MAX, 5)
 }
 
 fn only(object: &Map<String, Value>, at: &str, allowed: &[&str]) -> Result<(), Error> {
@@ -211,6 +211,24 @@ struct Tracked {
     multiplier: u32,
 }
 
+impl Tracked {
+    fn new() -> Tracked {
+        Tracked {
+            record: Arc::default(),
+            ejected_at: None,
+            multiplier: 0,
+        }
+    }
+}
+
+/// Addresses ejected now among `addresses`.
+fn ejected(addresses: &HashMap<Address, Tracked>) -> u64 {
+    addresses
+        .values()
+        .filter(|tracked| tracked.ejected_at.is_some())
+        .count() as u64
+}
+
 /// One target's outlier detection: its addresses' records and the sweep schedule.
 pub(crate) struct OutlierDetector {
     config: OutlierDetection,
@@ -243,11 +261,7 @@ impl OutlierDetector {
         let tracked = state
             .addresses
             .entry(address.clone())
-            .or_insert_with(|| Tracked {
-                record: Arc::default(),
-                ejected_at: None,
-                multiplier: 0,
-            });
+            .or_insert_with(Tracked::new);
         Arc::clone(&tracked.record)
     }
 
@@ -263,12 +277,7 @@ impl OutlierDetector {
 
     /// Addresses ejected now.
     pub(crate) fn ejected_now(&self) -> u64 {
-        let state = self.state.lock();
-        state
-            .addresses
-            .values()
-            .filter(|tracked| tracked.ejected_at.is_some())
-            .count() as u64
+        ejected(&self.state.lock().addresses)
     }
 
     /// Runs a sweep if one is due at `now`, over the target's current `addresses` (others are
@@ -286,11 +295,7 @@ impl OutlierDetector {
             state
                 .addresses
                 .entry(address.clone())
-                .or_insert_with(|| Tracked {
-                    record: Arc::default(),
-                    ejected_at: None,
-                    multiplier: 0,
-                });
+                .or_insert_with(Tracked::new);
         }
         let counts: Vec<(Address, u64, u64)> = state
             .addresses
@@ -389,12 +394,8 @@ impl OutlierDetector {
 
     /// Whether another ejection stays within `max_ejection_percent` (checked before each).
     fn may_eject(&self, addresses: &HashMap<Address, Tracked>) -> bool {
-        let ejected = addresses
-            .values()
-            .filter(|tracked| tracked.ejected_at.is_some())
-            .count() as u64;
         let total = addresses.len() as u64;
-        ejected * 100 < u64::from(self.config.max_ejection_percent) * total
+        ejected(addresses) * 100 < u64::from(self.config.max_ejection_percent) * total
     }
 }
 

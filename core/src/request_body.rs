@@ -197,13 +197,7 @@ impl RequestBody {
             kept.pool_kept.fetch_sub(size, Ordering::AcqRel);
             kept.keeping = false;
             drop(kept);
-            self.reader.send_if_modified(|reader| {
-                let hedged = *reader == ANY_HEDGE;
-                if hedged {
-                    *reader = id;
-                }
-                hedged
-            });
+            self.claim(id);
         } else {
             kept.bytes += size;
             kept.messages.push(message.clone());
@@ -214,19 +208,23 @@ impl RequestBody {
     /// kept, and every other attempt stops reading. False when the call committed to another
     /// attempt first (its buffer overflowed there): this one has stopped reading and must go.
     pub(crate) fn commit(&self, id: u32) -> bool {
-        let committed = self.reader.send_if_modified(|reader| {
-            let free = *reader == ANY_HEDGE;
-            if free {
-                *reader = id;
-            }
-            free
-        });
-        if committed || *self.reader.borrow() == id {
+        if self.claim(id) || *self.reader.borrow() == id {
             self.kept.lock().keeping = false;
             true
         } else {
             false
         }
+    }
+
+    /// Makes `id` the only reader if hedged attempts all still read; true when it did.
+    fn claim(&self, id: u32) -> bool {
+        self.reader.send_if_modified(|reader| {
+            let free = *reader == ANY_HEDGE;
+            if free {
+                *reader = id;
+            }
+            free
+        })
     }
 
     /// The response headers of the current sequential attempt came.

@@ -195,15 +195,13 @@ impl Target {
         let mut addresses = Vec::new();
         let mut failures = Vec::new();
         for endpoint in endpoints {
-            match endpoint {
-                Endpoint::Unix(path) => addresses.push(Address::Unix(path.clone())),
-                Endpoint::Tcp { host, port } => match host.parse::<IpAddr>() {
-                    Ok(ip) => addresses.push(Address::Tcp(SocketAddr::new(ip, *port))),
-                    Err(_) => match resolver.resolve(host, *port).await {
-                        Ok(found) => addresses.extend(found.into_iter().map(Address::Tcp)),
-                        Err(error) => failures.push(format!("resolving {host}: {error}")),
-                    },
+            match (literal_address(endpoint), endpoint) {
+                (Some(address), _) => addresses.push(address),
+                (None, Endpoint::Tcp { host, port }) => match resolver.resolve(host, *port).await {
+                    Ok(found) => addresses.extend(found.into_iter().map(Address::Tcp)),
+                    Err(error) => failures.push(format!("resolving {host}: {error}")),
                 },
+                (None, Endpoint::Unix(_)) => {}
             }
         }
         addresses.sort();
@@ -223,17 +221,22 @@ impl Target {
 pub(crate) fn literal_addresses(endpoints: &[Endpoint]) -> Option<Vec<Address>> {
     let mut addresses = endpoints
         .iter()
-        .map(|endpoint| match endpoint {
-            Endpoint::Unix(path) => Some(Address::Unix(path.clone())),
-            Endpoint::Tcp { host, port } => host
-                .parse::<IpAddr>()
-                .ok()
-                .map(|ip| Address::Tcp(SocketAddr::new(ip, *port))),
-        })
+        .map(literal_address)
         .collect::<Option<Vec<_>>>()?;
     addresses.sort();
     addresses.dedup();
     Some(addresses)
+}
+
+/// The address an endpoint names without a lookup: a socket path or an IP literal.
+fn literal_address(endpoint: &Endpoint) -> Option<Address> {
+    match endpoint {
+        Endpoint::Unix(path) => Some(Address::Unix(path.clone())),
+        Endpoint::Tcp { host, port } => host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| Address::Tcp(SocketAddr::new(ip, *port))),
+    }
 }
 
 /// A name `static:///name` targets use: a DNS-like label sequence, as it goes out as the

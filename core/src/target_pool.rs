@@ -416,10 +416,7 @@ impl TargetPool {
                 self.addresses
                     .lock()
                     .update(Vec::new(), Instant::now(), false);
-                self.reachability.resolution_failed(format!(
-                    "{} has no endpoints (set_endpoints gave none)",
-                    self.target.text
-                ));
+                self.reachability.resolution_failed(self.no_endpoints());
                 for connection in self.connections.read().iter() {
                     connection.mark_draining();
                 }
@@ -444,6 +441,14 @@ impl TargetPool {
                 });
             }
         }
+    }
+
+    /// Why a pushed target has nothing to dial after an empty update.
+    pub(crate) fn no_endpoints(&self) -> String {
+        format!(
+            "{} has no endpoints (set_endpoints gave none)",
+            self.target.text
+        )
     }
 
     /// Records the pushed endpoints' weights (all 1: none kept, as for any other target) and

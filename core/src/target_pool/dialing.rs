@@ -278,10 +278,7 @@ impl TargetPool {
         }
         if weighted.is_empty() {
             return Err(if failures.is_empty() {
-                format!(
-                    "{} has no endpoints (set_endpoints gave none)",
-                    self.target.text
-                )
+                self.no_endpoints()
             } else {
                 failures.join("; ")
             });
