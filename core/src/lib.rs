@@ -33,6 +33,7 @@ mod code;
 mod codec;
 mod config;
 mod connection;
+mod connectivity;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -78,6 +79,7 @@ pub use call_options::{
 };
 pub use code::Code;
 pub use config::{Config, TlsConfig};
+pub use connectivity::Connectivity;
 pub use error::{Error, ErrorKind};
 pub use lease::Lease;
 pub use leases::{AcquireSite, LeakReport};

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 
 use crate::call_options::CallOptions;
+use crate::connectivity::{self, Connectivity, ConnectivitySignal};
 use crate::leases::{AcquireSite, LeakReport};
 use crate::metrics::TargetMetrics;
 use crate::prepared_call::PreparedCall;
@@ -71,6 +72,9 @@ struct PoolInner {
     targets: Arc<RwLock<HashMap<String, Arc<TargetPool>>>>,
     /// Endpoints set for `static:///name` targets, kept from before the runtime starts.
     pushed: Arc<PushedEndpoints>,
+    /// Told when any target's connectivity may have changed (made before the runtime starts,
+    /// so a watch may begin first).
+    connectivity: Arc<ConnectivitySignal>,
 }
 
 impl Pool {
@@ -112,6 +116,7 @@ impl Pool {
                 starting: Mutex::new(()),
                 targets: Arc::new(RwLock::new(HashMap::new())),
                 pushed: Arc::default(),
+                connectivity: Arc::default(),
             }),
         })
     }
@@ -407,6 +412,44 @@ impl Pool {
             .collect()
     }
 
+    /// The connectivity of `target` now, in gRPC's five states. With `try_to_connect`, an idle
+    /// target joins the pool and starts connecting (grpcio's `try_to_connect`); without it,
+    /// asking never dials. A target the pool has not used is [`Connectivity::Idle`].
+    pub fn connectivity(&self, target: &str, try_to_connect: bool) -> Result<Connectivity, Error> {
+        if self.is_closed() {
+            return Ok(Connectivity::Shutdown);
+        }
+        Target::parse(target)?;
+        if let Some(pool) = self.inner.targets.read().get(target) {
+            return Ok(pool.connectivity());
+        }
+        if try_to_connect {
+            return Ok(self.target_pool(target)?.connectivity());
+        }
+        Ok(Connectivity::Idle)
+    }
+
+    /// Waits until `target`'s connectivity is other than `last` and returns the new state, or
+    /// returns the state at `timeout` (then possibly `last`). Never dials (see
+    /// [`Pool::connectivity`] for that); a closed pool answers [`Connectivity::Shutdown`].
+    pub async fn connectivity_changed(
+        &self,
+        target: &str,
+        last: Connectivity,
+        timeout: Option<Duration>,
+    ) -> Result<Connectivity, Error> {
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        let state = self.connectivity(target, false)?;
+        if state != last || state == Connectivity::Shutdown {
+            return Ok(state);
+        }
+        let shared = Arc::clone(self.shared()?);
+        connectivity::changed_from(&self.inner.connectivity, &shared, last, deadline, || {
+            self.connectivity(target, false)
+        })
+        .await
+    }
+
     /// Closes the pool to new work, now and from any thread: acquires, calls and streams
     /// started from now on fail with [`Error::PoolClosed`], and acquires waiting for a slot wake
     /// with it. Work in flight goes on; [`Pool::shutdown`] waits for it and closes connections.
@@ -414,6 +457,7 @@ impl Pool {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.inner.connectivity.changed();
         let Some(shared) = self.inner.shared.get() else {
             return;
         };
@@ -497,6 +541,7 @@ impl Pool {
             Dialer::new(config),
             handle,
             Arc::clone(&self.inner.pushed),
+            Arc::clone(&self.inner.connectivity),
         ));
         let shared = self.inner.shared.get_or_init(|| shared);
         if self.is_closed() {
@@ -538,6 +583,7 @@ impl Pool {
                     });
             let pool = TargetPool::new(target, Arc::clone(shared), settings, self.leave());
             shared.runtime.spawn(Arc::clone(&pool).upkeep());
+            shared.connectivity.changed();
             pool
         });
         pool.touch();
@@ -560,6 +606,7 @@ impl Pool {
                 return false;
             }
             map.remove(target.text());
+            target.shared().connectivity.changed();
             true
         })
     }

@@ -62,6 +62,12 @@ impl Reachability {
         self.lost_connection.store(true, Ordering::Release);
     }
 
+    /// Whether the last dial or resolution failed (gRPC's TRANSIENT_FAILURE when no
+    /// connection is ready).
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire) || self.unresolved.load(Ordering::Acquire)
+    }
+
     /// Why the last dial or resolution failed; "" before any failure.
     pub(crate) fn last_error(&self) -> String {
         self.last_error.lock().clone()
@@ -71,9 +77,7 @@ impl Reachability {
     /// the last resolution, failed: a call that does not wait for ready fails now instead of
     /// waiting its timeout.
     pub(crate) fn fail_fast(&self, target: &str, has_ready_connection: bool) -> Result<(), Error> {
-        let failed =
-            self.failing.load(Ordering::Acquire) || self.unresolved.load(Ordering::Acquire);
-        if failed && !has_ready_connection {
+        if self.is_failing() && !has_ready_connection {
             return Err(Error::Unavailable {
                 target: target.to_owned(),
                 reason: self.last_error(),

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::runtime::Handle;
 
 use crate::config::Config;
+use crate::connectivity::ConnectivitySignal;
 use crate::pushed_endpoints::PushedEndpoints;
 use crate::service_config::ServiceConfig;
 use crate::transport::Dialer;
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     pub(crate) retry_buffered: Arc<std::sync::atomic::AtomicUsize>,
     /// Endpoints the host program set for `static:///name` targets.
     pub(crate) pushed: Arc<PushedEndpoints>,
+    /// Told whenever a target's connectivity may have changed.
+    pub(crate) connectivity: Arc<ConnectivitySignal>,
 }
 
 impl Shared {
@@ -34,6 +37,7 @@ impl Shared {
         dialer: Dialer,
         runtime: Handle,
         pushed: Arc<PushedEndpoints>,
+        connectivity: Arc<ConnectivitySignal>,
     ) -> Shared {
         Shared {
             config,
@@ -41,6 +45,7 @@ impl Shared {
             dialer,
             runtime,
             pushed,
+            connectivity,
             closed: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),
             retry_buffered: Arc::default(),

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use crate::address_book::AddressBook;
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::connectivity::Connectivity;
 use crate::leases::LeaseRegister;
 use crate::metrics::MethodMetrics;
 use crate::outlier_detection::OutlierDetector;
@@ -239,7 +240,7 @@ impl TargetPool {
 
     /// The pool is closing: waiters see it, and upkeep runs once more to stop.
     pub(crate) fn wake_for_close(&self) {
-        self.waiting.state_changed();
+        self.state_changed();
         self.maintenance.notify_one();
     }
 
@@ -376,6 +377,44 @@ impl TargetPool {
         self.reachability.fail_fast(&self.target.text, takes_calls)
     }
 
+    /// Something waiters and connectivity watchers look at changed (a dial ended, a connection
+    /// went, the pool is closing): waiters look at the target again, watchers at its state.
+    fn state_changed(&self) {
+        self.waiting.state_changed();
+        self.shared.connectivity.changed();
+    }
+
+    /// The target's connectivity in gRPC's terms (see [`Connectivity`]).
+    pub(crate) fn connectivity(&self) -> Connectivity {
+        if self.shared.is_closed() {
+            return Connectivity::Shutdown;
+        }
+        let (takes_calls, any_open) = {
+            let connections = self.connections.read();
+            let takes_calls = connections
+                .iter()
+                .any(|connection| connection.takes_calls());
+            let any_open = connections.iter().any(|connection| connection.is_ready());
+            (takes_calls, any_open)
+        };
+        if takes_calls {
+            Connectivity::Ready
+        } else if any_open || self.reachability.is_failing() {
+            // Open but refusing calls (not serving, ejected), or the last dial failed.
+            Connectivity::TransientFailure
+        } else if self.dials_in_flight.load(Ordering::Acquire) > 0 || self.wants_connections() {
+            Connectivity::Connecting
+        } else {
+            Connectivity::Idle
+        }
+    }
+
+    /// Whether upkeep keeps connections open with no call asking (a minimum above 0, or a
+    /// policy that covers every address), so a target with none is connecting, not idle.
+    fn wants_connections(&self) -> bool {
+        self.config.min_connections_per_target > 0 || self.covers_every_address()
+    }
+
     pub(crate) fn has_ready_connection(&self) -> bool {
         self.connections
             .read()
@@ -386,7 +425,7 @@ impl TargetPool {
     /// Which connections take calls changed (a health watch's answer, an outlier ejection):
     /// waiters may have a slot now, or upkeep another address to dial.
     pub(crate) fn call_takers_changed(self: &Arc<Self>) {
-        self.waiting.state_changed();
+        self.state_changed();
         self.serve_waiters();
         self.maintenance.notify_one();
     }
@@ -536,7 +575,7 @@ impl TargetPool {
             connection.close();
         }
         self.waiting.clear();
-        self.waiting.state_changed();
+        self.state_changed();
         self.maintenance.notify_one();
     }
 

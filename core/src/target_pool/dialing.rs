@@ -94,7 +94,7 @@ impl TargetPool {
                 }
             }
         }
-        self.waiting.state_changed();
+        self.state_changed();
         self.maintenance.notify_one();
     }
 
@@ -253,7 +253,7 @@ impl TargetPool {
                 drop(book);
                 // Callers waiting for a slot look again: without a ready connection they
                 // now fail fast instead of waiting out their timeout.
-                self.waiting.state_changed();
+                self.state_changed();
             }
         }
     }
@@ -329,7 +329,7 @@ impl TargetPool {
                 );
             }
         }
-        self.waiting.state_changed();
+        self.state_changed();
         self.maintenance.notify_one();
     }
 
