@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use grpcpool_core::{AcquireOptions, Code, Error, ErrorKind, Pool, Response, CALL_OPTIONS};
+use grpcpool_core::{
+    AcquireOptions, Code, Connectivity, Error, ErrorKind, Pool, Response, CALL_OPTIONS,
+};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -262,6 +264,24 @@ struct NativePool {
 
 impl NativePool {
     /// What an acquire waits for and where it was made.
+    fn connectivity_future(
+        &self,
+        target: &str,
+        last: u32,
+        timeout: Option<Seconds>,
+    ) -> PyResult<impl Future<Output = PyResult<u8>> + Send + 'static> {
+        let last = Connectivity::from_number(last).ok_or_else(|| {
+            PyValueError::new_err(format!("{last} is not a connectivity state (0 to 4)"))
+        })?;
+        let timeout = timeout.map(|value| seconds("timeout", value)).transpose()?;
+        let pool = self.state.pool.clone();
+        let target = target.to_owned();
+        Ok(async move {
+            let state = pool.connectivity_changed(&target, last, timeout).await;
+            Ok(state.map_err(to_py_err)? as u8)
+        })
+    }
+
     fn acquire_options(
         timeout: Option<Seconds>,
         wait_for_ready: bool,
@@ -451,6 +471,45 @@ impl NativePool {
         let state = Arc::clone(&self.state);
         self.state.start(future, queue, token, move |py, stream| {
             Ok(Py::new(py, NativeStream::new(state, stream))?.into_any())
+        })
+    }
+
+    /// The target's connectivity as gRPC's number (0 IDLE, 1 CONNECTING, 2 READY,
+    /// 3 TRANSIENT_FAILURE, 4 SHUTDOWN); `try_to_connect` starts an idle target connecting.
+    #[pyo3(signature = (target, try_to_connect=false))]
+    fn connectivity(&self, target: &str, try_to_connect: bool) -> PyResult<u8> {
+        let state = self.state.pool.connectivity(target, try_to_connect);
+        Ok(state.map_err(to_py_err)? as u8)
+    }
+
+    /// Waits, without the GIL, until the target's connectivity is other than `last` or
+    /// `timeout` seconds pass; returns the state then (as `connectivity` numbers it).
+    #[pyo3(signature = (target, last, timeout=None))]
+    fn wait_connectivity_change(
+        &self,
+        py: Python<'_>,
+        target: &str,
+        last: u32,
+        timeout: Option<Seconds>,
+    ) -> PyResult<u8> {
+        let future = self.connectivity_future(target, last, timeout)?;
+        self.state.wait(py, future)?
+    }
+
+    /// `wait_connectivity_change` for asyncio: `done` gets `(True, state)` or
+    /// `(False, exception)`.
+    #[pyo3(signature = (queue, token, target, last, timeout=None))]
+    fn connectivity_change_start(
+        &self,
+        queue: &Bound<'_, CompletionQueue>,
+        token: Py<PyAny>,
+        target: &str,
+        last: u32,
+        timeout: Option<Seconds>,
+    ) -> PyResult<NativeCall> {
+        let future = self.connectivity_future(target, last, timeout)?;
+        self.state.start(future, queue, token, |py, state: u8| {
+            Ok(state.into_pyobject(py)?.into_any().unbind())
         })
     }
 

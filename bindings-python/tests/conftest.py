@@ -95,9 +95,8 @@ def _describe(key: str, value: Any) -> str:
     return f"{key}={value.hex() if isinstance(value, bytes) else value}"
 
 
-@pytest.fixture(scope="session")
-def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
-    """A grpcio server for gptest.Echo on a free loopback port; yields its target."""
+def echo_servicer(protos: Tuple[ModuleType, ModuleType]) -> Any:
+    """gptest.Echo's servicer: what every grpcio server of these tests serves."""
     pb2, pb2_grpc = protos
 
     class Echo(pb2_grpc.EchoServicer):  # type: ignore[misc, name-defined]
@@ -158,8 +157,14 @@ def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
                     context.abort(_CODES[request.code], request.details)
                 yield pb2.EchoReply(text=request.text, payload=request.payload)
 
+    return Echo()
+
+
+@pytest.fixture(scope="session")
+def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
+    """A grpcio server for gptest.Echo on a free loopback port; yields its target."""
     srv = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
-    pb2_grpc.add_EchoServicer_to_server(Echo(), srv)
+    protos[1].add_EchoServicer_to_server(echo_servicer(protos), srv)
     port = srv.add_insecure_port("127.0.0.1:0")
     srv.start()
     try:
@@ -225,3 +230,52 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
         time.sleep(0.01)
     return bool(predicate())
 
+
+
+#: The token the auth server wants in ``authorization``, as interceptors in the tests add it.
+AUTH_TOKEN = "Bearer grpcpool-test-token"
+
+
+class _RequireToken(grpc.ServerInterceptor):
+    """Rejects every call without ``authorization: <AUTH_TOKEN>`` with UNAUTHENTICATED."""
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        metadata = dict(handler_call_details.invocation_metadata)
+        if metadata.get("authorization") == AUTH_TOKEN:
+            return continuation(handler_call_details)
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no valid token")
+
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(deny)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(deny)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(deny)
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+
+@pytest.fixture(scope="session")
+def auth_server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
+    """A grpcio Echo server that wants :data:`AUTH_TOKEN` on every call; yields its target."""
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=[_RequireToken()])
+    protos[1].add_EchoServicer_to_server(echo_servicer(protos), srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop(grace=None)
+
+
+def start_echo_server(protos: Tuple[ModuleType, ModuleType], port: int = 0) -> Tuple[Any, int]:
+    """A grpcio Echo server of the test's own (to stop and restart); returns it and its port."""
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    protos[1].add_EchoServicer_to_server(echo_servicer(protos), srv)
+    bound = srv.add_insecure_port(f"127.0.0.1:{port}")
+    srv.start()
+    return srv, bound

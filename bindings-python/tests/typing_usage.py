@@ -78,3 +78,15 @@ def settings_usage(pem: bytes) -> None:
     # mypy --strict flags an unused ignore, so these prove the mistakes are caught.
     grpcpool.Pool(max_connection=4)  # type: ignore[call-arg]
     grpcpool.Pool(keepalive_time="30s")  # type: ignore[arg-type]
+
+
+async def channel_usage(pool: grpcpool.Pool, aio_pool: grpcpool.aio.Pool, target: str) -> None:
+    # Connectivity is typed on both pools; the channels take what grpcio's do.
+    assert_type(pool.connectivity(target, try_to_connect=True), grpcpool.Connectivity)
+    assert_type(pool.wait_for_connectivity_change(target, grpcpool.Connectivity.IDLE, 1.0), grpcpool.Connectivity)
+    assert_type(await aio_pool.wait_for_connectivity_change(target, grpcpool.Connectivity.READY), grpcpool.Connectivity)
+    channel = grpcpool.Channel(pool, target)
+    channel.subscribe(lambda state: None, try_to_connect=True)
+    channel.close()
+    async with grpcpool.aio.Channel(aio_pool, target, interceptors=[]) as aio_channel:
+        aio_channel.unary_unary("/p.S/M")

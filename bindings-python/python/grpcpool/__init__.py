@@ -11,6 +11,7 @@
 """
 
 from ._channel import Channel
+from ._connectivity import Connectivity
 from ._errors import BusyError, LeaseReleasedError, PoolClosedError, RpcError, StreamClosedError
 from ._pool import Lease, Pool, PoolOptions
 from ._response import Request, Response
@@ -26,6 +27,7 @@ from . import aio
 __all__ = [
     "BusyError",
     "Channel",
+    "Connectivity",
     "Decoder",
     "Lease",
     "LeaseReleasedError",

@@ -13,17 +13,30 @@ they are also ``grpc.RpcError`` and ``grpc.Call``, so ``except grpc.RpcError`` k
 
 from __future__ import annotations
 
-import importlib
+import concurrent.futures
+import threading
 from types import TracebackType
 from typing import Any, Callable, Iterable, Iterator, Optional, Tuple, Type
 
 from . import _native
+from ._channel_call import (
+    CallResult,
+    grpc_bases,
+    ChannelFuture,
+    ChannelRpcError,
+    Deserializer,
+    Serializer,
+    as_grpc_code,
+    compression_name,
+)
+from ._completions import sync_queue
+from ._connectivity import ConnectivityWatch
 from ._errors import RpcError
 from ._pool import Pool, Response
-from ._response import status_error
+from ._response import encode_request, status_error
 from ._status import StatusCode
 from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
-from ._types import Metadata, MetadataTuple
+from ._types import Metadata
 
 __all__ = [
     "Channel",
@@ -33,96 +46,6 @@ __all__ = [
     "StreamStreamMultiCallable",
     "CallResult",
 ]
-
-Serializer = Optional[Callable[[Any], bytes]]
-Deserializer = Optional[Callable[[bytes], Any]]
-
-
-def _grpcio() -> Any:
-    """The ``grpc`` module when grpcio is installed, else None (grpcpool does not need it)."""
-    try:
-        return importlib.import_module("grpc")
-    except ImportError:
-        return None
-
-
-def _grpc_error_base() -> Tuple[type, ...]:
-    """grpc.RpcError and grpc.Call when grpcio is importable, so code written for it catches ours."""
-    grpc = _grpcio()
-    return () if grpc is None else (grpc.RpcError, grpc.Call)
-
-
-def _as_grpc_code(code: StatusCode) -> Any:
-    """The code as grpcio's ``grpc.StatusCode`` when grpcio is installed (what code written for
-    grpcio compares against), else as :class:`grpcpool.StatusCode`."""
-    grpc = _grpcio()
-    return code if grpc is None else grpc.StatusCode[code.name]
-
-
-def _compression_name(compression: Any) -> Optional[str]:
-    """grpcio's ``grpc.Compression`` (or a name) as grpcpool's compression name."""
-    if compression is None:
-        return None
-    name = getattr(compression, "name", compression)
-    names = {"NoCompression": None, "identity": None, "Gzip": "gzip", "gzip": "gzip"}
-    if name not in names:
-        raise NotImplementedError(f"compression {name}: grpcpool compresses with gzip only")
-    return names[name]
-
-
-class ChannelRpcError(RpcError, *_grpc_error_base()):  # type: ignore[misc]
-    """The error a call through :class:`Channel` raises: a :class:`grpcpool.RpcError` that is also
-    a ``grpc.RpcError`` and ``grpc.Call`` when grpcio is installed, whose ``code()`` is then a
-    ``grpc.StatusCode``."""
-
-    def code(self) -> Any:
-        return _as_grpc_code(self.response.code)
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> Optional[float]:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
-
-
-class CallResult:
-    """What ``with_call`` returns beside the response: the finished call's status and metadata,
-    shaped like grpcio's ``grpc.Call``."""
-
-    def __init__(self, response: Response) -> None:
-        self._response = response
-
-    def code(self) -> Any:
-        """The status, as ``grpc.StatusCode`` when grpcio is installed."""
-        return _as_grpc_code(self._response.code)
-
-    def details(self) -> str:
-        return self._response.details
-
-    def initial_metadata(self) -> MetadataTuple:
-        return self._response.headers
-
-    def trailing_metadata(self) -> MetadataTuple:
-        return self._response.trailers
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> Optional[float]:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return False
-
 
 class UnaryUnaryMultiCallable:
     """A unary-unary method of a :class:`Channel`, called the way grpcio's is."""
@@ -144,6 +67,7 @@ class UnaryUnaryMultiCallable:
     ) -> Tuple[Any, Response]:
         if credentials is not None:
             raise ValueError("per-call credentials are not supported: set TLS on the grpcpool.Pool")
+        self._channel._check_open()
         payload = self._serializer(request) if self._serializer is not None else request
         response = self._channel._pool.unary_response(
             self._channel._target,
@@ -151,7 +75,7 @@ class UnaryUnaryMultiCallable:
             payload,
             timeout=timeout,
             metadata=metadata,
-            compression=_compression_name(compression),
+            compression=compression_name(compression),
             wait_for_ready=bool(wait_for_ready),
         )
         if response.code is not StatusCode.OK:
@@ -185,6 +109,45 @@ class UnaryUnaryMultiCallable:
         body, response = self._call(request, timeout, metadata, credentials, wait_for_ready, compression)
         return body, CallResult(response)
 
+    def future(
+        self,
+        request: Any,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        credentials: Any = None,
+        wait_for_ready: Optional[bool] = None,
+        compression: Any = None,
+    ) -> ChannelFuture:
+        """Starts the call and returns at once: a ``grpc.Future`` and ``grpc.Call`` whose
+        ``result()`` is the response message. The engine runs the call; ``cancel()`` cancels it."""
+        if credentials is not None:
+            raise ValueError("per-call credentials are not supported: set TLS on the grpcpool.Pool")
+        self._channel._check_open()
+        payload = encode_request(self._serializer(request) if self._serializer is not None else request)
+        outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            call = self._channel._pool._native.unary_start(
+                sync_queue(),
+                outcome,
+                self._channel._target,
+                self._method,
+                payload,
+                timeout,
+                metadata,
+                bool(wait_for_ready),
+                compression_name(compression),
+            )
+        except _native.StatusError as error:
+            raise status_error(error, ChannelRpcError) from None
+        return ChannelFuture(outcome, call.cancel, _decoder(self._deserializer), deadline_after(timeout))
+
+
+def _decoder(deserializer: Deserializer) -> Callable[[bytes], Any]:
+    """The response deserializer, or the bytes as they came without one."""
+    if deserializer is None:
+        return lambda body: body
+    return deserializer
+
 
 class _Deserializing:
     """A ``response_deserializer`` in the shape :class:`grpcpool.Stream` decodes with."""
@@ -199,7 +162,7 @@ class ChannelStream(Stream[Any]):
     :class:`ChannelRpcError` (a ``grpc.RpcError``), as grpcio's streaming calls do."""
 
     def code(self) -> Any:
-        return _as_grpc_code(super().code())
+        return as_grpc_code(super().code())
 
 
 class _StreamingMultiCallable:
@@ -218,10 +181,12 @@ class _StreamingMultiCallable:
         credentials: Any,
         wait_for_ready: Optional[bool],
         compression: Any,
+        decode: bool = True,
     ) -> ChannelStream:
         if credentials is not None:
             raise ValueError("per-call credentials are not supported: set TLS on the grpcpool.Pool")
-        compression_name = _compression_name(compression)
+        self._channel._check_open()
+        compression_text = compression_name(compression)
         pool = self._channel._pool
         deadline = deadline_after(timeout)
         try:
@@ -231,11 +196,11 @@ class _StreamingMultiCallable:
                 timeout,
                 metadata,
                 bool(wait_for_ready),
-                compression_name,
+                compression_text,
             )
         except _native.StatusError as error:
             raise status_error(error, ChannelRpcError) from None
-        decoder = None if self._deserializer is None else _Deserializing(self._deserializer)
+        decoder = None if self._deserializer is None or not decode else _Deserializing(self._deserializer)
         return ChannelStream(native, decoder, deadline, ChannelRpcError)
 
     def _serialize(self, request: Any) -> Any:
@@ -294,6 +259,51 @@ class StreamUnaryMultiCallable(_StreamingMultiCallable):
         message, response = stream_unary_call(stream, self._serialize_all(request_iterator))
         return message, CallResult(response)
 
+    def future(
+        self,
+        request_iterator: Iterable[Any],
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        credentials: Any = None,
+        wait_for_ready: Optional[bool] = None,
+        compression: Any = None,
+    ) -> ChannelFuture:
+        """Starts the call and returns at once, as grpcio does: a thread sends the requests
+        while the future (a ``grpc.Future`` and ``grpc.Call``) waits for the response;
+        ``cancel()`` cancels the call."""
+        stream = self._open(timeout, metadata, credentials, wait_for_ready, compression, decode=False)
+        outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        requests = self._serialize_all(request_iterator)
+
+        def run() -> None:
+            try:
+                body, response = stream_unary_call(stream, requests)
+                settled = Response(
+                    response.code, response.details, response.status_details, response.headers, response.trailers, body
+                )
+            except RpcError as error:
+                settled = error.response
+            except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the future
+                _settle(outcome, exception=error)
+                return
+            _settle(outcome, settled)
+
+        threading.Thread(target=run, name="grpcpool stream_unary future", daemon=True).start()
+        return ChannelFuture(outcome, stream.cancel, _decoder(self._deserializer), deadline_after(timeout))
+
+
+def _settle(
+    outcome: "concurrent.futures.Future[Any]", value: Any = None, exception: Optional[BaseException] = None
+) -> None:
+    """Settles a future the caller may have cancelled meanwhile (then nobody waits for it)."""
+    try:
+        if exception is not None:
+            outcome.set_exception(exception)
+        else:
+            outcome.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass
+
 
 class StreamStreamMultiCallable(_StreamingMultiCallable):
     """A bidirectional method of a :class:`Channel`, called the way grpcio's is."""
@@ -314,16 +324,26 @@ class StreamStreamMultiCallable(_StreamingMultiCallable):
         return stream
 
 
-class Channel:
-    """grpcio's ``grpc.Channel`` interface over one target of a :class:`grpcpool.Pool`.
+class Channel(*grpc_bases("Channel")):  # type: ignore[misc]
+    """grpcio's ``grpc.Channel`` interface over one target of a :class:`grpcpool.Pool` (a
+    ``grpc.Channel`` subclass when grpcio is installed), so it also works under
+    ``grpc.intercept_channel(channel, *interceptors)``.
 
-    The channel borrows the pool: closing the channel leaves the pool (and its connections,
-    shared with other channels and leases) open.
+    The channel borrows the pool: closing the channel ends its connectivity callbacks and
+    refuses new calls through it, and leaves the pool (and its connections, shared with other
+    channels and leases) open; calls already running finish.
     """
 
     def __init__(self, pool: Pool, target: str) -> None:
         self._pool = pool
         self._target = target
+        self._closed = False
+        self._watch = ConnectivityWatch(pool, target)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            # grpcio's words, for code that matches on them.
+            raise ValueError("Cannot invoke RPC on closed channel!")
 
     def unary_unary(
         self,
@@ -366,13 +386,21 @@ class Channel:
         return StreamStreamMultiCallable(self, method, request_serializer, response_deserializer)
 
     def subscribe(self, callback: Callable[[Any], None], try_to_connect: bool = False) -> None:
-        """Connectivity callbacks are not reported; the pool keeps connections ready itself."""
+        """Calls ``callback`` with the target's connectivity (a ``grpc.ChannelConnectivity``)
+        now and at every change, from a background thread, as grpcio does. The states are the
+        pool's for the target (READY while a connection takes calls, TRANSIENT_FAILURE while
+        the last dial failed, ...). ``try_to_connect`` starts an idle target connecting."""
+        self._watch.subscribe(callback, try_to_connect)
 
     def unsubscribe(self, callback: Callable[[Any], None]) -> None:
-        """See :meth:`subscribe`."""
+        """Stops calling ``callback``."""
+        self._watch.unsubscribe(callback)
 
     def close(self) -> None:
-        """Does nothing: the pool, not the channel, owns the connections."""
+        """Closes the channel: no more connectivity callbacks, and new calls through it raise
+        ``ValueError``. The pool and its connections stay open for others."""
+        self._closed = True
+        self._watch.stop()
 
     def __enter__(self) -> Channel:
         return self

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
+from ._connectivity import Connectivity
 from ._response import Request, Response, encode_request, response_body, status_error
 from ._settings import PoolSettings, TargetSettings
 from ._stream import Stream, deadline_after, stream_stream_call, stream_unary_call, unary_stream_call
@@ -549,6 +550,19 @@ class Pool:
             wait_for_ready=wait_for_ready,
         )
         return stream_stream_call(stream, requests)
+
+    def connectivity(self, target: str, try_to_connect: bool = False) -> Connectivity:
+        """The target's connectivity now, in gRPC's states. A target not in use is ``IDLE``;
+        ``try_to_connect`` starts it connecting (asking alone never dials). Raises
+        ``ValueError`` for a target that does not parse."""
+        return Connectivity(self._native.connectivity(target, try_to_connect))
+
+    def wait_for_connectivity_change(
+        self, target: str, last: Connectivity, timeout: Optional[float] = None
+    ) -> Connectivity:
+        """Blocks until the target's connectivity is other than ``last`` (or ``timeout``
+        seconds pass) and returns the state then; a closed pool answers ``SHUTDOWN``."""
+        return Connectivity(self._native.wait_connectivity_change(target, int(last), timeout))
 
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the pool's counters: totals and one entry per target under ``targets``."""

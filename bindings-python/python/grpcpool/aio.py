@@ -21,9 +21,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
+from ._completions import drain
+from ._connectivity import Connectivity
 from ._pool import Pool as _SyncPool
 from ._pool import PoolOptions, _caller_site
 from ._response import Request, Response, _NativeResponse, encode_request, response_body, status_error
+from ._aio_channel import Channel
 from ._aio_stream import Requests, Stream
 from ._errors import RpcError
 from ._stream import deadline_after, single_reply
@@ -32,7 +35,7 @@ from ._types import Decoder, Metadata
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Pool", "Lease", "Stream"]
+__all__ = ["Channel", "Pool", "Lease", "Stream"]
 
 T = TypeVar("T")
 
@@ -46,25 +49,12 @@ _QUEUES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _native.Completio
 )
 
 
-def _drain(queue: _native.CompletionQueue) -> None:
-    """On the event loop: settles every call that finished since the last drain."""
-    for future, ok, value in queue.drain():
-        if future.done():
-            continue  # cancelled while the outcome was on its way
-        if ok:
-            future.set_result(value)
-        elif isinstance(value, _native.StatusError):
-            future.set_exception(status_error(value))
-        else:
-            future.set_exception(value)
-
-
 def _queue_for(loop: asyncio.AbstractEventLoop) -> _native.CompletionQueue:
     """The loop's completion queue, made and watched on first use."""
     queue = _QUEUES.get(loop)
     if queue is None:
         queue = _native.CompletionQueue()
-        loop.add_reader(queue.fileno(), _drain, queue)
+        loop.add_reader(queue.fileno(), drain, queue)
         _QUEUES[loop] = queue
     return queue
 
@@ -556,6 +546,21 @@ class Pool:
         )
         stream._feed(requests)
         return stream
+
+    def connectivity(self, target: str, try_to_connect: bool = False) -> Connectivity:
+        """The target's connectivity now (see :meth:`grpcpool.Pool.connectivity`)."""
+        return self._sync.connectivity(target, try_to_connect)
+
+    async def wait_for_connectivity_change(
+        self, target: str, last: Connectivity, timeout: Optional[float] = None
+    ) -> Connectivity:
+        """Waits until the target's connectivity is other than ``last`` (or ``timeout``
+        seconds pass) and returns the state then; a closed pool answers ``SHUTDOWN``."""
+        native = self._sync._native
+        state: int = await _await(
+            lambda queue, token: native.connectivity_change_start(queue, token, target, int(last), timeout)
+        )
+        return Connectivity(state)
 
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the pool's counters."""
