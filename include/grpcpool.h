@@ -149,6 +149,33 @@ typedef enum {
 } grpcpool_result;
 
 /**
+ * A target's connectivity, in gRPC's states and with gRPC's numbers.
+ */
+typedef enum {
+  /**
+   * No connection and none being made: not used yet, or left the pool when idle.
+   */
+  GRPCPOOL_IDLE = 0,
+  /**
+   * A dial is under way and no connection takes calls yet.
+   */
+  GRPCPOOL_CONNECTING = 1,
+  /**
+   * At least one connection takes calls.
+   */
+  GRPCPOOL_READY = 2,
+  /**
+   * No connection takes calls and the last dial failed: calls that do not wait for ready
+   * fail fast with UNAVAILABLE while the pool backs off and dials again.
+   */
+  GRPCPOOL_TRANSIENT_FAILURE = 3,
+  /**
+   * The pool is shut down.
+   */
+  GRPCPOOL_SHUTDOWN = 4,
+} grpcpool_connectivity;
+
+/**
  * Per-call options for the `_with` call functions: made by `grpcpool_call_options_new` with
  * no deadline, no metadata, fail-fast and no compression; changed by the setters; read (and
  * copied) by each call, so one options object may serve many calls, and may be freed after
@@ -645,6 +672,36 @@ grpcpool_result grpcpool_config_set_tls_client_cert_files(grpcpool_config_t *con
  * `config` is NULL or a live config; `name` is a NUL-terminated string.
  */
 grpcpool_result grpcpool_config_set_tls_server_name(grpcpool_config_t *config, const char *name);
+
+/**
+ * Writes `target`'s connectivity now to `*out_state`. A target the pool has not used is
+ * `GRPCPOOL_IDLE`; with `try_to_connect`, an idle target joins the pool and starts connecting
+ * (asking alone never dials). `GRPCPOOL_INVALID_TARGET` for a target that does not parse.
+ *
+ * # Safety
+ * `pool` is NULL or a live pool; `target` is NULL or NUL-terminated; `out_state` is NULL or
+ * writable.
+ */
+grpcpool_result grpcpool_pool_connectivity(const grpcpool_pool_t *pool,
+                                           const char *target,
+                                           bool try_to_connect,
+                                           grpcpool_connectivity *out_state);
+
+/**
+ * Blocks until `target`'s connectivity is other than `last` (a `grpcpool_connectivity`
+ * number) or `timeout_ms` passes (`GRPCPOOL_NO_TIMEOUT`: no limit), then writes the state to
+ * `*out_state` (still `last` on a timeout). Never dials; a shut-down pool answers
+ * `GRPCPOOL_SHUTDOWN`. Blocking: not from a callback. `GRPCPOOL_INVALID_ARGUMENT` for a
+ * `last` that is no state.
+ *
+ * # Safety
+ * As `grpcpool_pool_connectivity`.
+ */
+grpcpool_result grpcpool_pool_wait_connectivity_change(const grpcpool_pool_t *pool,
+                                                       const char *target,
+                                                       uint32_t last,
+                                                       uint32_t timeout_ms,
+                                                       grpcpool_connectivity *out_state);
 
 /**
  * The message of the last error on the calling thread, or "" if none.

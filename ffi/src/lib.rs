@@ -12,6 +12,7 @@ mod call_options;
 mod calls;
 mod completion;
 mod config;
+mod connectivity;
 mod error;
 mod handles;
 mod leases;
@@ -39,6 +40,9 @@ pub use calls::{
     grpcpool_unary_with,
 };
 pub use config::*;
+pub use connectivity::{
+    grpcpool_connectivity, grpcpool_pool_connectivity, grpcpool_pool_wait_connectivity_change,
+};
 pub use error::{grpcpool_last_error, grpcpool_result, grpcpool_result_name};
 pub use leases::{grpcpool_acquire, grpcpool_acquire_at, grpcpool_lease_t, grpcpool_release};
 pub use log::{grpcpool_log_callback_t, grpcpool_set_log_callback};

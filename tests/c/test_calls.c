@@ -515,6 +515,60 @@ static void check_pushed_endpoints(grpcpool_pool_t *pool, const char *target) {
            GRPCPOOL_NULL_ARGUMENT);
 }
 
+/* Waits (bounded) through grpcpool_pool_wait_connectivity_change until `target` is `wanted`. */
+static grpcpool_connectivity wait_until_state(grpcpool_pool_t *pool, const char *target,
+                                             grpcpool_connectivity wanted) {
+  grpcpool_connectivity state = GRPCPOOL_IDLE;
+  CHECK_RC(grpcpool_pool_connectivity(pool, target, false, &state), GRPCPOOL_OK);
+  for (int round = 0; round < 50 && state != wanted; round++) {
+    grpcpool_connectivity next = state;
+    CHECK_RC(grpcpool_pool_wait_connectivity_change(pool, target, state, 10000, &next), GRPCPOOL_OK);
+    CHECK(next != state, "a 10 s wait saw no change from %d", state);
+    state = next;
+  }
+  return state;
+}
+
+static void check_connectivity(const char *target) {
+  grpcpool_pool_t *pool = configured_pool();
+  if (pool == NULL) return;
+  check_section("connectivity: IDLE, READY after try_to_connect, TRANSIENT_FAILURE, SHUTDOWN");
+  grpcpool_connectivity state = GRPCPOOL_READY;
+  CHECK_RC(grpcpool_pool_connectivity(pool, target, false, &state), GRPCPOOL_OK);
+  CHECK(state == GRPCPOOL_IDLE, "unused target: %d", state);
+  CHECK_RC(grpcpool_pool_connectivity(pool, target, true, &state), GRPCPOOL_OK);
+  CHECK(state == GRPCPOOL_CONNECTING || state == GRPCPOOL_READY, "after try_to_connect: %d", state);
+  CHECK(wait_until_state(pool, target, GRPCPOOL_READY) == GRPCPOOL_READY, "never READY");
+  /* A wait with nothing changing returns the same state at its timeout. */
+  grpcpool_connectivity same = GRPCPOOL_IDLE;
+  CHECK_RC(grpcpool_pool_wait_connectivity_change(pool, target, GRPCPOOL_READY, 50, &same),
+           GRPCPOOL_OK);
+  CHECK(same == GRPCPOOL_READY, "after a quiet wait: %d", same);
+  /* Nothing listens on port 1: TRANSIENT_FAILURE, never READY. */
+  const char *dead = "http://127.0.0.1:1";
+  CHECK_RC(grpcpool_pool_connectivity(pool, dead, true, &state), GRPCPOOL_OK);
+  CHECK(wait_until_state(pool, dead, GRPCPOOL_TRANSIENT_FAILURE) == GRPCPOOL_TRANSIENT_FAILURE,
+        "a dead target never reached TRANSIENT_FAILURE");
+  grpcpool_connectivity untouched = GRPCPOOL_SHUTDOWN;
+  CHECK_RC(grpcpool_pool_connectivity(pool, "http://a:+80", false, &untouched),
+           GRPCPOOL_INVALID_TARGET);
+  CHECK(untouched == GRPCPOOL_SHUTDOWN, "out_state written on failure");
+  CHECK_RC(grpcpool_pool_wait_connectivity_change(pool, target, 9, 10, &untouched),
+           GRPCPOOL_INVALID_ARGUMENT);
+  CHECK_RC(grpcpool_pool_connectivity(pool, target, false, NULL), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_pool_connectivity(NULL, target, false, &state), GRPCPOOL_NULL_ARGUMENT);
+  CHECK_RC(grpcpool_pool_connectivity(pool, NULL, false, &state), GRPCPOOL_NULL_ARGUMENT);
+  uint64_t left = 0;
+  CHECK_RC(grpcpool_pool_shutdown(pool, 1000, &left), GRPCPOOL_OK);
+  CHECK_RC(grpcpool_pool_connectivity(pool, target, true, &state), GRPCPOOL_OK);
+  CHECK(state == GRPCPOOL_SHUTDOWN, "after shutdown: %d", state);
+  CHECK_RC(grpcpool_pool_wait_connectivity_change(pool, target, GRPCPOOL_READY, GRPCPOOL_NO_TIMEOUT,
+                                                  &state),
+           GRPCPOOL_OK);
+  CHECK(state == GRPCPOOL_SHUTDOWN, "a wait after shutdown: %d", state);
+  grpcpool_pool_free(pool);
+}
+
 int main(void) {
   const char *target = check_env("GRPCPOOL_TEST_TARGET");
   const char *tls_target = check_env("GRPCPOOL_TEST_TLS_TARGET");
@@ -537,5 +591,6 @@ int main(void) {
   grpcpool_pool_free(NULL);
   check_leak_report(target);
   check_tls(tls_target, ca_file);
+  check_connectivity(target);
   return check_summary("test_calls");
 }
