@@ -4,9 +4,9 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -14,25 +14,41 @@ use http_body::{Body, Frame};
 
 use crate::Code;
 
-/// Cancels a streaming call from outside: the request pump resets the stream (CANCEL).
-/// Travels to the pump in the request's extensions.
+/// Cancels a streaming call from outside: the request pump resets the stream (CANCEL), and a
+/// response head still awaited is given up (which lets h2 reset it). Travels to the pump in the
+/// request's extensions; the attempts of a hedged call share one, so it wakes every poller.
 #[derive(Clone, Default)]
 pub(crate) struct CancelSignal(Arc<CancelState>);
 
 #[derive(Default)]
 struct CancelState {
     cancelled: AtomicBool,
-    waker: AtomicWaker,
+    /// One waker per poller (a pump, a response head, each hedged attempt's): a handful.
+    wakers: Mutex<Vec<Waker>>,
 }
 
 impl CancelSignal {
     pub(crate) fn cancel(&self) {
         self.0.cancelled.store(true, Ordering::SeqCst);
-        self.0.waker.wake();
+        let wakers = std::mem::take(&mut *self.0.wakers.lock());
+        for waker in wakers {
+            waker.wake();
+        }
     }
 
-    fn poll_cancelled(&self, cx: &mut Context<'_>) -> bool {
-        self.0.waker.register(cx.waker());
+    /// Whether the call was cancelled; registers `cx` to be woken when it is.
+    pub(crate) fn poll_cancelled(&self, cx: &mut Context<'_>) -> bool {
+        if self.0.cancelled.load(Ordering::SeqCst) {
+            return true;
+        }
+        {
+            let mut wakers = self.0.wakers.lock();
+            if !wakers.iter().any(|known| known.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
+        // A cancel between the first look and the registration took the list before this
+        // waker was in it: look again.
         self.0.cancelled.load(Ordering::SeqCst)
     }
 }

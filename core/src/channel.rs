@@ -112,7 +112,8 @@ impl tower_service::Service<Request<tonic::body::Body>> for H2Channel {
             Ok((response, stream)) => ResponseFuture {
                 state: State::Sending {
                     response,
-                    pump: Some(RequestPump::new(body, stream, cancel)),
+                    pump: Some(RequestPump::new(body, stream, cancel.clone())),
+                    cancel,
                     runtime: self.runtime.clone(),
                 },
             },
@@ -130,6 +131,10 @@ enum State {
     Sending {
         response: h2::client::ResponseFuture,
         pump: Option<RequestPump>,
+        /// The caller's cancel, watched while the head is awaited: once the request is all
+        /// sent the pump is gone, and only dropping h2's response future (this future's end)
+        /// lets h2 reset the stream.
+        cancel: Option<CancelSignal>,
         runtime: Handle,
     },
     Failed(Option<StreamError>),
@@ -159,6 +164,7 @@ impl Future for ResponseFuture {
             State::Sending {
                 response,
                 pump,
+                cancel,
                 runtime,
             } => {
                 if let Some(sending) = pump {
@@ -168,6 +174,23 @@ impl Future for ResponseFuture {
                         }
                         *pump = None;
                     }
+                }
+                if cancel
+                    .as_ref()
+                    .is_some_and(|cancel| cancel.poll_cancelled(cx))
+                {
+                    // Ending here drops h2's response future, and with the pump gone no
+                    // handle to the stream is left: h2 resets it (CANCEL), so the server
+                    // hears of a cancel that came after the caller half-closed.
+                    *pump = None;
+                    return Poll::Ready(Err(StreamError {
+                        unprocessed: false,
+                        never_sent: false,
+                        connection_lost: false,
+                        calm_down: false,
+                        code: Code::Cancelled,
+                        message: "cancelled by the caller".to_owned(),
+                    }));
                 }
                 let head = ready!(Pin::new(response).poll(cx))
                     .map_err(|error| StreamError::from_h2(&error, false))?;

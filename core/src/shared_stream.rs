@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{watch, Mutex as AsyncMutex};
 
+use crate::body::CancelSignal;
 use crate::{Code, Error, Metadata, Response, Stream, StreamSender};
 
 /// A streaming call usable through shared references from any thread; cheap to clone, and
@@ -44,6 +45,9 @@ struct State {
     close_requested: AtomicBool,
     /// [`Phase`]: waiting operations watch it.
     phase: watch::Sender<Phase>,
+    /// Resets the HTTP/2 stream; fired first on a cancel, so the server sees the reset and
+    /// not the half-close that dropping the sender would send ahead of it.
+    reset: CancelSignal,
     /// The final status, once the reading half has seen the end.
     outcome: Mutex<Option<Response>>,
 }
@@ -86,6 +90,7 @@ impl Drop for Claim {
 impl From<Stream> for SharedStream {
     fn from(mut stream: Stream) -> SharedStream {
         let sender = stream.take_sender();
+        let reset = stream.cancel_signal();
         let (phase, _) = watch::channel(Phase::Open);
         SharedStream {
             state: Arc::new(State {
@@ -98,6 +103,7 @@ impl From<Stream> for SharedStream {
                 send_busy: AtomicBool::new(false),
                 close_requested: AtomicBool::new(false),
                 phase,
+                reset,
                 outcome: Mutex::new(None),
             }),
         }
@@ -337,6 +343,7 @@ impl State {
         if !cancelled {
             return;
         }
+        self.reset.cancel();
         match self.receiving.try_lock() {
             Ok(mut receiving) => self.conclude(&mut receiving, true),
             Err(_) => {

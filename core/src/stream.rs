@@ -273,6 +273,12 @@ impl Stream {
         }
     }
 
+    /// The signal that resets the call's HTTP/2 stream, for a holder that must reset it at
+    /// once without waiting for this object (a shared stream whose reader holds it).
+    pub(crate) fn cancel_signal(&self) -> CancelSignal {
+        self.cancel.clone()
+    }
+
     /// Cancels the call: the server sees RST_STREAM CANCEL, and the status is CANCELLED.
     pub fn cancel(&mut self) {
         if !matches!(self.state, State::Ended(_)) {
