@@ -4,6 +4,8 @@
 // declares the JavaScript layer over them (lib/).
 
 import type { PoolOptions, TargetOptions } from './settings';
+// Types only, from the optional peer dependency @grpc/grpc-js (Channel and interceptors).
+import type { ChannelInterface, Deadline, Interceptor, connectivityState } from '@grpc/grpc-js';
 import type { PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease } from './native';
 import { Status, poolOptionNames, poolOptionDefaults } from './native';
 
@@ -111,6 +113,10 @@ export declare class Pool implements AsyncDisposable {
   unaryResponse(target: string, method: string, request: Bytes, options?: PoolCallOptions): Promise<CallResponse>;
   /** Acquires a lease and opens a streaming call on it. */
   openStream(target: string, method: string, options?: PoolCallOptions): Promise<Stream>;
+  /** The connectivity of `target` now (`Connectivity`); `tryToConnect` makes an idle target start connecting. */
+  connectivity(target: string, options?: { tryToConnect?: boolean }): connectivityState;
+  /** Resolves with `target`'s connectivity once it is other than `last`, or the state at `timeoutMs`; never dials. */
+  connectivityChanged(target: string, last: connectivityState, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<connectivityState>;
   /** A snapshot of the pool's counters. */
   stats(): PoolStats;
   /** The pool's metrics in the Prometheus text exposition format: gRPC's OpenTelemetry client metrics (A66) by method, target and status, and the pool's own `grpcpool_*`. */
@@ -171,6 +177,8 @@ export declare class Stream implements AsyncIterable<Buffer>, AsyncDisposable {
   finish(): Promise<StreamStatus>;
   /** Cancels the call. */
   cancel(): void;
+  /** The address of the connection the call opened on (`host:port` or `unix:/path`); "" for a hedged call. */
+  readonly peer: string;
   /** Whether the final status was read. */
   readonly ended: boolean;
   [Symbol.asyncIterator](): AsyncIterator<Buffer>;
@@ -204,18 +212,68 @@ export interface MethodDefinition {
 /** A service definition as @grpc/proto-loader makes them (or a grpc-js client constructor with `.service`). */
 export type ServiceDefinition = Record<string, MethodDefinition> | { service: Record<string, MethodDefinition> };
 
+/**
+ * Options of a createClient call: the pool's, plus grpc-js `interceptors` that replace the
+ * client's for this call (such a call takes no `compression`).
+ */
+export interface ClientCallOptions extends PoolCallOptions {
+  interceptors?: Interceptor[];
+}
+
+/** Options of `createClient`. */
+export interface ClientOptions {
+  /** @grpc/grpc-js client interceptors run on every call (in grpc-js's client, over a Channel). */
+  interceptors?: Interceptor[];
+}
+
 /** A generated client method, by kind. */
 export type ClientMethod =
-  | ((request: any, options?: PoolCallOptions) => Promise<any>)
-  | ((request: any, options?: PoolCallOptions) => ResponseStream)
-  | ((requests: Iterable<any> | AsyncIterable<any>, options?: PoolCallOptions) => Promise<any>)
-  | ((requests?: Iterable<any> | AsyncIterable<any>, options?: PoolCallOptions) => ResponseStream);
+  | ((request: any, options?: ClientCallOptions) => Promise<any>)
+  | ((request: any, options?: ClientCallOptions) => ResponseStream)
+  | ((requests: Iterable<any> | AsyncIterable<any>, options?: ClientCallOptions) => Promise<any>)
+  | ((requests?: Iterable<any> | AsyncIterable<any>, options?: ClientCallOptions) => ResponseStream);
 
 /** A generated client: unary and client-streaming methods return Promises, server-streaming and bidi methods ResponseStreams. */
 export type Client = Record<string, any>;
 
 /** A client for `service` on `target`, making its calls through `pool`. */
-export declare function createClient(pool: Pool, target: string, service: ServiceDefinition): Client;
+export declare function createClient(pool: Pool, target: string, service: ServiceDefinition, options?: ClientOptions): Client;
+
+/** gRPC's connectivity states, numbered as @grpc/grpc-js's `connectivityState`. */
+export declare const Connectivity: {
+  readonly IDLE: connectivityState.IDLE;
+  readonly CONNECTING: connectivityState.CONNECTING;
+  readonly READY: connectivityState.READY;
+  readonly TRANSIENT_FAILURE: connectivityState.TRANSIENT_FAILURE;
+  readonly SHUTDOWN: connectivityState.SHUTDOWN;
+};
+
+/**
+ * @grpc/grpc-js's ChannelInterface over a Pool: `new Client(address, credentials,
+ * { channelOverride: new Channel(pool, target) })` runs a grpc-js client's calls on the pool.
+ * Closing the channel leaves the pool open.
+ */
+export declare class Channel implements ChannelInterface {
+  constructor(pool: Pool, target: string);
+  /** The pool target. */
+  getTarget(): string;
+  /** New calls throw from now on; the state is SHUTDOWN. */
+  close(): void;
+  /** The target's connectivity in the pool (SHUTDOWN once the channel is closed); `tryToConnect` makes an idle target start connecting. */
+  getConnectivityState(tryToConnect: boolean): connectivityState;
+  /** Calls back once the state leaves `currentState`, or with an Error when `deadline` passes first. */
+  watchConnectivityState(currentState: connectivityState, deadline: Date | number, callback: (error?: Error) => void): void;
+  /** A reference naming the channel; not registered with grpc-js's channelz. */
+  getChannelzRef(): ReturnType<ChannelInterface['getChannelzRef']>;
+  /** A call on one pool stream (a `host` override ends it UNIMPLEMENTED). */
+  createCall(
+    method: string,
+    deadline: Deadline,
+    host: string | null | undefined,
+    parentCall: Parameters<ChannelInterface['createCall']>[3],
+    propagateFlags: number | null | undefined,
+  ): ReturnType<ChannelInterface['createCall']>;
+}
 
 /** What `registerMetrics` needs of a registry: prom-client's `Registry` has it. */
 export interface MetricRegistry {

@@ -8,10 +8,11 @@ const { GrpcError } = require('./lib/errors');
 const { Status } = require('./lib/status');
 const { Metadata } = require('./lib/metadata');
 const { createClient } = require('./lib/client');
+const { Channel, Connectivity } = require('./lib/channel');
 const { poolOptionNames, poolOptionDefaults } = require('./lib/native');
 const { registerMetrics } = require('./lib/metrics');
 
 module.exports = {
-  Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, poolOptionNames, poolOptionDefaults,
-  registerMetrics,
+  Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, Channel, Connectivity, poolOptionNames,
+  poolOptionDefaults, registerMetrics,
 };

@@ -70,6 +70,18 @@ export declare class NativePool {
    * again completes with 0.
    */
   close(id: number, graceMs?: number | undefined | null): Failure | null
+  /**
+   * The connectivity of `target` now, as gRPC's state number (0 IDLE, 1 CONNECTING,
+   * 2 READY, 3 TRANSIENT_FAILURE, 4 SHUTDOWN: grpc-js's `ConnectivityState`). With
+   * `tryToConnect`, an idle target starts connecting. A Failure for a malformed target.
+   */
+  connectivity(target: string, tryToConnect: boolean): number | Failure
+  /**
+   * Starts waiting until `target`'s connectivity is other than `last` (a state number);
+   * completes with `count`, the new state, or the state at `timeoutMs` (then possibly
+   * `last`). Never dials.
+   */
+  connectivityChanged(id: number, target: string, last: number, timeoutMs: number | undefined | null, cancellable: boolean): Failure | null
   /** Whether `close` has been called. */
   get closed(): boolean
 }
@@ -108,6 +120,11 @@ export declare class NativeStream {
    * the final status is CANCELLED.
    */
   cancel(): void
+  /**
+   * The address of the connection the call opened on (`host:port` or `unix:/path`), or ""
+   * when it has no single one (a hedged call's attempts may use several).
+   */
+  get peer(): string
 }
 
 /** A call's whole outcome: status, headers, trailers and body. */
@@ -145,7 +162,7 @@ export interface Completion {
   stream?: NativeStream
   /** Response headers. */
   metadata?: Array<MetadataEntry>
-  /** A count (slots still in use when `close` gave up). */
+  /** A count (slots still in use when `close` gave up), or a connectivity state number. */
   count?: number
 }
 

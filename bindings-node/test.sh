@@ -5,9 +5,11 @@
 # types with tsc --strict, compiles the `await using` test with tsc, then runs node --test
 # against real @grpc/grpc-js servers and the echo server. Every cargo build honours
 # CARGO_TARGET_DIR.
+# Installs the package from `npm pack`'s tarball (carrying the debug addon as its prebuilt) into
+# a scratch project with no cargo on PATH and makes a call with it, and runs examples/node.
 # Needs only Node (18+; 20 here), npm and Rust. GRPCPOOL_NODE_PACK_CHECK=1 also installs the
-# package from `npm pack`'s tarball into a scratch project and makes a call with it (slow: a
-# full build of the bundled sources).
+# tarball building from its bundled sources, the fallback without a prebuilt (slow: a full
+# build of them).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,9 +33,19 @@ rm -rf test/build
 node_modules/.bin/tsc -p test/ts/tsconfig.json
 
 if [ "${GRPCPOOL_NODE_PACK_CHECK:-0}" = 1 ]; then
-  echo "== npm pack, then npm install of the tarball"
+  echo "== npm pack, then npm install of the tarball: the prebuilt with no cargo, and from source"
+  bash scripts/pack-check.sh --from-source
+else
+  echo "== npm pack, then npm install of the tarball with no cargo on PATH (the prebuilt)"
   bash scripts/pack-check.sh
 fi
+
+echo "== examples/node/greeter.js (a grpc-js client over grpcpool.Channel)"
+# As an installed copy sees it: \`require('grpcpool')\` and the dev tools' grpc-js.
+example_modules="$(mktemp -d)"
+trap 'rm -rf "$example_modules"' EXIT
+ln -s "$(pwd)" "$example_modules/grpcpool"
+NODE_PATH="$example_modules:$(pwd)/node_modules" node ../examples/node/greeter.js >/dev/null
 
 echo "== node --test"
 node --expose-gc --test test/*.test.js test/build/*.test.js

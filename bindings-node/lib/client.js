@@ -2,8 +2,10 @@
 // createClient: a client for a service loaded by @grpc/proto-loader, whose methods take and
 // return plain objects and Promises (async iterables for streamed responses), over a Pool.
 
-const { checkString } = require('./check');
+const { checkString, checkOptions } = require('./check');
 const { Stream } = require('./stream');
+const { interceptedClient, interceptedMethod } = require('./intercepted');
+const { withCode } = require('./errors');
 
 /**
  * A client for `service` (a service definition from @grpc/proto-loader's `loadSync(...)`,
@@ -16,9 +18,20 @@ const { Stream } = require('./stream');
  * - bidi streaming: `(requests?, options?) => ResponseStream` (with `write` and `end` when no
  *   requests iterable is given)
  * Methods are there under their proto names and lowerCamelCase names, as in @grpc/grpc-js.
+ *
+ * `options.interceptors` (@grpc/grpc-js client interceptors) run on every call, and a call's
+ * own `interceptors` option replaces them for that call, as in grpc-js: such calls go through
+ * grpc-js's client over a grpcpool Channel (grpc-js's interceptor machinery, unchanged), with
+ * the same method shapes; calls without interceptors go to the pool directly.
  */
-function createClient(pool, target, service) {
+function createClient(pool, target, service, options) {
   checkString('target', target);
+  const interceptors = checkOptions('client options', options, ['interceptors']).interceptors ?? [];
+  if (!Array.isArray(interceptors)) {
+    throw withCode(new TypeError('interceptors must be an array of grpc-js interceptors'), 'ERR_INVALID_ARG_TYPE');
+  }
+  let grpcClient;
+  const viaGrpcJs = () => (grpcClient ??= interceptedClient(pool, target, interceptors));
   const definition = service?.service ?? service;
   if (typeof definition !== 'object' || definition === null) {
     throw new TypeError('service must be a service definition loaded by @grpc/proto-loader');
@@ -28,7 +41,11 @@ function createClient(pool, target, service) {
     if (typeof method?.path !== 'string' || typeof method.requestSerialize !== 'function') {
       throw new TypeError(`service method ${JSON.stringify(name)} is not a method definition (no path or serializers)`);
     }
-    const call = methodCall(pool, target, method);
+    const direct = methodCall(pool, target, method);
+    const intercepted = checkedRequests(method, interceptedMethod(viaGrpcJs, method));
+    const call = interceptors.length > 0
+      ? intercepted
+      : (requests, callOptions) => (callOptions?.interceptors !== undefined ? intercepted : direct)(requests, callOptions);
     client[name] = call;
     if (method.originalName && !(method.originalName in client)) {
       client[method.originalName] = call;
@@ -67,6 +84,25 @@ function methodCall(pool, target, method) {
       call.send(requests);
     }
     return call;
+  };
+}
+
+/** `call` with createClient's check of a streaming call's requests first. */
+function checkedRequests(method, call) {
+  if (!method.requestStream) {
+    return call;
+  }
+  if (!method.responseStream) {
+    return async (requests, options) => {
+      checkIterable(requests);
+      return call(requests, options);
+    };
+  }
+  return (requests, options) => {
+    if (requests !== undefined && requests !== null) {
+      checkIterable(requests);
+    }
+    return call(requests, options);
   };
 }
 

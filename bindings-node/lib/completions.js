@@ -78,7 +78,11 @@ function settle(batch) {
   for (const completion of batch) {
     const entry = forget(completion.id);
     if (entry === undefined) {
-      continue; // cancelled meanwhile
+      // Cancelled meanwhile (an aborted signal), after the addon had finished: what it made
+      // is nobody's, so give it back now rather than when it is collected.
+      completion.stream?.cancel();
+      completion.lease?.release();
+      continue;
     }
     if (completion.failure) {
       entry.reject(errorFromFailure(completion.failure));

@@ -81,6 +81,35 @@ class Pool {
     }, (completion) => new Stream(this, completion.stream, signal), options, this.#cancel);
   }
 
+  /**
+   * The connectivity of `target` now, in gRPC's five states (`Connectivity`, numbered as
+   * grpc-js's `connectivityState`); `{ tryToConnect: true }` makes an idle target start
+   * connecting. A target the pool has not used is IDLE; a closed pool SHUTDOWN.
+   */
+  connectivity(target, options) {
+    checkString('target', target);
+    const o = checkOptions('connectivity options', options, ['tryToConnect']);
+    const state = this.#native.connectivity(target, checkBoolean('tryToConnect', o.tryToConnect) ?? false);
+    if (typeof state !== 'number') throw errorFromFailure(state);
+    return state;
+  }
+
+  /**
+   * Resolves with `target`'s connectivity once it is other than `last`, or with the state at
+   * `{ timeoutMs }` (then possibly `last`); never dials. `signal` gives up the wait (it rejects
+   * with CANCELLED).
+   */
+  connectivityChanged(target, last, options) {
+    return begin(this, (id, cancellable) => {
+      checkString('target', target);
+      const o = checkOptions('connectivityChanged options', options, ['timeoutMs', 'signal']);
+      if (!Number.isInteger(last) || last < 0) {
+        throw withCode(new TypeError(`last must be a connectivity state (0 to 4), not ${String(last)}`), 'ERR_INVALID_ARG_VALUE');
+      }
+      return this.#native.connectivityChanged(id, target, last, checkMillis('timeoutMs', o.timeoutMs), cancellable);
+    }, (completion) => completion.count, options, this.#cancel);
+  }
+
   /** Leases held longer than `leaseLeakThresholdMs` now: `[{ target, site, heldMs }]`. */
   leakedLeases() {
     return this.#native.leakedLeases();

@@ -102,6 +102,14 @@ class Stream {
     this.#native.cancel();
   }
 
+  /**
+   * The address of the connection the call opened on (`host:port`, or `unix:/path`), or ""
+   * when it has no single one (a hedged call).
+   */
+  get peer() {
+    return this.#native.peer;
+  }
+
   /** Whether the call has ended (its final status was read). */
   get ended() {
     return this.#result !== undefined;

@@ -31,10 +31,18 @@ fs.mkdirSync(out, { recursive: true });
 fs.writeFileSync(path.join(out, 'Cargo.toml'), `# Bundled by scripts/bundle-rust.js for npm pack.\n${workspace}`);
 copy('Cargo.lock', 'Cargo.lock');
 
-// The engine, without its dev-dependencies (test servers that are not bundled).
+// The engine, without its dev-dependencies (test servers that are not bundled) and its test,
+// bench and example targets (whose files are not bundled: cargo refuses a manifest naming
+// missing ones).
 copy('core/src', 'core/src');
 const core = fs.readFileSync(path.join(repo, 'core', 'Cargo.toml'), 'utf8');
-fs.writeFileSync(path.join(out, 'core', 'Cargo.toml'), core.replace(/\n\[dev-dependencies\]\n(?:[^\[\n].*\n|\n)*/m, '\n'));
+const coreManifest = core
+  .replace(/\n\[dev-dependencies\]\n(?:[^\[\n].*\n|\n)*/m, '\n')
+  .replace(/^\[\[(?:test|bench|example)\]\]\n(?:[^\[\n].*\n|\n)*/gm, '');
+if (/^\[\[(?:test|bench|example)\]\]/m.test(coreManifest) || /^\[dev-dependencies\]/m.test(coreManifest)) {
+  throw new Error('bundle-rust: could not remove the test targets and dev-dependencies of core/Cargo.toml');
+}
+fs.writeFileSync(path.join(out, 'core', 'Cargo.toml'), coreManifest);
 
 // The addon.
 for (const item of ['Cargo.toml', 'build.rs', 'src']) {

@@ -1,72 +1,43 @@
 'use strict';
-// `npm install` of the package: builds the addon with cargo and copies it to grpcpool.node.
-// Needs only Rust (cargo) and Node; no devDependencies. Builds from rust/ (the sources
-// `npm pack` bundles) when present, else from the repository's workspace around the package.
+// `npm install` of the package: puts the addon at grpcpool.node. A prebuilt addon for this
+// platform, architecture and C library (prebuilds/<key>/grpcpool.node, which `npm pack` adds
+// for the machine that packs) is used when present and it loads; otherwise the addon is built
+// with cargo from the bundled rust/ sources (or the repository around the package). Needs no
+// devDependencies; Rust only for the build.
 // GRPCPOOL_NODE_PROFILE=debug builds a debug addon (default: release).
+// GRPCPOOL_NODE_BUILD_FROM_SOURCE=1 builds even when a prebuilt is there.
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const { platformKey, prebuiltPath, packageDir } = require('./prebuilt');
+const { buildAddon, installFile } = require('./cargo');
 
-const packageDir = path.join(__dirname, '..');
 const profile = process.env.GRPCPOOL_NODE_PROFILE === 'debug' ? 'debug' : 'release';
-
-function fail(message) {
-  process.stderr.write(`grpcpool: ${message}\n`);
-  process.exit(1);
-}
-
-function manifestPath() {
-  const bundled = path.join(packageDir, 'rust', 'Cargo.toml');
-  if (fs.existsSync(bundled)) {
-    return bundled;
-  }
-  const workspace = path.join(packageDir, '..', 'Cargo.toml');
-  if (fs.existsSync(workspace) && fs.readFileSync(workspace, 'utf8').includes('"bindings-node"')) {
-    return workspace;
-  }
-  return fail('no Rust sources found: expected rust/Cargo.toml (from npm pack) or the grpcpool repository around the package');
-}
-
-function build() {
-  const cargo = process.env.CARGO || 'cargo';
-  const args = ['build', '--manifest-path', manifestPath(), '-p', 'grpcpool-node', '--message-format=json-render-diagnostics'];
-  if (profile === 'release') {
-    args.push('--release');
-  }
-  process.stderr.write(`grpcpool: building the native addon (${cargo} ${args.join(' ')})\n`);
-  const result = spawnSync(cargo, args, {
-    cwd: packageDir,
-    stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 256 * 1024 * 1024,
-    encoding: 'utf8',
-  });
-  if (result.error) {
-    return fail(`could not run ${cargo} (${result.error.message}): installing grpcpool needs Rust, see rustup`);
-  }
-  if (result.status !== 0) {
-    return fail(`cargo build failed with exit code ${result.status}`);
-  }
-  return builtLibrary(result.stdout);
-}
-
-/** The cdylib cargo reports for grpcpool-node. */
-function builtLibrary(messages) {
-  for (const line of messages.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const message = JSON.parse(line);
-    if (message.reason === 'compiler-artifact' && message.target?.name === 'grpcpool_node') {
-      const library = message.filenames.find((file) => /\.(so|dylib|dll)$/.test(file));
-      if (library) return library;
-    }
-  }
-  return fail('cargo did not report the grpcpool_node library');
-}
-
-const library = build();
 const destination = path.join(packageDir, 'grpcpool.node');
-// Copy to a temporary name and rename, so a running process never sees a half-written file.
-const temporary = `${destination}.${process.pid}.tmp`;
-fs.copyFileSync(library, temporary);
-fs.renameSync(temporary, destination);
-process.stderr.write(`grpcpool: installed ${path.relative(process.cwd(), destination) || destination} (${profile})\n`);
+
+/** Whether Node loads `file` (in a child process, so this one holds no copy of it). */
+function loads(file) {
+  const result = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  if (result.status !== 0) {
+    process.stderr.write(`grpcpool: the prebuilt addon ${file} does not load here:\n${result.stderr}`);
+  }
+  return result.status === 0;
+}
+
+function prebuilt() {
+  if (process.env.GRPCPOOL_NODE_BUILD_FROM_SOURCE === '1') {
+    return undefined;
+  }
+  const file = prebuiltPath();
+  if (!fs.existsSync(file)) {
+    process.stderr.write(`grpcpool: no prebuilt addon for ${platformKey()}\n`);
+    return undefined;
+  }
+  return loads(file) ? file : undefined;
+}
+
+const found = prebuilt();
+installFile(found ?? buildAddon(profile), destination);
+const what = found ? `the prebuilt addon for ${platformKey()}` : `a ${profile} build`;
+process.stderr.write(`grpcpool: installed ${path.relative(process.cwd(), destination) || destination} (${what})\n`);

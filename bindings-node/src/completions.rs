@@ -33,7 +33,7 @@ pub struct Completion {
     pub stream: Option<NativeStream>,
     /// Response headers.
     pub metadata: Option<Vec<MetadataEntry>>,
-    /// A count (slots still in use when `close` gave up).
+    /// A count (slots still in use when `close` gave up), or a connectivity state number.
     pub count: Option<f64>,
 }
 

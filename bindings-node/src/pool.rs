@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use grpcpool_core::{AcquireOptions, Pool, Response};
-use napi::bindgen_prelude::{Function, Uint8ArraySlice, Unknown};
+use grpcpool_core::{AcquireOptions, Connectivity, Pool, Response};
+use napi::bindgen_prelude::{Either, Function, Uint8ArraySlice, Unknown};
 use napi_derive::napi;
 
 use crate::completions::{Completion, Completions};
@@ -222,6 +222,52 @@ impl NativePool {
                 Completion {
                     count: Some(left as f64),
                     ..Completion::done(id)
+                }
+            })
+            .err()
+    }
+
+    /// The connectivity of `target` now, as gRPC's state number (0 IDLE, 1 CONNECTING,
+    /// 2 READY, 3 TRANSIENT_FAILURE, 4 SHUTDOWN: grpc-js's `ConnectivityState`). With
+    /// `tryToConnect`, an idle target starts connecting. A Failure for a malformed target.
+    #[napi]
+    pub fn connectivity(&self, target: String, try_to_connect: bool) -> Either<u32, Failure> {
+        match self.state.pool.connectivity(&target, try_to_connect) {
+            Ok(state) => Either::A(u32::from(state as u8)),
+            Err(error) => Either::B(Failure::from_error(error)),
+        }
+    }
+
+    /// Starts waiting until `target`'s connectivity is other than `last` (a state number);
+    /// completes with `count`, the new state, or the state at `timeoutMs` (then possibly
+    /// `last`). Never dials.
+    #[napi]
+    pub fn connectivity_changed(
+        &self,
+        id: u32,
+        target: String,
+        last: u32,
+        timeout_ms: Option<f64>,
+        cancellable: bool,
+    ) -> Option<Failure> {
+        let Some(last) = Connectivity::from_number(last) else {
+            return Some(Failure::invalid(format!(
+                "{last} is not a connectivity state (0 to 4)"
+            )));
+        };
+        let timeout = match timeout_ms.map(|ms| millis("timeoutMs", ms)).transpose() {
+            Ok(timeout) => timeout,
+            Err(failure) => return Some(failure),
+        };
+        let pool = self.state.pool.clone();
+        self.state
+            .start(id, cancellable, async move {
+                match pool.connectivity_changed(&target, last, timeout).await {
+                    Ok(state) => Completion {
+                        count: Some(f64::from(state as u8)),
+                        ..Completion::done(id)
+                    },
+                    Err(error) => Completion::failed(id, Failure::from_error(error)),
                 }
             })
             .err()

@@ -24,13 +24,21 @@ use crate::pool_state::PoolState;
 pub struct NativeStream {
     state: Arc<PoolState>,
     stream: SharedStream,
+    /// The address of the connection the call opened on, read once at the open: the lease
+    /// leaves the call's reach once it is shared.
+    peer: String,
 }
 
 impl NativeStream {
     pub(crate) fn new(state: Arc<PoolState>, stream: Stream) -> NativeStream {
+        let peer = stream
+            .lease()
+            .map(|lease| lease.address())
+            .unwrap_or_default();
         NativeStream {
             state,
             stream: SharedStream::from(stream),
+            peer,
         }
     }
 }
@@ -121,5 +129,12 @@ impl NativeStream {
     #[napi]
     pub fn cancel(&self) {
         self.stream.cancel();
+    }
+
+    /// The address of the connection the call opened on (`host:port` or `unix:/path`), or ""
+    /// when it has no single one (a hedged call's attempts may use several).
+    #[napi(getter)]
+    pub fn peer(&self) -> String {
+        self.peer.clone()
     }
 }

@@ -1,7 +1,8 @@
 // Type-checked with `tsc --noEmit --strict` (never run): the public types accept the
 // documented usage and refuse misuse.
 
-import { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, poolOptionNames, poolOptionDefaults, type PoolOptions, type PoolStats, type CallResponse } from '../../index';
+import * as grpc from '@grpc/grpc-js';
+import { Pool, Lease, Stream, GrpcError, Status, Metadata, createClient, Channel, Connectivity, type ClientCallOptions, poolOptionNames, poolOptionDefaults, type PoolOptions, type PoolStats, type CallResponse } from '../../index';
 
 export async function usage(target: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
   const options: PoolOptions = { maxConnectionsPerTarget: 4, keepaliveTimeMs: 60000, tlsCaPem: 'PEM', workerThreads: 2 };
@@ -55,6 +56,29 @@ export async function usage(target: string, bytes: Uint8Array, signal: AbortSign
   }
   const client = createClient(pool, target, { Method: { path: '/p.S/Method', requestStream: false, responseStream: false, requestSerialize: () => Buffer.alloc(0), responseDeserialize: (b: Buffer) => b } });
   void client;
+
+  // A grpc-js client over the pool, with an interceptor; the same interceptors on createClient.
+  const channel = new Channel(pool, target);
+  const addToken: grpc.Interceptor = (callOptions, nextCall) => new grpc.InterceptingCall(nextCall(callOptions), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', 'Bearer t');
+      next(metadata, listener);
+    },
+  });
+  const Generic = grpc.makeGenericClientConstructor({}, 'S');
+  const overGrpcJs = new Generic('ignored', grpc.credentials.createInsecure(), { channelOverride: channel, interceptors: [addToken] });
+  overGrpcJs.close();
+  const state: grpc.connectivityState = channel.getConnectivityState(true);
+  const ready: boolean = state === Connectivity.READY;
+  void ready;
+  channel.watchConnectivityState(state, Date.now() + 1000, (error?: Error) => void error);
+  const next: grpc.connectivityState = await pool.connectivityChanged(target, pool.connectivity(target, { tryToConnect: true }), { timeoutMs: 100 });
+  void next;
+  const intercepted = createClient(pool, target, { M: { path: '/p.S/M', requestStream: false, responseStream: false, requestSerialize: () => Buffer.alloc(0), responseDeserialize: (b: Buffer) => b } }, { interceptors: [addToken] });
+  const perCall: ClientCallOptions = { timeoutMs: 100, interceptors: [addToken] };
+  await intercepted.M({}, perCall);
+  const peer: string = (await pool.openStream(target, '/p.S/M')).peer;
+  void peer;
   const left: number = await pool.close({ graceMs: 100 });
   void left;
 
@@ -66,6 +90,10 @@ export async function usage(target: string, bytes: Uint8Array, signal: AbortSign
   await pool.acquire(target, { timeoutMs: '1s' });
   // @ts-expect-error a compression the core does not know
   await pool.unary(target, '/pkg.Service/Method', bytes, { compression: 'br' });
+  // @ts-expect-error a Channel takes a Pool
+  new Channel({}, target);
+  // @ts-expect-error interceptors are grpc-js interceptors
+  createClient(pool, target, {}, { interceptors: ['no'] });
   // @ts-expect-error a PEM setting takes text or bytes
   new Pool({ tlsCaPem: 42 });
 }
