@@ -195,6 +195,47 @@ static void settings_by_name(const char *target) {
   grpcpool_pool_free(pool);
 }
 
+static const char *connectivity_class(grpcpool_connectivity state) {
+  switch (state) {
+    case GRPCPOOL_IDLE: return "idle";
+    case GRPCPOOL_CONNECTING: return "connecting";
+    case GRPCPOOL_READY: return "ready";
+    case GRPCPOOL_TRANSIENT_FAILURE: return "transient_failure";
+    case GRPCPOOL_SHUTDOWN: return "shutdown";
+  }
+  return "other";
+}
+
+/* try_to_connect, then waits (bounded) for a state other than IDLE and CONNECTING; reports it. */
+static void settled_connectivity(const char *scenario, grpcpool_pool_t *pool, const char *target) {
+  grpcpool_connectivity state = GRPCPOOL_IDLE;
+  grpcpool_result rc = grpcpool_pool_connectivity(pool, target, true, &state);
+  for (int round = 0; rc == GRPCPOOL_OK && round < 20; round++) {
+    if (state != GRPCPOOL_IDLE && state != GRPCPOOL_CONNECTING) break;
+    rc = grpcpool_pool_wait_connectivity_change(pool, target, state, 5000, &state);
+  }
+  if (rc != GRPCPOOL_OK) {
+    report(scenario, error_class(rc), "error", grpcpool_last_error());
+    return;
+  }
+  report(scenario, connectivity_class(state), "state", "");
+}
+
+static void connectivity(const char *target, const char *down) {
+  grpcpool_pool_t *pool = pool_with(NULL, NULL);
+  grpcpool_connectivity state = GRPCPOOL_SHUTDOWN;
+  grpcpool_result rc = grpcpool_pool_connectivity(pool, target, false, &state);
+  report("connectivity_unused", rc == GRPCPOOL_OK ? connectivity_class(state) : error_class(rc),
+         rc == GRPCPOOL_OK ? "state" : "error", "");
+  settled_connectivity("connectivity_up", pool, target);
+  settled_connectivity("connectivity_down", pool, down);
+  grpcpool_pool_shutdown(pool, 1000, NULL);
+  rc = grpcpool_pool_connectivity(pool, target, false, &state);
+  report("connectivity_closed", rc == GRPCPOOL_OK ? connectivity_class(state) : error_class(rc),
+         rc == GRPCPOOL_OK ? "state" : "error", "");
+  grpcpool_pool_free(pool);
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "usage: %s <target> <down_target>\n", argv[0]);
@@ -259,5 +300,6 @@ int main(int argc, char **argv) {
 
   concurrent_send(target);
   settings_by_name(target);
+  connectivity(target, down);
   return 0;
 }

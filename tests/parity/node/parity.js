@@ -11,7 +11,7 @@
 // by itself once every pool is closed.
 
 const path = require('node:path');
-const { Pool, GrpcError, Status, poolOptionNames, poolOptionDefaults } = require(path.join(__dirname, '..', '..', '..', 'bindings-node'));
+const { Pool, Connectivity, GrpcError, Status, poolOptionNames, poolOptionDefaults } = require(path.join(__dirname, '..', '..', '..', 'bindings-node'));
 
 const UNARY = '/grpcpool.test.Echo/Unary';
 const BIDI = '/grpcpool.test.Echo/Bidi';
@@ -100,6 +100,26 @@ async function concurrentSend(made, target) {
   }
 }
 
+/** gRPC's name for a connectivity state, lowercased: the scenarios' class. */
+function stateClass(state) {
+  const name = Object.keys(Connectivity).find((key) => Connectivity[key] === state);
+  return { class: name ? name.toLowerCase() : `other:${state}`, via: 'state', detail: '' };
+}
+
+/** tryToConnect, then waits (bounded) for a state other than IDLE and CONNECTING. */
+async function settledConnectivity(pool, target) {
+  try {
+    let state = pool.connectivity(target, { tryToConnect: true });
+    for (let round = 0; round < 20; round++) {
+      if (state !== Connectivity.IDLE && state !== Connectivity.CONNECTING) break;
+      state = await pool.connectivityChanged(target, state, { timeoutMs: 5000 });
+    }
+    return stateClass(state);
+  } catch (error) {
+    return fromError(error);
+  }
+}
+
 /** Every scenario: name -> async (pool factory, targets) => outcome. */
 const SCENARIOS = {
   timeout_zero: (made, { target }) => call(made(), target, Buffer.from('zero'), { timeoutMs: 0 }),
@@ -157,6 +177,14 @@ const SCENARIOS = {
     }
     const outcome = await call(pool, target, Buffer.from('settings'));
     return outcome.class === 'ok' ? { ...outcome, detail: `${names.length} settings` } : outcome;
+  },
+  connectivity_unused: async (made, { target }) => stateClass(made().connectivity(target)),
+  connectivity_up: (made, { target }) => settledConnectivity(made(), target),
+  connectivity_down: (made, { down }) => settledConnectivity(made(), down),
+  connectivity_closed: async (made, { target }) => {
+    const pool = made();
+    await pool.close();
+    return stateClass(pool.connectivity(target));
   },
 };
 

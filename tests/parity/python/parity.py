@@ -215,6 +215,40 @@ def settings_by_name(target: str, down: str) -> Outcome:
     return (name, via, f"{len(settings)} settings") if name == "ok" else (name, via, detail)
 
 
+def settled_connectivity(pool: grpcpool.Pool, target: str) -> Outcome:
+    """try_to_connect, then waits (bounded) for a state other than IDLE and CONNECTING."""
+    try:
+        state = pool.connectivity(target, try_to_connect=True)
+        for _ in range(20):
+            if state not in (grpcpool.Connectivity.IDLE, grpcpool.Connectivity.CONNECTING):
+                break
+            state = pool.wait_for_connectivity_change(target, state, timeout=5.0)
+    except Exception as error:  # noqa: BLE001 - every outcome is reported
+        return from_exception(error)
+    return state.name.lower(), "state", ""
+
+
+def connectivity_unused(target: str, down: str) -> Outcome:
+    with fresh() as pool:
+        return pool.connectivity(target).name.lower(), "state", ""
+
+
+def connectivity_up(target: str, down: str) -> Outcome:
+    with fresh() as pool:
+        return settled_connectivity(pool, target)
+
+
+def connectivity_down(target: str, down: str) -> Outcome:
+    with fresh() as pool:
+        return settled_connectivity(pool, down)
+
+
+def connectivity_closed(target: str, down: str) -> Outcome:
+    pool = fresh()
+    pool.close()
+    return pool.connectivity(target).name.lower(), "state", ""
+
+
 SCENARIOS: List[Tuple[str, Callable[[str, str], Outcome]]] = [
     ("timeout_zero", timeout_zero),
     ("deadline", deadline),
@@ -230,6 +264,10 @@ SCENARIOS: List[Tuple[str, Callable[[str, str], Outcome]]] = [
     ("wait_for_ready_down", wait_for_ready_down),
     ("concurrent_send", concurrent_send),
     ("settings_by_name", settings_by_name),
+    ("connectivity_unused", connectivity_unused),
+    ("connectivity_up", connectivity_up),
+    ("connectivity_down", connectivity_down),
+    ("connectivity_closed", connectivity_closed),
 ]
 
 
