@@ -887,7 +887,8 @@ grpcpool_result grpcpool_metadata_sink_add(grpcpool_metadata_sink_t *sink,
  * has it for call credentials, the codes kept for the control plane (INVALID_ARGUMENT,
  * NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS) become
  * INTERNAL, as does a code outside 1..16 (which also gives `GRPCPOOL_INVALID_ARGUMENT`).
- * Only during the hook.
+ * When the attempt has already failed (a refused entry, an earlier call) the first failure
+ * stands. Only during the hook.
  *
  * # Safety
  * `sink` is NULL or the sink the running hook was given; `message` is NULL or NUL-terminated.

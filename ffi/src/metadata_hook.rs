@@ -240,7 +240,8 @@ pub unsafe extern "C" fn grpcpool_metadata_sink_add(
 /// has it for call credentials, the codes kept for the control plane (INVALID_ARGUMENT,
 /// NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS) become
 /// INTERNAL, as does a code outside 1..16 (which also gives `GRPCPOOL_INVALID_ARGUMENT`).
-/// Only during the hook.
+/// When the attempt has already failed (a refused entry, an earlier call) the first failure
+/// stands. Only during the hook.
 ///
 /// # Safety
 /// `sink` is NULL or the sink the running hook was given; `message` is NULL or NUL-terminated.
@@ -262,6 +263,10 @@ pub unsafe extern "C" fn grpcpool_metadata_sink_fail(
                 .unwrap_or("(not UTF-8)")
                 .to_owned()
         };
+        if sink.failure.is_some() {
+            // The first failure stands: a refused entry is not hidden by a later status.
+            return Ok(());
+        }
         if !(1..=16).contains(&code) {
             sink.failure = Some(HookError::with_code(
                 Code::Internal,
