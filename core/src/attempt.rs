@@ -48,8 +48,8 @@ pub(crate) async fn attempt(
         }
         // A metadata hook failed: nothing was sent, so nothing is said of the connection; the
         // retry policy may try again, as after any status before response headers.
-        Err(response) => Attempt::Finished {
-            response,
+        Err(error) => Attempt::Finished {
+            response: error.response(),
             committed: false,
             pushback: Pushback::None,
         },

@@ -182,7 +182,7 @@ impl CallHooks {
         method: &str,
         previous_attempts: u32,
         base: &MetadataMap,
-    ) -> Result<MetadataMap, Response> {
+    ) -> Result<MetadataMap, HookError> {
         let context = HookContext {
             target: &self.target,
             method,
@@ -190,12 +190,11 @@ impl CallHooks {
         };
         let mut added = Metadata::new();
         for hook in [&self.pool, &self.call].into_iter().flatten() {
-            hook.run(&context, &mut added)
-                .map_err(|error| failed(&error))?;
+            hook.run(&context, &mut added)?;
         }
         let wire = added
             .to_wire()
-            .map_err(|error| failed(&HookError::invalid_metadata(error.to_string())))?;
+            .map_err(|error| HookError::invalid_metadata(error.to_string()))?;
         let mut metadata = base.clone();
         let headers = metadata.as_mut();
         let mut last = None;
@@ -212,11 +211,11 @@ impl CallHooks {
     }
 }
 
-fn failed(error: &HookError) -> Response {
-    Response::with_status(
-        error.code,
-        format!("metadata hook failed: {}", error.message),
-    )
+impl HookError {
+    /// The status the failed attempt ends with.
+    pub(crate) fn response(&self) -> Response {
+        Response::with_status(self.code, format!("metadata hook failed: {}", self.message))
+    }
 }
 
 /// The request metadata of one attempt: `base`, or with `hooks`' entries when there are any.
@@ -225,7 +224,7 @@ pub(crate) fn attempt_metadata<'a>(
     method: &str,
     previous_attempts: u32,
     base: &'a MetadataMap,
-) -> Result<Cow<'a, MetadataMap>, Response> {
+) -> Result<Cow<'a, MetadataMap>, HookError> {
     match hooks {
         None => Ok(Cow::Borrowed(base)),
         Some(hooks) => hooks.apply(method, previous_attempts, base).map(Cow::Owned),
@@ -281,13 +280,13 @@ mod tests {
             Ok(())
         });
         let hooks = CallHooks::of(Some(&invalid), None).unwrap();
-        let response = hooks.apply("/a.B/C", 0, &base).expect_err("reserved key");
-        assert_eq!(response.code, Code::Internal);
+        let error = hooks.apply("/a.B/C", 0, &base).expect_err("reserved key");
+        assert_eq!(error.response().code, Code::Internal);
 
         let panicking = MetadataHook::new(|_, _| panic!("a bug in the hook"));
         let hooks = CallHooks::of(None, Some(&panicking)).unwrap();
-        let response = hooks.apply("/a.B/C", 0, &base).expect_err("panicked");
-        assert_eq!(response.code, Code::Internal);
+        let error = hooks.apply("/a.B/C", 0, &base).expect_err("panicked");
+        assert_eq!(error.response().code, Code::Internal);
         assert!(CallHooks::of(None, None).is_none());
     }
 }

@@ -12,8 +12,7 @@ use crate::call_options::{CallOptions, Compression};
 use crate::channel::H2Channel;
 use crate::config::Config;
 use crate::connection::Connection;
-use crate::metadata_hook::{self, CallHooks};
-use crate::response::Response;
+use crate::metadata_hook::{self, CallHooks, HookError};
 use crate::service_config::{HedgingPolicy, MethodConfig, RetryPolicy, ServiceConfig};
 use crate::Error;
 
@@ -227,7 +226,10 @@ impl PreparedCall {
 
     /// The request metadata of the attempt after `previous_attempts` others: the call's own,
     /// then what its hooks add; a hook's failure as the status the attempt ends with.
-    pub(crate) fn attempt_metadata(&self, previous_attempts: u32) -> Result<MetadataMap, Response> {
+    pub(crate) fn attempt_metadata(
+        &self,
+        previous_attempts: u32,
+    ) -> Result<MetadataMap, HookError> {
         metadata_hook::attempt_metadata(
             self.hooks.as_deref(),
             self.path.as_str(),

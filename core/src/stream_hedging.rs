@@ -101,7 +101,8 @@ fn one<'a>(
             Ok(metadata) => metadata,
             // A metadata hook failed: nothing was sent; judged as any status, but not against
             // the connection.
-            Err(response) => {
+            Err(error) => {
+                let response = error.response();
                 ended(response.code);
                 let status = status_of(&response);
                 return if policy.is_non_fatal(response.code) {

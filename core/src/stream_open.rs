@@ -87,7 +87,7 @@ pub(crate) async fn open(opening: Opening) -> Head {
         // processed (it may move), or a status, with whether the server gave it (a metadata
         // hook's failure never reached it, so says nothing of the connection).
         let failed = match call.attempt_metadata(retries.previous_attempts()) {
-            Err(response) => Err((status_of(&response), false)),
+            Err(error) => Err((status_of(&error.response()), false)),
             Ok(metadata) => {
                 let mut extensions = http::Extensions::new();
                 extensions.insert(cancel.clone());
