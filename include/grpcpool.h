@@ -146,6 +146,11 @@ typedef enum {
    * message says why. Nothing happened; a later call tries again.
    */
   GRPCPOOL_RUNTIME_ERROR = 19,
+  /**
+   * The async operation was cancelled before it completed: by `grpcpool_call_cancel`, or
+   * because its pool was freed.
+   */
+  GRPCPOOL_CANCELLED = 20,
 } grpcpool_result;
 
 /**
@@ -197,6 +202,11 @@ typedef struct grpcpool_config_t grpcpool_config_t;
 typedef struct grpcpool_message_t grpcpool_message_t;
 
 /**
+ * Where a metadata hook puts the entries it adds, valid only while the hook runs.
+ */
+typedef struct grpcpool_metadata_sink_t grpcpool_metadata_sink_t;
+
+/**
  * A list of metadata entries (a stream's response headers). Read it with
  * `grpcpool_metadata_count` and `grpcpool_metadata_get`; free it with `grpcpool_metadata_free`.
  * Safe to read from several threads at once.
@@ -221,6 +231,29 @@ typedef struct grpcpool_response_t grpcpool_response_t;
  * releasing it twice, after its pool is freed, or forging one gives `GRPCPOOL_INVALID_HANDLE`.
  */
 typedef uint64_t grpcpool_lease_t;
+
+/**
+ * Receives the outcome of `grpcpool_acquire_async`, exactly once, on a grpcpool worker
+ * thread (or, when the pool is freed first, on the thread freeing it).
+ *
+ * On `GRPCPOOL_OK`, `lease` is a live lease that now belongs to the callback's owner: release
+ * it with `grpcpool_release`. Otherwise `lease` is 0 and `result` says why:
+ * `GRPCPOOL_ACQUIRE_TIMEOUT`, `GRPCPOOL_UNAVAILABLE` (the target cannot be reached),
+ * `GRPCPOOL_POOL_CLOSED` (the pool was shut down), `GRPCPOOL_CANCELLED` (`grpcpool_call_cancel`,
+ * or the pool was freed); during the callback `grpcpool_last_error()` describes it.
+ * `user_data` is the pointer given to `grpcpool_acquire_async`. The callback must return
+ * quickly and must not call blocking grpcpool functions; it may start async calls on the
+ * lease, and release it.
+ */
+typedef void (*grpcpool_acquire_callback_t)(void *user_data,
+                                            grpcpool_result result,
+                                            grpcpool_lease_t lease);
+
+/**
+ * An async call (or `grpcpool_acquire_async`) in flight: a generation-checked handle for
+ * `grpcpool_call_cancel`. It dies when the callback has run.
+ */
+typedef uint64_t grpcpool_call_t;
 
 /**
  * One metadata entry, in or out. Keys ending in `-bin` carry binary values.
@@ -252,12 +285,6 @@ typedef struct {
 typedef void (*grpcpool_unary_callback_t)(void *user_data, grpcpool_response_t *response);
 
 /**
- * An async call in flight: a generation-checked handle for `grpcpool_call_cancel`. It dies
- * when the callback has run.
- */
-typedef uint64_t grpcpool_call_t;
-
-/**
  * Receives one log line: `level` 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace;
  * `message` is UTF-8, `message_len` bytes, not NUL-terminated, valid only during the call.
  * Runs on whichever thread logged; it must not block or call into grpcpool.
@@ -280,6 +307,36 @@ typedef struct {
    */
   size_t len;
 } grpcpool_bytes_t;
+
+/**
+ * Adds request metadata to one attempt of a call, with `grpcpool_metadata_sink_add`; set
+ * with `grpcpool_config_set_metadata_hook` or `grpcpool_call_options_set_metadata_hook`.
+ *
+ * It runs once per attempt (each retry and hedge runs it again), just before the attempt's
+ * request goes out: on the calling thread for the blocking unary calls (`grpcpool_unary*`,
+ * `grpcpool_lease_unary*`), on a grpcpool worker thread for async calls and for every
+ * stream. It may run on several threads at once, so it must be thread-safe; it must return
+ * quickly and must not block (hand out a token refreshed elsewhere), and it must not call
+ * blocking grpcpool functions (they fail with `GRPCPOOL_BLOCKING_IN_CALLBACK`). `target` is
+ * the target as the call named it, `method` the method path; both, and `sink`, are valid only
+ * until it returns. `user_data` is the pointer given with the hook.
+ *
+ * It returns an `int` so that any value is safe: `GRPCPOOL_OK` (0) sends the entries added;
+ * anything else fails the attempt (it is never sent) with status UNAVAILABLE, as gRPC fails a call whose call credentials fail; `grpcpool_metadata_sink_fail`
+ * chooses the status instead. An entry the sink refuses fails the attempt with INTERNAL. The
+ * method's retry policy may retry a failed attempt like any other.
+ */
+typedef int32_t (*grpcpool_metadata_hook_t)(void *user_data,
+                                            const char *target,
+                                            const char *method,
+                                            grpcpool_metadata_sink_t *sink);
+
+/**
+ * Lets go of a hook's `user_data`: called exactly once, when the library no longer needs it
+ * (the hook was replaced, or the config or options holding it and every pool and call made
+ * with them are gone), on whichever thread let go last: the caller's or a grpcpool worker.
+ */
+typedef void (*grpcpool_user_data_release_t)(void *user_data);
 
 /**
  * A streaming call (server-, client- or bidirectional streaming): a generation-checked handle,
@@ -326,6 +383,26 @@ extern "C" {
  * the `GRPCPOOL_VERSION_*` macros of the header compiled against). The string is static.
  */
 const char *grpcpool_version(void);
+
+/**
+ * Acquires a lease on `target` without blocking, waiting up to `timeout_ms` for a slot, as
+ * `grpcpool_acquire` does. The pool and target are checked now: on an error result nothing
+ * started and the callback will not run. On `GRPCPOOL_OK` the callback runs exactly once, and
+ * `*out_call` (if not NULL) holds a handle for `grpcpool_call_cancel`: a cancel before the
+ * lease is handed over makes the callback run with `GRPCPOOL_CANCELLED`, and a slot found
+ * meanwhile goes back to the pool. A shutdown (`grpcpool_pool_shutdown`) ends the wait with
+ * `GRPCPOOL_POOL_CLOSED`; `grpcpool_pool_free` with `GRPCPOOL_CANCELLED`, before it returns.
+ *
+ * # Safety
+ * `pool` is NULL or live; `target` is NULL or NUL-terminated; `callback` is a valid function;
+ * `out_call` is NULL or writable.
+ */
+grpcpool_result grpcpool_acquire_async(const grpcpool_pool_t *pool,
+                                       const char *target,
+                                       uint32_t timeout_ms,
+                                       grpcpool_acquire_callback_t callback,
+                                       void *user_data,
+                                       grpcpool_call_t *out_call);
 
 /**
  * A new options object with every default. Never NULL; free it with
@@ -539,8 +616,9 @@ grpcpool_result grpcpool_unary_async_with(const grpcpool_pool_t *pool,
                                           grpcpool_call_t *out_call);
 
 /**
- * Cancels an async call. Its callback then runs exactly once with status CANCELLED (1).
- * A call whose callback has already run (or is running) gives `GRPCPOOL_INVALID_HANDLE`.
+ * Cancels an async call. Its callback then runs exactly once with status CANCELLED (1) (for
+ * `grpcpool_acquire_async`, with `GRPCPOOL_CANCELLED`). A call whose callback has already run
+ * (or is running) gives `GRPCPOOL_INVALID_HANDLE`.
  */
 grpcpool_result grpcpool_call_cancel(grpcpool_call_t call);
 
@@ -811,6 +889,70 @@ grpcpool_result grpcpool_metadata_get(const grpcpool_metadata_t *metadata,
  * `metadata` is NULL or a list from this library, not used again.
  */
 void grpcpool_metadata_free(grpcpool_metadata_t *metadata);
+
+/**
+ * Sets the pool's metadata hook: `hook(user_data, target, method, sink)` adds metadata (an
+ * auth token, say) to every attempt of every call and stream of pools made from this config,
+ * before a call's own hook. NULL removes it (and `release(user_data)` runs at once). `release(user_data)` (may be NULL) runs once
+ * when the library lets go of `user_data`: after the hook is replaced, or once the config and
+ * every pool made from it are freed and their calls over. Until then `user_data` must stay
+ * valid. On an error result (NULL config) `release` runs at once. See
+ * `grpcpool_metadata_hook_t` for the thread the hook runs on and what its failure does.
+ *
+ * # Safety
+ * `config` is NULL or a live config; `hook` and `release` are NULL or valid functions.
+ */
+grpcpool_result grpcpool_config_set_metadata_hook(grpcpool_config_t *config,
+                                                  grpcpool_metadata_hook_t hook,
+                                                  void *user_data,
+                                                  grpcpool_user_data_release_t release);
+
+/**
+ * Sets the call's own metadata hook, run for every attempt after the pool's; NULL removes
+ * it. Calls started with these options keep the hook until they end; `release(user_data)`
+ * (may be NULL) runs once when the options are freed (or the hook replaced) and every call
+ * started with them is over. As `grpcpool_config_set_metadata_hook` otherwise.
+ *
+ * # Safety
+ * `options` is NULL or a live options object; `hook` and `release` are NULL or valid
+ * functions.
+ */
+grpcpool_result grpcpool_call_options_set_metadata_hook(grpcpool_call_options_t *options,
+                                                        grpcpool_metadata_hook_t hook,
+                                                        void *user_data,
+                                                        grpcpool_user_data_release_t release);
+
+/**
+ * Adds one entry to the attempt's metadata (`value_len` bytes, copied; NULL allowed when 0):
+ * keys ending in `-bin` take any bytes, others printable ASCII; gRPC's own keys (`grpc-*`,
+ * `content-type`, ...) are refused. A refused entry gives `GRPCPOOL_INVALID_METADATA` (or
+ * `GRPCPOOL_NULL_ARGUMENT`) and fails the attempt with INTERNAL, whatever the hook returns.
+ * Only during the hook.
+ *
+ * # Safety
+ * `sink` is NULL or the sink the running hook was given; `key` is NULL or NUL-terminated;
+ * `value` covers `value_len` readable bytes.
+ */
+grpcpool_result grpcpool_metadata_sink_add(grpcpool_metadata_sink_t *sink,
+                                           const char *key,
+                                           const uint8_t *value,
+                                           size_t value_len);
+
+/**
+ * Fails the attempt with gRPC status `code` (1 to 16; UNAUTHENTICATED (16) for a token that
+ * cannot be had, say) and `message` (NULL for none), whatever the hook returns. As gRPC A54
+ * has it for call credentials, the codes kept for the control plane (INVALID_ARGUMENT,
+ * NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS) become
+ * INTERNAL, as does a code outside 1..16 (which also gives `GRPCPOOL_INVALID_ARGUMENT`).
+ * When the attempt has already failed (a refused entry, an earlier call) the first failure
+ * stands. Only during the hook.
+ *
+ * # Safety
+ * `sink` is NULL or the sink the running hook was given; `message` is NULL or NUL-terminated.
+ */
+grpcpool_result grpcpool_metadata_sink_fail(grpcpool_metadata_sink_t *sink,
+                                            int32_t code,
+                                            const char *message);
 
 /**
  * Makes a pool. `config` may be NULL for the defaults; it is copied and may be freed after.

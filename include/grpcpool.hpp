@@ -20,6 +20,16 @@
  *   while (std::optional<std::string> reply = stream.recv()) handle(*reply);
  *   grpcpool::Response status = stream.finish();
  *
+ * Auth tokens and other per-attempt metadata: a metadata hook on the Config (every call) or on
+ * CallOptions (one call), run for every attempt, retries and hedges included:
+ *
+ *   config.metadata_hook([&tokens](std::string_view, std::string_view, grpcpool::MetadataSink& sink) {
+ *     sink.add("authorization", "Bearer " + tokens.current());
+ *   });
+ *
+ * Without blocking: Pool::unary_async and Pool::acquire_async take a std::function called exactly
+ * once on a grpcpool worker thread, and return an AsyncCall whose cancel() ends them early.
+ *
  * Thread safety is that of the C API: a Pool may be used from many threads at once; a Config
  * is not for two threads at once; Lease and Response objects may be shared for reading but are
  * not synchronised for moves or release. One thread may send() on a Stream while another
@@ -31,6 +41,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -117,6 +129,58 @@ inline std::vector<grpcpool_metadata_entry_t> entries(const Metadata& metadata) 
 inline const uint8_t* bytes(std::string_view data) {
   return data.empty() ? nullptr : reinterpret_cast<const uint8_t*>(data.data());
 }
+
+}  // namespace detail
+
+/// Where a metadata hook adds entries; valid only while the hook runs.
+class MetadataSink {
+ public:
+  /// Wraps the C sink the hook was given.
+  explicit MetadataSink(grpcpool_metadata_sink_t* sink) noexcept : sink_(sink) {}
+
+  /// Adds one entry to the attempt's metadata: "-bin" keys take any bytes, others printable
+  /// ASCII. A refused entry (a reserved key such as "grpc-timeout", a bad value) throws Error
+  /// (GRPCPOOL_INVALID_METADATA) and fails the attempt with INTERNAL.
+  void add(const std::string& key, std::string_view value) const {
+    detail::check(grpcpool_metadata_sink_add(sink_, key.c_str(), detail::bytes(value), value.size()));
+  }
+
+  /// Fails the attempt with gRPC status `code` (1..16; UNAUTHENTICATED, 16, for a token that
+  /// cannot be had); A54's control-plane codes become INTERNAL.
+  void fail(int code, const std::string& message) const {
+    detail::check(grpcpool_metadata_sink_fail(sink_, code, message.c_str()));
+  }
+
+ private:
+  grpcpool_metadata_sink_t* sink_;
+};
+
+/// A metadata hook: called as hook(target, method, sink) for every attempt of a call. It runs on
+/// the calling thread for blocking unary calls and on a grpcpool worker for async calls and
+/// streams, possibly on several threads at once: it must be thread-safe, quick and must not
+/// block. An exception it throws fails the attempt with UNAVAILABLE (as a call credentials
+/// failure), its what() in the status message; MetadataSink::fail chooses the status instead.
+using MetadataHook = std::function<void(std::string_view target, std::string_view method, MetadataSink& sink)>;
+
+namespace detail {
+
+/// Runs a MetadataHook held as the C hook's user_data; never lets an exception out.
+inline int32_t run_hook(void* user_data, const char* target, const char* method,
+                        grpcpool_metadata_sink_t* sink) noexcept {
+  MetadataSink wrapped(sink);
+  try {
+    (*static_cast<MetadataHook*>(user_data))(target, method, wrapped);
+    return GRPCPOOL_OK;
+  } catch (const std::exception& error) {
+    grpcpool_metadata_sink_fail(sink, 14, error.what());
+  } catch (...) {
+    grpcpool_metadata_sink_fail(sink, 14, "the metadata hook threw");
+  }
+  return GRPCPOOL_INTERNAL;
+}
+
+/// Frees a MetadataHook the library let go of.
+inline void release_hook(void* user_data) noexcept { delete static_cast<MetadataHook*>(user_data); }
 
 }  // namespace detail
 
@@ -210,6 +274,16 @@ class Config {
     return set(grpcpool_config_set_tls_server_name(config_, name.c_str()));
   }
 
+  /// Sets the pool's metadata hook, run for every attempt of every call and stream of pools made
+  /// from this config (an empty function removes it). The library keeps its own copy for as
+  /// long as the config or a pool made from it needs it.
+  Config& metadata_hook(MetadataHook hook) {
+    if (!hook) return set(grpcpool_config_set_metadata_hook(config_, nullptr, nullptr, nullptr));
+    auto* held = new MetadataHook(std::move(hook));
+    // On failure the library has already released `held`.
+    return set(grpcpool_config_set_metadata_hook(config_, detail::run_hook, held, detail::release_hook));
+  }
+
   /// The C config, for setters this wrapper does not cover.
   grpcpool_config_t* native() noexcept { return config_; }
   /// The C config, read-only.
@@ -222,6 +296,87 @@ class Config {
   }
 
   grpcpool_config_t* config_;
+};
+
+/// Every per-call option, for the calls that take CallOptions: chainable setters that throw
+/// Error on a value the library refuses. Read (copied) by each call, so one object may serve
+/// many calls and go away once they have started. Movable, not copyable.
+class CallOptions {
+ public:
+  /// Options with every default: no deadline, no metadata, fail fast, no compression.
+  CallOptions() : options_(grpcpool_call_options_new()) {
+    if (options_ == nullptr) throw Error(GRPCPOOL_INTERNAL, "grpcpool_call_options_new returned NULL");
+  }
+  /// Frees the options (calls already started keep what they read).
+  ~CallOptions() { grpcpool_call_options_free(options_); }
+  CallOptions(const CallOptions&) = delete;
+  CallOptions& operator=(const CallOptions&) = delete;
+  /// Takes over `other`'s options.
+  CallOptions(CallOptions&& other) noexcept : options_(std::exchange(other.options_, nullptr)) {}
+  /// Takes over `other`'s options, freeing this one's.
+  CallOptions& operator=(CallOptions&& other) noexcept {
+    if (this != &other) {
+      grpcpool_call_options_free(options_);
+      options_ = std::exchange(other.options_, nullptr);
+    }
+    return *this;
+  }
+
+  /// The deadline, `timeout` after the call starts (zero: now).
+  CallOptions& timeout(std::chrono::milliseconds timeout) {
+    return set(grpcpool_call_options_set_timeout_ms(options_, detail::to_ms(timeout)));
+  }
+  /// Wait for a connection while the target cannot be reached, instead of failing fast.
+  CallOptions& wait_for_ready(bool wait) { return set(grpcpool_call_options_set_wait_for_ready(options_, wait)); }
+  /// Request compression: "gzip", or "identity" for none.
+  CallOptions& compression(const std::string& name) {
+    return set(grpcpool_call_options_set_compression(options_, name.c_str()));
+  }
+  /// Adds one request metadata entry.
+  CallOptions& metadata(const std::string& key, std::string_view value) {
+    return set(grpcpool_call_options_add_metadata(options_, key.c_str(), detail::bytes(value), value.size()));
+  }
+  /// The call's own metadata hook, run for every attempt after the pool's (an empty function
+  /// removes it); calls started with these options keep a copy until they end.
+  CallOptions& metadata_hook(MetadataHook hook) {
+    if (!hook) return set(grpcpool_call_options_set_metadata_hook(options_, nullptr, nullptr, nullptr));
+    auto* held = new MetadataHook(std::move(hook));
+    return set(grpcpool_call_options_set_metadata_hook(options_, detail::run_hook, held, detail::release_hook));
+  }
+
+  /// The C options, still owned by this object.
+  const grpcpool_call_options_t* native() const noexcept { return options_; }
+
+ private:
+  CallOptions& set(grpcpool_result result) {
+    detail::check(result);
+    return *this;
+  }
+
+  grpcpool_call_options_t* options_;
+};
+
+/// An async call or acquire in flight. Its callback runs exactly once whatever happens to this
+/// object, which is only a way to cancel; copyable (a copy names the same operation).
+class AsyncCall {
+ public:
+  /// Wraps a C call handle.
+  explicit AsyncCall(grpcpool_call_t handle) noexcept : handle_(handle) {}
+
+  /// Cancels the operation: true when its callback will see the cancellation (status CANCELLED
+  /// for a call, GRPCPOOL_CANCELLED for an acquire), false when it already completed.
+  bool cancel() const {
+    grpcpool_result result = grpcpool_call_cancel(handle_);
+    if (result == GRPCPOOL_INVALID_HANDLE) return false;
+    detail::check(result);
+    return true;
+  }
+
+  /// The C call handle.
+  grpcpool_call_t handle() const noexcept { return handle_; }
+
+ private:
+  grpcpool_call_t handle_;
 };
 
 /// The outcome of a call: status, headers, trailers and body. Owns the C response; movable,
@@ -367,6 +522,8 @@ class Stream {
 /// release() throws GRPCPOOL_INVALID_HANDLE while the destructor quietly does nothing.
 class Lease {
  public:
+  /// No lease (held() is false), as an async acquire that failed hands over.
+  Lease() noexcept : handle_(0), held_(false) {}
   /// Takes ownership of a C lease handle.
   explicit Lease(grpcpool_lease_t handle) noexcept : handle_(handle), held_(true) {}
   /// Releases the lease if it is still held; never throws.
@@ -477,6 +634,53 @@ class Pool {
     return Response(response);
   }
 
+  /// A one-shot blocking call with every per-call option (`options` are read now).
+  Response unary(const std::string& target, const std::string& method, std::string_view request,
+                 const CallOptions& options) const {
+    grpcpool_response_t* response = nullptr;
+    detail::check(grpcpool_unary_with(pool_, target.c_str(), method.c_str(), detail::bytes(request), request.size(),
+                                      options.native(), &response));
+    return Response(response);
+  }
+
+  /// A one-shot call without waiting: `done(response)` runs exactly once on a grpcpool worker
+  /// thread with the outcome (a non-OK status included; CANCELLED after AsyncCall::cancel or
+  /// when the pool is destroyed). `done` must return quickly and must not throw (an exception
+  /// out of it ends the program) nor make blocking calls. Bad input throws Error at once, and
+  /// `done` then never runs.
+  AsyncCall unary_async(const std::string& target, const std::string& method, std::string_view request,
+                        std::function<void(Response)> done, const CallOptions& options = CallOptions()) const {
+    if (!done) throw Error(GRPCPOOL_NULL_ARGUMENT, "done is empty");
+    auto held = std::make_unique<std::function<void(Response)>>(std::move(done));
+    grpcpool_call_t call = 0;
+    detail::check(grpcpool_unary_async_with(pool_, target.c_str(), method.c_str(), detail::bytes(request),
+                                            request.size(), options.native(), &on_response, held.get(), &call));
+    held.release();  // The callback owns it now.
+    return AsyncCall(call);
+  }
+
+  /// Acquires a lease without waiting: `done(result, lease)` runs exactly once on a grpcpool
+  /// worker thread, with GRPCPOOL_OK and the lease, or with GRPCPOOL_ACQUIRE_TIMEOUT,
+  /// GRPCPOOL_UNAVAILABLE, GRPCPOOL_POOL_CLOSED or GRPCPOOL_CANCELLED (AsyncCall::cancel, or the
+  /// pool destroyed) and an empty Lease. A Lease not moved out of `done` is released when it
+  /// returns. The rules of unary_async's `done` apply.
+  AsyncCall acquire_async(const std::string& target, std::chrono::milliseconds timeout,
+                          std::function<void(grpcpool_result, Lease)> done) const {
+    if (!done) throw Error(GRPCPOOL_NULL_ARGUMENT, "done is empty");
+    auto held = std::make_unique<std::function<void(grpcpool_result, Lease)>>(std::move(done));
+    grpcpool_call_t call = 0;
+    detail::check(grpcpool_acquire_async(pool_, target.c_str(), detail::to_ms(timeout), &on_lease, held.get(), &call));
+    held.release();  // The callback owns it now.
+    return AsyncCall(call);
+  }
+
+  /// Opens a streaming call with every per-call option, as open_stream.
+  Stream open_stream(const std::string& target, const std::string& method, const CallOptions& options) const {
+    grpcpool_stream_t stream = 0;
+    detail::check(grpcpool_open_stream_with(pool_, target.c_str(), method.c_str(), options.native(), &stream));
+    return Stream(stream);
+  }
+
   /// Acquires a slot on `target` and opens a streaming call on it, waiting up to `timeout` for
   /// the slot (the config's acquire timeout without one, and the call then has no deadline).
   /// Throws Error: GRPCPOOL_UNAVAILABLE, GRPCPOOL_ACQUIRE_TIMEOUT, GRPCPOOL_INVALID_METHOD...
@@ -511,6 +715,17 @@ class Pool {
     grpcpool_pool_t* pool = nullptr;
     detail::check(grpcpool_pool_new(config, &pool));
     return pool;
+  }
+
+  static void on_response(void* user_data, grpcpool_response_t* response) noexcept {
+    std::unique_ptr<std::function<void(Response)>> done(static_cast<std::function<void(Response)>*>(user_data));
+    (*done)(Response(response));
+  }
+
+  static void on_lease(void* user_data, grpcpool_result result, grpcpool_lease_t lease) noexcept {
+    std::unique_ptr<std::function<void(grpcpool_result, Lease)>> done(
+        static_cast<std::function<void(grpcpool_result, Lease)>*>(user_data));
+    (*done)(result, result == GRPCPOOL_OK ? Lease(lease) : Lease());
   }
 
   std::string json(grpcpool_result (*get)(const grpcpool_pool_t*, char**)) const {

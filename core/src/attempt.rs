@@ -36,14 +36,26 @@ pub(crate) async fn attempt(
 ) -> Attempt {
     method.attempt_started();
     let started = std::time::Instant::now();
-    let outcome = attempt_on(connection, call, previous_attempts).await;
-    let code = match &outcome {
-        Attempt::Finished { response, .. } => {
-            // A request the server never processed (a GOAWAY, a refused stream) says nothing
-            // of how it serves: outlier detection counts only answered attempts.
-            connection.attempt_ended(response.code);
-            response.code
+    let outcome = match call.attempt_metadata(previous_attempts) {
+        Ok(metadata) => {
+            let outcome = attempt_on(connection, call, metadata, previous_attempts).await;
+            if let Attempt::Finished { response, .. } = &outcome {
+                // A request the server never processed (a GOAWAY, a refused stream) says
+                // nothing of how it serves: outlier detection counts only answered attempts.
+                connection.attempt_ended(response.code);
+            }
+            outcome
         }
+        // A metadata hook failed: nothing was sent, so nothing is said of the connection; the
+        // retry policy may try again, as after any status before response headers.
+        Err(error) => Attempt::Finished {
+            response: error.response(),
+            committed: false,
+            pushback: Pushback::None,
+        },
+    };
+    let code = match &outcome {
+        Attempt::Finished { response, .. } => response.code,
         Attempt::Unprocessed(error) => error.code,
     };
     method.attempt_ended(code, started.elapsed());
@@ -53,6 +65,7 @@ pub(crate) async fn attempt(
 async fn attempt_on(
     connection: &Connection,
     call: &PreparedCall,
+    metadata: tonic::metadata::MetadataMap,
     previous_attempts: u32,
 ) -> Attempt {
     let _active = connection.stream_started();
@@ -60,7 +73,7 @@ async fn attempt_on(
     if let Err(error) = grpc.ready().await {
         return Attempt::Unprocessed(error);
     }
-    let mut request = call.request(http::Extensions::new(), call.request.clone());
+    let mut request = call.request(metadata, http::Extensions::new(), call.request.clone());
     mark_attempt(&mut request, previous_attempts);
     let response = match grpc
         .server_streaming(request, call.path.clone(), RawCodec)

@@ -25,8 +25,9 @@ const MAX_REFUSED_RETRIES: u32 = 1;
 
 /// Runs a call on the slot's connection, moving it when the connection died before the
 /// request left (gRPC A6 transparent retry). Every outcome is a `Response`.
-pub(crate) async fn run(slot: &Slot, call: PreparedCall) -> Response {
+pub(crate) async fn run(slot: &Slot, mut call: PreparedCall) -> Response {
     let pool = slot.pool();
+    call.bind_target(pool.text());
     let started = Instant::now();
     let method = pool.method_metrics().of(call.path.as_str());
     Counters::bump(&pool.counters().calls_started);

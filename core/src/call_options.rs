@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Error, Metadata};
+use crate::{Error, Metadata, MetadataHook};
 
 /// Per-call settings.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +19,9 @@ pub struct CallOptions {
     /// How request messages are compressed; `None` sends them as they are. Responses
     /// compressed with gzip are always accepted.
     pub compression: Option<Compression>,
+    /// Adds request metadata to every attempt of this call, after the pool's hook
+    /// ([`Config::metadata_hook`](crate::Config::metadata_hook)).
+    pub metadata_hook: Option<MetadataHook>,
 }
 
 impl CallOptions {
@@ -39,6 +42,12 @@ impl CallOptions {
     /// Sets wait-for-ready.
     pub fn wait_for_ready(mut self, wait: bool) -> CallOptions {
         self.wait_for_ready = wait;
+        self
+    }
+
+    /// Sets the call's metadata hook.
+    pub fn metadata_hook(mut self, hook: Option<MetadataHook>) -> CallOptions {
+        self.metadata_hook = hook;
         self
     }
 

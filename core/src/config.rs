@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
+use crate::metadata_hook::MetadataHook;
 use crate::resolver::Resolver;
 use crate::Error;
 
@@ -104,6 +105,10 @@ pub struct Config {
     /// The `:authority` sent with every call instead of the target's `host:port`. Default
     /// unset. Usually set for one target ([`Config::set_for_target`]).
     pub authority: Option<String>,
+    /// Adds request metadata (an auth token) to every attempt of every call and stream, before
+    /// a call's own hook ([`CallOptions::metadata_hook`](crate::CallOptions::metadata_hook)).
+    /// A callback, not a value: not in the settings table. Default none.
+    pub metadata_hook: Option<MetadataHook>,
     /// Settings of single targets over the pool's ([`Config::set_for_target`]).
     pub(crate) target_settings:
         std::collections::BTreeMap<String, Vec<(&'static str, crate::SettingValue)>>,
@@ -139,6 +144,7 @@ impl Default for Config {
             resolver: Resolver::system(),
             service_config: None,
             authority: None,
+            metadata_hook: None,
             target_settings: std::collections::BTreeMap::new(),
         }
     }

@@ -80,6 +80,12 @@ impl Metadata {
         self.entries.is_empty()
     }
 
+    /// Checks every entry against gRPC's rules, as a call does: [`Error::InvalidMetadata`]
+    /// names the first entry that breaks them.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.to_wire().map(drop)
+    }
+
     /// Checks every entry against gRPC's rules and builds the wire form.
     pub(crate) fn to_wire(&self) -> Result<MetadataMap, Error> {
         let mut map = MetadataMap::with_capacity(self.entries.len());

@@ -146,19 +146,31 @@ impl Pool {
         target: &str,
         options: AcquireOptions,
     ) -> impl Future<Output = Result<Lease, Error>> + Send + 'static {
+        let started = self.start_acquire(target, options);
+        async move { started?.await }
+    }
+
+    /// [`Pool::acquire_with`] with the target checked now: a bad target or a closed pool is
+    /// reported before anything starts (bindings use it to fail synchronously); the returned
+    /// future waits for the slot.
+    #[track_caller]
+    pub fn start_acquire(
+        &self,
+        target: &str,
+        options: AcquireOptions,
+    ) -> Result<impl Future<Output = Result<Lease, Error>> + Send + 'static, Error> {
         let site = match options.site.clone() {
             Some(described) => AcquireSite::Described(described),
             None => AcquireSite::Code(Location::caller()),
         };
-        let target_pool = self.target_pool(target);
-        async move {
-            let target_pool = target_pool?;
+        let target_pool = self.target_pool(target)?;
+        Ok(async move {
             let timeout = options
                 .timeout
                 .unwrap_or(target_pool.config().acquire_timeout);
             let connection = target_pool.acquire(timeout, options.wait_for_ready).await?;
             Ok(Lease::new(target_pool, connection, site))
-        }
+        })
     }
 
     /// Acquires, calls and releases: a one-shot unary call.

@@ -12,6 +12,7 @@ use crate::call_options::{CallOptions, Compression};
 use crate::channel::H2Channel;
 use crate::config::Config;
 use crate::connection::Connection;
+use crate::metadata_hook::{self, CallHooks, HookError};
 use crate::service_config::{HedgingPolicy, MethodConfig, RetryPolicy, ServiceConfig};
 use crate::Error;
 
@@ -40,6 +41,8 @@ pub struct PreparedCall {
     /// `per_call_retry_buffer_size`: a unary request larger than this is not retried or
     /// hedged (it is not kept for another attempt), as gRPC A6 has it.
     retry_buffer: usize,
+    /// The pool's and the call's metadata hooks, run for each attempt; `None` without any.
+    hooks: Option<Box<CallHooks>>,
 }
 
 impl PreparedCall {
@@ -68,6 +71,10 @@ impl PreparedCall {
             max_receive: config.max_receive_message_size,
             retry_policy: None,
             retry_buffer: config.per_call_retry_buffer_size,
+            hooks: CallHooks::of(
+                config.metadata_hook.as_ref(),
+                options.metadata_hook.as_ref(),
+            ),
         };
         if let Some(method_config) = method_config {
             call.apply(method_config);
@@ -210,10 +217,38 @@ impl PreparedCall {
         }
     }
 
-    /// The call's request: its metadata, `extensions`, `message`, and the deadline as
-    /// `grpc-timeout` (which holds at most 8 digits; longer deadlines are sent as that maximum).
-    pub(crate) fn request<T>(&self, extensions: http::Extensions, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::from_parts(self.metadata.clone(), extensions, message);
+    /// Names the target the call runs on, for its metadata hooks (nothing to do without any).
+    pub(crate) fn bind_target(&mut self, target: &str) {
+        if let Some(hooks) = &mut self.hooks {
+            hooks.bind(target);
+        }
+    }
+
+    /// The request metadata of the attempt after `previous_attempts` others: the call's own,
+    /// then what its hooks add; a hook's failure as the status the attempt ends with.
+    pub(crate) fn attempt_metadata(
+        &self,
+        previous_attempts: u32,
+    ) -> Result<MetadataMap, HookError> {
+        metadata_hook::attempt_metadata(
+            self.hooks.as_deref(),
+            self.path.as_str(),
+            previous_attempts,
+            &self.metadata,
+        )
+        .map(std::borrow::Cow::into_owned)
+    }
+
+    /// An attempt's request: `metadata` (from [`PreparedCall::attempt_metadata`]),
+    /// `extensions`, `message`, and the deadline as `grpc-timeout` (which holds at most 8
+    /// digits; longer deadlines are sent as that maximum).
+    pub(crate) fn request<T>(
+        &self,
+        metadata: MetadataMap,
+        extensions: http::Extensions,
+        message: T,
+    ) -> tonic::Request<T> {
+        let mut request = tonic::Request::from_parts(metadata, extensions, message);
         if let Some(deadline) = self.deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
             request.set_timeout(remaining.min(MAX_WIRE_TIMEOUT));

@@ -92,9 +92,10 @@ impl Lease {
     }
 
     /// Opens a streaming call checked earlier by [`Pool::prepare_stream`](crate::Pool::prepare_stream).
-    pub fn open_stream_prepared(self: &Arc<Self>, call: PreparedCall) -> Result<Stream, Error> {
+    pub fn open_stream_prepared(self: &Arc<Self>, mut call: PreparedCall) -> Result<Stream, Error> {
         let in_use = self.begin_stream()?;
         let pool = Arc::clone(self.pool());
+        call.bind_target(pool.text());
         let shared = Arc::clone(pool.shared());
         let connection = self.connection().ok_or_else(|| Error::Unavailable {
             target: self.target().to_owned(),

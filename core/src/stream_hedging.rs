@@ -20,7 +20,7 @@ use crate::prepared_call::PreparedCall;
 use crate::request_body::RequestBody;
 use crate::retry::{mark_attempt, Pushback};
 use crate::service_config::HedgingPolicy;
-use crate::stream_open::{Head, Opening};
+use crate::stream_open::{status_of, Head, Opening};
 use crate::{Code, Metadata};
 
 /// The attempt that got its response headers first.
@@ -97,10 +97,25 @@ fn one<'a>(
         let started = Instant::now();
         method.attempt_started();
         let ended = |code: Code| method.attempt_ended(code, started.elapsed());
+        let metadata = match call.attempt_metadata(previous_attempts) {
+            Ok(metadata) => metadata,
+            // A metadata hook failed: nothing was sent; judged as any status, but not against
+            // the connection.
+            Err(error) => {
+                let response = error.response();
+                ended(response.code);
+                let status = status_of(&response);
+                return if policy.is_non_fatal(response.code) {
+                    Outcome::NonFatal(Err(status), Pushback::None)
+                } else {
+                    Outcome::Ended(Err(status))
+                };
+            }
+        };
         let opening = async {
             let mut extensions = http::Extensions::new();
             extensions.insert(cancel.clone());
-            let mut request = call.request(extensions, messages);
+            let mut request = call.request(metadata, extensions, messages);
             mark_attempt(&mut request, previous_attempts);
             let mut grpc = call.client(&connection);
             if let Err(error) = grpc.ready().await {

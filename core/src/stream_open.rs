@@ -83,59 +83,75 @@ pub(crate) async fn open(opening: Opening) -> Head {
     let mut retries = Retries::new(call.retry_policy());
     loop {
         attempts.started();
-        let mut extensions = http::Extensions::new();
-        extensions.insert(cancel.clone());
-        let mut request = call.request(extensions, body.attempt());
-        mark_attempt(&mut request, retries.previous_attempts());
-        let mut grpc = call.client(&connection);
-        let error = match grpc.ready().await {
-            Err(error) => error,
-            Ok(()) => match grpc.streaming(request, call.path.clone(), RawCodec).await {
-                Ok(response) => {
-                    body.headers_came();
-                    return Ok(response);
-                }
-                Err(status) => match stream_error(&status) {
-                    Some(error) if error.unprocessed && body.replayable() => error.clone(),
-                    // A status before any response headers: the policy may try again.
-                    _ => {
-                        let response = failure_response(&status, Metadata::new());
-                        let delay = body.replayable().then(|| {
-                            retries.after(
-                                &response,
-                                Pushback::of(status.metadata()),
-                                call.deadline(),
-                                pool.retry_throttle(),
-                                pool.counters(),
-                            )
-                        });
-                        let Some(Some(delay)) = delay else {
-                            return Err(status);
-                        };
-                        let Some(lease) = lease.upgrade() else {
-                            return Err(status);
-                        };
-                        // This attempt is over; the stream times the next one to its end.
-                        attempts.failed(response.code);
-                        connection.attempt_ended(response.code);
-                        lease.slot().give_back();
-                        pool.shared().sleep(delay).await;
-                        match reacquire(lease.slot(), &call).await {
-                            Ok(next) => {
-                                *active.lock() = Some(OwnedActiveStream::new(Arc::clone(&next)));
-                                connection = next;
-                                continue;
-                            }
-                            Err(next) => {
-                                return Err(tonic::Status::new(
-                                    tonic::Code::from(next.code.as_i32()),
-                                    format!("{}; then {}", response.message, next.message),
-                                ))
-                            }
+        // What ended the attempt short of response headers: a request the server never
+        // processed (it may move), or a status, with whether the server gave it (a metadata
+        // hook's failure never reached it, so says nothing of the connection).
+        let failed = match call.attempt_metadata(retries.previous_attempts()) {
+            Err(error) => Err((status_of(&error.response()), false)),
+            Ok(metadata) => {
+                let mut extensions = http::Extensions::new();
+                extensions.insert(cancel.clone());
+                let mut request = call.request(metadata, extensions, body.attempt());
+                mark_attempt(&mut request, retries.previous_attempts());
+                let mut grpc = call.client(&connection);
+                match grpc.ready().await {
+                    Err(error) => Ok(error),
+                    Ok(()) => match grpc.streaming(request, call.path.clone(), RawCodec).await {
+                        Ok(response) => {
+                            body.headers_came();
+                            return Ok(response);
                         }
+                        Err(status) => match stream_error(&status) {
+                            Some(error) if error.unprocessed && body.replayable() => {
+                                Ok(error.clone())
+                            }
+                            _ => Err((status, true)),
+                        },
+                    },
+                }
+            }
+        };
+        let error = match failed {
+            Ok(error) => error,
+            // A status before any response headers: the policy may try again.
+            Err((status, answered)) => {
+                let response = failure_response(&status, Metadata::new());
+                let delay = body.replayable().then(|| {
+                    retries.after(
+                        &response,
+                        Pushback::of(status.metadata()),
+                        call.deadline(),
+                        pool.retry_throttle(),
+                        pool.counters(),
+                    )
+                });
+                let Some(Some(delay)) = delay else {
+                    return Err(status);
+                };
+                let Some(lease) = lease.upgrade() else {
+                    return Err(status);
+                };
+                // This attempt is over; the stream times the next one to its end.
+                attempts.failed(response.code);
+                if answered {
+                    connection.attempt_ended(response.code);
+                }
+                lease.slot().give_back();
+                pool.shared().sleep(delay).await;
+                match reacquire(lease.slot(), &call).await {
+                    Ok(next) => {
+                        *active.lock() = Some(OwnedActiveStream::new(Arc::clone(&next)));
+                        connection = next;
+                        continue;
                     }
-                },
-            },
+                    Err(next) => {
+                        return Err(tonic::Status::new(
+                            tonic::Code::from(next.code.as_i32()),
+                            format!("{}; then {}", response.message, next.message),
+                        ))
+                    }
+                }
+            }
         };
         if !budget.may_move(&pool, &connection, &error) {
             return Err(tonic::Status::new(
@@ -164,4 +180,12 @@ pub(crate) async fn open(opening: Opening) -> Head {
             }
         }
     }
+}
+
+/// A response's status as tonic's, for a stream whose opening failed before sending.
+pub(crate) fn status_of(response: &crate::Response) -> tonic::Status {
+    tonic::Status::new(
+        tonic::Code::from(response.code.as_i32()),
+        response.message.clone(),
+    )
 }

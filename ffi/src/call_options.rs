@@ -6,7 +6,8 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use grpcpool_core::{
-    parse_call_option, CallOptionValue, CallOptions, Compression, Metadata, MetadataValue,
+    parse_call_option, CallOptionValue, CallOptions, Compression, Metadata, MetadataHook,
+    MetadataValue,
 };
 
 use crate::args::{self, grpcpool_metadata_entry_t, millis, non_null};
@@ -27,9 +28,15 @@ pub struct grpcpool_call_options_t {
     metadata: Metadata,
     wait_for_ready: bool,
     compression: Option<Compression>,
+    metadata_hook: Option<MetadataHook>,
 }
 
 impl grpcpool_call_options_t {
+    /// Sets (or, with `None`, removes) the call's metadata hook.
+    pub(crate) fn set_metadata_hook(&mut self, hook: Option<MetadataHook>) {
+        self.metadata_hook = hook;
+    }
+
     /// The core's options, with the deadline counted from now.
     pub(crate) fn to_core(&self) -> CallOptions {
         let mut options = match self.timeout {
@@ -39,6 +46,7 @@ impl grpcpool_call_options_t {
         options.metadata = self.metadata.clone();
         options.wait_for_ready = self.wait_for_ready;
         options.compression = self.compression;
+        options.metadata_hook = self.metadata_hook.clone();
         options
     }
 }
@@ -88,6 +96,7 @@ pub extern "C" fn grpcpool_call_options_new() -> *mut grpcpool_call_options_t {
         metadata: Metadata::new(),
         wait_for_ready: false,
         compression: None,
+        metadata_hook: None,
     }))
 }
 

@@ -18,8 +18,8 @@ use crate::pool::{grpcpool_pool_t, pool_ref};
 use crate::registry::{self, CallEntry};
 use crate::response::grpcpool_response_t;
 
-/// An async call in flight: a generation-checked handle for `grpcpool_call_cancel`. It dies
-/// when the callback has run.
+/// An async call (or `grpcpool_acquire_async`) in flight: a generation-checked handle for
+/// `grpcpool_call_cancel`. It dies when the callback has run.
 #[allow(non_camel_case_types)]
 pub type grpcpool_call_t = u64;
 
@@ -429,8 +429,9 @@ pub unsafe extern "C" fn grpcpool_unary_async_with(
     })
 }
 
-/// Cancels an async call. Its callback then runs exactly once with status CANCELLED (1).
-/// A call whose callback has already run (or is running) gives `GRPCPOOL_INVALID_HANDLE`.
+/// Cancels an async call. Its callback then runs exactly once with status CANCELLED (1) (for
+/// `grpcpool_acquire_async`, with `GRPCPOOL_CANCELLED`). A call whose callback has already run
+/// (or is running) gives `GRPCPOOL_INVALID_HANDLE`.
 #[no_mangle]
 pub extern "C" fn grpcpool_call_cancel(call: grpcpool_call_t) -> grpcpool_result {
     ffi_boundary!({

@@ -53,6 +53,9 @@ pub enum grpcpool_result {
     /// The pool's internal runtime could not start (the OS refused its threads, say); the
     /// message says why. Nothing happened; a later call tries again.
     GRPCPOOL_RUNTIME_ERROR = 19,
+    /// The async operation was cancelled before it completed: by `grpcpool_call_cancel`, or
+    /// because its pool was freed.
+    GRPCPOOL_CANCELLED = 20,
 }
 
 use grpcpool_result::*;
@@ -172,7 +175,7 @@ pub extern "C" fn grpcpool_last_error() -> *const c_char {
 /// number this library does not know (from a newer header, say). The string is static.
 #[no_mangle]
 pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
-    const NAMES: [(grpcpool_result, &std::ffi::CStr); 20] = [
+    const NAMES: [(grpcpool_result, &std::ffi::CStr); 21] = [
         (GRPCPOOL_OK, c"GRPCPOOL_OK"),
         (GRPCPOOL_NULL_ARGUMENT, c"GRPCPOOL_NULL_ARGUMENT"),
         (GRPCPOOL_INVALID_ARGUMENT, c"GRPCPOOL_INVALID_ARGUMENT"),
@@ -196,6 +199,7 @@ pub extern "C" fn grpcpool_result_name(result: i32) -> *const c_char {
         (GRPCPOOL_BUSY, c"GRPCPOOL_BUSY"),
         (GRPCPOOL_STREAM_CLOSED, c"GRPCPOOL_STREAM_CLOSED"),
         (GRPCPOOL_RUNTIME_ERROR, c"GRPCPOOL_RUNTIME_ERROR"),
+        (GRPCPOOL_CANCELLED, c"GRPCPOOL_CANCELLED"),
     ];
     NAMES
         .iter()

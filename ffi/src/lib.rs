@@ -7,6 +7,7 @@
 //! NULL. A non-OK gRPC status is a response, not an error.
 #![allow(unsafe_code)]
 
+mod acquire_async;
 mod args;
 mod call_options;
 mod calls;
@@ -18,6 +19,7 @@ mod handles;
 mod leases;
 mod log;
 mod message;
+mod metadata_hook;
 mod pool;
 mod registry;
 mod response;
@@ -26,6 +28,7 @@ mod streams_async;
 
 use std::ffi::c_char;
 
+pub use acquire_async::{grpcpool_acquire_async, grpcpool_acquire_callback_t};
 pub use args::{grpcpool_bytes_t, grpcpool_metadata_entry_t};
 pub use call_options::{
     grpcpool_call_options_add_metadata, grpcpool_call_options_free, grpcpool_call_options_new,
@@ -49,6 +52,11 @@ pub use log::{grpcpool_log_callback_t, grpcpool_set_log_callback};
 pub use message::{
     grpcpool_message_bytes, grpcpool_message_free, grpcpool_message_t, grpcpool_metadata_count,
     grpcpool_metadata_free, grpcpool_metadata_get, grpcpool_metadata_t,
+};
+pub use metadata_hook::{
+    grpcpool_call_options_set_metadata_hook, grpcpool_config_set_metadata_hook,
+    grpcpool_metadata_hook_t, grpcpool_metadata_sink_add, grpcpool_metadata_sink_fail,
+    grpcpool_metadata_sink_t, grpcpool_user_data_release_t,
 };
 pub use pool::{
     grpcpool_pool_free, grpcpool_pool_leaks_json, grpcpool_pool_new, grpcpool_pool_shutdown,

@@ -2,9 +2,9 @@
 # Proves the install paths a C or C++ user takes: `make install PREFIX=...`, then the README's
 # `cc app.c $(pkg-config --cflags --libs grpcpool)` build of examples/c/hello.c, and a CMake
 # project (tests/c/cmake) with `find_package(grpcpool 0.1 CONFIG REQUIRED)` building it on
-# grpcpool::grpcpool and a C++ program on grpcpool::grpcpool_static; each run against the echo
-# server. A request for a version the package does not meet must fail. Uses the debug build the
-# other tests already made.
+# grpcpool::grpcpool and a C++ program on grpcpool::grpcpool_static, and examples/cpp/pool_demo.cpp
+# built with pkg-config; each run against the echo server. A request for a version the package
+# does not meet must fail. Uses the debug build the other tests already made.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
@@ -18,6 +18,9 @@ c++ -std=c++17 -x c++ - $(pkg-config --cflags --libs grpcpool) -o "$work/hello-c
 #include <grpcpool.hpp>
 int main() { grpcpool::Config config; grpcpool::Pool pool(config); return 0; }
 CPP
+# The C++ example: a thread pool of blocking calls, a metadata hook, an async call and acquire.
+c++ -std=c++17 -Wall -Wextra -Werror examples/cpp/pool_demo.cpp $(pkg-config --cflags --libs grpcpool) -pthread \
+  -o "$work/pool-demo"
 
 cargo build --quiet --locked -p grpcpool-testserver --bin grpcpool-echo-server
 target/debug/grpcpool-echo-server >"$work/server.out" 2>&1 &
@@ -29,6 +32,11 @@ output=$("$work/hello" "http://127.0.0.1:$port")
 echo "$output"
 grep -q '^one-shot status 0' <<<"$output"
 "$work/hello-cpp"
+output=$("$work/pool-demo" "http://127.0.0.1:$port")
+echo "$output"
+grep -q '^blocking calls: 100 of 100 OK' <<<"$output"
+grep -q '^async call status 0' <<<"$output"
+grep -q '^async acquire: call on the lease status 0' <<<"$output"
 
 # CMake: configure, build and run the project against the installed prefix.
 cmake -S tests/c/cmake -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" \

@@ -487,6 +487,7 @@ static void check_result_names(void) {
       {GRPCPOOL_BLOCKING_IN_CALLBACK, "GRPCPOOL_BLOCKING_IN_CALLBACK"},
       {GRPCPOOL_INTERNAL, "GRPCPOOL_INTERNAL"},
       {GRPCPOOL_RUNTIME_ERROR, "GRPCPOOL_RUNTIME_ERROR"},
+      {GRPCPOOL_CANCELLED, "GRPCPOOL_CANCELLED"},
   };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     const char *name = grpcpool_result_name(names[i].code);
@@ -498,7 +499,7 @@ static void check_result_names(void) {
   CHECK(strcmp(grpcpool_result_name(-1), "GRPCPOOL_UNKNOWN") == 0, "unknown code -1");
   /* The numbers are part of the ABI. */
   CHECK(GRPCPOOL_OK == 0 && GRPCPOOL_INVALID_HANDLE == 12 && GRPCPOOL_INTERNAL == 16 &&
-            GRPCPOOL_RUNTIME_ERROR == 19,
+            GRPCPOOL_RUNTIME_ERROR == 19 && GRPCPOOL_CANCELLED == 20,
         "result numbers moved");
 }
 

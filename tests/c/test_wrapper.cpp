@@ -1,6 +1,10 @@
 // The header-only C++ wrapper (include/grpcpool.hpp) against the echo server: echo, metadata,
-// statuses, leases released by scope, moves, grpcpool::Error with the right code, and streams.
+// statuses, leases released by scope, moves, grpcpool::Error with the right code, streams,
+// metadata hooks (std::function on the config and on CallOptions, a throwing hook), and the
+// async call and acquire with their cancel.
 #include <atomic>
+#include <future>
+#include <memory>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -254,6 +258,106 @@ void check_tls(const std::string& tls_target, const std::string& ca_file) {
   CHECK(response.ok() && response.body() == "over tls", "TLS call code %d", response.code());
 }
 
+void check_hooks(const std::string& target) {
+  check_section("C++: metadata hooks as std::function, per pool and per call");
+  auto runs = std::make_shared<std::atomic<int>>(0);
+  // Held only by the hook's copy: expired once the library lets go of it.
+  auto alive = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = alive;
+  {
+    grpcpool::Config config;
+    config.metadata_hook([runs, alive](std::string_view, std::string_view method, grpcpool::MetadataSink& sink) {
+      int run = ++*runs;
+      sink.add("x-echo-token", "pool-" + std::to_string(run));
+      sink.add("x-echo-method", std::string(method));
+    });
+    alive.reset();
+    grpcpool::Pool pool(config);
+    grpcpool::Response response = pool.unary(target, kEcho, "hi", {}, 5s);
+    CHECK(response.ok() && find(response.headers(), "x-echo-token") == "pool-1", "pool hook token %s",
+          find(response.headers(), "x-echo-token").c_str());
+    CHECK(find(response.headers(), "x-echo-method") == kEcho, "method told to the hook");
+
+    grpcpool::CallOptions options;
+    options.timeout(5s).metadata_hook([](std::string_view, std::string_view, grpcpool::MetadataSink& sink) {
+      sink.add("x-echo-call", "yes");
+    });
+    response = pool.unary(target, kEcho, "hi", options);
+    CHECK(response.ok() && find(response.headers(), "x-echo-call") == "yes" &&
+              find(response.headers(), "x-echo-token") == "pool-2",
+          "call hook after the pool's");
+
+    grpcpool::CallOptions throwing;
+    throwing.metadata_hook([](std::string_view, std::string_view, grpcpool::MetadataSink&) {
+      throw std::runtime_error("token service down");
+    });
+    response = pool.unary(target, kEcho, "hi", throwing);
+    CHECK(response.code() == 14 && std::string(response.message()).find("token service down") != std::string::npos,
+          "throwing hook: %d %s", response.code(), std::string(response.message()).c_str());
+
+    grpcpool::CallOptions refused;
+    refused.metadata_hook([](std::string_view, std::string_view, grpcpool::MetadataSink& sink) {
+      sink.add("content-type", "text/plain");  // reserved: throws, and the attempt fails INTERNAL
+    });
+    response = pool.unary(target, kEcho, "hi", refused);
+    CHECK(response.code() == 13, "refused entry: %d %s", response.code(), std::string(response.message()).c_str());
+
+    grpcpool::CallOptions unauthenticated;
+    unauthenticated.metadata_hook([](std::string_view, std::string_view, grpcpool::MetadataSink& sink) {
+      sink.fail(16, "no token");
+    });
+    response = pool.unary(target, kEcho, "hi", unauthenticated);
+    CHECK(response.code() == 16, "sink.fail(16): %d", response.code());
+
+    grpcpool::Stream stream = pool.open_stream(target, kServerStream, grpcpool::CallOptions().timeout(5s).metadata("x-count", "1"));
+    stream.send("m");
+    stream.close_send();
+    std::optional<grpcpool::Metadata> headers = stream.headers();
+    // Every call so far ran the pool's hook first, the failed ones too: this is its sixth run.
+    CHECK(headers && find(*headers, "x-echo-token") == "pool-6", "stream token %s",
+          headers ? find(*headers, "x-echo-token").c_str() : "(no headers)");
+    CHECK(stream.finish().ok(), "stream status");
+  }
+  // The config, pool and options are gone: the library let go of the hook's copy.
+  CHECK(watch.expired(), "the hook's std::function was not released");
+}
+
+void check_async(const std::string& target) {
+  check_section("C++: unary_async and acquire_async, cancel");
+  grpcpool::Pool pool;
+  std::promise<std::pair<int, std::string>> replied;
+  pool.unary_async(target, kEcho, "async", [&replied](grpcpool::Response response) {
+    replied.set_value({response.code(), std::string(response.body())});
+  }, grpcpool::CallOptions().timeout(5s));
+  auto reply = replied.get_future();
+  CHECK(reply.wait_for(10s) == std::future_status::ready, "async call never completed");
+  auto [code, body] = reply.get();
+  CHECK(code == 0 && body == "async", "async call: %d %s", code, body.c_str());
+
+  std::promise<grpcpool::Lease> leased;
+  pool.acquire_async(target, 5s, [&leased](grpcpool_result result, grpcpool::Lease lease) {
+    if (result == GRPCPOOL_OK) leased.set_value(std::move(lease));
+    else leased.set_exception(std::make_exception_ptr(grpcpool::Error(result, "acquire failed")));
+  });
+  auto lease_future = leased.get_future();
+  CHECK(lease_future.wait_for(10s) == std::future_status::ready, "acquire never completed");
+  grpcpool::Lease lease = lease_future.get();
+  CHECK(lease.held() && lease.unary(kEcho, "on lease", {}, 5s).body() == "on lease", "call on the async lease");
+  lease.release();
+
+  // A slow call cancelled: its callback sees CANCELLED; a second cancel says it is over.
+  std::promise<int> cancelled;
+  grpcpool::AsyncCall call = pool.unary_async(target, kEcho, "slow", [&cancelled](grpcpool::Response response) {
+    cancelled.set_value(response.code());
+  }, grpcpool::CallOptions().timeout(10s).metadata("x-sleep-ms", "5000"));
+  CHECK(call.cancel(), "cancel of a running call");
+  auto cancelled_code = cancelled.get_future();
+  CHECK(cancelled_code.wait_for(10s) == std::future_status::ready && cancelled_code.get() == 1, "cancelled status");
+  CHECK(!call.cancel(), "second cancel");
+  expect_error(GRPCPOOL_INVALID_TARGET, [&] { pool.acquire_async("nonsense://", 1s, [](grpcpool_result, grpcpool::Lease) {}); },
+               "bad target");
+}
+
 }  // namespace
 
 int main() {
@@ -269,6 +373,8 @@ int main() {
     check_errors(pool, target);
     check_streams(pool, target, limited);
     check_tls(tls_target, ca_file);
+    check_hooks(target);
+    check_async(target);
   } catch (const grpcpool::Error& error) {
     CHECK(false, "unexpected grpcpool::Error %s: %s", error.name(), error.what());
   } catch (const std::exception& error) {

@@ -19,6 +19,7 @@
 //! | `x-fail-attempts: N` | with `x-status-code`, fail only attempts whose `grpc-previous-rpc-attempts` is below N |
 //! | `x-pushback-ms: V` | a failure carries `grpc-retry-pushback-ms: V` |
 //! | `x-slow-attempts: N` | with `x-sleep-ms`, sleep only in attempts whose `grpc-previous-rpc-attempts` is below N |
+//! | `x-report-calls` | an OK unary response carries `x-server-calls`: the calls the server counted so far, this one included |
 //!
 //! The server accepts gzip-compressed requests; an OK unary response carries the request's
 //! `grpc-encoding` as [`RECEIVED_ENCODING_KEY`] and its `grpc-accept-encoding` as
@@ -59,9 +60,9 @@ pub use server::{ServerOptions, ServerTls, TestServer};
 pub use service::{
     ECHO_PREFIX, FAIL_ATTEMPTS_KEY, PUSHBACK_KEY, RAW_TRAILER_PREFIX, RECEIVED_ACCEPT_ENCODING_KEY,
     RECEIVED_AUTHORITY_KEY, RECEIVED_ENCODING_KEY, RECEIVED_PREVIOUS_ATTEMPTS_KEY,
-    RECEIVED_TIMEOUT_KEY, RESPONSE_COMPRESSION_KEY, SLEEP_MS_KEY, SLOW_ATTEMPTS_KEY,
-    STATUS_CODE_KEY, STATUS_DETAILS_KEY, STATUS_MESSAGE_KEY, TRAILER_PREFIX, TRUNCATE_KEY,
-    UNARY_PATH,
+    RECEIVED_TIMEOUT_KEY, REPORT_CALLS_KEY, RESPONSE_COMPRESSION_KEY, SERVER_CALLS_KEY,
+    SLEEP_MS_KEY, SLOW_ATTEMPTS_KEY, STATUS_CODE_KEY, STATUS_DETAILS_KEY, STATUS_MESSAGE_KEY,
+    TRAILER_PREFIX, TRUNCATE_KEY, UNARY_PATH,
 };
 pub use streaming::{
     BIDI_PATH, CLIENT_STREAM_PATH, COUNT_KEY, INTERVAL_MS_KEY, SERVER_STREAM_PATH,

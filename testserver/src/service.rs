@@ -83,6 +83,13 @@ pub const RECEIVED_PREVIOUS_ATTEMPTS_KEY: &str = "x-received-previous-attempts";
 /// every method's echo returns it).
 pub const RECEIVED_AUTHORITY_KEY: &str = "x-echo-received-authority";
 
+/// Request metadata: an OK unary response carries [`SERVER_CALLS_KEY`].
+pub const REPORT_CALLS_KEY: &str = "x-report-calls";
+
+/// Response header (with [`REPORT_CALLS_KEY`]): the calls the server has counted since it
+/// started, this one included, so a test can tell that calls never reached it.
+pub const SERVER_CALLS_KEY: &str = "x-server-calls";
+
 /// Response header carrying the `grpc-timeout` the request arrived with, if any.
 pub const RECEIVED_TIMEOUT_KEY: &str = "x-received-grpc-timeout";
 
@@ -259,7 +266,7 @@ impl UnaryService<Bytes> for UnaryHandler {
     type Future = BoxFuture<Result<Response<Bytes>, Status>>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
-        self.counters.total.fetch_add(1, Ordering::Relaxed);
+        let calls = self.counters.total.fetch_add(1, Ordering::Relaxed) + 1;
         self.counters.connection.fetch_add(1, Ordering::Relaxed);
         let delay = self.delay;
         let failure = self.failure;
@@ -273,7 +280,7 @@ impl UnaryService<Bytes> for UnaryHandler {
                     Code::from_i32(code),
                     "this server fails every call",
                 )),
-                None => echo(request).await,
+                None => echo(request, calls).await,
             };
             unanswered.answered();
             answer
@@ -404,7 +411,8 @@ pub(crate) fn copy_prefixed(from: &HeaderMap, prefix: &str, to: &mut HeaderMap) 
 
 /// Answers one call: sleep and status as asked, else the request body echoed,
 /// with `x-echo-*` metadata as headers and `x-trailer-*` metadata as trailers.
-async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
+/// `calls` is the server's count of calls, this one included.
+async fn echo(request: Request<Bytes>, calls: u64) -> Result<Response<Bytes>, Status> {
     let controls = Controls::parse(request.metadata())?;
     if let Some(sleep) = controls.sleep {
         tokio::time::sleep(sleep).await;
@@ -428,6 +436,11 @@ async fn echo(request: Request<Bytes>) -> Result<Response<Bytes>, Status> {
         if let Some(value) = headers.get(received) {
             response.metadata_mut().as_mut().insert(key, value.clone());
         }
+    }
+    if headers.contains_key(REPORT_CALLS_KEY) {
+        response
+            .metadata_mut()
+            .insert(SERVER_CALLS_KEY, MetadataValue::from(calls));
     }
     if let Some(timeout) = headers.get("grpc-timeout") {
         response
