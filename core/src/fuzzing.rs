@@ -96,7 +96,11 @@ pub fn grpc_timeout_header(timeout: Duration) -> Result<(Option<String>, Duratio
         Bytes::new(),
         CallOptions::with_timeout(timeout),
     )?;
-    let request = call.request(http::Extensions::new(), ());
+    let request = call.request(
+        tonic::metadata::MetadataMap::new(),
+        http::Extensions::new(),
+        (),
+    );
     let elapsed = started.elapsed();
     let header = request
         .metadata()
