@@ -98,8 +98,7 @@ class ConnectivityWatch:
         last: Optional[Connectivity] = None
         while True:
             with self._lock:
-                callbacks = list(self._callbacks)
-                if not callbacks:
+                if not self._callbacks:
                     self._thread = None
                     return
             if last is None:
@@ -109,6 +108,9 @@ class ConnectivityWatch:
                 if state is last:
                     continue
             last = state
+            # Read after the wait: a callback unsubscribed meanwhile hears nothing more.
+            with self._lock:
+                callbacks = list(self._callbacks)
             for callback in callbacks:
                 try:
                     callback(as_grpc_connectivity(state))
