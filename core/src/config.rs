@@ -104,6 +104,9 @@ pub struct Config {
     /// The `:authority` sent with every call instead of the target's `host:port`. Default
     /// unset. Usually set for one target ([`Config::set_for_target`]).
     pub authority: Option<String>,
+    /// The xDS bootstrap (gRPC A27) as JSON, for `xds:///name` targets. Default unset: the
+    /// file `GRPC_XDS_BOOTSTRAP` names, else the JSON in `GRPC_XDS_BOOTSTRAP_CONFIG`.
+    pub xds_bootstrap: Option<String>,
     /// Settings of single targets over the pool's ([`Config::set_for_target`]).
     pub(crate) target_settings:
         std::collections::BTreeMap<String, Vec<(&'static str, crate::SettingValue)>>,
@@ -139,6 +142,7 @@ impl Default for Config {
             resolver: Resolver::system(),
             service_config: None,
             authority: None,
+            xds_bootstrap: None,
             target_settings: std::collections::BTreeMap::new(),
         }
     }

@@ -26,6 +26,8 @@ use crate::stats::{Counters, PoolStats};
 use crate::target::{check_pushed_name, parse_pushed_endpoint, Security, Target};
 use crate::target_pool::{TargetPool, TargetSettings};
 use crate::transport::Dialer;
+use crate::xds::bootstrap::Bootstrap;
+use crate::xds::client::{Notifier, XdsClient};
 use crate::{Config, Error, Lease, Stream};
 
 /// How to acquire a lease.
@@ -353,17 +355,7 @@ impl Pool {
             return Err(Error::PoolClosed);
         }
         self.inner.pushed.set(name, parsed);
-        let following: Vec<Arc<TargetPool>> = self
-            .inner
-            .targets
-            .read()
-            .values()
-            .filter(|target| target.pushed_name() == Some(name))
-            .cloned()
-            .collect();
-        for target in following {
-            target.endpoints_changed();
-        }
+        endpoints_changed(&self.inner.targets, name);
         Ok(())
     }
 
@@ -398,6 +390,12 @@ impl Pool {
         stats.runtime_tasks = self.inner.shared.get().map_or(0, |shared| {
             shared.runtime.metrics().num_alive_tasks() as u64
         });
+        stats.xds = self
+            .inner
+            .shared
+            .get()
+            .and_then(|shared| shared.xds())
+            .map(|client| client.stats());
         stats
     }
 
@@ -569,6 +567,10 @@ impl Pool {
         if target.security == Security::Tls {
             shared.dialer.tls().map_err(Error::Tls)?;
         }
+        if let Some(name) = target.xds_name() {
+            self.xds_client(shared)?
+                .watch(name, target.authority.as_str());
+        }
         let mut targets = self.inner.targets.write();
         let pool = targets.entry(text.to_owned()).or_insert_with(|| {
             let settings =
@@ -588,6 +590,38 @@ impl Pool {
         });
         pool.touch();
         Ok(Arc::clone(pool))
+    }
+
+    /// The pool's xDS client, started on first use from the bootstrap (the `xds_bootstrap`
+    /// setting, `GRPC_XDS_BOOTSTRAP` or `GRPC_XDS_BOOTSTRAP_CONFIG`).
+    fn xds_client(&self, shared: &Arc<Shared>) -> Result<Arc<XdsClient>, Error> {
+        if let Some(client) = shared.xds() {
+            return Ok(Arc::clone(client));
+        }
+        let _starting = shared.xds_starting.lock();
+        if let Some(client) = shared.xds() {
+            return Ok(Arc::clone(client));
+        }
+        let bootstrap = Bootstrap::load(self.inner.config.xds_bootstrap.as_deref())
+            .map_err(Error::InvalidConfig)?;
+        let targets = Arc::downgrade(&self.inner.targets);
+        let notify: Notifier = Box::new(move |key: &str| {
+            if let Some(targets) = targets.upgrade() {
+                endpoints_changed(&targets, key);
+            }
+        });
+        let client = XdsClient::start(
+            bootstrap,
+            Arc::clone(&shared.config),
+            shared.runtime.clone(),
+            Arc::clone(&shared.pushed),
+            notify,
+        );
+        let client = shared.xds.get_or_init(|| client);
+        if shared.is_closed() {
+            client.close();
+        }
+        Ok(Arc::clone(client))
     }
 
     /// How an idle target takes itself out of the map. It holds the map weakly, so a target
@@ -632,6 +666,20 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// Tells every target following the pushed endpoints of `name` (a `static:///` name, or an
+/// `xds:///` target's key) that they changed.
+fn endpoints_changed(targets: &RwLock<HashMap<String, Arc<TargetPool>>>, name: &str) {
+    let following: Vec<Arc<TargetPool>> = targets
+        .read()
+        .values()
+        .filter(|target| target.pushed_name() == Some(name))
+        .cloned()
+        .collect();
+    for target in following {
+        target.endpoints_changed();
+    }
+}
+
 /// Checks a configuration whole (ranges, TLS material, the service config) and returns its
 /// parsed service config.
 fn checked(config: &Config) -> Result<Option<Arc<ServiceConfig>>, Error> {
@@ -643,6 +691,17 @@ fn checked(config: &Config) -> Result<Option<Arc<ServiceConfig>>, Error> {
     }
     if let Some(name) = &tls.server_name_override {
         crate::tls::server_name(tls, name)?;
+    }
+    if let Some(json) = &config.xds_bootstrap {
+        // A JSON object now; whether it names a control plane is checked when the first
+        // xds:/// target starts the xDS client, as gRPC reads its bootstrap then.
+        let object =
+            serde_json::from_str::<serde_json::Value>(json).is_ok_and(|value| value.is_object());
+        if !object {
+            return Err(Error::InvalidConfig(
+                "xds_bootstrap must be a JSON object".to_owned(),
+            ));
+        }
     }
     match &config.service_config {
         Some(json) => Ok(Some(Arc::new(ServiceConfig::parse(json)?))),

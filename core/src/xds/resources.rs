@@ -1,0 +1,417 @@
+//! The four xDS resource kinds as gRPC's proxyless client uses them (gRPC A27, A28): each
+//! decoded from its `Any`, validated, and reduced to what the pool acts on. A resource that
+//! fails validation is an error the client NACKs with, keeping the last good one.
+
+use std::net::{IpAddr, SocketAddr};
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy,
+};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, RoutingPriority};
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
+use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+use crate::service_config::LoadBalancing;
+
+/// The four resource kinds, in the order one target's resources depend on each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Listener,
+    RouteConfiguration,
+    Cluster,
+    ClusterLoadAssignment,
+}
+
+impl Kind {
+    /// Every kind, LDS first.
+    pub(crate) const ALL: [Kind; 4] = [
+        Kind::Listener,
+        Kind::RouteConfiguration,
+        Kind::Cluster,
+        Kind::ClusterLoadAssignment,
+    ];
+
+    /// The v3 type URL requests and responses carry.
+    pub(crate) fn type_url(self) -> &'static str {
+        match self {
+            Kind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            Kind::RouteConfiguration => {
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+            }
+            Kind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Kind::ClusterLoadAssignment => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+        }
+    }
+
+    /// The kind a type URL names, if it is one of the four.
+    pub(crate) fn from_type_url(url: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.type_url() == url)
+    }
+
+    /// The short name used in messages and stats (`listener`, `route_config`, ...).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Listener => "listener",
+            Kind::RouteConfiguration => "route_config",
+            Kind::Cluster => "cluster",
+            Kind::ClusterLoadAssignment => "endpoints",
+        }
+    }
+
+    /// Whether a state-of-the-world response leaving a resource out means it is gone
+    /// (LDS and CDS); RDS and EDS responses carry only what changed.
+    pub(crate) fn absence_deletes(self) -> bool {
+        matches!(self, Kind::Listener | Kind::Cluster)
+    }
+}
+
+const HTTP_CONNECTION_MANAGER: &str = "type.googleapis.com/envoy.extensions.filters.network.\
+                                       http_connection_manager.v3.HttpConnectionManager";
+
+/// A validated resource of any kind.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Resource {
+    Listener(ListenerUpdate),
+    RouteConfiguration(RouteConfig),
+    Cluster(ClusterUpdate),
+    ClusterLoadAssignment(EndpointsUpdate),
+}
+
+/// Where a listener's routes are.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ListenerUpdate {
+    /// In a RouteConfiguration of this name (RDS).
+    Rds(String),
+    /// In the listener itself.
+    Inline(RouteConfig),
+}
+
+/// A RouteConfiguration's virtual hosts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RouteConfig {
+    pub(crate) virtual_hosts: Vec<VirtualHost>,
+}
+
+/// One virtual host: the domains it serves and its routes, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct VirtualHost {
+    pub(crate) domains: Vec<String>,
+    pub(crate) routes: Vec<Route>,
+}
+
+/// How a route matches a call's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PathMatch {
+    Prefix(String),
+    Exact(String),
+}
+
+impl PathMatch {
+    /// Whether the match takes every path (prefix "" or "/").
+    pub(crate) fn takes_all(&self) -> bool {
+        matches!(self, PathMatch::Prefix(prefix) if prefix.is_empty() || prefix == "/")
+    }
+}
+
+/// One route: a path match and the clusters it sends calls to, with their weights.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Route {
+    pub(crate) path: PathMatch,
+    /// One cluster with weight 1, or the weighted clusters.
+    pub(crate) clusters: Vec<(String, u32)>,
+}
+
+/// A cluster as the pool uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ClusterUpdate {
+    /// The ClusterLoadAssignment to ask for (`eds_cluster_config.service_name`, else the
+    /// cluster's name).
+    pub(crate) eds_service_name: String,
+    pub(crate) balancing: LoadBalancing,
+    /// The circuit breaker's `max_requests` for the default priority.
+    pub(crate) max_requests: Option<u32>,
+}
+
+/// One locality's endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Locality {
+    pub(crate) priority: u32,
+    pub(crate) weight: u32,
+    /// Healthy (or UNKNOWN) endpoints with their weights; the others are left out.
+    pub(crate) endpoints: Vec<(SocketAddr, u32)>,
+}
+
+/// A ClusterLoadAssignment's localities.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EndpointsUpdate {
+    pub(crate) localities: Vec<Locality>,
+}
+
+/// Decodes and validates one resource of `kind`: its name and content, or the name (when it
+/// could be read) and why it is refused.
+pub(crate) fn decode(
+    kind: Kind,
+    any: &Any,
+) -> Result<(String, Resource), (Option<String>, String)> {
+    if any.type_url != kind.type_url() {
+        return Err((
+            None,
+            format!("a {} response holds a {}", kind.name(), any.type_url),
+        ));
+    }
+    let bytes = any.value.as_slice();
+    let undecodable = |error: prost::DecodeError| (None, format!("undecodable: {error}"));
+    match kind {
+        Kind::Listener => {
+            let listener = Listener::decode(bytes).map_err(undecodable)?;
+            let name = listener.name.clone();
+            listener_update(&listener)
+                .map(|update| (name.clone(), Resource::Listener(update)))
+                .map_err(|reason| (Some(name), reason))
+        }
+        Kind::RouteConfiguration => {
+            let config = RouteConfiguration::decode(bytes).map_err(undecodable)?;
+            let name = config.name.clone();
+            route_config(&config)
+                .map(|update| (name.clone(), Resource::RouteConfiguration(update)))
+                .map_err(|reason| (Some(name), reason))
+        }
+        Kind::Cluster => {
+            let cluster = Cluster::decode(bytes).map_err(undecodable)?;
+            let name = cluster.name.clone();
+            cluster_update(&cluster)
+                .map(|update| (name.clone(), Resource::Cluster(update)))
+                .map_err(|reason| (Some(name), reason))
+        }
+        Kind::ClusterLoadAssignment => {
+            let assignment = ClusterLoadAssignment::decode(bytes).map_err(undecodable)?;
+            let name = assignment.cluster_name.clone();
+            endpoints_update(&assignment)
+                .map(|update| (name.clone(), Resource::ClusterLoadAssignment(update)))
+                .map_err(|reason| (Some(name), reason))
+        }
+    }
+}
+
+fn listener_update(listener: &Listener) -> Result<ListenerUpdate, String> {
+    let api = listener
+        .api_listener
+        .as_ref()
+        .and_then(|api| api.api_listener.as_ref())
+        .ok_or("no api_listener (a gRPC client uses API listeners only)")?;
+    if api.type_url != HTTP_CONNECTION_MANAGER {
+        return Err(format!(
+            "api_listener holds {}, not an HttpConnectionManager",
+            api.type_url
+        ));
+    }
+    let manager = HttpConnectionManager::decode(api.value.as_slice())
+        .map_err(|error| format!("undecodable HttpConnectionManager: {error}"))?;
+    match manager.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) => {
+            if rds.route_config_name.is_empty() {
+                return Err("rds.route_config_name is empty".to_owned());
+            }
+            Ok(ListenerUpdate::Rds(rds.route_config_name))
+        }
+        Some(RouteSpecifier::RouteConfig(config)) => {
+            Ok(ListenerUpdate::Inline(route_config(&config)?))
+        }
+        Some(RouteSpecifier::ScopedRoutes(_)) => {
+            Err("scoped_routes are not supported (rds or route_config)".to_owned())
+        }
+        None => Err("the HttpConnectionManager has no routes (rds or route_config)".to_owned()),
+    }
+}
+
+fn route_config(config: &RouteConfiguration) -> Result<RouteConfig, String> {
+    let mut virtual_hosts = Vec::new();
+    for host in &config.virtual_hosts {
+        if host.domains.is_empty() {
+            return Err(format!("virtual host {:?} has no domains", host.name));
+        }
+        let mut routes = Vec::new();
+        for route in &host.routes {
+            let Some(matcher) = &route.r#match else {
+                return Err(format!("a route of {:?} has no match", host.name));
+            };
+            // gRPC ignores routes it cannot match (regex, headers it does not see) rather than
+            // refusing the whole configuration; the pool matches paths only, so a route with
+            // header matchers is skipped too.
+            if !matcher.headers.is_empty() || !matcher.query_parameters.is_empty() {
+                continue;
+            }
+            let path = match &matcher.path_specifier {
+                Some(PathSpecifier::Prefix(prefix)) => PathMatch::Prefix(prefix.clone()),
+                Some(PathSpecifier::Path(path)) => PathMatch::Exact(path.clone()),
+                _ => continue,
+            };
+            let action = match &route.action {
+                Some(Action::Route(action)) => action,
+                // Non-forwarding actions (redirects, direct responses) do not route calls.
+                _ => continue,
+            };
+            let clusters = match &action.cluster_specifier {
+                Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => {
+                    vec![(name.clone(), 1)]
+                }
+                Some(ClusterSpecifier::WeightedClusters(weighted)) => {
+                    let clusters: Vec<(String, u32)> = weighted
+                        .clusters
+                        .iter()
+                        .filter_map(|cluster| {
+                            let weight = cluster.weight.as_ref().map_or(0, |w| w.value);
+                            (weight > 0).then(|| (cluster.name.clone(), weight))
+                        })
+                        .collect();
+                    let total: u64 = clusters.iter().map(|(_, weight)| u64::from(*weight)).sum();
+                    if clusters.is_empty() || total > u64::from(u32::MAX) {
+                        return Err(format!(
+                            "weighted clusters of {:?} total {total} (1 to 2^32-1)",
+                            host.name
+                        ));
+                    }
+                    clusters
+                }
+                _ => {
+                    return Err(format!(
+                        "a route of {:?} names no cluster (cluster or weighted_clusters)",
+                        host.name
+                    ))
+                }
+            };
+            routes.push(Route { path, clusters });
+        }
+        virtual_hosts.push(VirtualHost {
+            domains: host.domains.clone(),
+            routes,
+        });
+    }
+    Ok(RouteConfig { virtual_hosts })
+}
+
+fn cluster_update(cluster: &Cluster) -> Result<ClusterUpdate, String> {
+    match cluster.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(kind)) if kind == DiscoveryType::Eds as i32 => {}
+        _ => return Err("only EDS clusters are supported".to_owned()),
+    }
+    let eds_service_name = cluster
+        .eds_cluster_config
+        .as_ref()
+        .map(|config| config.service_name.clone())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| cluster.name.clone());
+    let balancing = match LbPolicy::try_from(cluster.lb_policy) {
+        Ok(LbPolicy::RoundRobin) => LoadBalancing::RoundRobin,
+        Ok(LbPolicy::LeastRequest) => {
+            let choice_count = match &cluster.lb_config {
+                Some(LbConfig::LeastRequestLbConfig(config)) => {
+                    config.choice_count.as_ref().map_or(2, |count| count.value)
+                }
+                _ => 2,
+            };
+            if choice_count < 2 {
+                return Err(format!(
+                    "least_request choice_count {choice_count} is below 2"
+                ));
+            }
+            // A48 caps the choices at 10.
+            LoadBalancing::LeastRequest {
+                choice_count: choice_count.min(10),
+            }
+        }
+        Ok(other) => {
+            return Err(format!(
+                "lb_policy {} is not supported (ROUND_ROBIN or LEAST_REQUEST)",
+                other.as_str_name()
+            ))
+        }
+        Err(_) => return Err(format!("unknown lb_policy {}", cluster.lb_policy)),
+    };
+    let max_requests = cluster.circuit_breakers.as_ref().and_then(|breakers| {
+        breakers
+            .thresholds
+            .iter()
+            .find(|threshold| threshold.priority == RoutingPriority::Default as i32)
+            .and_then(|threshold| threshold.max_requests.as_ref())
+            .map(|max| max.value)
+    });
+    Ok(ClusterUpdate {
+        eds_service_name,
+        balancing,
+        max_requests,
+    })
+}
+
+fn endpoints_update(assignment: &ClusterLoadAssignment) -> Result<EndpointsUpdate, String> {
+    let mut localities = Vec::new();
+    for locality in &assignment.endpoints {
+        let weight = locality
+            .load_balancing_weight
+            .as_ref()
+            .map_or(1, |w| w.value);
+        // gRPC drops localities with weight 0 (they take no calls).
+        if weight == 0 {
+            continue;
+        }
+        let mut endpoints = Vec::new();
+        for endpoint in &locality.lb_endpoints {
+            let address = match &endpoint.host_identifier {
+                Some(HostIdentifier::Endpoint(endpoint)) => endpoint
+                    .address
+                    .as_ref()
+                    .and_then(|address| address.address.as_ref()),
+                _ => None,
+            };
+            let Some(AddressKind::SocketAddress(socket)) = address else {
+                return Err("an endpoint has no socket address".to_owned());
+            };
+            let ip: IpAddr = socket.address.parse().map_err(|_| {
+                format!("endpoint address {:?} is not an IP address", socket.address)
+            })?;
+            let port = match socket.port_specifier {
+                Some(PortSpecifier::PortValue(port)) => port,
+                _ => 0,
+            };
+            let port = u16::try_from(port)
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| format!("endpoint {ip} has port {port} (1 to 65535)"))?;
+            let lb_weight = endpoint
+                .load_balancing_weight
+                .as_ref()
+                .map_or(1, |w| w.value);
+            if lb_weight == 0 {
+                return Err(format!("endpoint {ip}:{port} has load_balancing_weight 0"));
+            }
+            // gRPC A27: only HEALTHY and UNKNOWN endpoints take calls.
+            let healthy = matches!(
+                HealthStatus::try_from(endpoint.health_status),
+                Ok(HealthStatus::Healthy | HealthStatus::Unknown)
+            );
+            if healthy {
+                endpoints.push((SocketAddr::new(ip, port), lb_weight));
+            }
+        }
+        localities.push(Locality {
+            priority: locality.priority,
+            weight,
+            endpoints,
+        });
+    }
+    Ok(EndpointsUpdate { localities })
+}
