@@ -1,0 +1,347 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
+//! `xds:///svc` targets against a real control plane (tests/xds: go-control-plane's snapshot
+//! cache and ADS server) and the project's test servers on 127.0.0.1, .2 and .3: calls reach
+//! exactly the EDS endpoints, weights split calls, a NACKed update keeps the last good
+//! endpoints, endpoints change under load without a failed call, and missing resources fail
+//! calls with UNAVAILABLE naming them.
+
+#[path = "support/control_plane.rs"]
+mod control_plane;
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use control_plane::{cluster, endpoint, route, snapshot, ControlPlane};
+use grpcpool_core::{Code, Metadata, Pool};
+use grpcpool_testserver::{ServerOptions, TestServer};
+use serde_json::json;
+use support::{echo, quick_config};
+
+const TARGET: &str = "xds:///svc";
+
+async fn server_on(last_octet: u8) -> TestServer {
+    TestServer::start(ServerOptions {
+        ip: Some(Ipv4Addr::new(127, 0, 0, last_octet)),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn address(server: &TestServer) -> SocketAddr {
+    server.local_addr().unwrap()
+}
+
+fn pool_for(plane: &ControlPlane) -> Arc<Pool> {
+    let mut config = quick_config();
+    config
+        .set_text("xds_bootstrap", &plane.bootstrap())
+        .unwrap();
+    Arc::new(Pool::new(config).unwrap())
+}
+
+/// `count` calls over `tasks` tasks; their codes.
+async fn calls(pool: &Arc<Pool>, count: usize, tasks: usize) -> Vec<(Code, String)> {
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let pool = Arc::clone(pool);
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for _ in 0..count / tasks {
+                    let response =
+                        echo(&pool, TARGET, b"x", Metadata::new(), Duration::from_secs(5)).await;
+                    codes.push((response.code, response.message));
+                }
+                codes
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for handle in handles {
+        codes.extend(handle.await.unwrap());
+    }
+    codes
+}
+
+fn all_ok(codes: &[(Code, String)]) {
+    let failed: Vec<_> = codes.iter().filter(|(code, _)| *code != Code::Ok).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+fn handled(servers: &[&TestServer]) -> Vec<u64> {
+    servers
+        .iter()
+        .map(|server| server.calls_handled())
+        .collect()
+}
+
+fn delta(after: &[u64], before: &[u64]) -> Vec<u64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reach_exactly_the_eds_endpoints() {
+    let (one, two, outside) = (server_on(1).await, server_on(2).await, server_on(3).await);
+    let mut plane = ControlPlane::start();
+    plane.set(&snapshot(
+        "1",
+        json!([route("", &[("backends", 1)])]),
+        json!([cluster(
+            "backends",
+            vec![endpoint(address(&one), 1), endpoint(address(&two), 1)]
+        )]),
+    ));
+    let pool = pool_for(&plane);
+    let codes = calls(&pool, 400, 4).await;
+    all_ok(&codes);
+    let spread = handled(&[&one, &two, &outside]);
+    println!("400 calls over the EDS endpoints: {spread:?}");
+    assert_eq!(spread[2], 0, "a server outside EDS got calls: {spread:?}");
+    assert_eq!(spread[0] + spread[1], 400);
+    // round_robin (the cluster's lb_policy): both take a fair part.
+    assert!(spread[0] >= 120 && spread[1] >= 120, "{spread:?}");
+    // Every kind was ACKed with the snapshot's version.
+    for kind in [
+        "Listener",
+        "RouteConfiguration",
+        "Cluster",
+        "ClusterLoadAssignment",
+    ] {
+        plane.wait_for(Duration::from_secs(5), |line| {
+            line.starts_with(&format!("ack {kind} \"1\""))
+        });
+    }
+    assert!(
+        !plane.has(|line| line.starts_with("nack")),
+        "{:?}",
+        plane.lines()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_weights_split_calls_one_to_three() {
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let mut plane = ControlPlane::start();
+    plane.set(&snapshot(
+        "1",
+        json!([route("/", &[("backends", 1)])]),
+        json!([cluster(
+            "backends",
+            vec![endpoint(address(&one), 1), endpoint(address(&two), 3)]
+        )]),
+    ));
+    let pool = pool_for(&plane);
+    // The first calls open a connection to each endpoint.
+    all_ok(&calls(&pool, 20, 1).await);
+    let before = handled(&[&one, &two]);
+    all_ok(&calls(&pool, 2000, 4).await);
+    let spread = delta(&handled(&[&one, &two]), &before);
+    let share = spread[1] as f64 / 2000.0 * 100.0;
+    println!("1:3 endpoint weights over 2,000 calls: {spread:?} ({share:.1}% to the heavier)");
+    assert!((68.0..=82.0).contains(&share), "{spread:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_clusters_split_calls_one_to_three() {
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let mut plane = ControlPlane::start();
+    plane.set(&snapshot(
+        "1",
+        json!([route("", &[("light", 1), ("heavy", 3)])]),
+        json!([
+            cluster("light", vec![endpoint(address(&one), 1)]),
+            cluster("heavy", vec![endpoint(address(&two), 1)]),
+        ]),
+    ));
+    let pool = pool_for(&plane);
+    all_ok(&calls(&pool, 20, 1).await);
+    let before = handled(&[&one, &two]);
+    all_ok(&calls(&pool, 2000, 4).await);
+    let spread = delta(&handled(&[&one, &two]), &before);
+    let share = spread[1] as f64 / 2000.0 * 100.0;
+    println!("1:3 weighted clusters over 2,000 calls: {spread:?} ({share:.1}% to heavy)");
+    assert!((68.0..=82.0).contains(&share), "{spread:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nacked_update_keeps_the_last_good_endpoints() {
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let mut plane = ControlPlane::start();
+    plane.set(&snapshot(
+        "1",
+        json!([route("", &[("backends", 1)])]),
+        json!([cluster("backends", vec![endpoint(address(&one), 1)])]),
+    ));
+    let pool = pool_for(&plane);
+    all_ok(&calls(&pool, 50, 2).await);
+    plane.wait_for(Duration::from_secs(5), |line| {
+        line.starts_with("ack ClusterLoadAssignment \"1\"")
+    });
+
+    // Version 2 moves to the second server but lists an endpoint with port 0.
+    let port_zero = SocketAddr::from(([127, 0, 0, 2], 0));
+    plane.set(&snapshot(
+        "2",
+        json!([route("", &[("backends", 1)])]),
+        json!([cluster(
+            "backends",
+            vec![endpoint(address(&two), 1), endpoint(port_zero, 1)]
+        )]),
+    ));
+    // The control plane sees the NACK: the last good version, and why.
+    let nack = plane.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("nack ClusterLoadAssignment")
+    });
+    println!("{nack}");
+    assert!(
+        nack.starts_with("nack ClusterLoadAssignment \"1\""),
+        "{nack}"
+    );
+    assert!(nack.contains("port 0"), "{nack}");
+    let before = handled(&[&one, &two]);
+    all_ok(&calls(&pool, 100, 2).await);
+    let spread = delta(&handled(&[&one, &two]), &before);
+    assert_eq!(spread, vec![100, 0], "the NACKed endpoints were used");
+    let stats = pool.stats();
+    let xds = stats.xds.as_ref().expect("xds stats");
+    assert!(xds.nacks >= 1, "{xds:?}");
+    plane.wait_for(Duration::from_secs(10), |line| line == "rolled back to 1");
+    assert!(xds.connected, "{xds:?}");
+
+    // Version 3 is valid: calls move to the second server.
+    plane.set(&snapshot(
+        "3",
+        json!([route("", &[("backends", 1)])]),
+        json!([cluster("backends", vec![endpoint(address(&two), 1)])]),
+    ));
+    plane.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("ack ClusterLoadAssignment \"3\"")
+    });
+    // Calls in flight while the old connection drains still land on the first server.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = handled(&[&one, &two]);
+        all_ok(&calls(&pool, 20, 1).await);
+        if delta(&handled(&[&one, &two]), &before) == vec![0, 20] {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "calls never moved to version 3's endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_changed_under_load_fail_no_call() {
+    let servers = [server_on(1).await, server_on(2).await, server_on(3).await];
+    let mut plane = ControlPlane::start();
+    let sets: [&[usize]; 4] = [&[0], &[1], &[0, 2], &[2]];
+    let version = |index: usize| (index + 1).to_string();
+    let set_of = |index: usize| {
+        snapshot(
+            &version(index),
+            json!([route("", &[("backends", 1)])]),
+            json!([cluster(
+                "backends",
+                sets[index]
+                    .iter()
+                    .map(|server| endpoint(address(&servers[*server]), 1))
+                    .collect()
+            )]),
+        )
+    };
+    plane.set(&set_of(0));
+    let pool = pool_for(&plane);
+    all_ok(&calls(&pool, 10, 1).await);
+    // Load: 4 tasks, each at most 1,500 calls or 20 s, while the endpoints change.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = Arc::clone(&pool);
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let until = Instant::now() + Duration::from_secs(20);
+                let mut codes = Vec::new();
+                while codes.len() < 1500
+                    && Instant::now() < until
+                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    let response =
+                        echo(&pool, TARGET, b"x", Metadata::new(), Duration::from_secs(5)).await;
+                    codes.push((response.code, response.message));
+                }
+                codes
+            })
+        })
+        .collect();
+    for index in 1..sets.len() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        plane.set(&set_of(index));
+        plane.wait_for(Duration::from_secs(10), |line| {
+            line.starts_with(&format!("ack ClusterLoadAssignment \"{}\"", version(index)))
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut codes = Vec::new();
+    for task in load {
+        codes.extend(task.await.unwrap());
+    }
+    println!("{} calls while the endpoints changed 3 times", codes.len());
+    all_ok(&codes);
+    // The last set is the third server alone.
+    let before = handled(&[&servers[0], &servers[1], &servers[2]]);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        all_ok(&calls(&pool, 20, 1).await);
+        let after = handled(&[&servers[0], &servers[1], &servers[2]]);
+        let spread = delta(&after, &before);
+        if spread[0] == 0 && spread[1] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "calls still reach removed endpoints"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_resources_fail_calls_with_unavailable_naming_them() {
+    let plane = ControlPlane::start();
+    // The control plane has no snapshot: the listener never comes.
+    let pool = pool_for(&plane);
+    let started = Instant::now();
+    let response = echo(
+        &pool,
+        TARGET,
+        b"x",
+        Metadata::new(),
+        Duration::from_millis(700),
+    )
+    .await;
+    println!(
+        "{:?} after {:?}: {}",
+        response.code,
+        started.elapsed(),
+        response.message
+    );
+    assert_eq!(response.code, Code::Unavailable);
+    assert!(
+        response.message.contains("listener \"svc\""),
+        "{}",
+        response.message
+    );
+    // It waited for the listener rather than failing at once.
+    assert!(started.elapsed() >= Duration::from_millis(600));
+}
