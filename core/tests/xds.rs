@@ -345,3 +345,66 @@ async fn missing_resources_fail_calls_with_unavailable_naming_them() {
     // It waited for the listener rather than failing at once.
     assert!(started.elapsed() >= Duration::from_millis(600));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_on_while_the_control_plane_is_away_and_updates_follow_its_return() {
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let mut plane = ControlPlane::start();
+    let port = plane.port();
+    let only = |version: &str, server: &TestServer| {
+        snapshot(
+            version,
+            json!([route("", &[("backends", 1)])]),
+            json!([cluster("backends", vec![endpoint(address(server), 1)])]),
+        )
+    };
+    plane.set(&only("1", &one));
+    let pool = pool_for(&plane);
+    all_ok(&calls(&pool, 50, 2).await);
+
+    // The control plane dies: the last configuration keeps serving.
+    plane.kill();
+    let gone = Instant::now() + Duration::from_secs(10);
+    while pool.stats().xds.as_ref().is_some_and(|xds| xds.connected) {
+        assert!(
+            Instant::now() < gone,
+            "the stream never noticed the control plane was gone"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = handled(&[&one, &two]);
+    all_ok(&calls(&pool, 200, 4).await);
+    assert_eq!(delta(&handled(&[&one, &two]), &before), vec![200, 0]);
+    let stats = pool.stats();
+    let xds = stats.xds.as_ref().unwrap();
+    println!("while away: {xds:?}");
+    assert!(xds.last_error.is_some(), "{xds:?}");
+    assert!(
+        xds.resources
+            .iter()
+            .any(|resource| resource.kind == "endpoints" && resource.version == "1"),
+        "{xds:?}"
+    );
+
+    // It comes back on the same port with a new snapshot: the pool reconnects (with its
+    // backoff) and follows it.
+    let mut plane = ControlPlane::on_port(port);
+    plane.set(&only("2", &two));
+    plane.wait_for(Duration::from_secs(15), |line| {
+        line.starts_with("ack ClusterLoadAssignment \"2\"")
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = handled(&[&one, &two]);
+        all_ok(&calls(&pool, 20, 1).await);
+        if delta(&handled(&[&one, &two]), &before) == vec![0, 20] {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "calls never moved to the new snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pool.stats().xds.unwrap().connected);
+}
