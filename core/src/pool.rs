@@ -26,9 +26,10 @@ use crate::stats::{Counters, PoolStats};
 use crate::target::{check_pushed_name, parse_pushed_endpoint, Security, Target};
 use crate::target_pool::{TargetPool, TargetSettings};
 use crate::transport::Dialer;
-use crate::xds::bootstrap::Bootstrap;
-use crate::xds::client::{Notifier, XdsClient};
+
 use crate::{Config, Error, Lease, Stream};
+
+mod xds_routing;
 
 /// How to acquire a lease.
 #[derive(Debug, Clone, Default)]
@@ -214,13 +215,30 @@ impl Pool {
         mut call: PreparedCall,
     ) -> Result<impl Future<Output = Result<Response, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
-        let target_pool = self.target_pool(target)?;
-        if target_pool.has_own_settings() {
-            call.retarget(target_pool.config(), target_pool.service_config())?;
+        let main_pool = self.target_pool(target)?;
+        if main_pool.has_own_settings() {
+            call.retarget(main_pool.config(), main_pool.service_config())?;
         }
-        let config = Arc::clone(target_pool.config());
-        let timeout = call.acquire_wait(&config);
+        let config = Arc::clone(main_pool.config());
+        let pool = self.clone();
         Ok(async move {
+            let target_pool = match pool.route_call(&main_pool, &call).await {
+                Ok(routed) => routed,
+                // No xDS route for the path: UNAVAILABLE is the call's status, as a failed
+                // pick's.
+                Err(error @ Error::Unavailable { .. }) => {
+                    let response = Response::with_status(error.code(), error.to_string())
+                        .after_deadline(call.deadline());
+                    let counters = main_pool.counters();
+                    Counters::bump(&counters.calls_started);
+                    counters.call_finished(response.code);
+                    return Ok(response);
+                }
+                Err(error) => return Err(error),
+            };
+            drop(pool);
+            // Measured after the route is known: waiting for it may have taken part.
+            let timeout = call.acquire_wait(&config);
             let started = Instant::now();
             let mut retries = Retries::new(call.retry_policy());
             let mut timeout = timeout;
@@ -300,12 +318,15 @@ impl Pool {
         mut call: PreparedCall,
     ) -> Result<impl Future<Output = Result<Stream, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
-        let target_pool = self.target_pool(target)?;
-        if target_pool.has_own_settings() {
-            call.retarget(target_pool.config(), target_pool.service_config())?;
+        let main_pool = self.target_pool(target)?;
+        if main_pool.has_own_settings() {
+            call.retarget(main_pool.config(), main_pool.service_config())?;
         }
-        let timeout = call.acquire_wait(target_pool.config());
+        let pool = self.clone();
         Ok(async move {
+            let target_pool = pool.route_call(&main_pool, &call).await?;
+            drop(pool);
+            let timeout = call.acquire_wait(target_pool.config());
             let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
             Arc::new(Lease::new(target_pool, connection, site)).open_stream_prepared(call)
         })
@@ -550,6 +571,17 @@ impl Pool {
     }
 
     fn target_pool(&self, text: &str) -> Result<Arc<TargetPool>, Error> {
+        self.target_pool_with(text, text, || Target::parse(text))
+    }
+
+    /// The pool of `text` (a target, or a key of one of an xDS target's routes), made from
+    /// `target` under the settings of `settings_of` when it is new.
+    fn target_pool_with(
+        &self,
+        text: &str,
+        settings_of: &str,
+        target: impl FnOnce() -> Result<Target, Error>,
+    ) -> Result<Arc<TargetPool>, Error> {
         if self.is_closed() {
             return Err(Error::PoolClosed);
         }
@@ -563,7 +595,7 @@ impl Pool {
             pool.touch();
             return Ok(Arc::clone(pool));
         }
-        let target = Target::parse(text)?;
+        let target = target()?;
         if target.security == Security::Tls {
             shared.dialer.tls().map_err(Error::Tls)?;
         }
@@ -573,16 +605,16 @@ impl Pool {
         }
         let mut targets = self.inner.targets.write();
         let pool = targets.entry(text.to_owned()).or_insert_with(|| {
-            let settings =
-                self.inner
-                    .per_target
-                    .get(text)
-                    .cloned()
-                    .unwrap_or_else(|| TargetSettings {
-                        config: Arc::clone(&shared.config),
-                        service_config: shared.service_config.clone(),
-                        own: false,
-                    });
+            let settings = self
+                .inner
+                .per_target
+                .get(settings_of)
+                .cloned()
+                .unwrap_or_else(|| TargetSettings {
+                    config: Arc::clone(&shared.config),
+                    service_config: shared.service_config.clone(),
+                    own: false,
+                });
             let pool = TargetPool::new(target, Arc::clone(shared), settings, self.leave());
             shared.runtime.spawn(Arc::clone(&pool).upkeep());
             shared.connectivity.changed();
@@ -590,38 +622,6 @@ impl Pool {
         });
         pool.touch();
         Ok(Arc::clone(pool))
-    }
-
-    /// The pool's xDS client, started on first use from the bootstrap (the `xds_bootstrap`
-    /// setting, `GRPC_XDS_BOOTSTRAP` or `GRPC_XDS_BOOTSTRAP_CONFIG`).
-    fn xds_client(&self, shared: &Arc<Shared>) -> Result<Arc<XdsClient>, Error> {
-        if let Some(client) = shared.xds() {
-            return Ok(Arc::clone(client));
-        }
-        let _starting = shared.xds_starting.lock();
-        if let Some(client) = shared.xds() {
-            return Ok(Arc::clone(client));
-        }
-        let bootstrap = Bootstrap::load(self.inner.config.xds_bootstrap.as_deref())
-            .map_err(Error::InvalidConfig)?;
-        let targets = Arc::downgrade(&self.inner.targets);
-        let notify: Notifier = Box::new(move |key: &str| {
-            if let Some(targets) = targets.upgrade() {
-                endpoints_changed(&targets, key);
-            }
-        });
-        let client = XdsClient::start(
-            bootstrap,
-            Arc::clone(&shared.config),
-            shared.runtime.clone(),
-            Arc::clone(&shared.pushed),
-            notify,
-        );
-        let client = shared.xds.get_or_init(|| client);
-        if shared.is_closed() {
-            client.close();
-        }
-        Ok(Arc::clone(client))
     }
 
     /// How an idle target takes itself out of the map. It holds the map weakly, so a target

@@ -184,6 +184,16 @@ impl Target {
         self.pushed.as_deref()
     }
 
+    /// The part of an `xds:///name` target that serves one of its routes: its calls carry
+    /// the target's authority, its endpoints are kept under `key`.
+    pub(crate) fn for_route(&self, key: &str) -> Target {
+        Target {
+            text: key.to_owned(),
+            pushed: Some(key.to_owned()),
+            ..self.clone()
+        }
+    }
+
     /// The listener name of an `xds:///name` target.
     pub(crate) fn xds_name(&self) -> Option<&str> {
         self.xds.as_deref()

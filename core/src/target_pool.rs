@@ -650,7 +650,7 @@ impl TargetPool {
 
 /// How long before its deadline a call to an xDS target without a configuration gives up:
 /// a twentieth of its wait, at most 100 ms.
-fn xds_margin(timeout: Duration) -> Duration {
+pub(crate) fn xds_margin(timeout: Duration) -> Duration {
     (timeout / 20).min(Duration::from_millis(100))
 }
 

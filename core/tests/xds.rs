@@ -408,3 +408,103 @@ async fn calls_go_on_while_the_control_plane_is_away_and_updates_follow_its_retu
     }
     assert!(pool.stats().xds.unwrap().connected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_paths_to_their_clusters_and_a_route_change_moves_them() {
+    let (one, two, three) = (server_on(1).await, server_on(2).await, server_on(3).await);
+    let mut plane = ControlPlane::start();
+    let clusters = json!([
+        cluster("echo-a", vec![endpoint(address(&one), 1)]),
+        cluster("echo-b", vec![endpoint(address(&two), 1)]),
+        cluster("rest", vec![endpoint(address(&three), 1)]),
+    ]);
+    plane.set(&snapshot(
+        "1",
+        json!([
+            route("/grpcpool.test.Echo/", &[("echo-a", 1)]),
+            route("", &[("rest", 1)])
+        ]),
+        clusters.clone(),
+    ));
+    let pool = pool_for(&plane);
+    let servers = [&one, &two, &three];
+    let before = handled(&servers);
+    all_ok(&calls(&pool, 100, 2).await);
+    assert_eq!(delta(&handled(&servers), &before), vec![100, 0, 0]);
+    // Another service takes the catch-all route to the third server (which does not
+    // implement it, so it answers UNIMPLEMENTED).
+    let other = pool
+        .unary(
+            TARGET,
+            "/other.Service/Method",
+            b"x".to_vec(),
+            grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.code, Code::Unimplemented, "{}", other.message);
+    let stats = pool.stats();
+    let own = stats.targets.iter().find(|t| t.target == TARGET).unwrap();
+    assert!(
+        own.per_connection
+            .iter()
+            .all(|c| c.address == address(&three).to_string()),
+        "{:?}",
+        own.per_connection
+    );
+
+    // Version 2 moves the Echo service to echo-b: its calls follow, none fails.
+    plane.set(&snapshot(
+        "2",
+        json!([
+            route("/grpcpool.test.Echo/", &[("echo-b", 1)]),
+            route("", &[("rest", 1)])
+        ]),
+        clusters.clone(),
+    ));
+    plane.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("ack RouteConfiguration \"2\"")
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = handled(&servers);
+        all_ok(&calls(&pool, 20, 1).await);
+        if delta(&handled(&servers), &before) == vec![0, 20, 0] {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the Echo calls never moved to echo-b"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Version 3 has no catch-all: a path no route matches fails with UNAVAILABLE.
+    plane.set(&snapshot(
+        "3",
+        json!([route("/grpcpool.test.Echo/", &[("echo-b", 1)])]),
+        clusters,
+    ));
+    plane.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("ack RouteConfiguration \"3\"")
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let other = pool
+            .unary(
+                TARGET,
+                "/other.Service/Method",
+                b"x".to_vec(),
+                grpcpool_core::CallOptions::with_timeout(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap();
+        if other.code == Code::Unavailable {
+            assert!(other.message.contains("no xDS route"), "{}", other.message);
+            break;
+        }
+        assert!(Instant::now() < until, "{:?} {}", other.code, other.message);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    all_ok(&calls(&pool, 20, 1).await);
+}

@@ -86,7 +86,9 @@ func main() {
 	flag.Parse()
 
 	ctx := context.Background()
-	snapshots := cache.NewSnapshotCache(true, cache.IDHash{}, nil)
+	// ads=false: in ADS mode the cache answers only requests naming every resource of a type
+	// in the snapshot (as Envoy asks for all clusters); a gRPC client asks for those it uses.
+	snapshots := cache.NewSnapshotCache(false, cache.IDHash{}, nil)
 	// Every snapshot set, by version, and the version in the cache now.
 	var applied sync.Map
 	var current sync.Map

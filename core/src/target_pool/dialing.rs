@@ -233,8 +233,9 @@ impl TargetPool {
         let result = match self.target.pushed_name() {
             Some(name) => match self.shared.pushed.get(name) {
                 Some(endpoints) => self.resolve_pushed(&endpoints).await,
-                // An xDS target's resources are still coming: nothing failed yet.
-                None if self.xds_not_ready() => return,
+                // An xDS target's resources are still coming: nothing failed yet. (Its client
+                // gives the endpoints before it says the target is ready, and tells it then.)
+                None if self.target.xds_name().is_some() => return,
                 None => Err(format!(
                     "{} has no endpoints yet (set them with set_endpoints)",
                     self.target.text

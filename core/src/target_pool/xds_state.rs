@@ -12,15 +12,27 @@
 use std::sync::atomic::Ordering;
 
 use super::TargetPool;
+use crate::target::Target;
 use crate::xds::selection::Outcome;
 use crate::Error;
 
 impl TargetPool {
+    /// The listener an `xds:///name` target (or one of its routes) follows.
+    pub(crate) fn xds_name(&self) -> Option<&str> {
+        self.target.xds_name()
+    }
+
+    /// The target (its text, settings) a route of an xDS target serves under.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
+    }
+
     /// The target's xDS outcome now; `None` for targets of other kinds.
     pub(super) fn xds_outcome(&self) -> Option<Outcome> {
         let name = self.target.xds_name()?;
+        let key = self.target.pushed_name()?;
         let outcome = match self.shared.xds() {
-            Some(client) => client.outcome(name),
+            Some(client) => client.outcome(name, key),
             None => Outcome::Waiting("the xDS client has not started".to_owned()),
         };
         Some(outcome)
@@ -44,7 +56,7 @@ impl TargetPool {
 
     /// What a call that waited out its deadline on an xDS target without a configuration
     /// fails with: UNAVAILABLE naming the missing resource.
-    pub(super) fn xds_deadline_error(&self) -> Option<Error> {
+    pub(crate) fn xds_deadline_error(&self) -> Option<Error> {
         match self.xds_outcome()? {
             Outcome::Ready(_) => None,
             Outcome::Waiting(reason) | Outcome::Failing(reason) => Some(self.unavailable(reason)),

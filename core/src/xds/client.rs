@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::bootstrap::{Bootstrap, ChannelCreds};
 use super::resources::{decode, Kind, Resource};
-use super::selection::{Cache, Outcome};
+use super::selection::{Cache, Outcome, RouteChoice};
 use crate::backoff::Backoff;
 use crate::channel::H2Channel;
 use crate::config::Config;
@@ -46,7 +46,26 @@ pub(crate) type Notifier = Box<dyn Fn(&str) + Send + Sync>;
 struct Watch {
     /// The `:authority` virtual hosts are matched against.
     authority: String,
+    /// Where the target's own connections (its default route) stand.
     outcome: Outcome,
+    /// Routes to other clusters that calls took, by key (`xds:///name#clusters`): their
+    /// clusters and where they stand.
+    routes: BTreeMap<String, (Vec<(String, u32)>, Outcome)>,
+    /// The route each path called so far takes; cleared on every change.
+    by_path: HashMap<String, Route>,
+}
+
+/// Where calls to one path go.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Route {
+    /// To the target's own connections.
+    Default,
+    /// To the connections of the route with this key.
+    Other(String),
+    /// Nowhere: no route matches (the call fails with UNAVAILABLE and this reason).
+    Unrouted(String),
+    /// Not known yet: the target's routes have not arrived.
+    Pending,
 }
 
 /// Everything the stream learned, behind one lock held only between awaits.
@@ -84,6 +103,8 @@ pub(crate) struct XdsClient {
     state: Mutex<State>,
     /// Subscriptions changed: the stream asks for them.
     wake: Notify,
+    /// Some target's configuration changed (calls waiting for a route look again).
+    config_changed: Notify,
     closed: AtomicBool,
     closing: Notify,
 }
@@ -112,6 +133,7 @@ impl XdsClient {
             notify,
             state: Mutex::default(),
             wake: Notify::new(),
+            config_changed: Notify::new(),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
         });
@@ -132,18 +154,64 @@ impl XdsClient {
             Watch {
                 authority: authority.to_owned(),
                 outcome,
+                routes: BTreeMap::new(),
+                by_path: HashMap::new(),
             },
         );
         drop(state);
         self.wake.notify_one();
     }
 
-    /// Where the target following `name` stands now.
-    pub(crate) fn outcome(&self, name: &str) -> Outcome {
-        self.state.lock().watches.get(name).map_or_else(
-            || Outcome::Waiting(format!("xDS listener {name:?} is not subscribed to")),
-            |watch| watch.outcome.clone(),
+    /// Where the target following `name` stands now: its own connections, or (`key` is a
+    /// route's) those of one of its routes.
+    pub(crate) fn outcome(&self, name: &str, key: &str) -> Outcome {
+        let state = self.state.lock();
+        let Some(watch) = state.watches.get(name) else {
+            return Outcome::Waiting(format!("xDS listener {name:?} is not subscribed to"));
+        };
+        if key == endpoints_key(name) {
+            return watch.outcome.clone();
+        }
+        watch.routes.get(key).map_or_else(
+            || Outcome::Waiting(format!("no xDS route {key:?}")),
+            |(_, outcome)| outcome.clone(),
         )
+    }
+
+    /// Where calls to `path` on the target following `name` go. A route to other clusters
+    /// than the default route's gets a key of its own, whose endpoints are published like
+    /// the target's.
+    pub(crate) fn route(&self, name: &str, path: &str) -> Route {
+        let mut state = self.state.lock();
+        let State { watches, cache, .. } = &mut *state;
+        let Some(watch) = watches.get_mut(name) else {
+            return Route::Default;
+        };
+        if let Some(route) = watch.by_path.get(path) {
+            return route.clone();
+        }
+        let route = match cache.route_for(name, &watch.authority, path) {
+            RouteChoice::Pending => return Route::Pending,
+            RouteChoice::Default => Route::Default,
+            RouteChoice::NoRoute(reason) => Route::Unrouted(reason),
+            RouteChoice::Clusters(clusters) => {
+                let key = route_key(name, &clusters);
+                if !watch.routes.contains_key(&key) {
+                    let outcome = cache.select_clusters(&clusters);
+                    self.publish(&key, &outcome);
+                    watch.routes.insert(key.clone(), (clusters, outcome));
+                }
+                Route::Other(key)
+            }
+        };
+        // Bounded by the methods the program calls.
+        watch.by_path.insert(path.to_owned(), route.clone());
+        route
+    }
+
+    /// Resolves when some target's configuration changes next (enable it before looking).
+    pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.config_changed.notified()
     }
 
     /// Stops the stream for good (the pool closes).
@@ -419,21 +487,37 @@ impl XdsClient {
         let State { watches, cache, .. } = state;
         let mut changed = Vec::new();
         for (name, watch) in watches.iter_mut() {
+            watch.by_path.clear();
             let outcome = cache.select(name, &watch.authority);
-            if outcome == watch.outcome {
-                continue;
-            }
-            if matches!(outcome, Outcome::Waiting(_)) && matches!(watch.outcome, Outcome::Ready(_))
-            {
-                continue;
-            }
             let key = endpoints_key(name);
-            self.publish(&key, &outcome);
-            tracing::debug!(target = %key, ?outcome, "xDS configuration changed");
-            watch.outcome = outcome;
-            changed.push(key);
+            if self.replace(&key, &mut watch.outcome, outcome) {
+                changed.push(key);
+            }
+            for (key, (clusters, kept)) in watch.routes.iter_mut() {
+                let outcome = cache.select_clusters(clusters);
+                if self.replace(key, kept, outcome) {
+                    changed.push(key.clone());
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.config_changed.notify_waiters();
         }
         changed
+    }
+
+    /// Takes `outcome` for `key` unless it equals the kept one, or would replace a served
+    /// configuration with one still arriving; whether it was taken.
+    fn replace(&self, key: &str, kept: &mut Outcome, outcome: Outcome) -> bool {
+        if outcome == *kept
+            || (matches!(outcome, Outcome::Waiting(_)) && matches!(kept, Outcome::Ready(_)))
+        {
+            return false;
+        }
+        self.publish(key, &outcome);
+        tracing::debug!(target = %key, ?outcome, "xDS configuration changed");
+        *kept = outcome;
+        true
     }
 }
 
@@ -459,6 +543,15 @@ impl XdsClient {
             Outcome::Waiting(_) => {}
         }
     }
+}
+
+/// The key of a route to `clusters` (name, weight) of the target following `name`.
+pub(crate) fn route_key(name: &str, clusters: &[(String, u32)]) -> String {
+    let clusters: Vec<String> = clusters
+        .iter()
+        .map(|(cluster, weight)| format!("{cluster}:{weight}"))
+        .collect();
+    format!("xds:///{name}#{}", clusters.join(","))
 }
 
 /// Every name the targets lead to now, by kind.
@@ -533,11 +626,15 @@ fn accept(state: &mut State, kind: Kind, name: &str, resource: Resource, version
     }
 }
 
-/// A LDS or CDS resource the control plane no longer sends: gone.
+/// A LDS or CDS resource the control plane no longer sends: gone. Only one it sent before:
+/// a response may answer an earlier request that did not name it yet (the does-not-exist
+/// timer covers those that never come), as gRPC does.
 fn forget(state: &mut State, kind: Kind, name: &str) {
     let key = (kind, name.to_owned());
+    if state.resource_versions.remove(&key).is_none() {
+        return;
+    }
     state.requested_at.remove(&key);
-    state.resource_versions.remove(&key);
     let cache = &mut state.cache;
     match kind {
         Kind::Listener => {

@@ -121,6 +121,14 @@ pub(crate) enum PathMatch {
 }
 
 impl PathMatch {
+    /// Whether `path` (`/package.Service/Method`) matches (case-sensitively, gRPC's default).
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathMatch::Exact(exact) => path == exact,
+        }
+    }
+
     /// Whether the match takes every path (prefix "" or "/").
     pub(crate) fn takes_all(&self) -> bool {
         matches!(self, PathMatch::Prefix(prefix) if prefix.is_empty() || prefix == "/")

@@ -35,6 +35,19 @@ pub(crate) enum Outcome {
     Ready(Selected),
 }
 
+/// Which connections a call to one path takes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RouteChoice {
+    /// The target's own (its default route, or a configuration that fails).
+    Default,
+    /// Not known yet: the routes have not arrived.
+    Pending,
+    /// Those of a route to other clusters (name, weight).
+    Clusters(Vec<(String, u32)>),
+    /// None: no route matches; the call fails with UNAVAILABLE.
+    NoRoute(String),
+}
+
 /// What a target whose resources are all here uses.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Selected {
@@ -74,24 +87,60 @@ impl Cache {
         }
     }
 
-    /// Where `listener` (followed by a target with `authority`) leads now.
-    pub(crate) fn select(&self, listener: &str, authority: &str) -> Outcome {
-        let (config, which) = match self.route_config(listener) {
-            Ok(found) => found,
-            Err(outcome) => return outcome,
-        };
+    /// The routes of the virtual host `listener` has for `authority`, or where the target
+    /// stands without them.
+    fn routes<'a>(&'a self, listener: &str, authority: &str) -> Result<&'a [Route], Outcome> {
+        let (config, which) = self.route_config(listener)?;
         let Some(host) = matching_host(&config.virtual_hosts, authority) else {
-            return Outcome::Failing(format!("no virtual host of {which} matches {authority:?}"));
+            return Err(Outcome::Failing(format!(
+                "no virtual host of {which} matches {authority:?}"
+            )));
         };
-        let Some(route) = default_route(&host.routes) else {
-            return Outcome::Failing(format!(
+        if host.routes.is_empty() {
+            return Err(Outcome::Failing(format!(
                 "the virtual host for {authority:?} in {which} has no route to a cluster"
+            )));
+        }
+        Ok(&host.routes)
+    }
+
+    /// Where `listener` (followed by a target with `authority`) leads now, for calls the
+    /// target's own connections serve: its default route.
+    pub(crate) fn select(&self, listener: &str, authority: &str) -> Outcome {
+        match self.routes(listener, authority) {
+            Ok(routes) => match default_route(routes) {
+                Some(route) => self.select_clusters(&route.clusters),
+                None => Outcome::Failing("no route".to_owned()),
+            },
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Which route a call to `path` takes: the first that matches, as gRPC picks it.
+    pub(crate) fn route_for(&self, listener: &str, authority: &str, path: &str) -> RouteChoice {
+        let routes = match self.routes(listener, authority) {
+            Ok(routes) => routes,
+            Err(Outcome::Waiting(_)) => return RouteChoice::Pending,
+            // The target's own pool says why it cannot be served.
+            Err(_) => return RouteChoice::Default,
+        };
+        let Some(route) = routes.iter().find(|route| route.path.matches(path)) else {
+            return RouteChoice::NoRoute(format!(
+                "no xDS route of listener {listener:?} matches {path}"
             ));
         };
+        match default_route(routes) {
+            Some(default) if default.clusters == route.clusters => RouteChoice::Default,
+            _ => RouteChoice::Clusters(route.clusters.clone()),
+        }
+    }
+
+    /// What calls spread over `clusters` (name, weight) get.
+    pub(crate) fn select_clusters(&self, clusters: &[(String, u32)]) -> Outcome {
         let mut shares: Vec<(SocketAddr, f64)> = Vec::new();
-        let total_weight: f64 = route.clusters.iter().map(|(_, w)| f64::from(*w)).sum();
+        let total_weight: f64 = clusters.iter().map(|(_, w)| f64::from(*w)).sum();
         let mut first: Option<&ClusterUpdate> = None;
-        for (name, weight) in &route.clusters {
+        for (name, weight) in clusters {
             let Some(cluster) = self.clusters.get(name) else {
                 return self.lacking(Kind::Cluster, name);
             };
@@ -113,11 +162,7 @@ impl Cache {
             addresses: integer_weights(shares),
             balancing,
             max_requests,
-            clusters: route
-                .clusters
-                .iter()
-                .map(|(name, _)| name.clone())
-                .collect(),
+            clusters: clusters.iter().map(|(name, _)| name.clone()).collect(),
         })
     }
 
@@ -184,8 +229,8 @@ fn matching_host<'a>(hosts: &'a [VirtualHost], authority: &str) -> Option<&'a Vi
     best.map(|(_, host)| host)
 }
 
-/// The route the target's connections serve: the first that takes every path, else the
-/// first route. Calls are not routed by path one by one (see the module docs of `xds`).
+/// The route the target's own connections serve: the first that takes every path, else the
+/// first route. Calls whose path another route takes first go to that route's connections.
 fn default_route(routes: &[Route]) -> Option<&Route> {
     routes
         .iter()
@@ -319,6 +364,14 @@ mod tests {
             .insert((Kind::ClusterLoadAssignment, "a-eds".into()));
         assert!(matches!(cache.select("svc", "svc"), Outcome::Failing(_)));
         let wanted = cache.wanted([("svc", "svc")].into_iter());
+        assert_eq!(
+            cache.route_for("svc", "svc", "/x.Y/Z"),
+            RouteChoice::Clusters(vec![("b".into(), 1)])
+        );
+        assert_eq!(
+            cache.route_for("svc", "svc", "/x.Y/W"),
+            RouteChoice::Default
+        );
         assert_eq!(wanted[&Kind::Cluster].len(), 2);
         assert_eq!(wanted[&Kind::ClusterLoadAssignment].len(), 2);
     }
