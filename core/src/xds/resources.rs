@@ -423,3 +423,158 @@ fn endpoints_update(assignment: &ClusterLoadAssignment) -> Result<EndpointsUpdat
     }
     Ok(EndpointsUpdate { localities })
 }
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::EdsClusterConfig;
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+    use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
+    use envoy_types::pb::envoy::config::listener::v3::ApiListener;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+
+    use super::*;
+
+    fn any(kind: Kind, message: &impl Message) -> Any {
+        Any {
+            type_url: kind.type_url().to_owned(),
+            value: message.encode_to_vec(),
+        }
+    }
+
+    fn eds_cluster(lb_policy: LbPolicy) -> Cluster {
+        Cluster {
+            name: "c".into(),
+            cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+            eds_cluster_config: Some(EdsClusterConfig {
+                service_name: "c-eds".into(),
+                ..EdsClusterConfig::default()
+            }),
+            lb_policy: lb_policy as i32,
+            ..Cluster::default()
+        }
+    }
+
+    fn lb_endpoint(ip: &str, port: u32, health: HealthStatus) -> LbEndpoint {
+        LbEndpoint {
+            health_status: health as i32,
+            load_balancing_weight: Some(UInt32Value { value: 2 }),
+            host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(AddressKind::SocketAddress(SocketAddress {
+                        address: ip.into(),
+                        port_specifier: Some(PortSpecifier::PortValue(port)),
+                        ..SocketAddress::default()
+                    })),
+                }),
+                ..Endpoint::default()
+            })),
+            ..LbEndpoint::default()
+        }
+    }
+
+    #[test]
+    fn clusters_map_their_lb_policy_and_refuse_others() {
+        let decoded = decode(
+            Kind::Cluster,
+            &any(Kind::Cluster, &eds_cluster(LbPolicy::LeastRequest)),
+        );
+        let Ok((name, Resource::Cluster(update))) = decoded else {
+            panic!("{decoded:?}");
+        };
+        assert_eq!(name, "c");
+        assert_eq!(update.eds_service_name, "c-eds");
+        assert_eq!(
+            update.balancing,
+            LoadBalancing::LeastRequest { choice_count: 2 }
+        );
+        let refused = decode(
+            Kind::Cluster,
+            &any(Kind::Cluster, &eds_cluster(LbPolicy::RingHash)),
+        );
+        assert!(
+            matches!(refused, Err((Some(_), ref why)) if why.contains("RING_HASH")),
+            "{refused:?}"
+        );
+        let mut logical_dns = eds_cluster(LbPolicy::RoundRobin);
+        logical_dns.cluster_discovery_type =
+            Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32));
+        assert!(decode(Kind::Cluster, &any(Kind::Cluster, &logical_dns)).is_err());
+    }
+
+    #[test]
+    fn endpoints_keep_the_healthy_and_refuse_port_zero() {
+        let assignment = ClusterLoadAssignment {
+            cluster_name: "c-eds".into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![
+                    lb_endpoint("127.0.0.1", 1, HealthStatus::Healthy),
+                    lb_endpoint("127.0.0.2", 2, HealthStatus::Unknown),
+                    lb_endpoint("127.0.0.3", 3, HealthStatus::Unhealthy),
+                    lb_endpoint("127.0.0.4", 4, HealthStatus::Draining),
+                ],
+                priority: 1,
+                ..LocalityLbEndpoints::default()
+            }],
+            ..ClusterLoadAssignment::default()
+        };
+        let decoded = decode(
+            Kind::ClusterLoadAssignment,
+            &any(Kind::ClusterLoadAssignment, &assignment),
+        );
+        let Ok((_, Resource::ClusterLoadAssignment(update))) = decoded else {
+            panic!("{decoded:?}");
+        };
+        let locality = &update.localities[0];
+        assert_eq!((locality.priority, locality.weight), (1, 1));
+        let ports: Vec<(u16, u32)> = locality
+            .endpoints
+            .iter()
+            .map(|(a, w)| (a.port(), *w))
+            .collect();
+        assert_eq!(ports, vec![(1, 2), (2, 2)]);
+
+        let mut bad = assignment;
+        bad.endpoints[0]
+            .lb_endpoints
+            .push(lb_endpoint("127.0.0.5", 0, HealthStatus::Healthy));
+        let refused = decode(
+            Kind::ClusterLoadAssignment,
+            &any(Kind::ClusterLoadAssignment, &bad),
+        );
+        assert!(
+            matches!(refused, Err((Some(ref name), ref why)) if name == "c-eds" && why.contains("port 0")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn listeners_need_an_http_connection_manager_with_routes() {
+        let without = Listener {
+            name: "svc".into(),
+            ..Listener::default()
+        };
+        assert!(decode(Kind::Listener, &any(Kind::Listener, &without)).is_err());
+        let manager = HttpConnectionManager {
+            route_specifier: None,
+            ..HttpConnectionManager::default()
+        };
+        let with_empty_manager = Listener {
+            name: "svc".into(),
+            api_listener: Some(ApiListener {
+                api_listener: Some(Any {
+                    type_url: HTTP_CONNECTION_MANAGER.to_owned(),
+                    value: manager.encode_to_vec(),
+                }),
+            }),
+            ..Listener::default()
+        };
+        let refused = decode(Kind::Listener, &any(Kind::Listener, &with_empty_manager));
+        assert!(
+            matches!(refused, Err((Some(_), ref why)) if why.contains("no routes")),
+            "{refused:?}"
+        );
+        // A response of the wrong type is refused as a whole.
+        let wrong = decode(Kind::Cluster, &any(Kind::Listener, &without));
+        assert!(matches!(wrong, Err((None, _))), "{wrong:?}");
+    }
+}
