@@ -395,7 +395,8 @@ impl Pool {
                 stats: target.stats(),
             })
             .collect();
-        crate::metrics::render(&parts)
+        let xds = self.xds_stats();
+        crate::metrics::render(&parts, xds.as_ref())
     }
 
     /// A snapshot of every target's counters.
@@ -411,13 +412,17 @@ impl Pool {
         stats.runtime_tasks = self.inner.shared.get().map_or(0, |shared| {
             shared.runtime.metrics().num_alive_tasks() as u64
         });
-        stats.xds = self
-            .inner
+        stats.xds = self.xds_stats();
+        stats
+    }
+
+    /// The xDS client's state, once an `xds:///` target started it.
+    fn xds_stats(&self) -> Option<crate::XdsStats> {
+        self.inner
             .shared
             .get()
             .and_then(|shared| shared.xds())
-            .map(|client| client.stats());
-        stats
+            .map(|client| client.stats())
     }
 
     /// Leases held longer than the leak threshold now.

@@ -123,6 +123,33 @@ async fn calls_reach_exactly_the_eds_endpoints() {
         "{:?}",
         plane.lines()
     );
+    // Stats and metrics name the resources in use and their versions.
+    let stats = pool.stats();
+    let xds = stats.xds.as_ref().expect("xds stats");
+    assert!(xds.connected && xds.nacks == 0, "{xds:?}");
+    let held: Vec<(&str, &str, &str)> = xds
+        .resources
+        .iter()
+        .map(|r| (r.kind.as_str(), r.name.as_str(), r.version.as_str()))
+        .collect();
+    assert_eq!(
+        held,
+        vec![
+            ("listener", "svc", "1"),
+            ("route_config", "svc-route", "1"),
+            ("cluster", "backends", "1"),
+            ("endpoints", "backends", "1"),
+        ]
+    );
+    let text = pool.metrics_text();
+    let server = format!("server=\"127.0.0.1:{}\"", plane.port());
+    for line in [
+        format!("grpcpool_xds_connected{{{server}}} 1"),
+        format!("grpcpool_xds_nacks_total{{{server}}} 0"),
+        "grpcpool_xds_resource{kind=\"endpoints\",name=\"backends\",version=\"1\"} 1".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -440,7 +440,11 @@ impl XdsClient {
                 state.last_nack = Some(message.clone());
                 Some(message)
             };
-            let names = wanted(&state).remove(&kind).unwrap_or_default();
+            let mut names = wanted(&state).remove(&kind).unwrap_or_default();
+            if names.is_empty() && kind.absence_deletes() {
+                // No longer wanted, but an empty LDS or CDS list would ask for everything.
+                names = subscribed;
+            }
             let answer = request(&mut state, &self.bootstrap, kind, names, error);
             let _ = sender.send(answer);
             self.republish(&mut state)

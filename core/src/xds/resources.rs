@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::service::discovery::v3::Resource as WrappedResource;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
@@ -78,6 +79,8 @@ impl Kind {
         matches!(self, Kind::Listener | Kind::Cluster)
     }
 }
+
+const RESOURCE_WRAPPER: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
 
 const HTTP_CONNECTION_MANAGER: &str = "type.googleapis.com/envoy.extensions.filters.network.\
                                        http_connection_manager.v3.HttpConnectionManager";
@@ -175,6 +178,18 @@ pub(crate) fn decode(
     kind: Kind,
     any: &Any,
 ) -> Result<(String, Resource), (Option<String>, String)> {
+    // Advertised with the client feature xds.config.resource-in-sotw: a resource may come
+    // wrapped in a discovery `Resource`.
+    let unwrapped;
+    let any = if any.type_url == RESOURCE_WRAPPER {
+        unwrapped = WrappedResource::decode(any.value.as_slice())
+            .map_err(|error| (None, format!("undecodable Resource wrapper: {error}")))?
+            .resource
+            .ok_or((None, "a Resource wrapper holds no resource".to_owned()))?;
+        &unwrapped
+    } else {
+        any
+    };
     if any.type_url != kind.type_url() {
         return Err((
             None,
@@ -569,6 +584,20 @@ mod tests {
             ..Listener::default()
         };
         let refused = decode(Kind::Listener, &any(Kind::Listener, &with_empty_manager));
+        assert!(
+            matches!(refused, Err((Some(_), ref why)) if why.contains("no routes")),
+            "{refused:?}"
+        );
+        // Wrapped in a discovery Resource, it reads the same.
+        let wrapped = Any {
+            type_url: RESOURCE_WRAPPER.to_owned(),
+            value: WrappedResource {
+                resource: Some(any(Kind::Listener, &with_empty_manager)),
+                ..WrappedResource::default()
+            }
+            .encode_to_vec(),
+        };
+        let refused = decode(Kind::Listener, &wrapped);
         assert!(
             matches!(refused, Err((Some(_), ref why)) if why.contains("no routes")),
             "{refused:?}"
