@@ -604,3 +604,52 @@ async fn a_listener_the_control_plane_removes_fails_calls_fast() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_lb_policy_picks_least_request_or_round_robin() {
+    let slow = TestServer::start(ServerOptions {
+        ip: Some(Ipv4Addr::new(127, 0, 0, 3)),
+        unary_delay: Some(Duration::from_millis(30)),
+        ..ServerOptions::default()
+    })
+    .await
+    .unwrap();
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let servers = [&one, &two, &slow];
+    let mut plane = ControlPlane::start();
+    let with_policy = |version: &str, lb: &str| {
+        let mut backends = cluster(
+            "backends",
+            servers.iter().map(|s| endpoint(address(s), 1)).collect(),
+        );
+        backends["lb"] = json!(lb);
+        snapshot(
+            version,
+            json!([route("", &[("backends", 1)])]),
+            json!([backends]),
+        )
+    };
+    plane.set(&with_policy("1", "LEAST_REQUEST"));
+    let pool = pool_for(&plane);
+    all_ok(&calls(&pool, 12, 12).await);
+    let before = handled(&servers);
+    all_ok(&calls(&pool, 1200, 12).await);
+    let spread = delta(&handled(&servers), &before);
+    println!("LEAST_REQUEST with a slow third server: {spread:?}");
+    // The slow server holds its calls 30 ms: it is in flight more often, so picked less.
+    assert!(spread[2] * 2 < spread[0].min(spread[1]), "{spread:?}");
+
+    // ROUND_ROBIN: turns in order, whatever the server's speed.
+    plane.set(&with_policy("2", "ROUND_ROBIN"));
+    plane.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("ack Cluster \"2\"")
+    });
+    let before = handled(&servers);
+    all_ok(&calls(&pool, 600, 12).await);
+    let spread = delta(&handled(&servers), &before);
+    println!("ROUND_ROBIN with a slow third server: {spread:?}");
+    for share in &spread {
+        // A third of 600 each, within 8 points.
+        assert!((152..=248).contains(share), "{spread:?}");
+    }
+}
