@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use control_plane::{cluster, endpoint, route, snapshot, ControlPlane};
+use control_plane::{cluster, endpoint, route, snapshot, ControlPlane, FreezingProxy};
 use grpcpool_core::{Code, Metadata, Pool};
 use grpcpool_testserver::{ServerOptions, TestServer};
 use serde_json::json;
@@ -651,5 +651,59 @@ async fn the_clusters_lb_policy_picks_least_request_or_round_robin() {
     for share in &spread {
         // A third of 600 each, within 8 points.
         assert!((152..=248).contains(share), "{spread:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_behind_a_dead_network_is_noticed_by_keepalive_and_the_stream_reopened() {
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let mut plane = ControlPlane::start();
+    let proxy = FreezingProxy::start(plane.port()).await;
+    let only = |version: &str, server: &TestServer| {
+        snapshot(
+            version,
+            json!([route("", &[("backends", 1)])]),
+            json!([cluster("backends", vec![endpoint(address(server), 1)])]),
+        )
+    };
+    plane.set(&only("1", &one));
+    let mut config = quick_config();
+    config
+        .set_text("xds_bootstrap", &plane.bootstrap_via(proxy.port()))
+        .unwrap();
+    config.keepalive_time = Some(Duration::from_millis(300));
+    config.keepalive_timeout = Duration::from_millis(300);
+    let pool = Arc::new(Pool::new(config).unwrap());
+    all_ok(&calls(&pool, 20, 1).await);
+    assert_eq!(proxy.connections(), 1);
+
+    // The network to the control plane dies without a word: the keepalive notices, the
+    // client opens a new stream (through a new connection), and calls keep going meanwhile.
+    proxy.freeze();
+    let until = Instant::now() + Duration::from_secs(10);
+    while proxy.connections() < 2 {
+        assert!(
+            Instant::now() < until,
+            "the stalled ADS connection was never given up"
+        );
+        all_ok(&calls(&pool, 4, 1).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pool.stats().xds.unwrap().connected {
+        assert!(Instant::now() < until, "the new ADS stream never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Updates come over the new stream.
+    plane.set(&only("2", &two));
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = handled(&[&one, &two]);
+        all_ok(&calls(&pool, 20, 1).await);
+        if delta(&handled(&[&one, &two]), &before) == vec![0, 20] {
+            break;
+        }
+        assert!(Instant::now() < until, "calls never moved to the update");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -346,13 +346,23 @@ impl XdsClient {
         let mut failures = Vec::new();
         for address in addresses {
             match self.dialer.dial(&target, &address).await {
-                Ok((send, connection)) => {
+                Ok((send, mut connection)) => {
+                    let pings = connection.ping_pong();
                     let server = self.bootstrap.server.uri.clone();
-                    self.runtime.spawn(async move {
+                    let driver = self.runtime.spawn(async move {
                         if let Err(error) = connection.await {
                             tracing::debug!(%server, %error, "xDS connection ended");
                         }
                     });
+                    if let (Some(pings), Some(every)) = (pings, self.config.keepalive_time) {
+                        self.runtime.spawn(keepalive(
+                            pings,
+                            every,
+                            self.config.keepalive_timeout,
+                            driver.abort_handle(),
+                            self.bootstrap.server.uri.clone(),
+                        ));
+                    }
                     return Ok(H2Channel {
                         send,
                         scheme: target.scheme.clone(),
@@ -545,6 +555,34 @@ impl XdsClient {
             }
             Outcome::Failing(_) => self.pushed.set(key, Vec::new()),
             Outcome::Waiting(_) => {}
+        }
+    }
+}
+
+/// Pings the control plane every `every` (the pool's keepalive_time; the ADS stream is
+/// always open, so pings are never idle ones) and ends the connection when a ping goes
+/// unanswered for `timeout`: a control plane behind a dead network is noticed, and the
+/// stream opened again, instead of waiting on it for good.
+async fn keepalive(
+    mut pings: h2::PingPong,
+    every: Duration,
+    timeout: Duration,
+    driver: tokio::task::AbortHandle,
+    server: String,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if driver.is_finished() {
+            return;
+        }
+        match tokio::time::timeout(timeout, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!(%server, "the xDS control plane did not answer a keepalive ping");
+                driver.abort();
+                return;
+            }
         }
     }
 }

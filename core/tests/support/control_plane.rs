@@ -92,9 +92,14 @@ impl ControlPlane {
 
     /// A bootstrap naming this control plane.
     pub fn bootstrap(&self) -> String {
+        self.bootstrap_via(self.port)
+    }
+
+    /// A bootstrap naming this control plane at `port` (a proxy in front of it).
+    pub fn bootstrap_via(&self, port: u16) -> String {
         json!({
             "xds_servers": [{
-                "server_uri": format!("127.0.0.1:{}", self.port),
+                "server_uri": format!("127.0.0.1:{port}"),
                 "channel_creds": [{"type": "insecure"}],
                 "server_features": ["xds_v3"]
             }],
@@ -195,4 +200,100 @@ pub fn route(prefix: &str, clusters: &[(&str, u32)]) -> Value {
 /// A ROUND_ROBIN EDS cluster with `endpoints`.
 pub fn cluster(name: &str, endpoints: Vec<Value>) -> Value {
     json!({"name": name, "lb": "ROUND_ROBIN", "endpoints": endpoints})
+}
+
+/// A loopback TCP proxy in front of the control plane whose connections so far can be
+/// frozen: bytes stop flowing both ways but the sockets stay open, as behind a dead network.
+/// Connections made after a freeze flow.
+pub struct FreezingProxy {
+    port: u16,
+    frozen_below: Arc<std::sync::atomic::AtomicU64>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    /// Proxies 127.0.0.1:(a free port) to 127.0.0.1:`upstream`.
+    pub async fn start(upstream: u16) -> FreezingProxy {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let next_id = Arc::new(AtomicU64::new(0));
+        let (frozen, ids) = (Arc::clone(&frozen_below), Arc::clone(&next_id));
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let id = ids.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let is_frozen = {
+                    let frozen = Arc::clone(&frozen);
+                    move || id < frozen.load(Ordering::SeqCst)
+                };
+                tokio::spawn(pump(client_read, server_write, is_frozen.clone()));
+                tokio::spawn(pump(server_read, client_write, is_frozen));
+            }
+        });
+        FreezingProxy {
+            port,
+            frozen_below,
+            next_id,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Freezes every connection made so far.
+    pub fn freeze(&self) {
+        use std::sync::atomic::Ordering;
+        let made = self.next_id.load(Ordering::SeqCst);
+        self.frozen_below.store(made, Ordering::SeqCst);
+    }
+
+    /// How many connections the proxy took.
+    pub fn connections(&self) -> u64 {
+        self.next_id.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes until either side closes; while frozen, holds them.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: impl Fn() -> bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if frozen() {
+            // Bounded: the test ends the runtime, and this task with it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let read =
+            match tokio::time::timeout(Duration::from_millis(50), from.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(read)) => read,
+                Err(_) => continue,
+            };
+        while frozen() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
 }
