@@ -20,7 +20,7 @@
 //! acquired on the target is on the default route's connections, whatever it calls.
 //!
 //! Not done (gRPC does them): header and regex route matchers (such routes are skipped),
-//! case-insensitive path matching, fallback to a second `xds_servers` entry, xDS federation
+//! fallback to a second `xds_servers` entry, xDS federation
 //! (`xds://authority/name`), and load reporting (LRS).
 
 pub(crate) mod bootstrap;

@@ -124,11 +124,15 @@ pub(crate) enum PathMatch {
 }
 
 impl PathMatch {
-    /// Whether `path` (`/package.Service/Method`) matches (case-sensitively, gRPC's default).
-    pub(crate) fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Exact(exact) => path == exact,
+    /// Whether `path` (`/package.Service/Method`) matches, in the same case or any.
+    pub(crate) fn matches(&self, path: &str, ignore_case: bool) -> bool {
+        match (self, ignore_case) {
+            (PathMatch::Prefix(prefix), false) => path.starts_with(prefix.as_str()),
+            (PathMatch::Prefix(prefix), true) => path
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+            (PathMatch::Exact(exact), false) => path == exact,
+            (PathMatch::Exact(exact), true) => path.eq_ignore_ascii_case(exact),
         }
     }
 
@@ -142,6 +146,8 @@ impl PathMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Route {
     pub(crate) path: PathMatch,
+    /// `case_sensitive: false`: the path matches in any case.
+    pub(crate) ignore_case: bool,
     /// One cluster with weight 1, or the weighted clusters.
     pub(crate) clusters: Vec<(String, u32)>,
 }
@@ -317,7 +323,16 @@ fn route_config(config: &RouteConfiguration) -> Result<RouteConfig, String> {
                     ))
                 }
             };
-            routes.push(Route { path, clusters });
+            // case_sensitive defaults to true.
+            let ignore_case = matcher
+                .case_sensitive
+                .as_ref()
+                .is_some_and(|sensitive| !sensitive.value);
+            routes.push(Route {
+                path,
+                ignore_case,
+                clusters,
+            });
         }
         virtual_hosts.push(VirtualHost {
             domains: host.domains.clone(),

@@ -124,7 +124,10 @@ impl Cache {
             // The target's own pool says why it cannot be served.
             Err(_) => return RouteChoice::Default,
         };
-        let Some(route) = routes.iter().find(|route| route.path.matches(path)) else {
+        let Some(route) = routes
+            .iter()
+            .find(|route| route.path.matches(path, route.ignore_case))
+        else {
             return RouteChoice::NoRoute(format!(
                 "no xDS route of listener {listener:?} matches {path}"
             ));
@@ -323,11 +326,13 @@ mod tests {
                         domains: vec!["*".into()],
                         routes: vec![
                             Route {
-                                path: PathMatch::Exact("/x.Y/Z".into()),
+                                path: PathMatch::Exact("/X.y/z".into()),
+                                ignore_case: true,
                                 clusters: vec![("b".into(), 1)],
                             },
                             Route {
                                 path: PathMatch::Prefix("".into()),
+                                ignore_case: false,
                                 clusters: vec![("a".into(), 1), ("b".into(), 3)],
                             },
                         ],
