@@ -26,6 +26,7 @@ use crate::stats::{Counters, PoolStats};
 use crate::target::{check_pushed_name, parse_pushed_endpoint, Security, Target};
 use crate::target_pool::{TargetPool, TargetSettings};
 use crate::transport::Dialer;
+use crate::xds::client::endpoints_key;
 
 use crate::{Config, Error, Lease, Stream};
 
@@ -645,6 +646,14 @@ impl Pool {
                 return false;
             }
             map.remove(target.text());
+            drop(map);
+            // An xDS target's own pool gone: its listener is no longer followed (a later call
+            // subscribes again).
+            if let (Some(name), Some(client)) = (target.xds_name(), target.shared().xds()) {
+                if target.pushed_name() == Some(endpoints_key(name).as_str()) {
+                    client.unwatch(name);
+                }
+            }
             target.shared().connectivity.changed();
             true
         })

@@ -707,3 +707,48 @@ async fn a_control_plane_behind_a_dead_network_is_noticed_by_keepalive_and_the_s
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_xds_target_leaves_the_pool_and_comes_back_on_its_next_call() {
+    let (one, two) = (server_on(1).await, server_on(2).await);
+    let mut plane = ControlPlane::start();
+    let only = |version: &str, server: &TestServer| {
+        snapshot(
+            version,
+            json!([
+                route("/grpcpool.test.Echo/", &[("echo", 1)]),
+                route("", &[("echo", 1)])
+            ]),
+            json!([cluster("echo", vec![endpoint(address(server), 1)])]),
+        )
+    };
+    plane.set(&only("1", &one));
+    let mut config = quick_config();
+    config
+        .set_text("xds_bootstrap", &plane.bootstrap())
+        .unwrap();
+    config.set_text("target_idle_timeout", "200ms").unwrap();
+    let pool = Arc::new(Pool::new(config).unwrap());
+    all_ok(&calls(&pool, 10, 1).await);
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pool.stats().targets.is_empty() {
+        assert!(Instant::now() < until, "the idle xDS target stayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An update while no target follows the listener, then a call: it follows the listener
+    // again and takes the update.
+    plane.set(&only("2", &two));
+    plane.wait_for(Duration::from_secs(10), |line| {
+        line.starts_with("ack ClusterLoadAssignment \"2\"")
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = handled(&[&one, &two]);
+        all_ok(&calls(&pool, 10, 1).await);
+        if delta(&handled(&[&one, &two]), &before) == vec![0, 10] {
+            break;
+        }
+        assert!(Instant::now() < until, "calls never took the update");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

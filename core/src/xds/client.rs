@@ -162,6 +162,14 @@ impl XdsClient {
         self.wake.notify_one();
     }
 
+    /// Stops following the listener `name` (its target left the pool); the stream asks for
+    /// what the remaining targets need.
+    pub(crate) fn unwatch(&self, name: &str) {
+        if self.state.lock().watches.remove(name).is_some() {
+            self.wake.notify_one();
+        }
+    }
+
     /// Where the target following `name` stands now: its own connections, or (`key` is a
     /// route's) those of one of its routes.
     pub(crate) fn outcome(&self, name: &str, key: &str) -> Outcome {
