@@ -67,6 +67,8 @@ export interface PoolOptions {
   authority?: string;
   /** gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them. Default unset. */
   serviceConfig?: string | Record<string, unknown>;
+  /** The xDS bootstrap (gRPC A27) for xds:///name targets: xds_servers (server_uri, channel_creds insecure or tls, server_features) and node. Default unset. */
+  xdsBootstrap?: string | Record<string, unknown>;
   /** Settings of single targets over the pool's, by target string. */
   targets?: Record<string, TargetOptions>;
 }

@@ -6,6 +6,9 @@
 # Node package against @grpc/grpc-js, and the parity suite that runs the same scenarios through
 # the C, Python and Node faces, the fault suite (tests/faults) through the core and Python, and
 # the fuzz targets (fuzz/) for a bounded time under AddressSanitizer.
+# `cargo test` includes core/tests/xds.rs, which builds tests/xds (a go-control-plane xDS
+# control plane, modules pinned by its go.mod and go.sum) with `go build`: it needs Go on PATH
+# and the Go module proxy on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

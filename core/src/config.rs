@@ -109,6 +109,9 @@ pub struct Config {
     /// a call's own hook ([`CallOptions::metadata_hook`](crate::CallOptions::metadata_hook)).
     /// A callback, not a value: not in the settings table. Default none.
     pub metadata_hook: Option<MetadataHook>,
+    /// The xDS bootstrap (gRPC A27) as JSON, for `xds:///name` targets. Default unset: the
+    /// file `GRPC_XDS_BOOTSTRAP` names, else the JSON in `GRPC_XDS_BOOTSTRAP_CONFIG`.
+    pub xds_bootstrap: Option<String>,
     /// Settings of single targets over the pool's ([`Config::set_for_target`]).
     pub(crate) target_settings:
         std::collections::BTreeMap<String, Vec<(&'static str, crate::SettingValue)>>,
@@ -145,6 +148,7 @@ impl Default for Config {
             service_config: None,
             authority: None,
             metadata_hook: None,
+            xds_bootstrap: None,
             target_settings: std::collections::BTreeMap::new(),
         }
     }

@@ -73,6 +73,7 @@ mod target_pool;
 mod tls;
 mod transport;
 mod wait_queue;
+mod xds;
 
 pub use backoff::BackoffConfig;
 pub use call_options::{
@@ -96,5 +97,8 @@ pub use service_config::{
 };
 pub use settings::{setting, Setting, SettingType, SettingValue, SETTINGS};
 pub use shared_stream::SharedStream;
-pub use stats::{ConnectionCounts, ConnectionStats, PoolStats, TargetStats, WaitPercentiles};
+pub use stats::{
+    ConnectionCounts, ConnectionStats, PoolStats, TargetStats, WaitPercentiles, XdsResource,
+    XdsStats,
+};
 pub use stream::{Stream, StreamSender};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use crate::stats::TargetStats;
+use crate::stats::{TargetStats, XdsStats};
 use crate::Code;
 
 /// Distinct methods kept per target; calls to any further method count under "other", so a
@@ -151,7 +151,7 @@ pub(crate) struct TargetMetrics<'a> {
 }
 
 /// The pool's metrics in the Prometheus text exposition format (version 0.0.4).
-pub(crate) fn render(targets: &[TargetMetrics<'_>]) -> String {
+pub(crate) fn render(targets: &[TargetMetrics<'_>], xds: Option<&XdsStats>) -> String {
     let mut out = String::new();
     family(
         &mut out,
@@ -202,7 +202,47 @@ pub(crate) fn render(targets: &[TargetMetrics<'_>]) -> String {
         }
     }
     pool_metrics(&mut out, targets);
+    if let Some(xds) = xds {
+        xds_metrics(&mut out, xds);
+    }
     out
+}
+
+/// The xDS client's state: the stream, NACKs, and each resource in use with its version.
+fn xds_metrics(out: &mut String, xds: &XdsStats) {
+    let server = labels(&[("server", &xds.server)]);
+    family(
+        out,
+        "grpcpool_xds_connected",
+        "gauge",
+        "Whether the ADS stream to the xDS control plane is open (1) or not (0).",
+    );
+    let _ = writeln!(
+        out,
+        "grpcpool_xds_connected{server} {}",
+        u8::from(xds.connected)
+    );
+    family(
+        out,
+        "grpcpool_xds_nacks_total",
+        "counter",
+        "xDS responses NACKed (a resource failed validation; the last good one stays).",
+    );
+    let _ = writeln!(out, "grpcpool_xds_nacks_total{server} {}", xds.nacks);
+    family(
+        out,
+        "grpcpool_xds_resource",
+        "gauge",
+        "xDS resources in use (1 each), by kind, name and the version they came in.",
+    );
+    for resource in &xds.resources {
+        let labels = labels(&[
+            ("kind", &resource.kind),
+            ("name", &resource.name),
+            ("version", &resource.version),
+        ]);
+        let _ = writeln!(out, "grpcpool_xds_resource{labels} 1");
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

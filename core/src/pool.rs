@@ -26,7 +26,11 @@ use crate::stats::{Counters, PoolStats};
 use crate::target::{check_pushed_name, parse_pushed_endpoint, Security, Target};
 use crate::target_pool::{TargetPool, TargetSettings};
 use crate::transport::Dialer;
+use crate::xds::client::endpoints_key;
+
 use crate::{Config, Error, Lease, Stream};
+
+mod xds_routing;
 
 /// How to acquire a lease.
 #[derive(Debug, Clone, Default)]
@@ -224,13 +228,30 @@ impl Pool {
         mut call: PreparedCall,
     ) -> Result<impl Future<Output = Result<Response, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
-        let target_pool = self.target_pool(target)?;
-        if target_pool.has_own_settings() {
-            call.retarget(target_pool.config(), target_pool.service_config())?;
+        let main_pool = self.target_pool(target)?;
+        if main_pool.has_own_settings() {
+            call.retarget(main_pool.config(), main_pool.service_config())?;
         }
-        let config = Arc::clone(target_pool.config());
-        let timeout = call.acquire_wait(&config);
+        let config = Arc::clone(main_pool.config());
+        let pool = self.clone();
         Ok(async move {
+            let target_pool = match pool.route_call(&main_pool, &call).await {
+                Ok(routed) => routed,
+                // No xDS route for the path: UNAVAILABLE is the call's status, as a failed
+                // pick's.
+                Err(error @ Error::Unavailable { .. }) => {
+                    let response = Response::with_status(error.code(), error.to_string())
+                        .after_deadline(call.deadline());
+                    let counters = main_pool.counters();
+                    Counters::bump(&counters.calls_started);
+                    counters.call_finished(response.code);
+                    return Ok(response);
+                }
+                Err(error) => return Err(error),
+            };
+            drop(pool);
+            // Measured after the route is known: waiting for it may have taken part.
+            let timeout = call.acquire_wait(&config);
             let started = Instant::now();
             let mut retries = Retries::new(call.retry_policy());
             let mut timeout = timeout;
@@ -310,12 +331,15 @@ impl Pool {
         mut call: PreparedCall,
     ) -> Result<impl Future<Output = Result<Stream, Error>> + Send + 'static, Error> {
         let site = AcquireSite::Code(Location::caller());
-        let target_pool = self.target_pool(target)?;
-        if target_pool.has_own_settings() {
-            call.retarget(target_pool.config(), target_pool.service_config())?;
+        let main_pool = self.target_pool(target)?;
+        if main_pool.has_own_settings() {
+            call.retarget(main_pool.config(), main_pool.service_config())?;
         }
-        let timeout = call.acquire_wait(target_pool.config());
+        let pool = self.clone();
         Ok(async move {
+            let target_pool = pool.route_call(&main_pool, &call).await?;
+            drop(pool);
+            let timeout = call.acquire_wait(target_pool.config());
             let connection = target_pool.acquire(timeout, call.wait_for_ready()).await?;
             Arc::new(Lease::new(target_pool, connection, site)).open_stream_prepared(call)
         })
@@ -365,17 +389,7 @@ impl Pool {
             return Err(Error::PoolClosed);
         }
         self.inner.pushed.set(name, parsed);
-        let following: Vec<Arc<TargetPool>> = self
-            .inner
-            .targets
-            .read()
-            .values()
-            .filter(|target| target.pushed_name() == Some(name))
-            .cloned()
-            .collect();
-        for target in following {
-            target.endpoints_changed();
-        }
+        endpoints_changed(&self.inner.targets, name);
         Ok(())
     }
 
@@ -394,7 +408,8 @@ impl Pool {
                 stats: target.stats(),
             })
             .collect();
-        crate::metrics::render(&parts)
+        let xds = self.xds_stats();
+        crate::metrics::render(&parts, xds.as_ref())
     }
 
     /// A snapshot of every target's counters.
@@ -410,7 +425,17 @@ impl Pool {
         stats.runtime_tasks = self.inner.shared.get().map_or(0, |shared| {
             shared.runtime.metrics().num_alive_tasks() as u64
         });
+        stats.xds = self.xds_stats();
         stats
+    }
+
+    /// The xDS client's state, once an `xds:///` target started it.
+    fn xds_stats(&self) -> Option<crate::XdsStats> {
+        self.inner
+            .shared
+            .get()
+            .and_then(|shared| shared.xds())
+            .map(|client| client.stats())
     }
 
     /// Leases held longer than the leak threshold now.
@@ -564,6 +589,17 @@ impl Pool {
     }
 
     fn target_pool(&self, text: &str) -> Result<Arc<TargetPool>, Error> {
+        self.target_pool_with(text, text, || Target::parse(text))
+    }
+
+    /// The pool of `text` (a target, or a key of one of an xDS target's routes), made from
+    /// `target` under the settings of `settings_of` when it is new.
+    fn target_pool_with(
+        &self,
+        text: &str,
+        settings_of: &str,
+        target: impl FnOnce() -> Result<Target, Error>,
+    ) -> Result<Arc<TargetPool>, Error> {
         if self.is_closed() {
             return Err(Error::PoolClosed);
         }
@@ -577,22 +613,26 @@ impl Pool {
             pool.touch();
             return Ok(Arc::clone(pool));
         }
-        let target = Target::parse(text)?;
+        let target = target()?;
         if target.security == Security::Tls {
             shared.dialer.tls().map_err(Error::Tls)?;
         }
+        if let Some(name) = target.xds_name() {
+            self.xds_client(shared)?
+                .watch(name, target.authority.as_str());
+        }
         let mut targets = self.inner.targets.write();
         let pool = targets.entry(text.to_owned()).or_insert_with(|| {
-            let settings =
-                self.inner
-                    .per_target
-                    .get(text)
-                    .cloned()
-                    .unwrap_or_else(|| TargetSettings {
-                        config: Arc::clone(&shared.config),
-                        service_config: shared.service_config.clone(),
-                        own: false,
-                    });
+            let settings = self
+                .inner
+                .per_target
+                .get(settings_of)
+                .cloned()
+                .unwrap_or_else(|| TargetSettings {
+                    config: Arc::clone(&shared.config),
+                    service_config: shared.service_config.clone(),
+                    own: false,
+                });
             let pool = TargetPool::new(target, Arc::clone(shared), settings, self.leave());
             shared.runtime.spawn(Arc::clone(&pool).upkeep());
             shared.connectivity.changed();
@@ -618,6 +658,14 @@ impl Pool {
                 return false;
             }
             map.remove(target.text());
+            drop(map);
+            // An xDS target's own pool gone: its listener is no longer followed (a later call
+            // subscribes again).
+            if let (Some(name), Some(client)) = (target.xds_name(), target.shared().xds()) {
+                if target.pushed_name() == Some(endpoints_key(name).as_str()) {
+                    client.unwatch(name);
+                }
+            }
             target.shared().connectivity.changed();
             true
         })
@@ -644,6 +692,20 @@ impl std::fmt::Debug for Pool {
     }
 }
 
+/// Tells every target following the pushed endpoints of `name` (a `static:///` name, or an
+/// `xds:///` target's key) that they changed.
+fn endpoints_changed(targets: &RwLock<HashMap<String, Arc<TargetPool>>>, name: &str) {
+    let following: Vec<Arc<TargetPool>> = targets
+        .read()
+        .values()
+        .filter(|target| target.pushed_name() == Some(name))
+        .cloned()
+        .collect();
+    for target in following {
+        target.endpoints_changed();
+    }
+}
+
 /// Checks a configuration whole (ranges, TLS material, the service config) and returns its
 /// parsed service config.
 fn checked(config: &Config) -> Result<Option<Arc<ServiceConfig>>, Error> {
@@ -655,6 +717,17 @@ fn checked(config: &Config) -> Result<Option<Arc<ServiceConfig>>, Error> {
     }
     if let Some(name) = &tls.server_name_override {
         crate::tls::server_name(tls, name)?;
+    }
+    if let Some(json) = &config.xds_bootstrap {
+        // A JSON object now; whether it names a control plane is checked when the first
+        // xds:/// target starts the xDS client, as gRPC reads its bootstrap then.
+        let object =
+            serde_json::from_str::<serde_json::Value>(json).is_ok_and(|value| value.is_object());
+        if !object {
+            return Err(Error::InvalidConfig(
+                "xds_bootstrap must be a JSON object".to_owned(),
+            ));
+        }
     }
     match &config.service_config {
         Some(json) => Ok(Some(Arc::new(ServiceConfig::parse(json)?))),

@@ -621,6 +621,22 @@ pub const SETTINGS: &[Setting] = &[
             Some(())
         },
     },
+    Setting {
+        name: "xds_bootstrap",
+        kind: SettingType::Json,
+        unit: "",
+        summary: "The xDS bootstrap (gRPC A27) for xds:///name targets: xds_servers \
+                  (server_uri, channel_creds insecure or tls, server_features) and node.",
+        why: "unset: the file GRPC_XDS_BOOTSTRAP names, else GRPC_XDS_BOOTSTRAP_CONFIG, as \
+              gRPC reads them.",
+        off: None,
+        per_target: false,
+        read: |config| config.xds_bootstrap.clone().map(SettingValue::Text),
+        write: |config, value| {
+            config.xds_bootstrap = Some(text(value)?);
+            Some(())
+        },
+    },
 ];
 
 /// The setting called `name` (snake_case).

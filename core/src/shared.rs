@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::runtime::Handle;
@@ -12,6 +12,7 @@ use crate::connectivity::ConnectivitySignal;
 use crate::pushed_endpoints::PushedEndpoints;
 use crate::service_config::ServiceConfig;
 use crate::transport::Dialer;
+use crate::xds::client::XdsClient;
 
 /// Pool-wide state handed to each target.
 pub(crate) struct Shared {
@@ -28,6 +29,10 @@ pub(crate) struct Shared {
     pub(crate) pushed: Arc<PushedEndpoints>,
     /// Told whenever a target's connectivity may have changed.
     pub(crate) connectivity: Arc<ConnectivitySignal>,
+    /// The xDS client, started by the first `xds:///` target.
+    pub(crate) xds: OnceLock<Arc<XdsClient>>,
+    /// Serialises starting the xDS client (a failed start is tried again by the next target).
+    pub(crate) xds_starting: parking_lot::Mutex<()>,
 }
 
 impl Shared {
@@ -46,6 +51,8 @@ impl Shared {
             runtime,
             pushed,
             connectivity,
+            xds: OnceLock::new(),
+            xds_starting: parking_lot::Mutex::new(()),
             closed: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),
             retry_buffered: Arc::default(),
@@ -58,6 +65,14 @@ impl Shared {
 
     pub(crate) fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
+        if let Some(xds) = self.xds.get() {
+            xds.close();
+        }
+    }
+
+    /// The xDS client, once an `xds:///` target started it.
+    pub(crate) fn xds(&self) -> Option<&Arc<XdsClient>> {
+        self.xds.get()
     }
 
     pub(crate) fn next_connection_id(&self) -> u64 {

@@ -176,6 +176,36 @@ pub struct PoolStats {
     /// Tasks alive on the pool's runtime: one upkeep task per target, one driver per
     /// connection, and calls' and streams' own.
     pub runtime_tasks: u64,
+    /// The pool's xDS client, once an `xds:///` target started it.
+    pub xds: Option<XdsStats>,
+}
+
+/// The xDS client's state: its control plane, the resources in use and what it refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct XdsStats {
+    /// The control plane's `server_uri`.
+    pub server: String,
+    /// Whether the ADS stream is open now.
+    pub connected: bool,
+    /// Every resource held, by kind and name, with the version it arrived in.
+    pub resources: Vec<XdsResource>,
+    /// Responses NACKed since the pool started.
+    pub nacks: u64,
+    /// Why the last NACKed response was refused.
+    pub last_nack: Option<String>,
+    /// Why the stream last failed, while it is not open.
+    pub last_error: Option<String>,
+}
+
+/// One xDS resource in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct XdsResource {
+    /// `listener`, `route_config`, `cluster` or `endpoints`.
+    pub kind: String,
+    /// The resource's name.
+    pub name: String,
+    /// The `version_info` of the response it came in.
+    pub version: String,
 }
 
 impl Counters {

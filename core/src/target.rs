@@ -50,8 +50,11 @@ pub(crate) struct Target {
     pub(crate) authority: Authority,
     pub(crate) scheme: Scheme,
     /// For `static:///name`: the name whose endpoints the host program sets
-    /// (`Pool::set_endpoints`); `endpoints` is then empty.
+    /// (`Pool::set_endpoints`); `endpoints` is then empty. For `xds:///name`: the whole
+    /// target text, the key its xDS endpoints are kept under.
     pushed: Option<String>,
+    /// For `xds:///name`: the name, the listener the pool's xDS client subscribes to.
+    xds: Option<String>,
 }
 
 impl Target {
@@ -123,8 +126,26 @@ impl Target {
                 target.pushed = Some(name.to_owned());
                 Ok(target)
             }
+            "xds" => {
+                let name = rest.strip_prefix("///").ok_or_else(|| {
+                    invalid("expected xds:///name (xDS authorities are not supported)")
+                })?;
+                let authority = Authority::from_str(name)
+                    .ok()
+                    .filter(|_| !name.is_empty() && !name.contains(['/', '@', '?', '#']))
+                    .ok_or_else(|| {
+                        invalid(&format!(
+                            "{name:?} is no xDS listener name (a host or host:port)"
+                        ))
+                    })?;
+                let mut target = Target::from_endpoints(text, Security::Plaintext, Vec::new())?;
+                target.authority = authority;
+                target.pushed = Some(text.to_owned());
+                target.xds = Some(name.to_owned());
+                Ok(target)
+            }
             _ => Err(invalid(&format!(
-                "unknown scheme {scheme:?}; expected http, https, unix, dns or static"
+                "unknown scheme {scheme:?}; expected http, https, unix, dns, static or xds"
             ))),
         }
     }
@@ -154,12 +175,28 @@ impl Target {
             authority,
             scheme,
             pushed: None,
+            xds: None,
         })
     }
 
     /// The name whose endpoints the host program sets, for a `static:///name` target.
     pub(crate) fn pushed_name(&self) -> Option<&str> {
         self.pushed.as_deref()
+    }
+
+    /// The part of an `xds:///name` target that serves one of its routes: its calls carry
+    /// the target's authority, its endpoints are kept under `key`.
+    pub(crate) fn for_route(&self, key: &str) -> Target {
+        Target {
+            text: key.to_owned(),
+            pushed: Some(key.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The listener name of an `xds:///name` target.
+    pub(crate) fn xds_name(&self) -> Option<&str> {
+        self.xds.as_deref()
     }
 
     /// The host name the server's certificate must match, before any override.
@@ -343,6 +380,11 @@ mod tests {
 
         let target = Target::parse("dns:///localhost:8080").expect("dns");
         assert_eq!(target.authority.as_str(), "localhost:8080");
+
+        let target = Target::parse("xds:///svc.example:8080").expect("xds");
+        assert_eq!(target.authority.as_str(), "svc.example:8080");
+        assert_eq!(target.xds_name(), Some("svc.example:8080"));
+        assert_eq!(target.pushed_name(), Some("xds:///svc.example:8080"));
     }
 
     #[test]
@@ -369,6 +411,9 @@ mod tests {
             "http://0,[14.3%]:6",
             "http://[127.0.0.1]:6",
             "http://[::1:6",
+            "xds://authority/name",
+            "xds:///",
+            "xds:///a/b",
         ] {
             let error = Target::parse(bad).expect_err(bad);
             assert!(

@@ -27,6 +27,7 @@ use crate::target::{Address, Target};
 use crate::transport::Dialer;
 use crate::wait_queue::{Grant, WaitQueue};
 use crate::Error;
+use balancing::BalancingCell;
 
 /// Why a connection is being dialed.
 #[derive(Debug, Clone, Copy)]
@@ -39,9 +40,11 @@ pub(crate) enum DialPurpose {
     Replace(u64),
 }
 
+mod balancing;
 mod dialing;
 mod maintenance;
 mod picking;
+mod xds_state;
 
 /// Every connection to one target, and the state shared by its acquires. Its parts are
 /// private to this module and its children (dialing, upkeep); the rest of the crate uses the
@@ -61,8 +64,11 @@ pub(crate) struct TargetPool {
     reachability: Reachability,
     /// The service config's `retryThrottling` bucket for this target, if it has one.
     retry_throttle: Option<RetryThrottle>,
-    /// How calls and connections spread over the target's addresses.
-    balancing: LoadBalancing,
+    /// How calls and connections spread over the target's addresses (an xDS cluster's
+    /// lb_policy may change it).
+    balancing: BalancingCell,
+    /// An xDS cluster's circuit breaker: the most calls in flight; `u64::MAX` for none.
+    xds_max_requests: AtomicU64,
     /// The service each connection's health watch asks about, when health checking is on.
     health_service: Option<String>,
     /// Outlier detection over the target's addresses, when the service config has it.
@@ -129,9 +135,12 @@ impl TargetPool {
             .as_ref()
             .and_then(|service| service.retry_throttling())
             .map(RetryThrottle::new);
-        let balancing = service_config
-            .as_ref()
-            .map_or(LoadBalancing::default(), |service| service.load_balancing());
+        let balancing = match (&service_config, target.xds_name()) {
+            (Some(service), _) => service.load_balancing(),
+            // xDS clusters default to ROUND_ROBIN; their lb_policy replaces it on arrival.
+            (None, Some(_)) => LoadBalancing::RoundRobin,
+            (None, None) => LoadBalancing::default(),
+        };
         let dialer = own.then(|| Dialer::new(Arc::clone(&config)));
         let health_service = service_config
             .as_ref()
@@ -147,7 +156,8 @@ impl TargetPool {
             service_config,
             dialer,
             retry_throttle,
-            balancing,
+            balancing: BalancingCell::new(balancing),
+            xds_max_requests: AtomicU64::new(u64::MAX),
             health_service,
             outlier,
             weights: RwLock::default(),
@@ -255,6 +265,7 @@ impl TargetPool {
         if self.shared.is_closed() {
             return Err(Error::PoolClosed);
         }
+        self.xds_circuit_breaker()?;
         if self.waiting.is_empty() {
             if let Some(connection) = self.try_reserve() {
                 self.counters.acquire_wait.record(micros(started.elapsed()));
@@ -264,7 +275,15 @@ impl TargetPool {
         if !wait_for_ready {
             self.fail_fast()?;
         }
-        let deadline = started.checked_add(timeout);
+        let full_deadline = started.checked_add(timeout);
+        // An xDS target still without its configuration gives up a little before the
+        // deadline, so the call fails with UNAVAILABLE naming the missing resource rather than
+        // with the deadline's DEADLINE_EXCEEDED (see `xds_state`).
+        let mut xds_deadline = self
+            .xds_not_ready()
+            .then(|| started.checked_add(timeout.saturating_sub(xds_margin(timeout))))
+            .flatten();
+        let mut deadline = xds_deadline.or(full_deadline);
         // Dropped with the acquire (a caller that cancels it), the place in the queue gives
         // back a slot granted meanwhile, which would otherwise stay reserved for good.
         let mut grant = QueuePlace {
@@ -300,6 +319,15 @@ impl TargetPool {
                 }
                 Some(Some(Err(_))) => return Err(Error::PoolClosed),
                 Some(None) => continue,
+                None if xds_deadline.is_some() => {
+                    if let Some(error) = self.xds_deadline_error() {
+                        Counters::bump(&self.counters.acquire_timeouts);
+                        return Err(error);
+                    }
+                    // The configuration came meanwhile: wait on to the call's deadline.
+                    xds_deadline = None;
+                    deadline = full_deadline;
+                }
                 None => {
                     // The deadline: a slot granted at the last instant still counts.
                     grant.grant.close();
@@ -310,6 +338,9 @@ impl TargetPool {
                     Counters::bump(&self.counters.acquire_timeouts);
                     if !wait_for_ready {
                         self.fail_fast()?;
+                    }
+                    if let Some(error) = self.xds_deadline_error() {
+                        return Err(error);
                     }
                     return Err(Error::AcquireTimeout {
                         target: self.target.text.clone(),
@@ -345,6 +376,9 @@ impl TargetPool {
     /// UNAVAILABLE when no connection takes calls and the last attempt to connect failed, or
     /// every open connection's server says it is not serving (its health check).
     fn fail_fast(&self) -> Result<(), Error> {
+        if let Some(result) = self.xds_fail_fast() {
+            return result;
+        }
         let (takes_calls, not_serving) = {
             let connections = self.connections.read();
             let takes_calls = connections
@@ -444,6 +478,7 @@ impl TargetPool {
     /// The host program set new endpoints for the target: resolve them now, then let upkeep
     /// open connections to new addresses before it drains those to removed ones.
     pub(crate) fn endpoints_changed(self: &Arc<Self>) {
+        self.xds_apply_policy();
         let literal = self
             .pushed_name()
             .and_then(|name| self.shared.pushed.get(name))
@@ -484,6 +519,9 @@ impl TargetPool {
 
     /// Why a pushed target has nothing to dial after an empty update.
     pub(crate) fn no_endpoints(&self) -> String {
+        if let Some(reason) = self.xds_no_endpoints() {
+            return reason;
+        }
         format!(
             "{} has no endpoints (set_endpoints gave none)",
             self.target.text
@@ -608,6 +646,12 @@ impl TargetPool {
         self.counters.snapshot_into(&mut stats);
         stats
     }
+}
+
+/// How long before its deadline a call to an xDS target without a configuration gives up:
+/// a twentieth of its wait, at most 100 ms.
+pub(crate) fn xds_margin(timeout: Duration) -> Duration {
+    (timeout / 20).min(Duration::from_millis(100))
 }
 
 /// A waiter's place in the queue. Dropped before it took its grant (the acquire failed, timed

@@ -76,6 +76,8 @@ class PoolSettings(TypedDict, total=False):
     """The :authority sent with every call instead of the target's host:port (a virtual host behind a proxy or load balancer)."""
     service_config: Union[str, Dict[str, Any], None]
     """gRPC service config (JSON): per-method timeout, waitForReady, message limits and retryPolicy, and retryThrottling, as grpc-go reads them."""
+    xds_bootstrap: Union[str, Dict[str, Any], None]
+    """The xDS bootstrap (gRPC A27) for xds:///name targets: xds_servers (server_uri, channel_creds insecure or tls, server_features) and node."""
 
 
 class TargetSettings(TypedDict, total=False):
@@ -172,4 +174,5 @@ SETTING_NAMES = (
     "tls_server_name",
     "authority",
     "service_config",
+    "xds_bootstrap",
 )

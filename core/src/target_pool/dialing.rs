@@ -27,7 +27,7 @@ impl Drop for DialCount {
 impl TargetPool {
     /// Starts a dial in the background unless the pool is closed or every address is backing off.
     pub(crate) fn start_dial(self: &Arc<Self>, purpose: DialPurpose) -> bool {
-        if self.shared.is_closed() {
+        if self.shared.is_closed() || self.xds_not_ready() {
             return false;
         }
         {
@@ -233,6 +233,9 @@ impl TargetPool {
         let result = match self.target.pushed_name() {
             Some(name) => match self.shared.pushed.get(name) {
                 Some(endpoints) => self.resolve_pushed(&endpoints).await,
+                // An xDS target's resources are still coming: nothing failed yet. (Its client
+                // gives the endpoints before it says the target is ready, and tells it then.)
+                None if self.target.xds_name().is_some() => return,
                 None => Err(format!(
                     "{} has no endpoints yet (set them with set_endpoints)",
                     self.target.text

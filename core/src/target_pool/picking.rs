@@ -17,7 +17,7 @@ impl TargetPool {
     /// connection has a free slot.
     pub(super) fn choose<'a>(&self, connections: &'a [Arc<Connection>]) -> Option<Choice<'a>> {
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        match self.balancing {
+        match self.balancing.get() {
             // pick_first keeps every connection on one address, so the least loaded of all is
             // the least loaded there.
             LoadBalancing::LeastLoaded | LoadBalancing::PickFirst { .. } => {
@@ -81,7 +81,7 @@ impl TargetPool {
     /// Whether the policy keeps a connection to every address (round_robin, least_request).
     pub(super) fn covers_every_address(&self) -> bool {
         matches!(
-            self.balancing,
+            self.balancing.get(),
             LoadBalancing::RoundRobin | LoadBalancing::LeastRequest { .. }
         )
     }
@@ -89,7 +89,7 @@ impl TargetPool {
     /// Whether each resolution's addresses are shuffled (pick_first's `shuffleAddressList`).
     pub(super) fn shuffles_addresses(&self) -> bool {
         matches!(
-            self.balancing,
+            self.balancing.get(),
             LoadBalancing::PickFirst {
                 shuffle_address_list: true
             }
@@ -98,7 +98,7 @@ impl TargetPool {
 
     /// Whether new connections stay on the address that has them (pick_first).
     pub(super) fn sticky_address(&self) -> bool {
-        matches!(self.balancing, LoadBalancing::PickFirst { .. })
+        matches!(self.balancing.get(), LoadBalancing::PickFirst { .. })
     }
 }
 
