@@ -4,13 +4,13 @@
 //! `grpc_client_attempt_duration_seconds` and `grpc_client_call_duration_seconds`, labelled
 //! `grpc_method`, `grpc_target` and `grpc_status`; beside them the pool's own `grpcpool_*`.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 
 use crate::stats::{TargetStats, XdsStats};
 use crate::Code;
@@ -100,14 +100,15 @@ impl MethodStats {
 
 /// The per-method metrics of one target.
 pub(crate) struct MethodMetrics {
-    methods: RwLock<HashMap<String, Arc<MethodStats>>>,
+    /// Fx-hashed: looked up on every call and attempt, keyed by the program's method paths.
+    methods: RwLock<FxHashMap<String, Arc<MethodStats>>>,
     other: Arc<MethodStats>,
 }
 
 impl Default for MethodMetrics {
     fn default() -> MethodMetrics {
         MethodMetrics {
-            methods: RwLock::new(HashMap::new()),
+            methods: RwLock::new(FxHashMap::default()),
             other: Arc::new(MethodStats::new()),
         }
     }

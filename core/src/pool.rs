@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
 
 use crate::call_options::CallOptions;
@@ -73,7 +74,8 @@ struct PoolInner {
     /// Serialises the first start of the runtime and the shared state.
     starting: Mutex<()>,
     /// Every target in use; shared (weakly) with each target, which leaves it when idle.
-    targets: Arc<RwLock<HashMap<String, Arc<TargetPool>>>>,
+    /// (Fx-hashed: looked up on every call, keyed by the program's own target strings.)
+    targets: Arc<RwLock<FxHashMap<String, Arc<TargetPool>>>>,
     /// Endpoints set for `static:///name` targets, kept from before the runtime starts.
     pushed: Arc<PushedEndpoints>,
     /// Told when any target's connectivity may have changed (made before the runtime starts,
@@ -118,7 +120,7 @@ impl Pool {
                 closed: AtomicBool::new(false),
                 shared: OnceLock::new(),
                 starting: Mutex::new(()),
-                targets: Arc::new(RwLock::new(HashMap::new())),
+                targets: Arc::new(RwLock::new(FxHashMap::default())),
                 pushed: Arc::default(),
                 connectivity: Arc::default(),
             }),
@@ -694,7 +696,7 @@ impl std::fmt::Debug for Pool {
 
 /// Tells every target following the pushed endpoints of `name` (a `static:///` name, or an
 /// `xds:///` target's key) that they changed.
-fn endpoints_changed(targets: &RwLock<HashMap<String, Arc<TargetPool>>>, name: &str) {
+fn endpoints_changed(targets: &RwLock<FxHashMap<String, Arc<TargetPool>>>, name: &str) {
     let following: Vec<Arc<TargetPool>> = targets
         .read()
         .values()
