@@ -230,9 +230,14 @@ impl TargetPool {
 
     /// Looks the target's names up again and records the result.
     pub(crate) async fn refresh_addresses(&self) {
-        let result = match self.target.pushed_name() {
-            Some(name) => match self.shared.pushed.get(name) {
-                Some(endpoints) => self.resolve_pushed(&endpoints).await,
+        // The pushed endpoints this looks up, to tell afterwards whether newer ones came.
+        let pushed = self
+            .target
+            .pushed_name()
+            .map(|name| (name, self.shared.pushed.get(name)));
+        let result = match &pushed {
+            Some((_, read)) => match read {
+                Some(endpoints) => self.resolve_pushed(endpoints).await,
                 // An xDS target's resources are still coming: nothing failed yet. (Its client
                 // gives the endpoints before it says the target is ready, and tells it then.)
                 None if self.target.xds_name().is_some() => return,
@@ -244,6 +249,20 @@ impl TargetPool {
             None => self.target.resolve(&self.config.resolver).await,
         };
         let mut book = self.addresses.lock();
+        if let Some((name, read)) = &pushed {
+            let now = self.shared.pushed.get(name);
+            let same = match (read, &now) {
+                (Some(read), Some(now)) => Arc::ptr_eq(read, now),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                // The host program set new endpoints while this looked up older ones (or
+                // none): that update applies its own, and this stale result must not undo it
+                // (a "no endpoints" failure landing after it made calls fail fast).
+                return;
+            }
+        }
         match result {
             Ok(addresses) => {
                 book.update(addresses, Instant::now(), self.shuffles_addresses());
