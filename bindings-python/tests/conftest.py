@@ -163,10 +163,7 @@ def echo_servicer(protos: Tuple[ModuleType, ModuleType]) -> Any:
 @pytest.fixture(scope="session")
 def server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
     """A grpcio server for gptest.Echo on a free loopback port; yields its target."""
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
-    protos[1].add_EchoServicer_to_server(echo_servicer(protos), srv)
-    port = srv.add_insecure_port("127.0.0.1:0")
-    srv.start()
+    srv, port = start_echo_server(protos, workers=64)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -262,19 +259,19 @@ class _RequireToken(grpc.ServerInterceptor):
 @pytest.fixture(scope="session")
 def auth_server(protos: Tuple[ModuleType, ModuleType]) -> Iterator[str]:
     """A grpcio Echo server that wants :data:`AUTH_TOKEN` on every call; yields its target."""
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=16), interceptors=[_RequireToken()])
-    protos[1].add_EchoServicer_to_server(echo_servicer(protos), srv)
-    port = srv.add_insecure_port("127.0.0.1:0")
-    srv.start()
+    srv, port = start_echo_server(protos, workers=16, interceptors=[_RequireToken()])
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         srv.stop(grace=None)
 
 
-def start_echo_server(protos: Tuple[ModuleType, ModuleType], port: int = 0) -> Tuple[Any, int]:
-    """A grpcio Echo server of the test's own (to stop and restart); returns it and its port."""
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+def start_echo_server(
+    protos: Tuple[ModuleType, ModuleType], port: int = 0, workers: int = 8, interceptors: Any = ()
+) -> Tuple[Any, int]:
+    """A started grpcio Echo server on loopback (``port`` 0: a free one); returns it and its
+    port. Tests that stop and restart a server make their own with it."""
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), interceptors=list(interceptors))
     protos[1].add_EchoServicer_to_server(echo_servicer(protos), srv)
     bound = srv.add_insecure_port(f"127.0.0.1:{port}")
     srv.start()

@@ -14,7 +14,7 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const grpcpool = require('grpcpool');
 
-const definition = protoLoader.loadSync(path.join(__dirname, 'greeter.proto'));
+const definition = protoLoader.loadSync(path.join(__dirname, '..', 'greeter.proto'));
 const { Greeter } = grpc.loadPackageDefinition(definition).greeter;
 
 /** A Greeter server that wants `authorization: Bearer demo`; resolves with its target. */

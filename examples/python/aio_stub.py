@@ -1,7 +1,7 @@
 """A grpcio-generated asyncio stub over grpcpool: the code written for grpc.aio, with
 ``grpcpool.aio.Channel`` where ``grpc.aio.insecure_channel`` was, and an auth interceptor.
 
-It generates greeter.proto's modules with grpcio-tools, starts a grpc.aio server on loopback
+It generates examples/greeter.proto's modules with grpcio-tools, starts a grpc.aio server on loopback
 that wants a token, and calls it through a pool:
 
     pip install grpcio grpcio-tools grpcpool-wheel.whl
@@ -23,9 +23,9 @@ TOKEN = "Bearer example-token"
 
 def generate(out: pathlib.Path) -> None:
     """greeter_pb2 and greeter_pb2_grpc, generated into ``out`` and importable from there."""
-    here = pathlib.Path(__file__).resolve().parent
+    protos = pathlib.Path(__file__).resolve().parent.parent  # examples/greeter.proto, shared with Node's
     status = protoc.main(
-        ["protoc", f"-I{here}", f"--python_out={out}", f"--grpc_python_out={out}", str(here / "greeter.proto")]
+        ["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}", str(protos / "greeter.proto")]
     )
     if status != 0:
         raise SystemExit(f"protoc failed with {status}")
