@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::{self, Either};
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
@@ -153,7 +154,7 @@ impl Pool {
         options: AcquireOptions,
     ) -> impl Future<Output = Result<Lease, Error>> + Send + 'static {
         let started = self.start_acquire(target, options);
-        async move { started?.await }
+        started_or_failed(started)
     }
 
     /// [`Pool::acquire_with`] with the target checked now: a bad target or a closed pool is
@@ -196,7 +197,7 @@ impl Pool {
         let started = self
             .prepare(method, request, options)
             .and_then(|call| self.unary_prepared(target, call));
-        async move { started?.await }
+        started_or_failed(started)
     }
 
     /// Checks a call's method, size and metadata against this pool's settings, so that bad
@@ -311,7 +312,7 @@ impl Pool {
         let started = self
             .prepare_stream(method, options)
             .and_then(|call| self.open_stream_prepared(target, call));
-        async move { started?.await }
+        started_or_failed(started)
     }
 
     /// Checks a streaming call's method and metadata against this pool's settings, so that
@@ -734,5 +735,17 @@ fn checked(config: &Config) -> Result<Option<Arc<ServiceConfig>>, Error> {
     match &config.service_config {
         Some(json) => Ok(Some(Arc::new(ServiceConfig::parse(json)?))),
         None => Ok(None),
+    }
+}
+
+/// The started future, or one ready with the error that kept it from starting. Not
+/// `async move { started?.await }`: that keeps the `Result` and the future it awaits as two
+/// fields, twice the size of the call's state.
+fn started_or_failed<T, F: Future<Output = Result<T, Error>>>(
+    started: Result<F, Error>,
+) -> impl Future<Output = Result<T, Error>> {
+    match started {
+        Ok(started) => Either::Left(started),
+        Err(error) => Either::Right(future::ready(Err(error))),
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use futures_util::future::{Either, FutureExt};
 use tokio::runtime::Handle;
 
 use crate::config::Config;
@@ -80,14 +81,14 @@ impl Shared {
     }
 
     /// Like [`Shared::until`], with no time limit when `deadline` is `None`.
-    pub(crate) async fn until_opt<F: Future>(
+    pub(crate) fn until_opt<F: Future>(
         &self,
         deadline: Option<Instant>,
         future: F,
-    ) -> Option<F::Output> {
+    ) -> impl Future<Output = Option<F::Output>> {
         match deadline {
-            Some(deadline) => self.until(deadline, future).await,
-            None => Some(future.await),
+            Some(deadline) => Either::Left(self.until(deadline, future)),
+            None => Either::Right(future.map(Some)),
         }
     }
 
@@ -101,16 +102,18 @@ impl Shared {
     }
 
     /// Runs `future` until `deadline`, with the timer on the pool's runtime so the caller may poll
-    /// it from any executor. `None` when the deadline came first.
-    pub(crate) async fn until<F: Future>(&self, deadline: Instant, future: F) -> Option<F::Output> {
-        let sleep = {
-            let _entered = self.runtime.enter();
-            tokio::time::sleep_until(deadline.into())
-        };
-        tokio::select! {
-            biased;
-            output = future => Some(output),
-            _ = sleep => None,
-        }
+    /// it from any executor. `None` when the deadline came first; the future is polled before
+    /// the timer, so one ready at the deadline still counts.
+    ///
+    /// A combinator, not an `async fn`: an `async fn` keeps its future argument and the future
+    /// it awaits as two fields, which doubled every call's state (and the bytes each move of
+    /// it copies) on the hot path.
+    pub(crate) fn until<F: Future>(
+        &self,
+        deadline: Instant,
+        future: F,
+    ) -> impl Future<Output = Option<F::Output>> {
+        let _entered = self.runtime.enter();
+        tokio::time::timeout_at(deadline.into(), future).map(Result::ok)
     }
 }
