@@ -87,6 +87,12 @@ pub(crate) async fn accept_loop(
     registry: Arc<Registry>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // The address every answer with `x-report-calls` names as the server's (unix: none).
+    let served_by = listener
+        .local_addr()
+        .ok()
+        .flatten()
+        .and_then(|address| http::HeaderValue::from_str(&address.to_string()).ok());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -110,6 +116,7 @@ pub(crate) async fn accept_loop(
                 config.unary_delay,
                 config.unary_failure,
                 config.health.clone(),
+                served_by.clone(),
             ),
             shutdown.clone(),
             guard,

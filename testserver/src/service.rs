@@ -90,6 +90,10 @@ pub const REPORT_CALLS_KEY: &str = "x-report-calls";
 /// started, this one included, so a test can tell that calls never reached it.
 pub const SERVER_CALLS_KEY: &str = "x-server-calls";
 
+/// Response header (with [`REPORT_CALLS_KEY`]): the address the server listens on, `ip:port`,
+/// so a test calling through discovery can tell which backend answered each call.
+pub const SERVED_BY_KEY: &str = "x-echo-served-by";
+
 /// Response header carrying the `grpc-timeout` the request arrived with, if any.
 pub const RECEIVED_TIMEOUT_KEY: &str = "x-received-grpc-timeout";
 
@@ -138,6 +142,7 @@ impl Drop for Unanswered {
 pub(crate) struct EchoService {
     handler: UnaryHandler,
     health: Option<Arc<HealthStates>>,
+    served_by: Option<http::HeaderValue>,
 }
 
 impl EchoService {
@@ -147,6 +152,7 @@ impl EchoService {
         delay: Option<Duration>,
         failure: Option<i32>,
         health: Option<Arc<HealthStates>>,
+        served_by: Option<http::HeaderValue>,
     ) -> Self {
         Self {
             handler: UnaryHandler {
@@ -155,6 +161,7 @@ impl EchoService {
                 failure,
             },
             health,
+            served_by,
         }
     }
 }
@@ -181,6 +188,14 @@ where
             request
                 .headers_mut()
                 .insert(RECEIVED_AUTHORITY_KEY, authority);
+        }
+        // As request metadata too, so every method's echo carries it (`x-echo-*` is copied).
+        if let Some(served_by) = &self.served_by {
+            if request.headers().contains_key(REPORT_CALLS_KEY) {
+                request
+                    .headers_mut()
+                    .insert(SERVED_BY_KEY, served_by.clone());
+            }
         }
         let mut raw = HeaderMap::new();
         for (name, value) in request.headers() {
