@@ -6,11 +6,11 @@
 import type { PoolOptions, TargetOptions } from './settings';
 // Types only, from the optional peer dependency @grpc/grpc-js (Channel and interceptors).
 import type { ChannelInterface, Deadline, Interceptor, connectivityState } from '@grpc/grpc-js';
-import type { PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease } from './native';
+import type { PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease, WaitPercentiles, XdsStats, XdsResource } from './native';
 import { Status, poolOptionNames, poolOptionDefaults } from './native';
 
 export { Status, poolOptionNames, poolOptionDefaults };
-export type { PoolOptions, TargetOptions, PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease };
+export type { PoolOptions, TargetOptions, PoolStats, TargetStats, ConnectionCounts, ConnectionStats, LeakedLease, WaitPercentiles, XdsStats, XdsResource };
 
 /** Request metadata: a Metadata, or key -> string (Buffer for `-bin` keys), or arrays of them. */
 export type MetadataInit = Metadata | Record<string, string | Uint8Array | Array<string | Uint8Array>>;

@@ -277,6 +277,8 @@ export interface PoolStats {
    * calls' own).
    */
   runtimeTasks: number
+  /** The xDS client's state, once an `xds:///` target has started it. */
+  xds?: XdsStats
 }
 
 /** The gRPC status codes, named and numbered as @grpc/grpc-js's `status`. */
@@ -367,4 +369,46 @@ export interface TargetStats {
   leaksDetected: number
   /** Acquires that gave up waiting. */
   acquireTimeouts: number
+  /** How long acquires waited for a slot, in microseconds. */
+  acquireWait: WaitPercentiles
+}
+
+/** Percentiles of the waits for a slot, in microseconds. */
+export interface WaitPercentiles {
+  /** Waits recorded. */
+  count: number
+  /** The median wait. */
+  p50Us: number
+  /** The 90th percentile. */
+  p90Us: number
+  /** The 99th percentile. */
+  p99Us: number
+  /** The longest wait. */
+  maxUs: number
+}
+
+/** One xDS resource in use. */
+export interface XdsResource {
+  /** `listener`, `route_config`, `cluster` or `endpoints`. */
+  kind: string
+  /** The resource's name. */
+  name: string
+  /** The `version_info` of the response it came in. */
+  version: string
+}
+
+/** The xDS client's state: its control plane, the resources in use and what it refused. */
+export interface XdsStats {
+  /** The control plane's `server_uri`. */
+  server: string
+  /** Whether the ADS stream is open now. */
+  connected: boolean
+  /** Every resource held, by kind and name, with the version it arrived in. */
+  resources: Array<XdsResource>
+  /** Responses NACKed since the pool started. */
+  nacks: number
+  /** Why the last NACKed response was refused. */
+  lastNack?: string
+  /** Why the stream last failed, while it is not open. */
+  lastError?: string
 }

@@ -89,6 +89,51 @@ pub struct TargetStats {
     pub leaks_detected: f64,
     /// Acquires that gave up waiting.
     pub acquire_timeouts: f64,
+    /// How long acquires waited for a slot, in microseconds.
+    pub acquire_wait: WaitPercentiles,
+}
+
+/// Percentiles of the waits for a slot, in microseconds.
+#[napi(object)]
+pub struct WaitPercentiles {
+    /// Waits recorded.
+    pub count: f64,
+    /// The median wait.
+    pub p50_us: f64,
+    /// The 90th percentile.
+    pub p90_us: f64,
+    /// The 99th percentile.
+    pub p99_us: f64,
+    /// The longest wait.
+    pub max_us: f64,
+}
+
+/// The xDS client's state: its control plane, the resources in use and what it refused.
+#[napi(object)]
+pub struct XdsStats {
+    /// The control plane's `server_uri`.
+    pub server: String,
+    /// Whether the ADS stream is open now.
+    pub connected: bool,
+    /// Every resource held, by kind and name, with the version it arrived in.
+    pub resources: Vec<XdsResource>,
+    /// Responses NACKed since the pool started.
+    pub nacks: f64,
+    /// Why the last NACKed response was refused.
+    pub last_nack: Option<String>,
+    /// Why the stream last failed, while it is not open.
+    pub last_error: Option<String>,
+}
+
+/// One xDS resource in use.
+#[napi(object)]
+pub struct XdsResource {
+    /// `listener`, `route_config`, `cluster` or `endpoints`.
+    pub kind: String,
+    /// The resource's name.
+    pub name: String,
+    /// The `version_info` of the response it came in.
+    pub version: String,
 }
 
 /// A snapshot of the whole pool: every target and their sums.
@@ -121,6 +166,8 @@ pub struct PoolStats {
     /// Tasks alive on the pool's runtime (one upkeep task per target, one per connection, and
     /// calls' own).
     pub runtime_tasks: f64,
+    /// The xDS client's state, once an `xds:///` target has started it.
+    pub xds: Option<XdsStats>,
 }
 
 /// A lease held past the leak threshold.
@@ -182,6 +229,22 @@ impl From<grpcpool_core::PoolStats> for PoolStats {
             reconnects: number(stats.reconnects),
             leaks_detected: number(stats.leaks_detected),
             runtime_tasks: number(stats.runtime_tasks),
+            xds: stats.xds.map(|xds| XdsStats {
+                server: xds.server,
+                connected: xds.connected,
+                resources: xds
+                    .resources
+                    .into_iter()
+                    .map(|resource| XdsResource {
+                        kind: resource.kind,
+                        name: resource.name,
+                        version: resource.version,
+                    })
+                    .collect(),
+                nacks: number(xds.nacks),
+                last_nack: xds.last_nack,
+                last_error: xds.last_error,
+            }),
         }
     }
 }
@@ -228,6 +291,13 @@ impl From<&grpcpool_core::TargetStats> for TargetStats {
             keepalive_time_ms: number(stats.keepalive_time_ms),
             leaks_detected: number(stats.leaks_detected),
             acquire_timeouts: number(stats.acquire_timeouts),
+            acquire_wait: WaitPercentiles {
+                count: number(stats.acquire_wait.count),
+                p50_us: number(stats.acquire_wait.p50_us),
+                p90_us: number(stats.acquire_wait.p90_us),
+                p99_us: number(stats.acquire_wait.p99_us),
+                max_us: number(stats.acquire_wait.max_us),
+            },
         }
     }
 }
