@@ -59,35 +59,10 @@ else
   echo "parity: runtime_refused skipped (it drops root to cap an unprivileged user's threads)"
 fi
 
-python3 - "$out" "${refused_expected[*]:-}" "${faces[@]}" <<'PY'
-import json, sys
-out, extra, faces = sys.argv[1], sys.argv[2], sys.argv[3:]
-expected = dict(pair.split("=") for pair in extra.split())
-for line in open("tests/parity/expected.txt"):
-    if line.strip() and not line.startswith("#"):
-        scenario, wanted = line.split()
-        expected[scenario] = wanted
-expected = dict(sorted(expected.items(), key=lambda item: item[0] == "runtime_refused"))
-seen = {face: {} for face in faces}
-for face in faces:
-    for line in open(f"{out}/{face}.jsonl"):
-        entry = json.loads(line)
-        seen[face][entry["scenario"]] = entry
-failures = 0
-width = max(map(len, expected))
-print(f"{'scenario':<{width}}  " + "  ".join(f"{face:<20}" for face in faces))
-for scenario, wanted in expected.items():
-    cells = []
-    for face in faces:
-        entry = seen[face].get(scenario)
-        got = entry["class"] if entry else "missing"
-        mark = "" if got == wanted else " (!)"
-        failures += got != wanted
-        cells.append(f"{got + mark:<20}")
-        if got != wanted:
-            detail = entry["detail"] if entry else ""
-            print(f"  {face} {scenario}: {got}, expected {wanted}: {detail}", file=sys.stderr)
-    print(f"{scenario:<{width}}  " + "  ".join(cells))
-print(f"parity: {len(expected)} scenarios x {len(faces)} faces, {failures} disagreements")
-sys.exit(1 if failures else 0)
-PY
+verdict=0
+python3 tests/parity/compare.py "$out" tests/parity/expected.txt "${faces[@]}" \
+  --extra "${refused_expected[@]}" || verdict=1
+
+# Discovery: xds:/// targets from a real control plane and endpoints pushed under load.
+bash tests/parity/discovery.sh || verdict=1
+exit "$verdict"

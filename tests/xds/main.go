@@ -24,6 +24,7 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -172,9 +173,19 @@ func build(wanted snapshot) (*cache.Snapshot, error) {
 			Routes:  routes(wanted.Routes),
 		}},
 	}
+	// The router filter ends the filter chain, as gRPC's xDS clients require (grpc-go refuses
+	// a listener without one); grpcpool has no HTTP filters and reads only the routes.
+	routerConfig, err := anypb.New(&router.Router{})
+	if err != nil {
+		return nil, err
+	}
 	manager := &hcm.HttpConnectionManager{
 		CodecType:  hcm.HttpConnectionManager_AUTO,
 		StatPrefix: "grpc",
+		HttpFilters: []*hcm.HttpFilter{{
+			Name:       "envoy.filters.http.router",
+			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: routerConfig},
+		}},
 	}
 	resources := map[resource.Type][]types.Resource{}
 	if wanted.Inline {
