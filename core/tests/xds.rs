@@ -752,3 +752,56 @@ async fn an_idle_xds_target_leaves_the_pool_and_comes_back_on_its_next_call() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_over_tls_is_trusted_through_the_pools_roots_only() {
+    let ca = grpcpool_testserver::TestCa::new().unwrap();
+    let (cert, key) = ca.server_cert(&["127.0.0.1"]).unwrap();
+    let dir = std::env::temp_dir().join(format!("grpcpool-xds-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("plane.pem"), dir.join("plane.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let mut plane = ControlPlane::over_tls(&cert_path, &key_path);
+    let backend = server_on(2).await;
+    plane.set(&snapshot(
+        "1",
+        json!([route("", &[("backends", 1)])]),
+        json!([cluster("backends", vec![endpoint(address(&backend), 1)])]),
+    ));
+    let bootstrap = plane.bootstrap_with(plane.port(), "tls");
+    // channel_creds tls: the pool's roots verify the control plane (the backends stay
+    // plaintext: the clusters carry no transport socket).
+    let mut config = quick_config();
+    config.set_text("xds_bootstrap", &bootstrap).unwrap();
+    config.tls.ca_pem = Some(ca.ca_pem().into_bytes());
+    let pool = Arc::new(Pool::new(config).unwrap());
+    all_ok(&calls(&pool, 50, 2).await);
+    assert_eq!(handled(&[&backend]), vec![50]);
+    let xds = pool.stats().xds.unwrap();
+    assert!(xds.connected && xds.nacks == 0, "{xds:?}");
+    plane.wait_for(Duration::from_secs(5), |line| {
+        line.starts_with("ack ClusterLoadAssignment \"1\"")
+    });
+
+    // Without those roots the control plane is not trusted: nothing arrives, and calls fail
+    // with UNAVAILABLE within their deadline, saying what is missing.
+    let mut config = quick_config();
+    config.set_text("xds_bootstrap", &bootstrap).unwrap();
+    let untrusting = Pool::new(config).unwrap();
+    let response = echo(
+        &untrusting,
+        TARGET,
+        b"x",
+        Metadata::new(),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(response.code, Code::Unavailable, "{}", response.message);
+    let xds = untrusting.stats().xds.unwrap();
+    assert!(!xds.connected, "{xds:?}");
+    let error = xds.last_error.unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert_eq!(handled(&[&backend]), vec![50]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,7 +4,8 @@
 // Each stdin line is a JSON snapshot (see the snapshot type); the program answers "applied
 // <version>" on stdout once the cache holds it. It prints "listening <port>" once it serves,
 // and for each request a client sends, "ack <type> <version> <nonce>" or, when the request
-// carries an error_detail, "nack <type> <version> <nonce> <message>".
+// carries an error_detail, "nack <type> <version> <nonce> <message>". With -tls-cert and
+// -tls-key it serves ADS over TLS.
 package main
 
 import (
@@ -32,6 +33,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -84,6 +86,8 @@ func say(format string, args ...any) {
 func main() {
 	port := flag.Int("port", 0, "loopback port to serve ADS on (0: any)")
 	node := flag.String("node", "grpcpool-test", "the node id whose snapshot the test sets")
+	tlsCert := flag.String("tls-cert", "", "serve ADS over TLS with this PEM certificate chain (with -tls-key)")
+	tlsKey := flag.String("tls-key", "", "the PEM private key of -tls-cert")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -116,7 +120,16 @@ func main() {
 		},
 	}
 	ads := server.NewServer(ctx, snapshots, callbacks)
-	grpcServer := grpc.NewServer()
+	var options []grpc.ServerOption
+	if *tlsCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tls:", err)
+			os.Exit(1)
+		}
+		options = append(options, grpc.Creds(creds))
+	}
+	grpcServer := grpc.NewServer(options...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(grpcServer, ads)
 	socket, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
 	if err != nil {

@@ -53,8 +53,18 @@ impl ControlPlane {
 
     /// Starts the program on `port` (0: any).
     pub fn on_port(port: u16) -> ControlPlane {
+        ControlPlane::with_args(&["-port", &port.to_string()])
+    }
+
+    /// Starts the program on any free port serving ADS over TLS with the PEM files given.
+    pub fn over_tls(cert: &Path, key: &Path) -> ControlPlane {
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        ControlPlane::with_args(&["-port", "0", "-tls-cert", &cert, "-tls-key", &key])
+    }
+
+    fn with_args(args: &[&str]) -> ControlPlane {
         let mut child = Command::new(binary())
-            .args(["-port", &port.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -97,10 +107,15 @@ impl ControlPlane {
 
     /// A bootstrap naming this control plane at `port` (a proxy in front of it).
     pub fn bootstrap_via(&self, port: u16) -> String {
+        self.bootstrap_with(port, "insecure")
+    }
+
+    /// A bootstrap naming this control plane with `channel_creds` of type `creds`.
+    pub fn bootstrap_with(&self, port: u16, creds: &str) -> String {
         json!({
             "xds_servers": [{
                 "server_uri": format!("127.0.0.1:{port}"),
-                "channel_creds": [{"type": "insecure"}],
+                "channel_creds": [{"type": creds}],
                 "server_features": ["xds_v3"]
             }],
             "node": {"id": "grpcpool-test", "cluster": "tests", "metadata": {"suite": "xds"}}
