@@ -404,6 +404,9 @@ import os, signal, sys, threading, time
 import grpcpool
 
 target, request = sys.argv[1], bytes.fromhex(sys.argv[2])
+# Python's own SIGINT handler, even when the test runs with SIGINT ignored (a background job
+# of a shell without job control inherits SIG_IGN, and Python then installs no handler).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 pool = grpcpool.Pool()
 with pool.acquire(target, timeout=5.0) as lease:
     threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
