@@ -5,8 +5,12 @@
  * flight) through include/grpcpool.h, nothing timed.
  *
  *   policy_cost --target URL --calls N [--warmup-calls W] [--payload BYTES] [--method PATH]
- *               [--worker-threads K] [--timeout-ms MS|none]
+ *               [--worker-threads K] [--timeout-ms MS|none] [--api blocking|async]
  *   policy_cost --check
+ *
+ * --api async (bench/call_paths.sh) makes the same calls with grpcpool_unary_async instead,
+ * one in flight: each completion callback checks its response and starts the next call, on
+ * the pool's thread, and the main thread waits for the last (the C ABI's event-loop path).
  *
  * The pool is made from a config with default settings (and worker_threads K when given). When
  * the environment variable GRPCPOOL_SERVICE_CONFIG is set, its value is set as the
@@ -23,6 +27,7 @@
  * difference of N is the instructions per call, start-up and pool creation cancelled.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,20 +45,14 @@ static size_t request_len = 1024;
  * with the table's hashes and made the same run differ by about 1%. */
 static uint32_t timeout_ms = 86400000;
 
-/* One blocking call; 1 when it came back OK with the request echoed. */
-static int call(void) {
-  grpcpool_response_t *response = NULL;
-  grpcpool_result rc = grpcpool_unary(pool, target, method, request, request_len, NULL, 0,
-                                      timeout_ms, &response);
-  int ok = rc == GRPCPOOL_OK && grpcpool_response_code(response) == 0;
+/* 1 when `response` is OK with the request echoed; frees it. */
+static int checked(grpcpool_response_t *response) {
+  int ok = grpcpool_response_code(response) == 0;
   if (ok) {
     grpcpool_bytes_t body = grpcpool_response_body(response);
     ok = body.len == request_len &&
          (request_len == 0 || memcmp(body.data, request, request_len) == 0);
     if (!ok) fprintf(stderr, "policy_cost: the response is not the request echoed\n");
-  } else if (rc != GRPCPOOL_OK) {
-    fprintf(stderr, "policy_cost: grpcpool_unary: %s: %s\n", grpcpool_result_name(rc),
-            grpcpool_last_error());
   } else {
     fprintf(stderr, "policy_cost: status %d: %s\n", grpcpool_response_code(response),
             grpcpool_response_message(response));
@@ -62,9 +61,81 @@ static int call(void) {
   return ok;
 }
 
+/* One blocking call; 1 when it came back OK with the request echoed. */
+static int call(void) {
+  grpcpool_response_t *response = NULL;
+  grpcpool_result rc = grpcpool_unary(pool, target, method, request, request_len, NULL, 0,
+                                      timeout_ms, &response);
+  if (rc != GRPCPOOL_OK) {
+    fprintf(stderr, "policy_cost: grpcpool_unary: %s: %s\n", grpcpool_result_name(rc),
+            grpcpool_last_error());
+    return 0;
+  }
+  return checked(response);
+}
+
+/* The async chain: calls left to start, how many came back OK, and the end. */
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t done;
+  long left;
+  long ok;
+  int over;
+} chain = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+static int checked(grpcpool_response_t *response);
+
+static void finish_chain(void) {
+  pthread_mutex_lock(&chain.lock);
+  chain.over = 1;
+  pthread_cond_signal(&chain.done);
+  pthread_mutex_unlock(&chain.lock);
+}
+
+static void on_response(void *user_data, grpcpool_response_t *response);
+
+/* Starts the chain's next call, or ends the chain. */
+static void next_async(void) {
+  if (chain.left == 0) {
+    finish_chain();
+    return;
+  }
+  chain.left--;
+  grpcpool_result rc = grpcpool_unary_async(pool, target, method, request, request_len, NULL, 0,
+                                            timeout_ms, on_response, NULL, NULL);
+  if (rc != GRPCPOOL_OK) {
+    fprintf(stderr, "policy_cost: grpcpool_unary_async: %s: %s\n", grpcpool_result_name(rc),
+            grpcpool_last_error());
+    finish_chain();
+  }
+}
+
+static void on_response(void *user_data, grpcpool_response_t *response) {
+  (void)user_data;
+  if (!checked(response)) {
+    finish_chain();
+    return;
+  }
+  chain.ok++;
+  next_async();
+}
+
+/* `count` calls through the async API, one after another; how many came back OK. */
+static long run_async(long count) {
+  chain.left = count;
+  chain.ok = 0;
+  chain.over = 0;
+  next_async();
+  pthread_mutex_lock(&chain.lock);
+  while (!chain.over) pthread_cond_wait(&chain.done, &chain.lock);
+  pthread_mutex_unlock(&chain.lock);
+  return chain.ok;
+}
+
 static int usage(const char *why) {
   fprintf(stderr, "policy_cost: %s\nusage: policy_cost --target URL --calls N [--warmup-calls W] "
-                  "[--payload BYTES] [--method PATH] [--worker-threads K] [--timeout-ms MS|none]\n",
+                  "[--payload BYTES] [--method PATH] [--worker-threads K] [--timeout-ms MS|none]\n"
+                  "       [--api blocking|async]\n",
           why);
   return 2;
 }
@@ -72,6 +143,7 @@ static int usage(const char *why) {
 int main(int argc, char **argv) {
   long calls = -1, warmup_calls = 100;
   const char *worker_threads = NULL;
+  int async_api = 0;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (strcmp(arg, "--check") == 0) return 0;
@@ -83,6 +155,8 @@ int main(int argc, char **argv) {
     else if (strcmp(arg, "--payload") == 0) request_len = (size_t)atol(value);
     else if (strcmp(arg, "--method") == 0) method = value;
     else if (strcmp(arg, "--worker-threads") == 0) worker_threads = value;
+    else if (strcmp(arg, "--api") == 0 && strcmp(value, "async") == 0) async_api = 1;
+    else if (strcmp(arg, "--api") == 0 && strcmp(value, "blocking") == 0) async_api = 0;
     else if (strcmp(arg, "--timeout-ms") == 0)
       timeout_ms = strcmp(value, "none") == 0 ? GRPCPOOL_NO_TIMEOUT : (uint32_t)atol(value);
     else return usage("unknown argument");
@@ -121,7 +195,12 @@ int main(int argc, char **argv) {
   }
   pool = owned;
 
-  for (long i = 0; i < warmup_calls; i++) {
+  if (async_api ? run_async(warmup_calls) != warmup_calls : 0) {
+    fprintf(stderr, "policy_cost: an async warm-up call failed\n");
+    grpcpool_pool_free(owned);
+    return 1;
+  }
+  for (long i = 0; !async_api && i < warmup_calls; i++) {
     if (!call()) {
       fprintf(stderr, "policy_cost: warm-up call %ld failed\n", i + 1);
       grpcpool_pool_free(owned);
@@ -129,7 +208,8 @@ int main(int argc, char **argv) {
     }
   }
   long ok = 0;
-  for (long i = 0; i < calls; i++) {
+  if (async_api) ok = run_async(calls);
+  for (long i = 0; !async_api && i < calls; i++) {
     if (!call()) break;
     ok++;
   }

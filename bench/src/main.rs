@@ -11,6 +11,7 @@
 mod affinity;
 mod clients;
 mod driver;
+mod ir_loop;
 mod measure;
 mod report;
 mod scale;
@@ -49,6 +50,9 @@ target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
        [--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]
        runs one of this binary's client rows (grpcpool, core-blocking, c-abi-blocking,
        tonic-channel, dial-per-call, h2load) and prints its JSON report line.
+
+  grpcpool-bench ir-loop --api async|blocking --target URL --calls N [--warmup-calls W]
+       sequential calls for callgrind (bench/call_paths.sh), nothing timed.
 
   grpcpool-bench soak [--calls N] [--threads T] [--max-seconds S] [--docs FILE] ...
        1,000,000 calls through the C ABI from 16 threads, RSS sampled every second
@@ -569,6 +573,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return clients::drive(&args[2..]).map_err(|error| error.to_string().into());
         }
         Some("soak") => return soak::main(&args[2..]),
+        Some("ir-loop") => {
+            return ir_loop::main(&args[2..]).map_err(|error| error.to_string().into());
+        }
         _ => {}
     }
     let options = parse_options()?;
