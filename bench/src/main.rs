@@ -60,6 +60,8 @@ target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
 
 /// The heading of the section bench/policy_cost.sh writes into docs/benchmarks.md.
 const POLICY_COST_HEADING: &str = "## Policy layer cost";
+/// The heading of the section from bench/call_paths.sh, kept by a matrix run as the above.
+const CALL_PATHS_HEADING: &str = "## Call paths";
 
 /// The section of `text` whose heading starts with `heading`: from it to the next `## ` heading
 /// or the end, without trailing blank lines; `None` when there is none.
@@ -875,9 +877,11 @@ fn write_results(
         if let Some(soak) = soak_report::section_of(&existing) {
             text = soak_report::splice(&text, soak);
         }
-        // So does the policy-cost section, from bench/policy_cost.sh.
-        if let Some(cost) = kept_section(&existing, POLICY_COST_HEADING) {
-            text = format!("{}\n\n{cost}\n", text.trim_end());
+        // So do the instruction-count sections, from bench/policy_cost.sh and call_paths.sh.
+        for heading in [POLICY_COST_HEADING, CALL_PATHS_HEADING] {
+            if let Some(section) = kept_section(&existing, heading) {
+                text = format!("{}\n\n{section}\n", text.trim_end());
+            }
         }
         std::fs::write(docs, text)?;
         println!(
