@@ -455,6 +455,11 @@ mod c_abi {
     }
 }
 
+/// Installs h2load when it is missing and the machine allows (see `h2load::install_if_missing`).
+pub fn install_h2load_if_missing() {
+    h2load::install_if_missing();
+}
+
 /// The h2load reference row: h2load in a child process, CPU from this process's children.
 mod h2load {
     use std::process::Command;
@@ -467,6 +472,38 @@ mod h2load {
     /// Whether h2load is installed (Debian's nghttp2-client); without it the row is skipped.
     pub fn available() -> bool {
         Command::new("h2load").arg("--version").output().is_ok()
+    }
+
+    /// Installs Debian's nghttp2-client when h2load is missing and this runs as root with
+    /// apt-get, so the lean-client limit is in the table; otherwise says how to get it.
+    pub fn install_if_missing() {
+        if available() {
+            return;
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        let apt = Command::new("apt-get").arg("--version").output().is_ok();
+        if !(root && apt) {
+            eprintln!("h2load is missing: install nghttp2-client for the lean-client limit row");
+            return;
+        }
+        eprintln!("h2load is missing: installing nghttp2-client with apt-get");
+        let install = || {
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "nghttp2-client"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        // A fresh machine's package lists may be empty: update them once and try again.
+        if !install() {
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+            if !install() {
+                eprintln!("h2load: apt-get could not install nghttp2-client; its row is skipped");
+            }
+        }
     }
 
     pub fn run(

@@ -581,6 +581,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     let options = parse_options()?;
+    if options
+        .clients
+        .as_ref()
+        .is_none_or(|names| names.iter().any(|name| name == "h2load"))
+    {
+        clients::install_h2load_if_missing();
+    }
     std::fs::create_dir_all(options.out.join("plots"))?;
     // Plots of an earlier run would sit beside this run's under the same names' pattern.
     for entry in std::fs::read_dir(options.out.join("plots"))?.flatten() {
