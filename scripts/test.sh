@@ -8,7 +8,8 @@
 # the fuzz targets (fuzz/) for a bounded time under AddressSanitizer.
 # `cargo test` includes core/tests/xds.rs, which builds tests/xds (a go-control-plane xDS
 # control plane, modules pinned by its go.mod and go.sum) with `go build`: it needs Go on PATH
-# and the Go module proxy on a fresh machine.
+# and the Go module proxy on a fresh machine. So does the parity suite's discovery part, which
+# also builds tests/xds/client (grpc-go's own xDS client, the reference for xds:/// targets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
