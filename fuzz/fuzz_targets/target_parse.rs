@@ -58,11 +58,18 @@ fn check_accepted(text: &str, target: &ParsedTarget) {
     assert_eq!(text.trim(), text, "accepted surrounding white space");
     let scheme = text.split_once(':').map(|(scheme, _)| scheme);
     assert!(
-        matches!(scheme, Some("http" | "https" | "unix" | "dns" | "static")),
+        matches!(
+            scheme,
+            Some("http" | "https" | "unix" | "dns" | "static" | "xds")
+        ),
         "accepted an unknown scheme: {text:?}"
     );
     if scheme == Some("static") {
         check_static(text, target);
+        return;
+    }
+    if scheme == Some("xds") {
+        check_xds(text, target);
         return;
     }
     assert!(
@@ -160,6 +167,30 @@ fn check_static(text: &str, target: &ParsedTarget) {
     );
 }
 
+/// `xds:///name`: no endpoint of its own (the control plane gives them), the name (a listener
+/// name, any valid authority without a path, user info, query or fragment) as `:authority`,
+/// pushed under the whole target text, plaintext.
+fn check_xds(text: &str, target: &ParsedTarget) {
+    let name = text
+        .strip_prefix("xds:///")
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!(
+        target.endpoints.is_empty(),
+        "{text:?}: endpoints of its own"
+    );
+    assert_eq!(target.pushed.as_deref(), Some(text), "{text:?}");
+    assert_eq!(target.authority, name, "{text:?}");
+    assert!(!target.tls, "{text:?}: TLS");
+    assert!(
+        !name.is_empty() && !name.contains(['/', '@', '?', '#']),
+        "{text:?}: the name {name:?}"
+    );
+    assert!(
+        http::uri::Authority::from_str(name).is_ok(),
+        "{text:?}: the name {name:?} is no authority"
+    );
+}
+
 /// `host[:port]` where a port is decimal digits (RFC 3986: `port = *DIGIT`).
 fn check_host_port(text: &str, element: &str) {
     if let Some(bracketed) = element.strip_prefix('[') {
@@ -200,6 +231,9 @@ fn write_back(text: &str, target: &ParsedTarget) -> String {
     }
     if text.starts_with("dns:") {
         return format!("dns:///{}", host_port(&target.endpoints[0]));
+    }
+    if text.starts_with("xds:") {
+        return format!("xds:///{}", target.authority);
     }
     if let Some(name) = &target.pushed {
         return format!("static:///{name}");
