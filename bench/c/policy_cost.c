@@ -83,8 +83,6 @@ static struct {
   int over;
 } chain = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
 
-static int checked(grpcpool_response_t *response);
-
 static void finish_chain(void) {
   pthread_mutex_lock(&chain.lock);
   chain.over = 1;

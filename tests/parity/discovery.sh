@@ -82,6 +82,34 @@ timeout 120 "$root/target/python-venv/bin/python" tests/parity/python/discovery.
 timeout 120 node tests/parity/node/discovery.js "${backends[@]}" >"$out/node.jsonl"
 timeout 120 "$out/xds-client" "${backends[@]}" >"$out/go.jsonl"
 
+# One rule for every face's counts of the split: no failed call, every call on A, B or C (the
+# EDS endpoints), each of them reached, and A's share 25% within 7 points.
+python3 - "$out" "${faces[@]}" <<'PY'
+import json, sys
+out, faces = sys.argv[1], sys.argv[2:]
+for face in faces:
+    path = f"{out}/{face}.jsonl"
+    entries = [json.loads(line) for line in open(path)]
+    for entry in entries:
+        if entry["scenario"] != "xds_weighted_split" or entry["class"] != "counted":
+            continue
+        counts = dict(word.split("=") for word in entry["detail"].split() if "=" in word)
+        a, b, c, d, other, failed = (int(counts.get(key, 0)) for key in ("A", "B", "C", "D", "other", "failed"))
+        calls = a + b + c + d + other + failed
+        if failed:
+            entry["class"] = "failed_calls"
+        elif d or other:
+            entry["class"] = "outside_eds"
+        elif not (a and b and c):
+            entry["class"] = "endpoint_unused"
+        elif not 18 * calls <= a * 100 <= 32 * calls:
+            entry["class"] = "wrong_split"
+        else:
+            entry["class"] = "split_1_3"
+    with open(path, "w") as rewritten:
+        rewritten.writelines(json.dumps(entry) + "\n" for entry in entries)
+PY
+
 verdict=0
 python3 tests/parity/compare.py --details "$out" tests/parity/expected-discovery.txt "${faces[@]}" || verdict=1
 # Every face's pool (and grpc-go) ACKed what it took; none NACKed the snapshot.

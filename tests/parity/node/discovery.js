@@ -63,7 +63,7 @@ function xdsStats(pool) {
   report('xds_stats', klass, missing.length > 0 ? `no ${missing.join(', ')}` : '');
 }
 
-/** 800 calls to xds:///svc: every one on A, B or C (the EDS endpoints), each reached, A's share 25% within 7 points. */
+/** 800 calls to xds:///svc, counted by who answered; discovery.sh judges the counts. */
 async function weightedSplit(backends) {
   const pool = new Pool();
   const served = new Array(backends.length + 1).fill(0);
@@ -76,12 +76,7 @@ async function weightedSplit(backends) {
   xdsStats(pool);
   await pool.close({ graceMs: 1000 });
   const [a, b, c] = served;
-  let klass = 'split_1_3';
-  if (failed > 0) klass = 'failed_calls';
-  else if (a + b + c !== SPLIT_CALLS) klass = 'outside_eds';
-  else if (!(a && b && c)) klass = 'endpoint_unused';
-  else if (a * 100 < 18 * SPLIT_CALLS || a * 100 > 32 * SPLIT_CALLS) klass = 'wrong_split';
-  report('xds_weighted_split', klass, `A=${a} B=${b} C=${c} D=${served[3]} other=${served[4]} failed=${failed}`);
+  report('xds_weighted_split', 'counted', `A=${a} B=${b} C=${c} D=${served[3]} other=${served[4]} failed=${failed}`);
 }
 
 /** Whether the calls recorded since `start` reached every member and the last SETTLED_RUN came from the set. */
