@@ -336,12 +336,17 @@ impl TargetPool {
             {
                 tracing::debug!(target = %self.target.text, "resolving again after a lost connection");
             }
-            // A keepalive timeout or a reset says the address does not answer: as gRPC's
-            // TRANSIENT_FAILURE, calls fail fast until a redial succeeds instead of waiting
-            // behind it (a GOAWAY or a clean close is no such sign: calls wait for the redial).
+            // A keepalive timeout or a socket that timed out says the address does not answer:
+            // as gRPC's TRANSIENT_FAILURE, calls fail fast until a redial succeeds instead of
+            // waiting behind a connect that may hang. A peer that answered, even with a reset or
+            // a close we wrote into (a server closing after a GOAWAY we had not read yet), is no
+            // such sign, and neither is a GOAWAY or a clean close: calls wait for the redial,
+            // which a live host answers at once, and fail fast only if it fails.
             let unanswered = match &ended {
                 Ended::KeepaliveTimeout => Some("did not answer keepalive pings".to_owned()),
-                Ended::Failed(error) if error.is_io() => Some(format!("failed: {error}")),
+                Ended::Failed(error) if error.get_io().is_some_and(peer_is_silent) => {
+                    Some(format!("failed: {error}"))
+                }
                 Ended::Failed(_) | Ended::Closed | Ended::Stopped => None,
             };
             if let Some(why) = unanswered {
@@ -384,6 +389,20 @@ impl TargetPool {
             self.maintenance.notify_one();
         }
     }
+}
+
+/// Whether a connection's socket error leaves open that the peer stopped answering (a timeout,
+/// no route to it, anything else), as opposed to a peer that answered with a reset or a close.
+fn peer_is_silent(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    !matches!(
+        error.kind(),
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof
+            | ErrorKind::NotConnected
+    )
 }
 
 /// The GOAWAY reason a peer gave, read from the connection's stored error after it ended.
