@@ -156,8 +156,8 @@ class MetadataSink {
 };
 
 /// A metadata hook: called as hook(target, method, sink) for every attempt of a call. It runs on
-/// the calling thread for blocking unary calls and on a grpcpool worker for async calls and
-/// streams, possibly on several threads at once: it must be thread-safe, quick and must not
+/// a grpcpool worker thread for every call and stream, blocking or async, possibly on several
+/// threads at once: it must be thread-safe, quick and must not
 /// block. An exception it throws fails the attempt with UNAVAILABLE (as a call credentials
 /// failure), its what() in the status message; MetadataSink::fail chooses the status instead.
 using MetadataHook = std::function<void(std::string_view target, std::string_view method, MetadataSink& sink)>;

@@ -369,7 +369,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     let leases = args.leases.min(slots);
     let rss_before = measure::current_rss_kib();
     let heap_before = measure::heap_in_use_bytes();
-    let held: Vec<_> = burst.block_on(async {
+    let held: Vec<_> = burst.block_on_this_thread(async {
         let mut held = Vec::with_capacity(leases);
         for _ in 0..leases {
             match burst.acquire(&target, PHASE_LIMIT).await {
@@ -482,7 +482,7 @@ fn fire(
         })
     };
     let started = Instant::now();
-    let outcomes: Vec<(bool, Duration)> = pool.block_on(async {
+    let outcomes: Vec<(bool, Duration)> = pool.block_on_this_thread(async {
         let calls: Vec<_> = (0..count)
             .map(|_| {
                 let call = pool.unary(target, method, request.clone(), options.clone());

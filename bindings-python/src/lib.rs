@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use grpcpool_core::{
@@ -155,48 +155,34 @@ impl PoolState {
         Ok(())
     }
 
-    /// Runs `future` on the pool's runtime with the GIL released, waking every [`SIGNAL_CHECK`]
-    /// to check for signals. An exception from a signal handler (KeyboardInterrupt) drops the
-    /// future, abandoning that wait: a unary call is then cancelled, a stream goes on. (Polling
-    /// the future on this thread inside the runtime instead measured about 15% more CPU per
-    /// call: the connection's lock is then contended.)
+    /// Runs `future` on the pool's runtime (core's [`Pool::start_blocking`]) with the GIL
+    /// released, waking every [`SIGNAL_CHECK`] to check for signals. An exception from a signal
+    /// handler (KeyboardInterrupt) drops the future, abandoning that wait: a unary call is then
+    /// cancelled, a stream goes on.
     fn wait<F>(&self, py: Python<'_>, future: F) -> PyResult<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Pool::blocking_allowed().map_err(to_py_err)?;
-        let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
-        let (sender, receiver) = mpsc::sync_channel(1);
-        let task = runtime.spawn(async move {
-            let _ = sender.send(future.await);
-        });
-        let mut receiver = receiver;
+        let mut task = self.pool.start_blocking(future).map_err(to_py_err)?;
         loop {
             let (outcome, returned) = py.detach(move || {
-                let outcome = receiver.recv_timeout(SIGNAL_CHECK);
-                (outcome, receiver)
+                let outcome = task.wait_for(SIGNAL_CHECK);
+                (outcome, task)
             });
-            receiver = returned;
-            match outcome {
-                Ok(output) => return Ok(output),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Err(error) = py.check_signals() {
-                        task.abort();
-                        // Until the runtime drops the task, the abandoned operation still
-                        // holds what it claimed (a stream's read, say): wait for that, so a
-                        // retry right after the exception is not refused as busy.
-                        py.detach(move || {
-                            let _ = receiver.recv_timeout(ABANDON_WAIT);
-                        });
-                        return Err(error);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(PyRuntimeError::new_err(
-                        "the grpcpool runtime stopped before the call finished",
-                    ))
-                }
+            task = returned;
+            if let Some(outcome) = outcome {
+                return outcome.map_err(to_py_err);
+            }
+            if let Err(error) = py.check_signals() {
+                task.abort();
+                // Until the runtime drops the task, the abandoned operation still holds what
+                // it claimed (a stream's read, say): wait for that, so a retry right after the
+                // exception is not refused as busy.
+                py.detach(move || {
+                    let _ = task.wait_for(ABANDON_WAIT);
+                });
+                return Err(error);
             }
         }
     }

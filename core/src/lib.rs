@@ -88,7 +88,7 @@ pub use leases::{AcquireSite, LeakReport};
 pub use metadata::{Metadata, MetadataValue};
 pub use metadata_hook::{HookContext, HookError, MetadataHook};
 pub use outlier_detection::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
-pub use pool::{AcquireOptions, Pool};
+pub use pool::{AcquireOptions, BlockingTask, Pool};
 pub use prepared_call::PreparedCall;
 pub use resolver::{Resolve, Resolver, Resolving};
 pub use response::Response;

@@ -32,7 +32,10 @@ use crate::xds::client::endpoints_key;
 
 use crate::{Config, Error, Lease, Stream};
 
+mod blocking;
 mod xds_routing;
+
+pub use blocking::BlockingTask;
 
 /// How to acquire a lease.
 #[derive(Debug, Clone, Default)]
@@ -537,24 +540,6 @@ impl Pool {
             pool.close_all();
         }
         left
-    }
-
-    /// Runs `future` on the pool's runtime, blocking this thread until it completes. For
-    /// callers outside any async runtime (bindings' blocking calls); on a thread that is
-    /// running async code it refuses with [`Error::BlockingInAsync`] rather than stall it.
-    pub fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Error> {
-        Pool::blocking_allowed()?;
-        Ok(self.runtime_handle()?.block_on(future))
-    }
-
-    /// [`Error::BlockingInAsync`] on a thread that runs async code (a tokio runtime's thread,
-    /// such as one running a binding's callback), where a blocking wait would stall it; the
-    /// guard every face's blocking call goes through.
-    pub fn blocking_allowed() -> Result<(), Error> {
-        if Handle::try_current().is_ok() {
-            return Err(Error::BlockingInAsync);
-        }
-        Ok(())
     }
 
     /// The handle of the pool's runtime, starting it if needed, for bindings that spawn onto it.

@@ -15,9 +15,9 @@ use crate::error::{ffi_boundary, grpcpool_result, FfiError};
 /// with `grpcpool_config_set_metadata_hook` or `grpcpool_call_options_set_metadata_hook`.
 ///
 /// It runs once per attempt (each retry and hedge runs it again), just before the attempt's
-/// request goes out: on the calling thread for the blocking unary calls (`grpcpool_unary*`,
-/// `grpcpool_lease_unary*`), on a grpcpool worker thread for async calls and for every
-/// stream. It may run on several threads at once, so it must be thread-safe; it must return
+/// request goes out, on a grpcpool worker thread for every call, blocking or async, and every
+/// stream (a blocking call runs as a task on a worker while the caller waits). It may run on
+/// several threads at once, so it must be thread-safe; it must return
 /// quickly and must not block (hand out a token refreshed elsewhere), and it must not call
 /// blocking grpcpool functions (they fail with `GRPCPOOL_BLOCKING_IN_CALLBACK`). `target` is
 /// the target as the call named it, `method` the method path; both, and `sink`, are valid only

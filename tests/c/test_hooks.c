@@ -1,7 +1,7 @@
 /*
  * Metadata hooks through the C ABI, against the echo server (which echoes x-echo-* request
  * metadata as response headers): the pool's hook reaches the server on unary calls and streams,
- * on the calling thread for blocking calls and a worker for async ones; a call's own hook adds
+ * always on a grpcpool worker, never the caller's thread, blocking or not; a call's own hook adds
  * after it; a failing hook (non-OK return, grpcpool_metadata_sink_fail, a refused entry) fails
  * the call with the documented status and the server counts no call; the hook runs once per
  * attempt of a retried call; release runs exactly once.
@@ -125,7 +125,7 @@ static long server_calls(grpcpool_pool_t *pool, const char *target) {
 }
 
 static void check_pool_hook(const char *target) {
-  check_section("the pool's hook: token on unary calls (caller's thread) and streams (worker)");
+  check_section("the pool's hook: token on unary calls and streams, on a worker for both");
   hook_state state;
   hook_state_init(&state, "pool");
   grpcpool_config_t *config = grpcpool_config_new();
@@ -146,7 +146,8 @@ static void check_pool_hook(const char *target) {
           "x-echo-token %s", value);
     grpcpool_response_free(response);
   }
-  CHECK(atomic_load(&state.other_thread) == 0, "a blocking call ran the hook on another thread");
+  CHECK(atomic_load(&state.other_thread) == 1, "a blocking call's hook runs on a worker (%d)",
+        atomic_load(&state.other_thread));
   CHECK(strcmp(state.last_target, target) == 0, "hook told target %s", state.last_target);
   CHECK(strcmp(state.last_method, ECHO) == 0, "hook told method %s", state.last_method);
 
@@ -173,7 +174,7 @@ static void check_pool_hook(const char *target) {
   CHECK(status != NULL && grpcpool_response_code(status) == 0, "stream status");
   grpcpool_response_free(status);
   CHECK_RC(grpcpool_stream_free(stream), GRPCPOOL_OK);
-  CHECK(atomic_load(&state.other_thread) == 1, "a stream's hook runs on a worker (%d)",
+  CHECK(atomic_load(&state.other_thread) == 2, "a stream's hook runs on a worker (%d)",
         atomic_load(&state.other_thread));
   CHECK(strcmp(state.last_method, SERVER_STREAM) == 0, "hook told method %s", state.last_method);
 
@@ -253,7 +254,8 @@ static void check_call_hook(const char *target) {
   CHECK(outcome.code == 0 && outcome.token_count == 2 && strcmp(outcome.tokens[0], "pool-2") == 0 &&
             strcmp(outcome.tokens[1], "call-2") == 0,
         "async: code %d, tokens %s %s", outcome.code, outcome.tokens[0], outcome.tokens[1]);
-  CHECK(atomic_load(&call_state.other_thread) == 1, "an async call's hook runs on a worker");
+  CHECK(atomic_load(&call_state.other_thread) == 2, "the blocking and the async call's hooks run on a worker (%d)",
+        atomic_load(&call_state.other_thread));
   for (int i = 0; i < 200 && atomic_load(&call_state.released) == 0; i++) sleep_ms(10);
   CHECK(atomic_load(&call_state.released) == 1, "the call's user data released %d times once the options "
         "were freed and the call ended", atomic_load(&call_state.released));
