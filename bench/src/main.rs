@@ -10,6 +10,7 @@
 
 mod affinity;
 mod clients;
+mod delay_proxy;
 mod driver;
 mod ir_loop;
 mod measure;
@@ -574,6 +575,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("drive") => {
             return clients::drive(&args[2..]).map_err(|error| error.to_string().into());
         }
+        Some("delay-proxy") => return delay_proxy::main(&args[2..]).map_err(Into::into),
         Some("soak") => return soak::main(&args[2..]),
         Some("ir-loop") => {
             return ir_loop::main(&args[2..]).map_err(|error| error.to_string().into());
