@@ -20,6 +20,7 @@
 
 use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// A running delay proxy; it stops, closing every connection it carries, when dropped.
 pub struct DelayProxy {
     port: u16,
+    accepted: Arc<AtomicU64>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -57,9 +59,12 @@ impl DelayProxy {
             let _entered = runtime.enter();
             TcpListener::from_std(listener)?
         };
-        runtime.spawn(accept_loop(listener, upstream, delay));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&accepted);
+        runtime.spawn(accept_loop(listener, upstream, delay, counter));
         Ok(DelayProxy {
             port,
+            accepted,
             runtime: Some(runtime),
         })
     }
@@ -67,6 +72,11 @@ impl DelayProxy {
     /// The port it listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Connections accepted so far: how many a client opened through it.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -80,10 +90,16 @@ impl Drop for DelayProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, delay: Duration) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    delay: Duration,
+    accepted: Arc<AtomicU64>,
+) {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
+                accepted.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(carry(client, upstream, delay));
             }
             // Out of descriptors, or a connection reset before it was accepted: the listener
@@ -429,6 +445,7 @@ mod tests {
         sender.join().unwrap();
         assert_eq!(received.len(), sent.len());
         assert!(received == sent, "the bytes came back changed");
+        assert_eq!(proxy.accepted(), 1);
     }
 
     #[test]
