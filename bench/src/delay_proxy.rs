@@ -498,6 +498,51 @@ mod tests {
         assert!(started.elapsed() >= 2 * D, "{:?}", started.elapsed());
     }
 
+    /// Closes `stream` with a reset (SO_LINGER 0) rather than a FIN.
+    fn reset(stream: TcpStream) {
+        use std::os::fd::AsRawFd as _;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a live socket and a linger struct of the size given.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(result, 0);
+        drop(stream);
+    }
+
+    #[test]
+    fn a_reset_crosses_as_a_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(LIMIT)).unwrap();
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).unwrap();
+            reset(stream);
+        });
+        let proxy = DelayProxy::start(address, D).unwrap();
+        let mut stream = connect(&proxy);
+        stream.write_all(b"x").unwrap();
+        let mut buffer = [0u8; 16];
+        let read = stream.read(&mut buffer);
+        server.join().unwrap();
+        match read {
+            Err(error) => assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}"),
+            Ok(read) => panic!("read {read} bytes instead of a reset"),
+        }
+    }
+
     #[test]
     fn a_closed_upstream_closes_the_client() {
         // Nothing listens at this address once the listener is dropped.
