@@ -6,14 +6,17 @@
 //! in turn within each round, and writes JSON, CSV, a Markdown report and SVG plots.
 //! `grpcpool-bench drive CLIENT ARGS` is one of this binary's own driver rows;
 //! `grpcpool-bench serve ARGS` is the tonic server's child process;
+//! `grpcpool-bench delay-proxy ARGS` is the emulated link (delay_proxy.rs) on its own;
 //! `grpcpool-bench soak [OPTIONS]` is the soak run (soak.rs), not part of the matrix.
 
 mod affinity;
 mod clients;
+mod delay_proxy;
 mod driver;
 mod ir_loop;
 mod measure;
 mod report;
+mod round_trip;
 mod scale;
 mod server;
 mod soak;
@@ -32,24 +35,37 @@ use server::{ChildServer, ServerKind};
 const USAGE: &str = "usage: grpcpool-bench [--quick] [--rounds N] [--seconds S] [--warmup S]
        [--servers tonic,grpc-go] [--transports plain,tls] [--concurrency 1,16,128,512]
        [--payloads 0,1024,65536] [--connections 1,4] [--clients NAME,...]
-       [--out DIR] [--docs FILE] [--no-pin] [--no-scale | --scale-only]
+       [--out DIR] [--docs FILE] [--no-pin] [--no-rtt | --rtt-only]
+       [--no-scale | --scale-only]
 
 Without --quick: the full matrix (every client at concurrency 1, 16, 128, 512; payloads 0 B,
 1 KiB, 64 KiB and 4 connections on the tonic server in plaintext; 1 KiB over TLS and against
 the grpc-go server), 3 rounds. --quick: fewer cells, one round. Any of --servers, --transports,
 --concurrency, --payloads, --connections makes the matrix their full cross product instead.
 Results go to --out (default target/bench): results.json, results.csv, benchmarks.md and
-plots/*.svg (and scale.csv); --docs FILE also writes the Markdown there (docs/benchmarks.md).
+plots/*.svg (and scale.csv, round_trip.csv); --docs FILE also writes the Markdown there
+(docs/benchmarks.md).
+
+Then the emulated round trip (skip it with --no-rtt, or run only it with --rtt-only): the
+tonic server behind a TCP delay proxy adding 1 ms, then 10 ms, each way, plaintext and TLS, the
+grpcpool and dial-per-call rows (those of them --clients names) at concurrency 1 and 16, 3 s
+each (--quick: 1 s), about a minute in all.
 
 Then the scale run (skip it with --no-scale, or run only it with --scale-only): grpcpool's
 core against 1,000 loopback listeners with 2 connections each (warm-up time, QPS spread over
 them, RSS per idle connection), 10,000 leases held and 10,000 calls started at once on one
 target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
 
+--rtt-only and --scale-only run only the phases they name (both: those two), no matrix.
+
   grpcpool-bench drive CLIENT --target URL --concurrency N --seconds S --payload BYTES
        [--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]
        runs one of this binary's client rows (grpcpool, core-blocking, c-abi-blocking,
        tonic-channel, dial-per-call, h2load) and prints its JSON report line.
+
+  grpcpool-bench delay-proxy --upstream HOST:PORT --delay-ms N
+       a TCP proxy on 127.0.0.1 holding every byte N ms each way in front of HOST:PORT, as the
+       round trip uses it; prints LISTENING port and runs until killed.
 
   grpcpool-bench ir-loop --api async|blocking --target URL --calls N [--warmup-calls W]
        sequential calls for callgrind (bench/call_paths.sh), nothing timed.
@@ -116,6 +132,27 @@ struct Options {
     /// Whether to run the scale phases after the matrix, and only them.
     scale: bool,
     scale_only: bool,
+    /// Whether to run the emulated round trip after the matrix, and only it.
+    rtt: bool,
+    rtt_only: bool,
+}
+
+impl Options {
+    /// The matrix runs unless an `--*-only` option picked other phases.
+    fn runs_matrix(&self) -> bool {
+        !self.scale_only && !self.rtt_only
+    }
+
+    /// The round trip runs when picked by `--rtt-only`, else unless `--no-rtt` or another
+    /// phase's `--*-only`.
+    fn runs_round_trip(&self) -> bool {
+        self.rtt_only || (self.rtt && !self.scale_only)
+    }
+
+    /// The scale run likewise.
+    fn runs_scale(&self) -> bool {
+        self.scale_only || (self.scale && !self.rtt_only)
+    }
 }
 
 fn list<T>(text: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
@@ -126,7 +163,7 @@ fn number(text: &str) -> Result<usize, String> {
     text.parse().map_err(|_| format!("bad number {text:?}"))
 }
 
-fn parse_options() -> Result<Options, String> {
+fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         mode: "full",
         // Three rounds of half a second per client and cell keep the full matrix, every row
@@ -145,8 +182,10 @@ fn parse_options() -> Result<Options, String> {
         pin: true,
         scale: true,
         scale_only: false,
+        rtt: true,
+        rtt_only: false,
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         let seconds = |text: String| -> Result<f64, String> {
@@ -185,6 +224,8 @@ fn parse_options() -> Result<Options, String> {
             "--no-pin" => options.pin = false,
             "--no-scale" => options.scale = false,
             "--scale-only" => options.scale_only = true,
+            "--no-rtt" => options.rtt = false,
+            "--rtt-only" => options.rtt_only = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -219,7 +260,7 @@ fn plan(options: &Options) -> Vec<Group> {
         || options.payloads.is_some()
         || options.connections.is_some();
     let mut out = Vec::new();
-    if options.scale_only {
+    if !options.runs_matrix() {
         return out;
     }
     if custom {
@@ -574,13 +615,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("drive") => {
             return clients::drive(&args[2..]).map_err(|error| error.to_string().into());
         }
+        Some("delay-proxy") => return delay_proxy::main(&args[2..]).map_err(Into::into),
         Some("soak") => return soak::main(&args[2..]),
         Some("ir-loop") => {
             return ir_loop::main(&args[2..]).map_err(|error| error.to_string().into());
         }
         _ => {}
     }
-    let options = parse_options()?;
+    let options = parse_options(std::env::args().skip(1))?;
     if options
         .clients
         .as_ref()
@@ -622,11 +664,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(0),
         ..report::Meta::default()
     };
-    // A scale-only run needs no client rows, nor their builds and checks.
-    let clients = if options.scale_only {
-        Vec::new()
-    } else {
+    // A run without the matrix needs no client rows, nor their builds and checks: the round
+    // trip's rows are this binary's own drivers.
+    let clients = if options.runs_matrix() {
         clients(&options)
+    } else {
+        Vec::new()
     };
     for client in &clients {
         if let Err(reason) = &client.available {
@@ -770,14 +813,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "#".repeat(30),
         started.elapsed().as_secs_f64()
     );
-    let scale = if options.scale || options.scale_only {
+    let round_trip = if options.runs_round_trip() {
+        Some(run_round_trip(&options, server_cpu, client_cpu))
+    } else {
+        None
+    };
+    let scale = if options.runs_scale() {
         Some(run_scale(&options, server_cpu, client_cpu))
     } else {
         None
     };
     meta.load_after = load_average();
-    write_results(&options, &meta, &cells, &scale)?;
+    write_results(&options, &meta, &cells, &scale, &round_trip)?;
     Ok(())
+}
+
+/// The emulated round trip: the tonic server behind the delay proxy, a driver per row.
+fn run_round_trip(
+    options: &Options,
+    server_cpu: Option<usize>,
+    client_cpu: Option<usize>,
+) -> report::RoundTrip {
+    let plan = round_trip::Plan::new(options.mode == "quick", options.clients.as_deref());
+    println!(
+        "\nemulated round trip: {} runs of {} s (+{} s warm-up): {} at {:?} each way, c = {:?}",
+        plan.runs(),
+        plan.seconds,
+        plan.warmup,
+        plan.clients.join(", "),
+        plan.delays,
+        plan.concurrency
+    );
+    let load_before = load_average();
+    let mut round_trip = if plan.clients.is_empty() {
+        report::RoundTrip {
+            notes: vec!["not run: --clients names neither grpcpool nor dial-per-call".into()],
+            ..report::RoundTrip::default()
+        }
+    } else {
+        round_trip::run(&plan, server_cpu, client_cpu)
+    };
+    round_trip.load = format!("before {load_before}, after {}", load_average());
+    for note in &round_trip.notes {
+        println!("  note: {note}");
+    }
+    round_trip
 }
 
 /// The scale run: a many-listener server child and one scale client process.
@@ -848,9 +928,13 @@ fn write_results(
     meta: &report::Meta,
     cells: &[Cell],
     scale: &Option<report::Scale>,
+    round_trip: &Option<report::RoundTrip>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let out = &options.out;
-    std::fs::write(out.join("results.json"), report::json(meta, cells, scale))?;
+    std::fs::write(
+        out.join("results.json"),
+        report::json(meta, cells, scale, round_trip),
+    )?;
     std::fs::write(out.join("results.csv"), report::csv(cells))?;
     match scale {
         Some(scale) => std::fs::write(out.join("scale.csv"), report::scale_csv(scale))?,
@@ -858,12 +942,21 @@ fn write_results(
             let _ = std::fs::remove_file(out.join("scale.csv"));
         }
     }
+    match round_trip {
+        Some(round_trip) => std::fs::write(
+            out.join("round_trip.csv"),
+            report::round_trip_csv(round_trip),
+        )?,
+        None => {
+            let _ = std::fs::remove_file(out.join("round_trip.csv"));
+        }
+    }
     for (name, svg) in report::plots(cells) {
         std::fs::write(out.join("plots").join(name), svg)?;
     }
     std::fs::write(
         out.join("benchmarks.md"),
-        report::markdown(meta, cells, scale, "plots"),
+        report::markdown(meta, cells, scale, round_trip, "plots"),
     )?;
     let dir = out.display();
     println!(
@@ -878,7 +971,7 @@ fn write_results(
         for (name, svg) in report::plots(cells) {
             std::fs::write(plots.join(name), svg)?;
         }
-        let mut text = report::markdown(meta, cells, scale, "benchmarks");
+        let mut text = report::markdown(meta, cells, scale, round_trip, "benchmarks");
         // The soak section comes from its own run (`soak --docs`); a matrix run keeps it.
         let existing = std::fs::read_to_string(docs).unwrap_or_default();
         if let Some(soak) = soak_report::section_of(&existing) {
@@ -917,5 +1010,29 @@ mod tests {
             Some("## Policy layer cost\n\ny")
         );
         assert_eq!(kept_section("# B\n\n## Scale\n", POLICY_COST_HEADING), None);
+    }
+
+    fn phases(args: &[&str]) -> (bool, bool, bool) {
+        let options = parse_options(args.iter().map(|arg| arg.to_string()));
+        let options = options.unwrap_or_else(|error| panic!("{args:?}: {error}"));
+        (
+            options.runs_matrix(),
+            options.runs_round_trip(),
+            options.runs_scale(),
+        )
+    }
+
+    #[test]
+    fn the_only_and_no_options_pick_the_phases() {
+        assert_eq!(phases(&[]), (true, true, true));
+        assert_eq!(phases(&["--quick"]), (true, true, true));
+        assert_eq!(phases(&["--no-rtt"]), (true, false, true));
+        assert_eq!(phases(&["--no-scale"]), (true, true, false));
+        assert_eq!(phases(&["--no-rtt", "--no-scale"]), (true, false, false));
+        assert_eq!(phases(&["--scale-only"]), (false, false, true));
+        assert_eq!(phases(&["--rtt-only"]), (false, true, false));
+        assert_eq!(phases(&["--rtt-only", "--scale-only"]), (false, true, true));
+        assert!(plan(&parse_options(["--rtt-only".to_owned()]).unwrap()).is_empty());
+        assert!(parse_options(["--no-such".to_owned()]).is_err());
     }
 }

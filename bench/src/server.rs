@@ -58,6 +58,8 @@ pub fn go_server_binary() -> Result<PathBuf, String> {
 pub struct ChildServer {
     child: Child,
     pub target: String,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
     /// The unary method the drivers call.
     pub method: String,
     /// The CA that signed the server's certificate, as a file (TLS only).
@@ -169,6 +171,7 @@ impl ChildServer {
         Ok(ChildServer {
             child,
             target: format!("{scheme}://127.0.0.1:{port}"),
+            port,
             method: match kind {
                 ServerKind::Tonic => grpcpool_testserver::UNARY_PATH.to_owned(),
                 ServerKind::Go => crate::driver::INTEROP_UNARY.to_owned(),
