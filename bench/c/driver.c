@@ -1,15 +1,22 @@
 /*
- * The C client row of grpcpool-bench: blocking grpcpool_unary calls from N pthreads through
- * include/grpcpool.h, speaking the harness's driver protocol (bench/src/driver.rs):
+ * The C client rows of grpcpool-bench: grpcpool_unary through include/grpcpool.h, blocking or
+ * async, speaking the harness's driver protocol (bench/src/driver.rs):
  *
  *   driver --target URL --concurrency N --seconds S --payload BYTES [--connections K]
  *          [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]
+ *          [--api blocking|async]
  *   driver --check
  *
- * After --warmup seconds uncounted, N threads make closed-loop one-shot calls for S seconds;
- * it prints one JSON line: calls, errors, seconds, qps, p50_us, p99_us, cpu_us_per_call
- * (getrusage of this process over the counted window) and peak_rss_kib (ru_maxrss). The pool
- * keeps K connections (min = max = K). The harness builds it with cc against
+ * --api blocking (the default; row c-pthreads): N pthreads each make closed-loop blocking
+ * grpcpool_unary calls. --api async (row c-async): N chains of grpcpool_unary_async, one call
+ * in flight each; a call's completion callback, on a pool thread, records its latency in its
+ * chain's own array (no lock), frees the response and starts the chain's next call until the
+ * time is up, and the main thread waits for every chain to stop.
+ *
+ * After --warmup seconds uncounted, it runs for S seconds and prints one JSON line: calls,
+ * errors, seconds, qps, p50_us, p99_us, cpu_us_per_call (getrusage of this process over the
+ * counted window, pool threads included) and peak_rss_kib (ru_maxrss). The pool keeps K
+ * connections (min = max = K). The harness builds it with cc against
  * target/release/libgrpcpool.so.
  */
 #define _GNU_SOURCE
@@ -33,8 +40,10 @@ static const grpcpool_pool_t *pool;
 static uint8_t *request;
 static size_t request_len;
 
+/* One closed loop: a pthread (blocking) or a chain of async calls, only ever one call at a time. */
 typedef struct {
   double until;   /* monotonic seconds */
+  double started; /* when the chain's call in flight started (async) */
   double *latencies_us;
   size_t count, capacity;
   uint64_t errors;
@@ -98,22 +107,30 @@ static int call(void) {
   return ok;
 }
 
+/* Appends one latency to the worker's own array; 0 when it cannot grow. */
+static int record(worker_t *w, double seconds) {
+  if (w->count == w->capacity) {
+    size_t capacity = w->capacity ? w->capacity * 2 : 4096;
+    double *grown = realloc(w->latencies_us, capacity * sizeof *grown);
+    if (!grown) return 0;
+    w->latencies_us = grown;
+    w->capacity = capacity;
+  }
+  w->latencies_us[w->count++] = seconds * 1e6;
+  return 1;
+}
+
+static int running(const worker_t *w) { return now() < w->until && w->count < MAX_CALLS_PER_WORKER; }
+
 static void *work(void *arg) {
   worker_t *w = arg;
-  while (now() < w->until && w->count < MAX_CALLS_PER_WORKER) {
+  while (running(w)) {
     double started = now();
     if (!call()) {
       w->errors++;
       continue;
     }
-    if (w->count == w->capacity) {
-      size_t capacity = w->capacity ? w->capacity * 2 : 4096;
-      double *grown = realloc(w->latencies_us, capacity * sizeof *grown);
-      if (!grown) break;
-      w->latencies_us = grown;
-      w->capacity = capacity;
-    }
-    w->latencies_us[w->count++] = (now() - started) * 1e6;
+    if (!record(w, now() - started)) break;
   }
   return NULL;
 }
@@ -134,6 +151,62 @@ static int load(worker_t *workers, int threads, double seconds) {
   return started == threads ? 0 : 1;
 }
 
+/* The async chains still running; the main thread waits for none. Taken once per chain. */
+static pthread_mutex_t chains_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t chains_done = PTHREAD_COND_INITIALIZER;
+static int chains_running;
+
+static void chain_stopped(void) {
+  pthread_mutex_lock(&chains_lock);
+  if (--chains_running == 0) pthread_cond_signal(&chains_done);
+  pthread_mutex_unlock(&chains_lock);
+}
+
+static void on_response(void *user_data, grpcpool_response_t *response);
+
+/* Starts the chain's next call, or stops the chain once its time is up. After a call started,
+ * its callback (on a pool thread, possibly before this returns) owns `w`. */
+static void next_call(worker_t *w) {
+  while (running(w)) {
+    w->started = now();
+    grpcpool_result rc = grpcpool_unary_async(pool, target, method, request, request_len, NULL, 0,
+                                              CALL_TIMEOUT_MS, on_response, w, NULL);
+    if (rc == GRPCPOOL_OK) return;
+    w->errors++; /* nothing started, and no callback will come */
+  }
+  chain_stopped();
+}
+
+static void on_response(void *user_data, grpcpool_response_t *response) {
+  worker_t *w = user_data;
+  double latency = now() - w->started;
+  int ok = grpcpool_response_code(response) == 0;
+  grpcpool_response_free(response);
+  if (!ok) w->errors++;
+  else if (!record(w, latency)) {
+    chain_stopped();
+    return;
+  }
+  next_call(w);
+}
+
+/* Runs `chains` closed loops of async calls for `seconds`; fills `workers`. Returns 0. */
+static int load_async(worker_t *workers, int chains, double seconds) {
+  double until = now() + seconds;
+  for (int i = 0; i < chains; i++) {
+    memset(&workers[i], 0, sizeof workers[i]);
+    workers[i].until = until;
+  }
+  pthread_mutex_lock(&chains_lock);
+  chains_running = chains;
+  pthread_mutex_unlock(&chains_lock);
+  for (int i = 0; i < chains; i++) next_call(&workers[i]);
+  pthread_mutex_lock(&chains_lock);
+  while (chains_running > 0) pthread_cond_wait(&chains_done, &chains_lock);
+  pthread_mutex_unlock(&chains_lock);
+  return 0;
+}
+
 static int compare(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -149,7 +222,8 @@ static double percentile(const double *sorted, size_t n, double q) {
 
 static int usage(const char *why) {
   fprintf(stderr, "driver: %s\nusage: driver --target URL --concurrency N --seconds S --payload BYTES "
-                  "[--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]\n",
+                  "[--connections K] [--warmup S] [--method PATH] [--tls-ca FILE --server-name NAME]\n"
+                  "       [--api blocking|async]\n",
           why);
   return 2;
 }
@@ -159,6 +233,7 @@ int main(int argc, char **argv) {
   double seconds = 1.0, warmup = 0.3;
   size_t payload = 0;
   const char *tls_ca = NULL, *server_name = NULL;
+  int (*run)(worker_t *, int, double) = load;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (strcmp(arg, "--check") == 0) return 0;
@@ -173,6 +248,9 @@ int main(int argc, char **argv) {
     else if (strcmp(arg, "--method") == 0) method = value;
     else if (strcmp(arg, "--tls-ca") == 0) tls_ca = value;
     else if (strcmp(arg, "--server-name") == 0) server_name = value;
+    else if (strcmp(arg, "--api") == 0 && strcmp(value, "blocking") == 0) run = load;
+    else if (strcmp(arg, "--api") == 0 && strcmp(value, "async") == 0) run = load_async;
+    else if (strcmp(arg, "--api") == 0) return usage("--api takes blocking or async");
     else return usage("unknown argument");
   }
   if (!target) return usage("--target is required");
@@ -203,11 +281,11 @@ int main(int argc, char **argv) {
   worker_t *workers = calloc((size_t)concurrency, sizeof *workers);
   if (!workers) return 1;
   int warm = concurrency < WARM_UP_CONCURRENCY_CAP ? concurrency : WARM_UP_CONCURRENCY_CAP;
-  if (load(workers, warm, warmup) != 0) return 1;
+  if (run(workers, warm, warmup) != 0) return 1;
   for (int i = 0; i < warm; i++) free(workers[i].latencies_us);
 
   double cpu_before = cpu_seconds(), started = now();
-  if (load(workers, concurrency, seconds) != 0) {
+  if (run(workers, concurrency, seconds) != 0) {
     fprintf(stderr, "could not start %d threads\n", concurrency);
     return 1;
   }
