@@ -51,6 +51,14 @@ tonic server behind a TCP delay proxy adding 1 ms, then 10 ms, each way, plainte
 grpcpool and dial-per-call rows (those of them --clients names) at concurrency 1 and 16, 3 s
 each (--quick: 1 s), about a minute in all.
 
+The client rows (--clients picks some): this binary's own (drive, below); on the C ABI,
+programs built with cc or c++ (CC, CXX) against libgrpcpool.so into --out: c-pthreads
+(bench/c/driver.c, blocking grpcpool_unary from N pthreads), c-async (bench/c/driver.c
+--api async, grpcpool_unary_async with N calls in flight, each completion callback starting
+the next) and cpp-threads (bench/cpp/driver.cpp, the C++ wrapper's blocking Pool::unary from
+N std::threads); grpc-go (bench/go); py-grpcpool-sync, py-grpcio-sync, py-grpcpool-aio,
+py-grpc-aio (bench/python); node-grpcpool, node-grpc-js (bench/node).
+
 Then the scale run (skip it with --no-scale, or run only it with --scale-only): grpcpool's
 core against 1,000 loopback listeners with 2 connections each (warm-up time, QPS spread over
 them, RSS per idle connection), 10,000 leases held and 10,000 calls started at once on one
@@ -73,6 +81,29 @@ target; --quick: 200 listeners, 2,000 leases and 2,000 calls.
   grpcpool-bench soak [--calls N] [--threads T] [--max-seconds S] [--docs FILE] ...
        1,000,000 calls through the C ABI from 16 threads, RSS sampled every second
        (soak --help for its options); not part of the matrix, nor of CI.";
+
+/// The rows that are programs of their own on the C ABI, built against libgrpcpool.so: name,
+/// source under bench/, the driver's leading arguments, and what the row measures.
+const NATIVE_CLIENTS: [(&str, &str, &[&str], &str); 3] = [
+    (
+        "c-pthreads",
+        "c/driver.c",
+        &["--api", "blocking"],
+        "blocking grpcpool_unary from N pthreads, a C program",
+    ),
+    (
+        "c-async",
+        "c/driver.c",
+        &["--api", "async"],
+        "grpcpool_unary_async from C, N calls in flight, each completion callback starting the next",
+    ),
+    (
+        "cpp-threads",
+        "cpp/driver.cpp",
+        &[],
+        "the C++ wrapper's blocking grpcpool::Pool::unary from N std::threads",
+    ),
+];
 
 /// The heading of the section bench/policy_cost.sh writes into docs/benchmarks.md.
 const POLICY_COST_HEADING: &str = "## Policy layer cost";
@@ -325,18 +356,32 @@ fn clients(options: &Options) -> Vec<Client> {
             command,
         });
     }
-    let c_driver = std::path::absolute(&options.out)
-        .unwrap_or_else(|_| options.out.clone())
-        .join("c-driver");
-    out.push(Client {
-        name: "c-pthreads".into(),
-        face: "c",
-        ours: true,
-        connections: true,
-        available: build_c_program(&root, &c_driver, "driver")
-            .and_then(|binary| driver::check(&[binary.display().to_string()])),
-        command: vec![c_driver.join("driver").display().to_string()],
-    });
+    for (name, source, leading, _what) in NATIVE_CLIENTS {
+        // One directory per program: the C rows share one binary, the C++ one has its own.
+        let directory = if source.ends_with(".cpp") {
+            "cpp-driver"
+        } else {
+            "c-driver"
+        };
+        let directory = std::path::absolute(&options.out)
+            .unwrap_or_else(|_| options.out.clone())
+            .join(directory);
+        let built = build_c_program(&root, &directory, source);
+        let mut command = vec![built
+            .as_ref()
+            .map_or_else(|_| directory.join("driver"), PathBuf::clone)
+            .display()
+            .to_string()];
+        command.extend(leading.iter().map(|arg| arg.to_string()));
+        out.push(Client {
+            name: name.into(),
+            face: "c",
+            ours: true,
+            connections: true,
+            available: built.and_then(|_| driver::check(&command)),
+            command,
+        });
+    }
     let go_driver = std::path::absolute(&options.out)
         .unwrap_or_else(|_| options.out.clone())
         .join("go-driver");
@@ -485,14 +530,24 @@ fn c_library(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target/release/libgrpcpool.so"))
 }
 
-/// Builds bench/c/`name`.c (driver.c, soak.c) with `cc` against libgrpcpool.so (built with the
-/// harness, or with cargo when missing) into `directory`; returns the program's path.
-fn build_c_program(root: &Path, directory: &Path, name: &str) -> Result<PathBuf, String> {
-    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+/// Builds bench/`source` (c/driver.c, c/soak.c with `cc`; cpp/driver.cpp with `c++`, C++17)
+/// against libgrpcpool.so (built with the harness, or with cargo when missing) into
+/// `directory`, named after the file; returns the program's path. CC and CXX name other
+/// compilers.
+fn build_c_program(root: &Path, directory: &Path, source: &str) -> Result<PathBuf, String> {
+    let cpp = source.ends_with(".cpp");
+    let (compiler, standard, headers): (String, _, &[&str]) = if cpp {
+        let compiler = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        (compiler, "-std=c++17", &["grpcpool.h", "grpcpool.hpp"])
+    } else {
+        let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        (compiler, "-std=c11", &["grpcpool.h"])
+    };
+    let language = if cpp { "C++" } else { "C" };
     Command::new(&compiler)
         .arg("--version")
         .output()
-        .map_err(|error| format!("no C compiler ({compiler}: {error})"))?;
+        .map_err(|error| format!("no {language} compiler ({compiler}: {error})"))?;
     // The harness depends on grpcpool-ffi, so building it (`cargo run -p grpcpool-bench`) has
     // just built the library too, current with the sources. Building `-p grpcpool-ffi` here
     // instead would unify features differently and make each run relink both.
@@ -512,14 +567,20 @@ fn build_c_program(root: &Path, directory: &Path, name: &str) -> Result<PathBuf,
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&library, &link).map_err(|error| error.to_string())?;
     }
-    let source = root.join("bench/c").join(format!("{name}.c"));
+    let source = root.join("bench").join(source);
+    let name = source
+        .file_stem()
+        .ok_or_else(|| format!("no program name in {}", source.display()))?;
     let binary = directory.join(name);
-    let newest = modified(&source).max(modified(&library));
+    let newest = headers
+        .iter()
+        .map(|header| modified(&root.join("include").join(header)))
+        .fold(modified(&source).max(modified(&library)), Ord::max);
     if modified(&binary).is_some_and(|built| Some(built) >= newest) {
         return Ok(binary);
     }
     let output = Command::new(&compiler)
-        .args(["-std=c11", "-O2", "-Wall", "-Wextra"])
+        .args([standard, "-O2", "-Wall", "-Wextra"])
         .arg(format!("-I{}", root.join("include").display()))
         .arg(&source)
         .arg("-o")
@@ -996,6 +1057,18 @@ fn write_results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_names_every_client_row() {
+        let native = NATIVE_CLIENTS.iter().map(|(name, ..)| *name);
+        for name in clients::RUST_CLIENTS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(native)
+        {
+            assert!(USAGE.contains(name), "--help does not name {name}");
+        }
+    }
 
     #[test]
     fn the_policy_cost_section_is_found_to_the_next_heading() {

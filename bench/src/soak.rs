@@ -292,7 +292,7 @@ pub fn main(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| options.out.clone())
         .join("soak");
     std::fs::create_dir_all(&directory)?;
-    let binary = crate::build_c_program(&crate::repo_root(), &directory.join("c"), "soak")?;
+    let binary = crate::build_c_program(&crate::repo_root(), &directory.join("c"), "c/soak.c")?;
     let server = ChildServer::start(ServerKind::Tonic, Transport::Plaintext, server_cpu)?;
     println!(
         "soak: {} calls of {} B from {} threads through the C ABI against the tonic server at {} \
