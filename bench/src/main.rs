@@ -109,6 +109,12 @@ const NATIVE_CLIENTS: [(&str, &str, &[&str], &str); 3] = [
 const POLICY_COST_HEADING: &str = "## Policy layer cost";
 /// The heading of the section from bench/call_paths.sh, kept by a matrix run as the above.
 const CALL_PATHS_HEADING: &str = "## Call paths";
+/// The heading of the section bench/alloc_count.sh writes (allocations per call, counted by
+/// grpcpool-alloc-count), kept the same way.
+const ALLOCATIONS_HEADING: &str = "## Allocations per call";
+/// The sections a matrix run carries over from the docs it rewrites, in the order it
+/// appends them: each comes from a script of its own, not from the matrix.
+const KEPT_HEADINGS: [&str; 3] = [POLICY_COST_HEADING, CALL_PATHS_HEADING, ALLOCATIONS_HEADING];
 
 /// The section of `text` whose heading starts with `heading`: from it to the next `## ` heading
 /// or the end, without trailing blank lines; `None` when there is none.
@@ -123,6 +129,18 @@ fn kept_section<'a>(text: &'a str, heading: &str) -> Option<&'a str> {
         .find("\n## ")
         .map_or(rest.len(), |at| at + heading.len() + 1);
     Some(rest[..end].trim_end())
+}
+
+/// `report` (a matrix run's Markdown) with every [`KEPT_HEADINGS`] section `existing` (the
+/// docs it replaces) has appended, in that order.
+fn keep_sections(report: String, existing: &str) -> String {
+    let mut text = report;
+    for heading in KEPT_HEADINGS {
+        if let Some(section) = kept_section(existing, heading) {
+            text = format!("{}\n\n{section}\n", text.trim_end());
+        }
+    }
+    text
 }
 
 /// One client row: a driver command and how it is compared.
@@ -1038,12 +1056,9 @@ fn write_results(
         if let Some(soak) = soak_report::section_of(&existing) {
             text = soak_report::splice(&text, soak);
         }
-        // So do the instruction-count sections, from bench/policy_cost.sh and call_paths.sh.
-        for heading in [POLICY_COST_HEADING, CALL_PATHS_HEADING] {
-            if let Some(section) = kept_section(&existing, heading) {
-                text = format!("{}\n\n{section}\n", text.trim_end());
-            }
-        }
+        // So do the instruction-count sections, from bench/policy_cost.sh and call_paths.sh,
+        // and the allocation counts from bench/alloc_count.sh.
+        let text = keep_sections(text, &existing);
         std::fs::write(docs, text)?;
         println!(
             "report also written to {} (plots in {})",
@@ -1107,5 +1122,27 @@ mod tests {
         assert_eq!(phases(&["--rtt-only", "--scale-only"]), (false, true, true));
         assert!(plan(&parse_options(["--rtt-only".to_owned()]).unwrap()).is_empty());
         assert!(parse_options(["--no-such".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_matrix_run_keeps_every_scripts_section_in_order() {
+        let existing = "# Benchmarks\n\n## Scale\n\nold\n\n## Policy layer cost (Ir)\n\np\n\n\
+            ## Call paths (instruction counts)\n\nc\n\n## Allocations per call\n\n| a |\n\n";
+        let report = "# Benchmarks\n\n## Scale\n\nnew\n".to_owned();
+        assert_eq!(
+            keep_sections(report, existing),
+            "# Benchmarks\n\n## Scale\n\nnew\n\n## Policy layer cost (Ir)\n\np\n\n\
+             ## Call paths (instruction counts)\n\nc\n\n## Allocations per call\n\n| a |\n"
+        );
+        // Docs with only the allocations section keep it alone.
+        let existing = "# Benchmarks\n\n## Allocations per call\n\nx\n";
+        assert_eq!(
+            keep_sections("# Benchmarks\n".to_owned(), existing),
+            "# Benchmarks\n\n## Allocations per call\n\nx\n"
+        );
+        assert_eq!(
+            keep_sections("# B\n".to_owned(), "# B\n\n## Scale\n"),
+            "# B\n"
+        );
     }
 }
