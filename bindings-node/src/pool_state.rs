@@ -50,19 +50,24 @@ impl PoolState {
     where
         F: Future<Output = Completion> + Send + 'static,
     {
-        let runtime = self.pool.runtime_handle().map_err(Failure::from_error)?;
         let state = Arc::clone(self);
         if !cancellable {
-            runtime.spawn(async move { state.completions.push(work.await) });
+            let push = move |completion| state.completions.push(completion);
+            self.pool
+                .spawn_then(work, push)
+                .map_err(Failure::from_error)?;
             return Ok(());
         }
         // Held while spawning, so the task's own removal cannot come before the insert.
         let mut cancellable = self.cancellable.lock();
-        let task = runtime.spawn(async move {
-            let completion = work.await;
+        let push = move |completion| {
             state.cancellable.lock().remove(&id);
             state.completions.push(completion);
-        });
+        };
+        let task = self
+            .pool
+            .spawn_then(work, push)
+            .map_err(Failure::from_error)?;
         cancellable.insert(id, task.abort_handle());
         Ok(())
     }

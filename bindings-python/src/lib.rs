@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use grpcpool_core::{
     AcquireOptions, Code, Connectivity, Error, ErrorKind, Pool, Response, CALL_OPTIONS,
 };
@@ -203,10 +204,8 @@ impl PoolState {
         F: Future<Output = PyResult<T>> + Send + 'static,
         T: Send + 'static,
     {
-        let runtime = self.pool.runtime_handle().map_err(to_py_err)?;
         let queue = queue.clone().unbind();
-        let task = runtime.spawn(async move {
-            let output = future.await;
+        let push = move |output: PyResult<T>| {
             queue.get().push(
                 token,
                 Box::new(
@@ -216,16 +215,18 @@ impl PoolState {
                     },
                 ),
             );
-        });
+        };
+        let task = self.pool.spawn_then(future, push).map_err(to_py_err)?;
         Ok(NativeCall {
             task: task.abort_handle(),
         })
     }
 }
 
-/// A core future's error as the Python exception, for [`PoolState::start`].
-async fn mapped<T>(future: impl Future<Output = Result<T, Error>>) -> PyResult<T> {
-    future.await.map_err(to_py_err)
+/// A core future's error as the Python exception, for [`PoolState::start`]. A combinator, not
+/// an async fn: that would hold the call's state twice (the argument and the awaited future).
+fn mapped<T>(future: impl Future<Output = Result<T, Error>>) -> impl Future<Output = PyResult<T>> {
+    future.map(|outcome| outcome.map_err(to_py_err))
 }
 
 /// An asyncio call in flight; `cancel()` drops it, which resets its HTTP/2 stream.

@@ -32,10 +32,10 @@ use crate::xds::client::endpoints_key;
 
 use crate::{Config, Error, Lease, Stream};
 
-mod blocking;
+mod tasks;
 mod xds_routing;
 
-pub use blocking::BlockingTask;
+pub use tasks::BlockingTask;
 
 /// How to acquire a lease.
 #[derive(Debug, Clone, Default)]

@@ -254,6 +254,9 @@ where
         // SAFETY: the caller supplied a valid function pointer for exactly this use.
         unsafe { callback(user_data.0, grpcpool_response_t::boxed(response)) };
     });
+    // Boxed, as Pool::spawn_then boxes a face's call (core/src/pool/tasks.rs says why); here
+    // the cancel is raced against it, so the task is this face's.
+    let call = Box::pin(call);
     drop(runtime.spawn(async move {
         let outcome = tokio::select! {
             outcome = call => Some(outcome),
