@@ -292,7 +292,13 @@ async fn streams_survive_a_goaway_storm_like_unary_calls() {
                             .send(bytes::Bytes::from(vec![worker, message as u8]))
                             .map_err(|error| error.to_string())?;
                         if let Err(error) = sending.await {
-                            return Err(format!("send: {error} ({:?})", stream.outcome()));
+                            // A refused send says only that the stream is closed; its final
+                            // status says why, as the stream API documents.
+                            let response = stream.finish().map_err(|e| e.to_string())?.await;
+                            return Err(format!(
+                                "{}: {} (send: {error})",
+                                response.code, response.message
+                            ));
                         }
                     }
                     stream.close_send();
