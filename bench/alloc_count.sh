@@ -57,16 +57,11 @@ cargo build --quiet --release --locked -p grpcpool-testserver --bin grpcpool-ech
 
 # Not pinned, unlike call_paths.sh: counts do not depend on the CPU, and the held row must
 # start every call within half the hold.
-target/release/grpcpool-echo-server --port 0 --max-streams 1024 >"$out/server.out" 2>"$out/server.err" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q '^LISTENING ' "$out/server.out" && break
-  sleep 0.1
-done
-port=$(awk '/^LISTENING /{print $2; exit}' "$out/server.out")
-[[ -n $port ]] || { echo "alloc_count: the echo server did not start" >&2; exit 1; }
-target=http://127.0.0.1:$port
+# shellcheck source=bench/echo_server.sh
+source bench/echo_server.sh
+server=
+trap '[[ -z $server ]] || kill "$server" 2>/dev/null || true' EXIT
+start_echo_server alloc_count "$out" target/release/grpcpool-echo-server --max-streams 1024
 
 rows=(rust-async rust-blocking held)
 phase_of() { case $1 in rust-async) echo async ;; rust-blocking) echo blocking ;; held) echo held ;; esac; }

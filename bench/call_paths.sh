@@ -47,16 +47,11 @@ if command -v taskset >/dev/null && (($(nproc) >= 2)); then
   client_pin=(taskset -c $(($(nproc) - 1)))
   server_pin=(taskset -c 0)
 fi
-"${server_pin[@]}" target/release/grpcpool-echo-server --port 0 >"$out/server.out" 2>"$out/server.err" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q '^LISTENING ' "$out/server.out" && break
-  sleep 0.1
-done
-port=$(awk '/^LISTENING /{print $2; exit}' "$out/server.out")
-[[ -n $port ]] || { echo "call_paths: the echo server did not start" >&2; exit 1; }
-target=http://127.0.0.1:$port
+# shellcheck source=bench/echo_server.sh
+source bench/echo_server.sh
+server=
+trap '[[ -z $server ]] || kill "$server" 2>/dev/null || true' EXIT
+start_echo_server call_paths "$out" "${server_pin[@]}" target/release/grpcpool-echo-server
 
 rows=(rust-async rust-blocking c-blocking c-async)
 command_of() { # row calls

@@ -75,12 +75,12 @@ name() { tr 'A-Z' 'a-z' <<<"$1" | tr -c 'a-z0-9._\n-' '_'; }
 old_tree=${old_tree:-$work/old-$(name "$old_arg")}
 new_tree=${new_tree:-$work/new-$(name "$new_arg")}
 made_trees=()
-server_pid=
+server=
 
 cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+  if [[ -n $server ]]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
   fi
   if ((!keep)); then
     for tree in "${made_trees[@]}"; do git -C "$repo" worktree remove --force "$tree" || true; done
@@ -126,15 +126,9 @@ if command -v taskset >/dev/null && ((cpus >= 2)); then
   client_pin=(taskset -c $((cpus - 1)))
   server_pin=(taskset -c 0)
 fi
-"${server_pin[@]}" "$work/tgt-new/release/grpcpool-echo-server" --port 0 >"$out/server.out" 2>"$out/server.err" &
-server_pid=$!
-for _ in $(seq 100); do
-  grep -q '^LISTENING ' "$out/server.out" && break
-  sleep 0.1
-done
-port=$(awk '/^LISTENING /{print $2; exit}' "$out/server.out")
-[[ -n $port ]] || { echo "policy_cost: the echo server did not start" >&2; cat "$out/server.err" >&2; exit 1; }
-target=http://127.0.0.1:$port
+# shellcheck source=bench/echo_server.sh
+source "$repo/bench/echo_server.sh"
+start_echo_server policy_cost "$out" "${server_pin[@]}" "$work/tgt-new/release/grpcpool-echo-server"
 extra=()
 [[ -n $worker_threads ]] && extra=(--worker-threads "$worker_threads")
 

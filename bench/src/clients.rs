@@ -95,7 +95,7 @@ fn run(name: &str, args: &DriveArgs) -> Result<DriverReport, BoxError> {
     let target = Target {
         url: args.target.clone(),
         method: args.method.clone(),
-        request: Bytes::from(crate::driver::request(args.payload)),
+        request: Bytes::from(crate::simple_request::request(args.payload)),
         ca_pem: match &args.tls_ca {
             Some(path) => Some(std::fs::read_to_string(path)?),
             None => None,

@@ -128,30 +128,6 @@ pub struct DriverReport {
     pub peak_rss_kib: u64,
 }
 
-/// The request message for `payload` bytes: an encoded interop SimpleRequest.
-pub fn request(payload: usize) -> Vec<u8> {
-    if payload == 0 {
-        return Vec::new();
-    }
-    let mut body = vec![0x12];
-    varint(&mut body, payload as u64);
-    body.resize(body.len() + payload, 0);
-    let mut out = vec![0x10];
-    varint(&mut out, payload as u64);
-    out.push(0x1a);
-    varint(&mut out, body.len() as u64);
-    out.extend_from_slice(&body);
-    out
-}
-
-fn varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(value as u8 | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
 /// Runs `command` (program and leading arguments) with `args`, pinned to `cpu` when given,
 /// and reads its report; kills it when it runs past its time by more than `slack`.
 pub fn run(
@@ -297,14 +273,6 @@ mod tests {
         };
         assert_eq!(DriveArgs::parse(&args.to_args()), Ok(args));
         assert!(DriveArgs::parse(&[]).is_err());
-    }
-
-    #[test]
-    fn request_is_a_simple_request() {
-        assert!(request(0).is_empty());
-        // response_size 3, payload { body: 3 zero bytes }
-        assert_eq!(request(3), vec![0x10, 3, 0x1a, 5, 0x12, 3, 0, 0, 0]);
-        assert_eq!(request(65536).len(), 65536 + 12);
     }
 
     #[test]

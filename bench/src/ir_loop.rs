@@ -43,7 +43,7 @@ pub fn main(args: &[String]) -> Result<(), BoxError> {
     }
     let target = target.ok_or("ir-loop: --target is required")?;
     let calls: usize = calls.ok_or("ir-loop: --calls is required")?;
-    let request = Bytes::from(crate::driver::request(payload));
+    let request = Bytes::from(crate::simple_request::request(payload));
     let pool = Pool::new(Config::default())?;
     let one = {
         let (pool, target, request) = (pool.clone(), target.clone(), request.clone());

@@ -19,6 +19,7 @@ mod report;
 mod round_trip;
 mod scale;
 mod server;
+mod simple_request;
 mod soak;
 mod soak_report;
 mod soak_summary;

@@ -267,7 +267,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
         .map(|port| format!("http://127.0.0.1:{port}"))
         .collect();
     let method = grpcpool_testserver::UNARY_PATH;
-    let request = Bytes::from(crate::driver::request(PAYLOAD));
+    let request = Bytes::from(crate::simple_request::request(PAYLOAD));
     let timeout = CallOptions::with_timeout(Duration::from_secs(10));
     let mut scale = Scale {
         targets: targets.len(),

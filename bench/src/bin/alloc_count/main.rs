@@ -24,6 +24,8 @@
 //! Prints one JSON line of per-call figures.
 
 mod counting;
+#[path = "../../simple_request.rs"]
+mod simple_request;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use grpcpool_core::{CallOptions, Code, Config, Metadata, Pool};
 use serde::Serialize;
 
 use counting::{uncounted, Counting, Delta, CLASSES};
+use simple_request::request;
 
 /// Every allocation of this process goes through it.
 #[global_allocator]
@@ -184,32 +187,6 @@ struct Report {
     /// Held: how long the server held each call, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     hold_ms: Option<u64>,
-}
-
-/// The 1 KiB request of the matrix and of ir-loop, built as `driver::request` builds it (a
-/// SimpleRequest: response_size, then a payload of that many zero bytes), so the figures are
-/// for the same 1,033-byte message as bench/call_paths.sh's. The echo server returns
-/// it as it came.
-fn request(payload: usize) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut value: u64) {
-        while value >= 0x80 {
-            out.push((value as u8) | 0x80);
-            value >>= 7;
-        }
-        out.push(value as u8);
-    }
-    if payload == 0 {
-        return Vec::new();
-    }
-    let mut body = vec![0x12];
-    varint(&mut body, payload as u64);
-    body.resize(body.len() + payload, 0);
-    let mut out = vec![0x10];
-    varint(&mut out, payload as u64);
-    out.push(0x1a);
-    varint(&mut out, body.len() as u64);
-    out.extend_from_slice(&body);
-    out
 }
 
 /// A call's result as an error unless it came back OK with its request echoed.
@@ -520,12 +497,5 @@ mod tests {
         assert_eq!(each.bytes, 4_000.0);
         assert_eq!(each.live, 8.0);
         assert_eq!(each.by_class, [40.0, 10.0, 0.0, 0.0, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn the_request_is_the_matrix_simple_request() {
-        assert!(request(0).is_empty());
-        assert_eq!(request(3), vec![0x10, 3, 0x1a, 5, 0x12, 3, 0, 0, 0]);
-        assert_eq!(request(1024).len(), 1033);
     }
 }
