@@ -53,13 +53,28 @@ impl CancelSignal {
     }
 }
 
-/// Moves a request body onto its h2 stream, never buffering more than the peer's window allows.
+/// Moves a request body onto its h2 stream, never buffering more than the peer's window allows
+/// (beyond the first frame, see below).
+///
+/// The body is read one frame ahead, so the last DATA frame carries END_STREAM: a unary
+/// request goes out as HEADERS and one DATA frame, as other gRPC clients send it, not with an
+/// empty DATA frame after it. Each DATA frame over h2's copy threshold (256 bytes) costs a
+/// write of its own, so the empty frame cost a second `sendmsg` per call.
 pub(crate) struct RequestPump {
     body: tonic::body::Body,
     stream: h2::SendStream<Bytes>,
-    pending: Option<Bytes>,
+    /// Data not yet sent, and whether the body ends after it.
+    pending: Option<(Bytes, bool)>,
+    /// A frame read ahead of `pending` (to learn whether `pending` was the last); boxed, as
+    /// only a streaming body has one, to keep every call's future small.
+    peeked: Option<Box<BodyFrame>>,
+    /// Whether a DATA frame went out yet (the first is sent without waiting for capacity).
+    sent_data: bool,
     cancel: Option<CancelSignal>,
 }
+
+/// What polling the request body gave, kept when it was read ahead.
+type BodyFrame = Option<Result<Frame<Bytes>, tonic::Status>>;
 
 impl RequestPump {
     pub(crate) fn new(
@@ -71,6 +86,8 @@ impl RequestPump {
             body,
             stream,
             pending: None,
+            peeked: None,
+            sent_data: false,
             cancel,
         }
     }
@@ -87,9 +104,29 @@ impl RequestPump {
             return Poll::Ready(Ok(()));
         }
         loop {
-            if let Some(data) = &mut self.pending {
+            if let Some((data, last)) = &mut self.pending {
+                let last = *last;
                 if data.is_empty() {
                     self.pending = None;
+                    if last {
+                        self.stream.send_data(Bytes::new(), true)?;
+                        return Poll::Ready(Ok(()));
+                    }
+                    continue;
+                }
+                if !self.sent_data {
+                    // The first frame goes to h2 whole, with no window yet: a stream has none
+                    // until the connection task opens it, and waiting for one would send the
+                    // HEADERS and the DATA of a unary call in two writes, with a wake of this
+                    // task between them. It is one frame the caller already holds; h2 sends it
+                    // as the window allows, and the frames after it wait for capacity.
+                    self.sent_data = true;
+                    let chunk = std::mem::take(data);
+                    self.stream.send_data(chunk, last)?;
+                    if last {
+                        self.pending = None;
+                        return Poll::Ready(Ok(()));
+                    }
                     continue;
                 }
                 self.stream.reserve_capacity(data.len());
@@ -101,12 +138,33 @@ impl RequestPump {
                     }
                 }
                 let chunk = data.split_to(self.stream.capacity().min(data.len()));
-                self.stream.send_data(chunk, false)?;
+                let ends = last && data.is_empty();
+                self.stream.send_data(chunk, ends)?;
+                if ends {
+                    self.pending = None;
+                    return Poll::Ready(Ok(()));
+                }
                 continue;
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            let frame = match self.peeked.take() {
+                Some(frame) => *frame,
+                None => ready!(Pin::new(&mut self.body).poll_frame(cx)),
+            };
+            match frame {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => self.pending = Some(data),
+                    Ok(data) => {
+                        // Read ahead: a body with nothing more ends the stream with this data.
+                        // A body not ready yet sends it as it is, and ends later.
+                        let last = match Pin::new(&mut self.body).poll_frame(cx) {
+                            Poll::Ready(None) => true,
+                            Poll::Ready(next) => {
+                                self.peeked = Some(Box::new(next));
+                                false
+                            }
+                            Poll::Pending => false,
+                        };
+                        self.pending = Some((data, last));
+                    }
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
                             self.stream.send_trailers(trailers)?;
