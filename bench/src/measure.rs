@@ -57,6 +57,37 @@ pub fn current_rss_kib() -> u64 {
     pages * page / 1024
 }
 
+/// Peak resident set (VmHWM) of process `pid`, KiB; 0 if /proc cannot tell.
+pub fn peak_rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status_kib(&status, "VmHWM").unwrap_or(0)
+}
+
+/// The value of a `Key:   1234 kB` line of /proc/PID/status, KiB.
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if name != key {
+            return None;
+        }
+        value.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
+}
+
+/// Gives the heap's free pages back to the kernel (glibc's malloc_trim), so that an RSS read
+/// next counts the pages in use rather than those earlier work freed and the allocator kept;
+/// nothing where the C library has no such call.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
 /// Heap bytes allocated and not freed, over every malloc arena (glibc's mallinfo2); `None`
 /// where the C library has no such call. Unlike RSS it does not hide allocations that reuse
 /// memory freed earlier, nor count pages the allocator keeps.
@@ -182,6 +213,17 @@ impl Cell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_lines_are_read_in_kib() {
+        let status = "Name:\tgrpcpool-bench\nVmPeak:\t  900 kB\nVmHWM:\t  123456 kB\n";
+        assert_eq!(status_kib(status, "VmHWM"), Some(123_456));
+        assert_eq!(status_kib(status, "VmPeak"), Some(900));
+        assert_eq!(status_kib(status, "VmRSS"), None);
+        assert_eq!(status_kib("VmHWM: lots\n", "VmHWM"), None);
+        assert_eq!(peak_rss_kib_of(u32::MAX), 0);
+        assert!(peak_rss_kib_of(std::process::id()) > 0);
+    }
 
     #[test]
     fn fill_takes_medians_and_spread() {

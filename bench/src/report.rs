@@ -70,8 +70,57 @@ pub struct Scale {
     /// Heap in use growth per call in flight at the sampled peak; 0 where unknown.
     #[serde(default)]
     pub heap_in_flight_kib_each: f64,
-    /// Peak RSS of the client process over every phase.
+    /// Peak RSS of the client process over every phase before the held-at-scale one.
     pub in_flight_peak_rss_kib: u64,
+    /// Held at scale: calls started at once on one target (100,000 in the full run; 0: the
+    /// phase did not run), from a pool of their own of `at_scale_connections` connections
+    /// taking `at_scale_streams_per_connection` streams each, after the earlier phases' pools
+    /// were dropped and the heap trimmed.
+    #[serde(default)]
+    pub at_scale_calls: usize,
+    #[serde(default)]
+    pub at_scale_connections: usize,
+    #[serde(default)]
+    pub at_scale_streams_per_connection: u32,
+    /// The pilot's rate (free calls completed per second), from which hold and deadline came.
+    #[serde(default)]
+    pub at_scale_pilot_calls_per_second: f64,
+    /// How long the server held each call, and each call's deadline.
+    #[serde(default)]
+    pub at_scale_hold_ms: u64,
+    #[serde(default)]
+    pub at_scale_deadline_ms: u64,
+    /// Calls that came back OK, the most in flight at once (pool stats, sampled every 5 ms)
+    /// and the time from the first start until every call had ended.
+    #[serde(default)]
+    pub at_scale_ok: u64,
+    #[serde(default)]
+    pub at_scale_peak_in_flight: u64,
+    #[serde(default)]
+    pub at_scale_seconds: f64,
+    /// The client's RSS just before the burst (its pool's connections open) and the highest
+    /// sampled during it: the figure the 1 GiB target is about.
+    #[serde(default)]
+    pub at_scale_rss_before_kib: u64,
+    #[serde(default)]
+    pub at_scale_peak_rss_kib: u64,
+    /// RSS and heap-in-use growth per call at the sampled peaks (the heap's comes at the end
+    /// of the ramp, with calls still on their way to the server).
+    #[serde(default)]
+    pub at_scale_rss_kib_each: f64,
+    #[serde(default)]
+    pub at_scale_heap_kib_each: f64,
+    /// Heap-in-use growth per call at the last sample with the most calls in flight: every
+    /// call held, the ramp's transient allocations freed.
+    #[serde(default)]
+    pub at_scale_heap_settled_kib_each: f64,
+    /// The whole phase: pool, connections, pilot, burst and closing the pool.
+    #[serde(default)]
+    pub at_scale_phase_seconds: f64,
+    /// Peak RSS (VmHWM) of the serve-many server process over the whole scale run, KiB; 0
+    /// where unknown.
+    #[serde(default)]
+    pub server_peak_rss_kib: u64,
     /// Load average before and after the scale run.
     #[serde(default)]
     pub load: String,
@@ -373,6 +422,21 @@ pub fn markdown(
              slack and per-target state; the heap figures (glibc's mallinfo2, bytes allocated and not \
              freed) are the finer measure. Read both as orders of magnitude.\n\n",
         );
+        if scale.at_scale_calls > 0 {
+            let _ = writeln!(
+                out,
+                "The held-at-scale rows are a phase of their own, last: the earlier pools are \
+                 dropped and the heap trimmed (malloc_trim), then one pool of {} connections \
+                 fires {} calls at once on one target, each held by the server long enough \
+                 that all are in flight together. Hold and deadline scale with the calls, \
+                 planned from a pilot of free calls ({:.0} calls/s here); the phase gives up \
+                 on calls still out after 60 s. RSS before is the client with that pool's \
+                 connections open; at the peak, the whole client process.\n",
+                scale.at_scale_connections,
+                scale.at_scale_calls,
+                scale.at_scale_pilot_calls_per_second
+            );
+        }
         if !scale.load.is_empty() {
             let _ = writeln!(out, "Load average around the scale run: {}.\n", scale.load);
         }
@@ -500,7 +564,7 @@ pub fn scale_rows(scale: &Scale) -> Vec<(String, String)> {
             String::new()
         }
     };
-    vec![
+    let mut rows = vec![
         (
             "targets x connections each (ready / asked)".into(),
             format!(
@@ -592,8 +656,80 @@ pub fn scale_rows(scale: &Scale) -> Vec<(String, String)> {
             ),
         ),
         (
-            "peak RSS of the client process".into(),
+            // Read before the held-at-scale phase, which has its own peak below.
+            if scale.at_scale_calls > 0 {
+                "peak RSS of the client process, before held at scale".into()
+            } else {
+                "peak RSS of the client process".into()
+            },
             fmt_rss(scale.in_flight_peak_rss_kib),
+        ),
+    ];
+    if scale.at_scale_calls > 0 {
+        rows.extend(at_scale_rows(scale, heap));
+    }
+    if scale.server_peak_rss_kib > 0 {
+        rows.push((
+            "peak RSS of the server process (serve-many, every phase)".into(),
+            fmt_rss(scale.server_peak_rss_kib),
+        ));
+    }
+    rows
+}
+
+/// The held-at-scale rows, once that phase ran.
+fn at_scale_rows(scale: &Scale, heap: impl Fn(f64, &str) -> String) -> Vec<(String, String)> {
+    vec![
+        (
+            format!(
+                "held at scale: calls started at once on one target, each held {} ms (OK)",
+                scale.at_scale_hold_ms
+            ),
+            format!("{} ({})", scale.at_scale_calls, scale.at_scale_ok),
+        ),
+        (
+            "held at scale: its pool's connections x streams each; deadline".into(),
+            format!(
+                "{} x {}; {:.1} s",
+                scale.at_scale_connections,
+                scale.at_scale_streams_per_connection,
+                scale.at_scale_deadline_ms as f64 / 1000.0
+            ),
+        ),
+        (
+            "held at scale: most in flight at once (pool stats, sampled)".into(),
+            scale.at_scale_peak_in_flight.to_string(),
+        ),
+        (
+            "held at scale: time until all completed (whole phase)".into(),
+            format!(
+                "{:.2} s ({:.1} s)",
+                scale.at_scale_seconds, scale.at_scale_phase_seconds
+            ),
+        ),
+        (
+            "held at scale: client RSS before / at the peak".into(),
+            format!(
+                "{} / {}",
+                fmt_rss(scale.at_scale_rss_before_kib),
+                fmt_rss(scale.at_scale_peak_rss_kib)
+            ),
+        ),
+        (
+            "held at scale: memory per call in flight: RSS (heap) at the peaks".into(),
+            format!(
+                "{:.2} KiB{}",
+                scale.at_scale_rss_kib_each,
+                heap(scale.at_scale_heap_kib_each, "KiB")
+            ),
+        ),
+        (
+            "held at scale: heap per call, all held and settled".into(),
+            if scale.at_scale_heap_settled_kib_each > 0.0 {
+                format!("{:.2} KiB", scale.at_scale_heap_settled_kib_each)
+            } else {
+                "unknown (no mallinfo2)".into()
+            },
         ),
     ]
 }
@@ -935,6 +1071,73 @@ mod tests {
                 })
                 .unwrap_or_default();
         assert_eq!(back, scale);
+    }
+
+    #[test]
+    fn held_at_scale_rows_only_once_it_ran_and_older_json_still_reads() {
+        let before = Scale {
+            targets: 1000,
+            connections_per_target: 2,
+            ..Scale::default()
+        };
+        let rows = |scale: &Scale| -> Vec<String> {
+            scale_rows(scale)
+                .into_iter()
+                .map(|(figure, value)| format!("{figure} = {value}"))
+                .collect()
+        };
+        assert!(!rows(&before)
+            .iter()
+            .any(|row| row.contains("held at scale")));
+        // A results.json written before these fields existed.
+        let mut old = serde_json::to_value(&before).unwrap_or_default();
+        if let serde_json::Value::Object(fields) = &mut old {
+            fields.retain(|name, _| !name.starts_with("at_scale") && name != "server_peak_rss_kib");
+        }
+        let read: Result<Scale, _> = serde_json::from_value(old);
+        assert_eq!(read.ok(), Some(before.clone()));
+        let scale = Scale {
+            at_scale_calls: 100_000,
+            at_scale_connections: 40,
+            at_scale_streams_per_connection: 2_600,
+            at_scale_pilot_calls_per_second: 14_000.0,
+            at_scale_hold_ms: 15_110,
+            at_scale_deadline_ms: 41_300,
+            at_scale_ok: 100_000,
+            at_scale_peak_in_flight: 100_000,
+            at_scale_seconds: 28.57,
+            at_scale_phase_seconds: 29.5,
+            at_scale_rss_before_kib: 21 * 1024,
+            at_scale_peak_rss_kib: 716 * 1024,
+            at_scale_rss_kib_each: 7.11,
+            at_scale_heap_kib_each: 7.9,
+            at_scale_heap_settled_kib_each: 4.3,
+            server_peak_rss_kib: 1010 * 1024,
+            ..before
+        };
+        let rows = rows(&scale);
+        for expected in [
+            "held at scale: calls started at once on one target, each held 15110 ms (OK) = 100000 (100000)",
+            "held at scale: its pool's connections x streams each; deadline = 40 x 2600; 41.3 s",
+            "held at scale: most in flight at once (pool stats, sampled) = 100000",
+            "held at scale: time until all completed (whole phase) = 28.57 s (29.5 s)",
+            "held at scale: client RSS before / at the peak = 21 MiB / 716 MiB",
+            "held at scale: memory per call in flight: RSS (heap) at the peaks = 7.11 KiB (heap 7.9 KiB)",
+            "held at scale: heap per call, all held and settled = 4.30 KiB",
+            "peak RSS of the server process (serve-many, every phase) = 1010 MiB",
+            "peak RSS of the client process, before held at scale = 0 KiB",
+        ] {
+            assert!(rows.iter().any(|row| row == expected), "{expected}: {rows:?}");
+        }
+        let text = markdown(&Meta::default(), &[], &Some(scale.clone()), &None, "plots");
+        assert!(
+            text.contains("one pool of 40 connections fires 100000 calls"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| held at scale: client RSS before / at the peak | 21 MiB / 716 MiB |")
+        );
+        assert!(scale_csv(&scale).contains("\nat_scale_peak_rss_kib,733184\n"));
     }
 
     #[test]
