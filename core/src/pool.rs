@@ -32,6 +32,7 @@ use crate::xds::client::endpoints_key;
 
 use crate::{Config, Error, Lease, Stream};
 
+mod batched_wakes;
 mod tasks;
 mod xds_routing;
 
@@ -85,6 +86,8 @@ struct PoolInner {
     /// Told when any target's connectivity may have changed (made before the runtime starts,
     /// so a watch may begin first).
     connectivity: Arc<ConnectivitySignal>,
+    /// Where blocking callers sleep until their calls end.
+    wakes: Arc<batched_wakes::BatchedWakes>,
 }
 
 impl Pool {
@@ -127,6 +130,7 @@ impl Pool {
                 targets: Arc::new(RwLock::new(FxHashMap::default())),
                 pushed: Arc::default(),
                 connectivity: Arc::default(),
+                wakes: Arc::default(),
             }),
         })
     }

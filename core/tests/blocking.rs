@@ -105,3 +105,46 @@ fn a_panic_in_a_blocking_call_comes_back_to_the_caller() {
     // The pool goes on.
     assert!(pool.block_on(async { 1 }).is_ok());
 }
+
+#[test]
+fn more_blocking_callers_than_batched_wake_lanes_all_get_their_outcomes() {
+    // 300 callers at once: more than the pool's 256 lanes for batched wakes, so some wait on
+    // their task's JoinHandle instead, and lanes are given back and taken again.
+    let (_runtime, server) = server();
+    let pool = pool(quick_config());
+    let target = server.target();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(300));
+    let callers: Vec<_> = (0..300)
+        .map(|_| {
+            let (pool, target, start) = (pool.clone(), target.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                (0..3)
+                    .map(|_| match pool.block_on(call(&pool, &target, 20)) {
+                        Ok(Ok(response)) => response.code,
+                        Ok(Err(error)) => panic!("call failed: {error}"),
+                        Err(error) => panic!("wait failed: {error}"),
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap(), vec![Code::Ok; 3]);
+    }
+}
+
+#[test]
+fn a_blocking_wait_ends_with_pool_closed_when_the_pool_stops_under_it() {
+    let pool = pool(quick_config());
+    // Never finishes, and holds nothing of the pool: dropping the pool stops its runtime,
+    // which drops the task.
+    let task = pool.start_blocking(std::future::pending::<()>()).unwrap();
+    let (sender, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(task.wait()));
+    std::thread::sleep(Duration::from_millis(50));
+    drop(pool);
+    // Bounded, so a caller left asleep fails the test rather than hanging it.
+    let waited = waited.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(matches!(waited, Err(Error::PoolClosed)), "{waited:?}");
+}
