@@ -80,10 +80,14 @@ impl BatchedWakes {
     }
 
     /// Wakes every caller whose call finished since the last wake.
+    ///
+    /// `batch_due` and the `finished` bits are all SeqCst: a call that finishes after its word
+    /// was swept must see `batch_due` cleared (and so wake a batch of its own), which needs the
+    /// clearing store ordered before the sweep's swaps, not just released.
     fn wake_finished(&self) {
-        self.batch_due.store(false, Ordering::Release);
+        self.batch_due.store(false, Ordering::SeqCst);
         for word in &self.words {
-            let finished = word.finished.swap(0, Ordering::AcqRel);
+            let finished = word.finished.swap(0, Ordering::SeqCst);
             if finished != 0 {
                 word.wake(finished);
             }
@@ -163,8 +167,8 @@ impl TaskLane {
     /// with the batch. The task that gets `Some` drops it after its worker's other ready work,
     /// which wakes the batch.
     pub(crate) fn finished(&self) -> Option<BatchWake> {
-        self.word().finished.fetch_or(self.bit, Ordering::AcqRel);
-        if self.wakes.batch_due.swap(true, Ordering::AcqRel) {
+        self.word().finished.fetch_or(self.bit, Ordering::SeqCst);
+        if self.wakes.batch_due.swap(true, Ordering::SeqCst) {
             return None;
         }
         Some(BatchWake {
