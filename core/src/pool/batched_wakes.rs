@@ -66,11 +66,11 @@ impl BatchedWakes {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        return Some(Lane {
+                        return Some(Lane(Bit {
                             wakes: Arc::clone(self),
                             word: index,
                             bit,
-                        })
+                        }))
                     }
                     Err(now) => taken = now,
                 }
@@ -102,23 +102,28 @@ impl Word {
     }
 }
 
-/// One caller's bit; dropping it gives the bit back. A call that finishes after its caller
-/// gave up may set a bit now someone else's: that caller wakes, finds its own call unfinished
-/// and sleeps again.
-pub(crate) struct Lane {
+/// A word and a bit of it, in one pool's futex words.
+struct Bit {
     wakes: Arc<BatchedWakes>,
     word: usize,
     bit: u32,
 }
 
-impl Lane {
+impl Bit {
     fn word(&self) -> &Word {
         &self.wakes.words[self.word]
     }
+}
 
+/// One caller's bit; dropping it gives the bit back. A call that finishes after its caller
+/// gave up may set a bit now someone else's: that caller wakes, finds its own call unfinished
+/// and sleeps again.
+pub(crate) struct Lane(Bit);
+
+impl Lane {
     /// Sleeps until `done` is set or `deadline` passes; true when done.
     pub(crate) fn wait(&self, done: &AtomicBool, deadline: Option<Instant>) -> bool {
-        let word = self.word();
+        let word = self.0.word();
         loop {
             let sequence = word.sequence.load(Ordering::Acquire);
             if done.load(Ordering::Acquire) {
@@ -131,55 +136,50 @@ impl Lane {
                 },
                 None => None,
             };
-            futex::wait(&word.sequence, sequence, self.bit, remaining);
+            futex::wait(&word.sequence, sequence, self.0.bit, remaining);
         }
     }
 
     /// A handle for the call's task: the lane's word and bit, without giving the bit back.
     pub(crate) fn for_task(&self) -> TaskLane {
-        TaskLane {
-            wakes: Arc::clone(&self.wakes),
-            word: self.word,
-            bit: self.bit,
-        }
+        TaskLane(Bit {
+            wakes: Arc::clone(&self.0.wakes),
+            word: self.0.word,
+            bit: self.0.bit,
+        })
     }
 }
 
 impl Drop for Lane {
     fn drop(&mut self) {
-        self.word().taken.fetch_and(!self.bit, Ordering::AcqRel);
+        self.0.word().taken.fetch_and(!self.0.bit, Ordering::AcqRel);
     }
 }
 
 /// What the call's task holds of its caller's lane.
-pub(crate) struct TaskLane {
-    wakes: Arc<BatchedWakes>,
-    word: usize,
-    bit: u32,
-}
+pub(crate) struct TaskLane(Bit);
 
 impl TaskLane {
-    fn word(&self) -> &Word {
-        &self.wakes.words[self.word]
-    }
-
     /// Called by the call's task once its caller's `done` is set: marks the caller to be woken
     /// with the batch. The task that gets `Some` drops it after its worker's other ready work,
     /// which wakes the batch.
     pub(crate) fn finished(&self) -> Option<BatchWake> {
-        self.word().finished.fetch_or(self.bit, Ordering::SeqCst);
-        if self.wakes.batch_due.swap(true, Ordering::SeqCst) {
+        self.0
+            .word()
+            .finished
+            .fetch_or(self.0.bit, Ordering::SeqCst);
+        if self.0.wakes.batch_due.swap(true, Ordering::SeqCst) {
             return None;
         }
         Some(BatchWake {
-            wakes: Arc::clone(&self.wakes),
+            wakes: Arc::clone(&self.0.wakes),
         })
     }
 
     /// Wakes this caller alone, now: for a call dropped unfinished (aborted, or its runtime
     /// stopped), where no batch may come.
     pub(crate) fn wake_now(&self) {
-        self.word().wake(self.bit);
+        self.0.word().wake(self.0.bit);
     }
 }
 
@@ -280,7 +280,8 @@ mod tests {
         let wakes = Arc::new(BatchedWakes::default());
         let lanes: Vec<Lane> = (0..WORDS * 32).map_while(|_| wakes.lane()).collect();
         assert_eq!(lanes.len(), WORDS * 32);
-        let mut seen: Vec<(usize, u32)> = lanes.iter().map(|lane| (lane.word, lane.bit)).collect();
+        let mut seen: Vec<(usize, u32)> =
+            lanes.iter().map(|lane| (lane.0.word, lane.0.bit)).collect();
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), WORDS * 32);

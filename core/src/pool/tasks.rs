@@ -3,12 +3,12 @@
 //!
 //! A blocking call's future runs as a task on a worker, beside the connection it uses, and the
 //! caller sleeps until the task's one wake at the end, batched with the wakes of the other
-//! calls that ended in the same round of the worker's work (batched_wakes.rs). Polling it on the caller's thread
-//! instead (tokio's `Handle::block_on` of the call itself) moved every step of the call across
-//! threads: the caller woke the connection's worker to send, the worker woke the caller for
-//! the response head, its body and its trailers, and both took h2's connection lock. That cost
-//! about 14 context switches per call at concurrency 1 against 3 for the task
-//! (docs/blocking-calls.md).
+//! calls that ended in the same round of the worker's work (batched_wakes.rs). Polling it on
+//! the caller's thread instead (tokio's `Handle::block_on` of the call itself) moved every step
+//! of the call across threads: the caller woke the connection's worker to send, the worker
+//! woke the caller for the response head, its body and its trailers, and both took h2's
+//! connection lock. That cost about 14 context switches per call at concurrency 1 against 3
+//! for the task (docs/blocking-calls.md).
 //!
 //! Either way the future goes in a box of its own: the task then holds a pointer, so tokio
 //! moves a few bytes, not a call's state of some 3.5 KB, when it stores the task and when it
