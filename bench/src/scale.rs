@@ -346,6 +346,16 @@ fn heap_each(before: Option<u64>, count: usize) -> f64 {
     }
 }
 
+/// A pool for many calls on one target: exactly `connections` connections, all opened first,
+/// each with BURST_STREAMS streams.
+fn one_target_config(connections: usize) -> Config {
+    let mut config = Config::default();
+    config.min_connections_per_target = connections;
+    config.max_connections_per_target = connections;
+    config.streams_per_connection = BURST_STREAMS;
+    config
+}
+
 fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     let targets: Vec<String> = args
         .ports
@@ -443,11 +453,7 @@ fn run(args: &ScaleArgs, notes: &mut Vec<String>) -> Result<Scale, BoxError> {
     scale.spread_errors = errors;
 
     // Leases and a burst on one target, from a pool whose connections are all open first.
-    let mut config = Config::default();
-    config.min_connections_per_target = BURST_CONNECTIONS;
-    config.max_connections_per_target = BURST_CONNECTIONS;
-    config.streams_per_connection = BURST_STREAMS;
-    let burst = Pool::new(config)?;
+    let burst = Pool::new(one_target_config(BURST_CONNECTIONS))?;
     let target = targets[0].clone();
     burst.block_on(burst.unary(&target, method, request.clone(), timeout.clone()))??;
     let burst_ready = || burst.stats().connections.ready;
@@ -562,11 +568,7 @@ fn held_at_scale(
     scale.at_scale_calls = calls;
     scale.at_scale_connections = connections;
     scale.at_scale_streams_per_connection = BURST_STREAMS;
-    let mut config = Config::default();
-    config.min_connections_per_target = connections;
-    config.max_connections_per_target = connections;
-    config.streams_per_connection = BURST_STREAMS;
-    let pool = Pool::new(config)?;
+    let pool = Pool::new(one_target_config(connections))?;
     let quick = || CallOptions::with_timeout(left().min(PHASE_LIMIT));
     let first = pool.block_on(pool.unary(target, method, request.clone(), quick()))??;
     if first.code != Code::Ok {

@@ -148,12 +148,17 @@ fn assert_request_frames(frames: &[Frame], body: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unary_request_is_headers_and_one_data_frame_that_ends_the_stream() {
+/// A live server, the recording proxy in front of it, the proxy's target and a pool.
+async fn recorded_pool() -> (TestServer, RecordingProxy, String, grpcpool_core::Pool) {
     let server = TestServer::start(ServerOptions::default()).await.unwrap();
     let proxy = RecordingProxy::start(server.local_addr().unwrap().port()).await;
     let target = format!("http://127.0.0.1:{}", proxy.port);
-    let pool = pool(quick_config());
+    (server, proxy, target, pool(quick_config()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unary_request_is_headers_and_one_data_frame_that_ends_the_stream() {
+    let (_server, proxy, target, pool) = recorded_pool().await;
     for _ in 0..3 {
         let response = echo(
             &pool,
@@ -173,10 +178,7 @@ async fn a_unary_request_is_headers_and_one_data_frame_that_ends_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_request_over_the_window_is_split_and_only_its_last_frame_ends_the_stream() {
-    let server = TestServer::start(ServerOptions::default()).await.unwrap();
-    let proxy = RecordingProxy::start(server.local_addr().unwrap().port()).await;
-    let target = format!("http://127.0.0.1:{}", proxy.port);
-    let pool = pool(quick_config());
+    let (_server, proxy, target, pool) = recorded_pool().await;
     // Larger than HTTP/2's default initial window (65,535) and its largest default frame.
     let body = vec![3u8; 300 * 1024];
     let response = echo(
