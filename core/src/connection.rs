@@ -1,6 +1,8 @@
 //! One HTTP/2 connection to one address: its state, its reserved slots, and the task that
 //! drives it and sends keepalive pings.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +10,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
 
+use crate::batched_writes::BatchedWrites;
 use crate::channel::H2Channel;
 use crate::outlier_detection::AddressRecord;
 use crate::stats::ConnectionStats;
 use crate::target::Address;
-use crate::transport::Io;
+use crate::transport::{Io, Stream};
 use crate::Code;
 
 const READY: u8 = 0;
@@ -321,6 +324,7 @@ pub(crate) struct Keepalive {
 pub(crate) async fn drive(
     connection: Arc<Connection>,
     mut io: h2::client::Connection<Io, Bytes>,
+    writes: Arc<BatchedWrites<Stream>>,
     keepalive: Keepalive,
     mut settled: Option<oneshot::Sender<()>>,
 ) -> Ended {
@@ -349,8 +353,17 @@ pub(crate) async fn drive(
             (Some(ping_pong), Some(_)) => ping_pong.poll_pong(cx).map(Some),
             _ => std::task::Poll::Pending,
         });
+        // Each poll of the connection is a round of batched writes (core/src/batched_writes.rs):
+        // held while more than one call shares the connection, written out after the round.
+        let round = std::future::poll_fn(|cx| {
+            let several_calls = connection.active_streams.load(Ordering::Relaxed) > 1;
+            writes.begin_round(several_calls);
+            let polled = Pin::new(&mut io).poll(cx);
+            writes.end_round(cx);
+            polled
+        });
         tokio::select! {
-            result = &mut io => {
+            result = round => {
                 return match result {
                     Ok(()) => Ended::Closed,
                     Err(error) => Ended::Failed(error),

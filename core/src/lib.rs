@@ -25,6 +25,7 @@
 mod address_book;
 mod attempt;
 mod backoff;
+mod batched_writes;
 mod body;
 mod call;
 mod call_options;

@@ -11,21 +11,27 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use crate::batched_writes::{BatchedIo, BatchedWrites};
 use crate::config::Config;
 use crate::socket::Socket;
 use crate::target::{Address, Security, Target};
 
 /// The byte stream under one HTTP/2 connection.
-pub(crate) enum Io {
+pub(crate) enum Stream {
     Plain(Socket),
     Tls(Box<TlsStream<Socket>>),
 }
 
+/// What h2 reads and writes: the stream, its writes batched while the driver says so.
+pub(crate) type Io = BatchedIo<Stream>;
+
 /// An HTTP/2 connection fresh from its handshake, not yet driven.
-pub(crate) type Handshaken = (
-    h2::client::SendRequest<Bytes>,
-    h2::client::Connection<Io, Bytes>,
-);
+pub(crate) struct Handshaken {
+    pub(crate) send: h2::client::SendRequest<Bytes>,
+    pub(crate) connection: h2::client::Connection<Io, Bytes>,
+    /// The connection's stream, for its driver to begin and end rounds on.
+    pub(crate) writes: Arc<BatchedWrites<Stream>>,
+}
 
 /// What a dial needs besides the address: settings and, for TLS, the shared client config.
 pub(crate) struct Dialer {
@@ -67,8 +73,8 @@ impl Dialer {
     }
 
     async fn dial_inner(&self, target: &Target, address: &Address) -> Result<Handshaken, String> {
-        let io = match address {
-            Address::Unix(path) => Io::Plain(Socket::Unix(
+        let stream = match address {
+            Address::Unix(path) => Stream::Plain(Socket::Unix(
                 UnixStream::connect(path)
                     .await
                     .map_err(|error| format!("connecting to {address}: {error}"))?,
@@ -91,20 +97,26 @@ impl Dialer {
                         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
                             return Err(format!("{address} did not agree to HTTP/2 (ALPN h2)"));
                         }
-                        Io::Tls(Box::new(stream))
+                        Stream::Tls(Box::new(stream))
                     }
-                    Security::Plaintext => Io::Plain(Socket::Tcp(stream)),
+                    Security::Plaintext => Stream::Plain(Socket::Tcp(stream)),
                 }
             }
         };
-        h2::client::Builder::new()
+        let writes = BatchedWrites::new(stream);
+        let (send, connection) = h2::client::Builder::new()
             .enable_push(false)
             .initial_window_size(self.config.initial_stream_window_size)
             .initial_connection_window_size(self.config.initial_connection_window_size)
             .max_header_list_size(64 * 1024)
-            .handshake(io)
+            .handshake(BatchedIo(Arc::clone(&writes)))
             .await
-            .map_err(|error| format!("HTTP/2 handshake with {address}: {error}"))
+            .map_err(|error| format!("HTTP/2 handshake with {address}: {error}"))?;
+        Ok(Handshaken {
+            send,
+            connection,
+            writes,
+        })
     }
 
     fn tune(&self, stream: &TcpStream) -> io::Result<()> {
@@ -117,28 +129,28 @@ impl Dialer {
     }
 }
 
-impl AsyncRead for Io {
+impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Io::Plain(socket) => Pin::new(socket).poll_read(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Stream::Plain(socket) => Pin::new(socket).poll_read(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Io {
+impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Plain(socket) => Pin::new(socket).poll_write(cx, buf),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+            Stream::Plain(socket) => Pin::new(socket).poll_write(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -148,29 +160,29 @@ impl AsyncWrite for Io {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Io::Plain(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Plain(socket) => Pin::new(socket).poll_write_vectored(cx, bufs),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Io::Plain(socket) => socket.is_write_vectored(),
-            Io::Tls(stream) => stream.is_write_vectored(),
+            Stream::Plain(socket) => socket.is_write_vectored(),
+            Stream::Tls(stream) => stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Io::Plain(socket) => Pin::new(socket).poll_flush(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+            Stream::Plain(socket) => Pin::new(socket).poll_flush(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Io::Plain(socket) => Pin::new(socket).poll_shutdown(cx),
-            Io::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+            Stream::Plain(socket) => Pin::new(socket).poll_shutdown(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
     }
 }

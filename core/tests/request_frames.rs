@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may panic on a broken premise.
 //! The HTTP/2 frames a unary request goes out as, read off the wire by a proxy in front of a
 //! live server: HEADERS, then DATA frames whose last carries END_STREAM, with no empty DATA
-//! frame after them (each DATA frame over h2's copy threshold costs a write of its own).
+//! frame after them (each DATA frame over h2's copy threshold costs a write of its own); and
+//! many calls at once on one connection, whose writes are batched, arrive whole.
 
 mod support;
 
@@ -150,10 +151,16 @@ fn assert_request_frames(frames: &[Frame], body: usize) {
 
 /// A live server, the recording proxy in front of it, the proxy's target and a pool.
 async fn recorded_pool() -> (TestServer, RecordingProxy, String, grpcpool_core::Pool) {
+    recorded_pool_with(quick_config()).await
+}
+
+async fn recorded_pool_with(
+    config: grpcpool_core::Config,
+) -> (TestServer, RecordingProxy, String, grpcpool_core::Pool) {
     let server = TestServer::start(ServerOptions::default()).await.unwrap();
     let proxy = RecordingProxy::start(server.local_addr().unwrap().port()).await;
     let target = format!("http://127.0.0.1:{}", proxy.port);
-    (server, proxy, target, pool(quick_config()))
+    (server, proxy, target, pool(config))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,4 +201,64 @@ async fn a_unary_request_over_the_window_is_split_and_only_its_last_frame_ends_t
     let frames = proxy.last_request();
     assert_request_frames(&frames, 5 + body.len());
     assert!(frames.len() > 2, "{frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_at_once_on_one_connection_arrive_whole_in_batched_writes() {
+    let mut config = quick_config();
+    config.min_connections_per_target = 1;
+    config.max_connections_per_target = 1;
+    config.streams_per_connection = 100;
+    let (_server, proxy, target, pool) = recorded_pool_with(config).await;
+    // Sizes around the copy threshold, the hold limit (16 KiB) and the window, mixed, each
+    // request's bytes its own so that bytes written out of order would show.
+    const SIZES: [usize; 8] = [0, 1, 300, 1024, 16 * 1024, 20 * 1024, 70 * 1024, 300 * 1024];
+    for round in 0..3u8 {
+        let calls = (0..48usize).map(|index| {
+            let pool = pool.clone();
+            let target = target.clone();
+            let body: Vec<u8> = (0..SIZES[index % SIZES.len()])
+                .map(|at| (index + at) as u8 ^ round)
+                .collect();
+            tokio::spawn(async move {
+                let response = echo(
+                    &pool,
+                    &target,
+                    &body,
+                    Metadata::new(),
+                    Duration::from_secs(20),
+                )
+                .await;
+                assert_eq!(response.code, Code::Ok, "{}", response.message);
+                assert!(
+                    response.body == body,
+                    "call {index}: the echo differs from the request"
+                );
+                body.len()
+            })
+        });
+        let mut sizes = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            sizes.push(call.await.unwrap());
+        }
+        assert_eq!(sizes.len(), 48);
+    }
+    let streams = proxy.streams.lock();
+    let requests: Vec<_> = streams
+        .values()
+        .filter(|frames| frames.first().is_some_and(|frame| frame.kind == HEADERS))
+        .collect();
+    assert!(
+        requests.len() >= 3 * 48,
+        "{} request streams",
+        requests.len()
+    );
+    for frames in requests {
+        let body = frames
+            .iter()
+            .filter(|frame| frame.kind == DATA)
+            .map(|frame| frame.length)
+            .sum();
+        assert_request_frames(frames, body);
+    }
 }

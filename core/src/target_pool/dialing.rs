@@ -14,6 +14,7 @@ use crate::health_check;
 use crate::pushed_endpoints::{merged, Weighted};
 use crate::stats::Counters;
 use crate::target::Address;
+use crate::transport::Handshaken;
 
 /// Counts a dial in flight for as long as it lives, even if the dial task panics.
 struct DialCount(Arc<TargetPool>);
@@ -141,7 +142,11 @@ impl TargetPool {
     async fn connect_to(self: &Arc<Self>, address: Address) -> Result<Arc<Connection>, String> {
         let config = Arc::clone(&self.config);
         match self.dialer().dial(&self.target, &address).await {
-            Ok((send, io)) => {
+            Ok(Handshaken {
+                send,
+                connection: io,
+                writes,
+            }) => {
                 self.addresses.lock().succeeded(&address);
                 let channel = H2Channel {
                     send,
@@ -169,7 +174,8 @@ impl TargetPool {
                 let driven = Arc::clone(&connection);
                 let (settled, settling) = oneshot::channel();
                 self.shared.runtime.spawn(async move {
-                    let ended = drive(Arc::clone(&driven), io, keepalive, Some(settled)).await;
+                    let ended =
+                        drive(Arc::clone(&driven), io, writes, keepalive, Some(settled)).await;
                     pool.connection_ended(&driven, ended);
                 });
                 // Offer the connection only once the server's settings are known.

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::pushed_endpoints::{PushedEndpoints, Weighted};
 use crate::stats::{XdsResource, XdsStats};
 use crate::target::{Endpoint, Security, Target};
-use crate::transport::Dialer;
+use crate::transport::{Dialer, Handshaken};
 
 /// How long a subscribed resource may take to arrive before it counts as absent (gRPC's
 /// resource-does-not-exist timer, A27): calls that do not wait for ready fail fast from then.
@@ -354,7 +354,13 @@ impl XdsClient {
         let mut failures = Vec::new();
         for address in addresses {
             match self.dialer.dial(&target, &address).await {
-                Ok((send, mut connection)) => {
+                // Its few streams gain nothing from batched writes: no rounds, every write
+                // goes straight through.
+                Ok(Handshaken {
+                    send,
+                    mut connection,
+                    ..
+                }) => {
                     let pings = connection.ping_pong();
                     let server = self.bootstrap.server.uri.clone();
                     let driver = self.runtime.spawn(async move {
