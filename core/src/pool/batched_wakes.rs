@@ -189,6 +189,21 @@ pub(crate) struct BatchWake {
     wakes: Arc<BatchedWakes>,
 }
 
+impl BatchWake {
+    /// Whether a caller other than the one whose call finished holds a lane, so that a call
+    /// of another could still end in this batch: a lone caller's batch is worth no wait.
+    pub(crate) fn others_waiting(&self) -> bool {
+        let mut taken = 0;
+        for word in &self.wakes.words {
+            taken += word.taken.load(Ordering::Relaxed).count_ones();
+            if taken > 1 {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 impl Drop for BatchWake {
     fn drop(&mut self) {
         self.wakes.wake_finished();
@@ -315,6 +330,19 @@ mod tests {
         for (_, _, thread) in waiters {
             assert!(thread.join().unwrap());
         }
+    }
+
+    #[test]
+    fn a_batch_is_worth_waiting_for_only_while_another_caller_holds_a_lane() {
+        let wakes = Arc::new(BatchedWakes::default());
+        let lone = wakes.lane().unwrap();
+        let task = lone.for_task();
+        let batch = task.finished().unwrap();
+        assert!(!batch.others_waiting());
+        let other = wakes.lane().unwrap();
+        assert!(batch.others_waiting());
+        drop(other);
+        assert!(!batch.others_waiting());
     }
 
     #[test]

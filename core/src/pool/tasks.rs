@@ -140,9 +140,12 @@ async fn run_batched<F: Future>(
     finishing.completion.done.store(true, Ordering::Release);
     finishing.finished = true;
     if let Some(batch) = finishing.lane.finished() {
-        // Deferred until the worker has run its other ready tasks and polled for I/O: the
-        // calls that end meanwhile join this batch.
-        tokio::task::yield_now().await;
+        // Deferred until the worker has run its other ready tasks and polled for I/O, so the
+        // calls that end meanwhile join this batch; unless no other caller waits, when the
+        // deferral would only cost a lone call another round of the worker.
+        if batch.others_waiting() {
+            tokio::task::yield_now().await;
+        }
         drop(batch);
     }
 }
