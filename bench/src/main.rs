@@ -13,6 +13,7 @@ mod affinity;
 mod clients;
 mod delay_proxy;
 mod driver;
+mod handoff;
 mod ir_loop;
 mod measure;
 mod report;
@@ -77,6 +78,10 @@ phase ends within 60 s); --quick: 200 listeners, 2,000 leases and 2,000 calls, 1
   grpcpool-bench delay-proxy --upstream HOST:PORT --delay-ms N
        a TCP proxy on 127.0.0.1 holding every byte N ms each way in front of HOST:PORT, as the
        round trip uses it; prints LISTENING port and runs until killed.
+
+  grpcpool-bench handoff [--threads 1,16,128] [--seconds S] [--rounds R]
+       CPU per empty Pool::block_on from N threads beside CPU per empty task spawned and
+       awaited from N tasks: the floor a blocking call pays (docs/blocking-calls.md).
 
   grpcpool-bench ir-loop --api async|blocking --target URL --calls N [--warmup-calls W]
        sequential calls for callgrind (bench/call_paths.sh), nothing timed.
@@ -699,6 +704,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Some("delay-proxy") => return delay_proxy::main(&args[2..]).map_err(Into::into),
         Some("soak") => return soak::main(&args[2..]),
+        Some("handoff") => {
+            return handoff::main(&args[2..]).map_err(|error| error.to_string().into());
+        }
         Some("ir-loop") => {
             return ir_loop::main(&args[2..]).map_err(|error| error.to_string().into());
         }
