@@ -16,6 +16,9 @@ use crate::measure;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Blocking callers a pool wakes in batches (core's batched_wakes: 8 words of 32 bits).
+const MAX_LANES: usize = 256;
+
 /// Runs the comparison `args` describe (the words after `handoff`).
 pub fn main(args: &[String]) -> Result<(), BoxError> {
     let (mut threads, mut seconds, mut rounds) = (vec![1, 16, 128], 1.5_f64, 3_usize);
@@ -31,7 +34,18 @@ pub fn main(args: &[String]) -> Result<(), BoxError> {
             other => return Err(format!("handoff: unknown argument {other:?}").into()),
         }
     }
-    let window = Duration::from_secs_f64(seconds);
+    let window = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("handoff: --seconds must be a positive number, not {seconds}"))?;
+    if rounds == 0 || threads.contains(&0) {
+        return Err("handoff: --rounds and every --threads count must be at least 1".into());
+    }
+    if threads.iter().any(|&count| count > MAX_LANES) {
+        return Err(format!(
+            "handoff: at most {MAX_LANES} threads, the callers a pool wakes in batches (past them a \
+             caller waits on its task's JoinHandle, another path)"
+        )
+        .into());
+    }
     let pool = Pool::new(Config::default())?;
     println!("| threads or tasks | async: CPU µs per spawned task | blocking: CPU µs per Pool::block_on |");
     println!("|---:|---|---|");
@@ -46,7 +60,7 @@ pub fn main(args: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// CPU µs per operation of one timed window, after a warm-up window of a fifth of it.
+/// CPU µs per operation of one timed window, after a warm-up window as long.
 fn per_op(run: impl Fn() -> Result<u64, BoxError>) -> Result<f64, BoxError> {
     run()?;
     let before = measure::process_cpu();
@@ -75,10 +89,10 @@ fn spawned_tasks(pool: &Pool, count: usize, window: Duration) -> Result<u64, Box
             .collect();
         let mut total = 0;
         for ops in loops {
-            total += ops.await.unwrap_or(0);
+            total += ops.await.map_err(|_| "handoff: a task panicked")?;
         }
-        total
-    });
+        Ok::<_, BoxError>(total)
+    })?;
     Ok(total)
 }
 

@@ -7,8 +7,9 @@
 //! callers sleep on a few shared futex words, each caller on a bit of its own
 //! (`FUTEX_WAIT_BITSET`). A finished call sets its bit; the first to finish in a batch waits
 //! until the worker has run its other ready tasks and polled for I/O (`yield_now` defers to
-//! then), and wakes every bit set by then with one `FUTEX_WAKE_BITSET` per word. The figures are
-//! in docs/blocking-calls.md.
+//! then), and wakes every bit set by then with one `FUTEX_WAKE_BITSET` per word; when no other
+//! caller holds a bit it wakes at once, as no call could join its batch. The figures are in
+//! docs/blocking-calls.md.
 //!
 //! Linux only; elsewhere, and when every bit is taken, [`BatchedWakes::lane`] gives `None` and
 //! the caller waits on the task's JoinHandle as before.
@@ -161,8 +162,9 @@ pub(crate) struct TaskLane(Bit);
 
 impl TaskLane {
     /// Called by the call's task once its caller's `done` is set: marks the caller to be woken
-    /// with the batch. The task that gets `Some` drops it after its worker's other ready work,
-    /// which wakes the batch.
+    /// with the batch. The task that gets `Some` drops it after its worker's other ready work
+    /// (at once when [`BatchWake::others_waiting`] says no other caller could join), which wakes
+    /// the batch.
     pub(crate) fn finished(&self) -> Option<BatchWake> {
         self.0
             .word()
@@ -190,8 +192,9 @@ pub(crate) struct BatchWake {
 }
 
 impl BatchWake {
-    /// Whether a caller other than the one whose call finished holds a lane, so that a call
-    /// of another could still end in this batch: a lone caller's batch is worth no wait.
+    /// Whether more than one lane is taken, so that another caller's call could still end in
+    /// this batch (the finisher's own caller usually holds one of them): a lone caller's batch
+    /// is worth no wait. A miscount only costs a batch its size, never a wake.
     pub(crate) fn others_waiting(&self) -> bool {
         let mut taken = 0;
         for word in &self.wakes.words {
