@@ -122,12 +122,8 @@ fn blocking_calls(pool: &Pool, count: usize, window: Duration) -> Result<u64, Bo
 
 /// The rounds' figures, median first, then the range.
 fn listed(figures: &[f64]) -> String {
-    let mut sorted = figures.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
-    let (low, high) = (
-        sorted.first().copied().unwrap_or(0.0),
-        sorted.last().copied().unwrap_or(0.0),
-    );
+    let low = figures.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = figures.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let median = measure::median(figures.to_vec());
     format!("{median:.2} ({low:.2}-{high:.2})")
 }
