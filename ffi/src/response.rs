@@ -1,6 +1,7 @@
 //! `grpcpool_response_t`: the status, headers, trailers and body of a finished call.
 
 use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
 
 use grpcpool_core::{Metadata, Response};
 
@@ -13,9 +14,12 @@ use crate::error::{ffi_boundary, ffi_boundary_or, grpcpool_result, FfiError};
 #[allow(non_camel_case_types)]
 pub struct grpcpool_response_t {
     response: Response,
-    message: CString,
-    headers: Vec<(CString, bytes::Bytes)>,
-    trailers: Vec<(CString, bytes::Bytes)>,
+    // The C forms of the message and metadata are made on their first read, not with the
+    // response: most callers read only the code and the body, and a blocking call's caller
+    // would pay each of these allocations (about ten a call) on its own thread, cold.
+    message: OnceLock<CString>,
+    headers: OnceLock<Vec<(CString, bytes::Bytes)>>,
+    trailers: OnceLock<Vec<(CString, bytes::Bytes)>>,
 }
 
 pub(crate) fn entries(metadata: &Metadata) -> Vec<(CString, bytes::Bytes)> {
@@ -30,15 +34,28 @@ pub(crate) fn entries(metadata: &Metadata) -> Vec<(CString, bytes::Bytes)> {
 
 impl grpcpool_response_t {
     pub(crate) fn boxed(response: Response) -> *mut grpcpool_response_t {
-        let message = CString::new(response.message.replace('\0', "\u{fffd}")).unwrap_or_default();
-        let headers = entries(&response.headers);
-        let trailers = entries(&response.trailers);
         Box::into_raw(Box::new(grpcpool_response_t {
             response,
-            message,
-            headers,
-            trailers,
+            message: OnceLock::new(),
+            headers: OnceLock::new(),
+            trailers: OnceLock::new(),
         }))
+    }
+
+    /// The status message as C reads it: a NUL inside it becomes U+FFFD.
+    fn message(&self) -> &CString {
+        self.message.get_or_init(|| {
+            CString::new(self.response.message.replace('\0', "\u{fffd}")).unwrap_or_default()
+        })
+    }
+
+    fn headers(&self) -> &Vec<(CString, bytes::Bytes)> {
+        self.headers.get_or_init(|| entries(&self.response.headers))
+    }
+
+    fn trailers(&self) -> &Vec<(CString, bytes::Bytes)> {
+        self.trailers
+            .get_or_init(|| entries(&self.response.trailers))
     }
 }
 
@@ -73,7 +90,7 @@ pub unsafe extern "C" fn grpcpool_response_message(
     response: *const grpcpool_response_t,
 ) -> *const c_char {
     ffi_boundary_or!(c"".as_ptr(), {
-        with(response, c"".as_ptr(), |r| r.message.as_ptr())
+        with(response, c"".as_ptr(), |r| r.message().as_ptr())
     })
 }
 
@@ -115,7 +132,7 @@ pub unsafe extern "C" fn grpcpool_response_body(
 pub unsafe extern "C" fn grpcpool_response_header_count(
     response: *const grpcpool_response_t,
 ) -> usize {
-    ffi_boundary_or!(0, { with(response, 0, |r| r.headers.len()) })
+    ffi_boundary_or!(0, { with(response, 0, |r| r.headers().len()) })
 }
 
 /// The number of response trailers (trailing metadata).
@@ -126,7 +143,7 @@ pub unsafe extern "C" fn grpcpool_response_header_count(
 pub unsafe extern "C" fn grpcpool_response_trailer_count(
     response: *const grpcpool_response_t,
 ) -> usize {
-    ffi_boundary_or!(0, { with(response, 0, |r| r.trailers.len()) })
+    ffi_boundary_or!(0, { with(response, 0, |r| r.trailers().len()) })
 }
 
 fn entry_at(
@@ -167,7 +184,7 @@ pub unsafe extern "C" fn grpcpool_response_header(
     index: usize,
     out: *mut grpcpool_metadata_entry_t,
 ) -> grpcpool_result {
-    entry_at(response, index, out, |r| &r.headers)
+    entry_at(response, index, out, grpcpool_response_t::headers)
 }
 
 /// The trailer at `index` (0-based, in arrival order). Binary (`-bin`) values are decoded.
@@ -180,7 +197,7 @@ pub unsafe extern "C" fn grpcpool_response_trailer(
     index: usize,
     out: *mut grpcpool_metadata_entry_t,
 ) -> grpcpool_result {
-    entry_at(response, index, out, |r| &r.trailers)
+    entry_at(response, index, out, grpcpool_response_t::trailers)
 }
 
 /// Frees a response. NULL is ignored.
