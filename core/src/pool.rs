@@ -548,7 +548,13 @@ impl Pool {
 
     /// The handle of the pool's runtime, starting it if needed, for bindings that spawn onto it.
     pub fn runtime_handle(&self) -> Result<Handle, Error> {
-        Ok(self.shared()?.runtime.clone())
+        Ok(self.runtime()?.clone())
+    }
+
+    /// The pool's runtime, borrowed: a call spawns through it without the clone (an atomic
+    /// increment and decrement) that [`Pool::runtime_handle`] costs.
+    fn runtime(&self) -> Result<&Handle, Error> {
+        Ok(&self.shared()?.runtime)
     }
 
     fn shared(&self) -> Result<&Arc<Shared>, Error> {

@@ -186,7 +186,7 @@ impl Pool {
         F::Output: Send + 'static,
     {
         Pool::blocking_allowed()?;
-        let runtime = self.runtime_handle()?;
+        let runtime = self.runtime()?;
         let kind = match self.inner.wakes.lane() {
             Some(lane) => {
                 let completion = Arc::new(Completion {
@@ -206,7 +206,7 @@ impl Pool {
             }
             None => Kind::Joined {
                 task: runtime.spawn(Box::pin(future)),
-                runtime,
+                runtime: runtime.clone(),
             },
         };
         Ok(BlockingTask { kind })
@@ -222,9 +222,7 @@ impl Pool {
         C: FnOnce(F::Output) + Send + 'static,
     {
         let future = Box::pin(future);
-        Ok(self
-            .runtime_handle()?
-            .spawn(async move { then(future.await) }))
+        Ok(self.runtime()?.spawn(async move { then(future.await) }))
     }
 
     /// Polls `future` on this thread inside the pool's runtime until it completes, for futures
@@ -232,7 +230,7 @@ impl Pool {
     /// through [`Pool::block_on`], which costs a fraction of this.
     pub fn block_on_this_thread<F: Future>(&self, future: F) -> Result<F::Output, Error> {
         Pool::blocking_allowed()?;
-        Ok(self.runtime_handle()?.block_on(future))
+        Ok(self.runtime()?.block_on(future))
     }
 
     /// [`Error::BlockingInAsync`] on a thread that runs async code (a tokio runtime's thread,
